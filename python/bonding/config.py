@@ -1,0 +1,465 @@
+"""/etc/config/bonding → typed, frozen objects, validated once at load.
+
+Every problem names the section, the option and the value, and says what to do.  Errors make the
+whole file unusable (the daemon then keeps its last good config); warnings (an unknown option, a
+device that does not exist yet) are reported and the rest is used.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final
+
+from bonding import uci
+
+PACKAGE: Final = "bonding"
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the config, precise enough to fix it without reading code."""
+
+    severity: Severity
+    section: str
+    option: str | None
+    value: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{PACKAGE}.{self.section}"
+        if self.option is not None:
+            where += f".{self.option}"
+        if self.value is not None:
+            where += f"={self.value!r}"
+        return f"{self.severity}: {where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The config cannot be used; `problems` says why (at least one error among them)."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(str(p) for p in self.problems))
+
+
+# --- value parsers: str → value, or ValueError with the expectation in words ------------------
+
+_TRUE = {"1", "true", "yes", "on", "enabled"}
+_FALSE = {"0", "false", "no", "off", "disabled"}
+
+
+def _bool(raw: str) -> bool:
+    v = raw.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ValueError("not a boolean: use 1 or 0")
+
+
+def _int(lo: int, hi: int, unit: str = "") -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            v = int(raw.strip(), 10)
+        except ValueError:
+            raise ValueError(f"not a whole number{unit}: use {lo}–{hi}") from None
+        if not lo <= v <= hi:
+            raise ValueError(f"out of range: use {lo}–{hi}{unit}")
+        return v
+
+    return parse
+
+
+def _float(lo: float, hi: float, unit: str = "") -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            v = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"not a number{unit}: use {lo:g}–{hi:g}") from None
+        if not lo <= v <= hi:
+            raise ValueError(f"out of range: use {lo:g}–{hi:g}{unit}")
+        return v
+
+    return parse
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in allowed:
+            raise ValueError("not one of: " + ", ".join(allowed))
+        return raw
+
+    return parse
+
+
+def _ipv4(raw: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(raw.strip()))
+    except ValueError:
+        raise ValueError("not an IPv4 address (like 192.0.2.1)") from None
+
+
+_HOST_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+                      r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def _host(raw: str) -> str:
+    v = raw.strip()
+    try:
+        return str(ipaddress.ip_address(v))
+    except ValueError:
+        pass
+    if _HOST_RE.match(v) and not v.replace(".", "").isdigit():
+        return v
+    raise ValueError("not an IP address or host name")
+
+
+_IFNAME_RE = re.compile(r"^[^\s/:]{1,15}$")
+_NETIFD_RE = re.compile(r"^[A-Za-z0-9_]{1,15}$")
+
+
+def _ifname(raw: str) -> str:
+    if not _IFNAME_RE.match(raw) or raw in (".", ".."):
+        raise ValueError("not a network device name (1–15 characters, no spaces, '/' or ':')")
+    return raw
+
+
+def _netifd_name(raw: str) -> str:
+    if not _NETIFD_RE.match(raw):
+        raise ValueError("not a netifd interface name (letters, digits and '_', at most 15)")
+    return raw
+
+
+# --- the typed config -------------------------------------------------------------------------
+
+LOG_LEVELS: Final = ("debug", "info", "notice", "warning", "error")
+PROXIES: Final = ("none", "shadowsocks-libev", "xray", "sing-box")
+
+
+@dataclass(frozen=True)
+class Globals:
+    """Section `config globals 'globals'`: one per file, every option optional."""
+
+    enabled: bool = True
+    log_level: str = "info"
+    proxy: str = "none"
+    # Probing: a round every probe_interval_ms, one echo per target (staggered); a round is good
+    # when any target answers.  The reply timeout adapts to the path's RTT within these bounds.
+    probe_interval_ms: int = 150
+    probe_timeout_min_ms: int = 250
+    probe_timeout_ms: int = 1000
+    down_count: int = 3  # down after this many failed rounds ...
+    down_window: int = 5  # ... among the last this many
+    up_count: int = 5  # up again after this many good rounds in a row
+    # Degraded (the path becomes backup): loss at or above degraded_loss_pct over the last
+    # loss_window rounds, or a smoothed RTT above both degraded_rtt_factor × the best path's and
+    # the best path's + degraded_rtt_ms.
+    degraded_loss_pct: int = 20
+    degraded_rtt_factor: float = 3.0
+    degraded_rtt_ms: int = 150
+    loss_window: int = 20
+    probe_targets: tuple[str, ...] = ()
+    mptcp_subflows: int = 8
+    mptcp_add_addr_accepted: int = 0
+    route_table: int = 200  # the default route and the server routes
+    path_table_base: int = 210  # path i (in file order) gets table path_table_base + i
+    rule_priority: int = 1000  # our ip rules occupy rule_priority .. rule_priority + 100
+    manage_default_route: bool = True
+
+
+@dataclass(frozen=True)
+class Server:
+    """Section `config server 'NAME'`: an aggregation server.  Credentials live elsewhere."""
+
+    name: str
+    address: str
+    port: int = 65101
+    protocol: str = "shadowsocks"
+    cipher: str = "2022-blake3-aes-128-gcm"
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class PathConfig:
+    """Section `config path 'NAME'`: one internet link."""
+
+    name: str
+    interface: str | None = None  # netifd logical interface (OpenWrt)
+    device: str | None = None  # kernel device, where there is no netifd (the lab, Debian)
+    gateway: str | None = None  # next hop; otherwise learnt from netifd or the main table
+    enabled: bool = True
+    backup: bool = False  # forced backup: carries traffic only when no other path is up
+    download_kbit: int | None = None
+    upload_kbit: int | None = None
+    probe_targets: tuple[str, ...] = ()  # replaces the global targets when set
+
+
+@dataclass(frozen=True)
+class Usb:
+    """Section `config usb 'usb'`: USB netdevs and modems (hotplug)."""
+
+    auto_dhcp: bool = True
+    modem_mbim: bool = True
+    metric_base: int = 40
+
+
+@dataclass(frozen=True)
+class Config:
+    globals: Globals = field(default_factory=Globals)
+    servers: tuple[Server, ...] = ()
+    paths: tuple[PathConfig, ...] = ()
+    usb: Usb = field(default_factory=Usb)
+
+    def path(self, name: str) -> PathConfig | None:
+        return next((p for p in self.paths if p.name == name), None)
+
+    def targets_for(self, path: PathConfig) -> tuple[str, ...]:
+        """Probe targets of a path: its own list, else the global list, else the servers."""
+        if path.probe_targets:
+            return path.probe_targets
+        if self.globals.probe_targets:
+            return self.globals.probe_targets
+        return tuple(s.address for s in self.servers if s.enabled and _is_ipv4(s.address))
+
+
+def _is_ipv4(value: str) -> bool:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return False
+    return True
+
+
+# option name in UCI → (field name, parser, is_list)
+_Spec = dict[str, tuple[str, Callable[[str], Any], bool]]
+
+_GLOBALS: _Spec = {
+    "enabled": ("enabled", _bool, False),
+    "log_level": ("log_level", _choice(*LOG_LEVELS), False),
+    "proxy": ("proxy", _choice(*PROXIES), False),
+    "probe_interval_ms": ("probe_interval_ms", _int(20, 60000, " ms"), False),
+    "probe_timeout_min_ms": ("probe_timeout_min_ms", _int(10, 60000, " ms"), False),
+    "probe_timeout_ms": ("probe_timeout_ms", _int(10, 60000, " ms"), False),
+    "down_count": ("down_count", _int(1, 100), False),
+    "down_window": ("down_window", _int(1, 100), False),
+    "up_count": ("up_count", _int(1, 100), False),
+    "degraded_loss_pct": ("degraded_loss_pct", _int(1, 100, " %"), False),
+    "degraded_rtt_factor": ("degraded_rtt_factor", _float(1.0, 100.0), False),
+    "degraded_rtt_ms": ("degraded_rtt_ms", _int(0, 60000, " ms"), False),
+    "loss_window": ("loss_window", _int(2, 1000, " rounds"), False),
+    "probe_target": ("probe_targets", _ipv4, True),
+    "mptcp_subflows": ("mptcp_subflows", _int(0, 8), False),
+    "mptcp_add_addr_accepted": ("mptcp_add_addr_accepted", _int(0, 8), False),
+    "route_table": ("route_table", _int(1, 0x7FFFFFFF), False),
+    "path_table_base": ("path_table_base", _int(1, 0x7FFFFFFF), False),
+    "rule_priority": ("rule_priority", _int(1, 32000), False),
+    "manage_default_route": ("manage_default_route", _bool, False),
+}
+
+_SERVER: _Spec = {
+    "address": ("address", _host, False),
+    "port": ("port", _int(1, 65535), False),
+    "protocol": ("protocol", _choice("shadowsocks", "vless"), False),
+    "cipher": ("cipher", _choice(
+        "2022-blake3-aes-128-gcm", "2022-blake3-aes-256-gcm", "2022-blake3-chacha20-poly1305",
+        "aes-128-gcm", "aes-256-gcm", "chacha20-ietf-poly1305", "none"), False),
+    "enabled": ("enabled", _bool, False),
+}
+
+_PATH: _Spec = {
+    "interface": ("interface", _netifd_name, False),
+    "device": ("device", _ifname, False),
+    "gateway": ("gateway", _ipv4, False),
+    "enabled": ("enabled", _bool, False),
+    "backup": ("backup", _bool, False),
+    "download_kbit": ("download_kbit", _int(1, 100_000_000, " kbit/s"), False),
+    "upload_kbit": ("upload_kbit", _int(1, 100_000_000, " kbit/s"), False),
+    "probe_target": ("probe_targets", _ipv4, True),
+}
+
+_USB: _Spec = {
+    "auto_dhcp": ("auto_dhcp", _bool, False),
+    "modem_mbim": ("modem_mbim", _bool, False),
+    "metric_base": ("metric_base", _int(1, 1000), False),
+}
+
+MAX_PATHS: Final = 32
+
+_SECTIONS: Final = {"globals": _GLOBALS, "server": _SERVER, "path": _PATH, "usb": _USB}
+_NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,32}$")
+
+
+def _section_label(s: uci.Section) -> str:
+    return s.name if s.name is not None else f"@{s.type}[{s.type_index}]"
+
+
+def _read_options(s: uci.Section, spec: _Spec, problems: list[Problem]) -> dict[str, Any]:
+    label = _section_label(s)
+    out: dict[str, Any] = {}
+    for opt, raw in s.options.items():
+        if opt not in spec:
+            problems.append(Problem(
+                Severity.WARNING, label, opt, _shown(raw),
+                f"unknown option of a '{s.type}' section, ignored; "
+                f"known: {', '.join(sorted(spec))}"))
+            continue
+        fname, parse, is_list = spec[opt]
+        values = [raw] if isinstance(raw, str) else list(raw)
+        if not is_list and not isinstance(raw, str):
+            problems.append(Problem(Severity.ERROR, label, opt, _shown(raw),
+                                    f"'{opt}' takes one value: write 'option {opt}', not 'list'"))
+            continue
+        parsed = []
+        for v in values:
+            try:
+                parsed.append(parse(v))
+            except ValueError as e:
+                problems.append(Problem(Severity.ERROR, label, opt, v, str(e)))
+        out[fname] = tuple(parsed) if is_list else (parsed[0] if parsed else None)
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _shown(raw: str | Sequence[str]) -> str:
+    return raw if isinstance(raw, str) else " ".join(raw)
+
+
+def from_sections(sections: Sequence[uci.Section]) -> tuple[Config, list[Problem]]:
+    """Validate parsed UCI sections; the Config is meaningful only when no problem is an error."""
+    problems: list[Problem] = []
+    globals_: Globals | None = None
+    usb: Usb | None = None
+    servers: list[Server] = []
+    paths: list[PathConfig] = []
+    seen: dict[str, set[str]] = {"server": set(), "path": set()}
+    path_devices: dict[str, str] = {}
+
+    for s in sections:
+        label = _section_label(s)
+        spec = _SECTIONS.get(s.type)
+        if spec is None:
+            problems.append(Problem(Severity.WARNING, label, None, None,
+                                    f"unknown section type '{s.type}', ignored; known: "
+                                    + ", ".join(_SECTIONS)))
+            continue
+        values = _read_options(s, spec, problems)
+        if s.type == "globals":
+            if globals_ is not None:
+                problems.append(Problem(Severity.ERROR, label, None, None,
+                                        "a second 'globals' section: merge it into the first"))
+                continue
+            globals_ = Globals(**values)
+        elif s.type == "usb":
+            usb = Usb(**values)
+        else:
+            name = s.name
+            if name is None or not _NAME_RE.match(name):
+                problems.append(Problem(Severity.ERROR, label, None, None,
+                                        f"a '{s.type}' section needs a name of letters, digits "
+                                        f"and '_' (config {s.type} 'wan1')"))
+                continue
+            if name in seen[s.type]:
+                problems.append(Problem(Severity.ERROR, label, None, None,
+                                        f"duplicate {s.type} '{name}': each name once"))
+                continue
+            seen[s.type].add(name)
+            if s.type == "server":
+                if "address" not in values:
+                    if not any(p.option == "address" and p.section == label for p in problems):
+                        problems.append(Problem(Severity.ERROR, label, "address", None,
+                                                "missing: the server's IP address or host name"))
+                    continue
+                servers.append(Server(name=name, **values))
+            else:
+                path = PathConfig(name=name, **values)
+                if path.interface is None and path.device is None:
+                    if not any(p.section == label and p.option in ("interface", "device")
+                               for p in problems):
+                        problems.append(Problem(
+                            Severity.ERROR, label, None, None,
+                            "needs 'option interface' (netifd name) or 'option device'"))
+                    continue
+                key = path.device or f"netifd:{path.interface}"
+                if key in path_devices:
+                    problems.append(Problem(
+                        Severity.ERROR, label, "device" if path.device else "interface",
+                        path.device or path.interface,
+                        f"already used by path '{path_devices[key]}': one path per link"))
+                    continue
+                if len(paths) == MAX_PATHS:
+                    problems.append(Problem(Severity.ERROR, label, None, None,
+                                            f"more than {MAX_PATHS} paths"))
+                    continue
+                path_devices[key] = name
+                paths.append(path)
+
+    g = globals_ or Globals()
+    _check_globals(g, problems)
+    return Config(globals=g, servers=tuple(servers), paths=tuple(paths),
+                  usb=usb or Usb()), problems
+
+
+def _check_globals(g: Globals, problems: list[Problem]) -> None:
+    def err(option: str, value: object, msg: str) -> None:
+        problems.append(Problem(Severity.ERROR, "globals", option, str(value), msg))
+
+    if g.down_count > g.down_window:
+        err("down_count", g.down_count,
+            f"larger than down_window ({g.down_window}): a path could never go down")
+    if g.probe_timeout_min_ms > g.probe_timeout_ms:
+        err("probe_timeout_min_ms", g.probe_timeout_min_ms,
+            f"larger than probe_timeout_ms ({g.probe_timeout_ms})")
+    last = g.path_table_base + MAX_PATHS - 1
+    if g.path_table_base <= g.route_table <= last:
+        err("route_table", g.route_table,
+            f"inside the path tables {g.path_table_base}–{last}: move one")
+    reserved = (253, 254, 255)
+    if g.route_table in reserved:
+        err("route_table", g.route_table, "253–255 are the kernel's default, main and local tables")
+    if any(g.path_table_base <= t <= last for t in reserved):
+        err("path_table_base", g.path_table_base,
+            f"the path tables ({g.path_table_base}–{last}) must not include 253–255, "
+            "the kernel's own tables")
+
+
+def load(config_dir: Path) -> tuple[Config, list[Problem]]:
+    """Read and validate `<config_dir>/bonding`.  A missing file means the defaults."""
+    try:
+        package = uci.load(config_dir, PACKAGE)
+    except FileNotFoundError:
+        return Config(), [Problem(Severity.WARNING, "(file)", None, None,
+                                  f"{config_dir / PACKAGE} does not exist: using the defaults")]
+    except uci.UciParseError as e:
+        return Config(), [Problem(Severity.ERROR, "(file)", None, None, str(e))]
+    return from_sections(package.sections)
+
+
+def load_strict(config_dir: Path) -> tuple[Config, list[Problem]]:
+    """Like load(), but raise ConfigError when any problem is an error."""
+    cfg, problems = load(config_dir)
+    if any(p.severity is Severity.ERROR for p in problems):
+        raise ConfigError(problems)
+    return cfg, problems
+
+
+def as_dict(cfg: Config) -> Mapping[str, Any]:
+    """The config as plain data (for status and logs); holds no secret by construction."""
+
+    def dc(obj: Any) -> dict[str, Any]:
+        return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+    return {
+        "globals": dc(cfg.globals),
+        "servers": [dc(s) for s in cfg.servers],
+        "paths": [dc(p) for p in cfg.paths],
+        "usb": dc(cfg.usb),
+    }

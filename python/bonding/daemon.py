@@ -1,0 +1,569 @@
+"""bondingd: the bonding control plane, one asyncio process with all state in memory.
+
+It probes every path, scores it (bonding.core.health), plans routes, rules and MPTCP endpoints
+(bonding.core.plan) and makes the kernel hold them (bonding.actions).  Link and address events
+from the kernel act at once.  After each change it writes a snapshot to <run-dir>/status.json and
+runs the user hooks in <hooks-dir> with ACTION=path-up / path-down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bonding import __version__, config, netifd
+from bonding.actions import Reconciler
+from bonding.config import Config, PathConfig, Severity
+from bonding.core import health as hl
+from bonding.core.health import Health, Params, State
+from bonding.core.plan import PathView, plan
+from bonding.netlink.core import NetlinkError
+from bonding.netlink.monitor import AddrEvent, Event, LinkEvent, LinkMonitor, Resync
+from bonding.netlink.mptcp import MptcpPM
+from bonding.netlink.rtnl import Rtnl
+from bonding.probe import PathProber
+
+log = logging.getLogger("bondingd")
+
+STATUS_FILE = "status.json"
+STATUS_REFRESH_S = 1.0
+HOOK_TIMEOUT_S = 10.0
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO,
+              "warning": logging.WARNING, "error": logging.ERROR}
+
+
+@dataclass
+class PathRuntime:
+    """One path's live state: its config, where it is in the kernel, its health."""
+
+    cfg: PathConfig
+    index: int
+    health: Health = field(default_factory=Health)
+    device: str | None = None
+    ifindex: int | None = None
+    address: str | None = None
+    gateway: str | None = None
+    resolve_error: str | None = None
+    enabled_override: bool | None = None  # set_path over ubus; cleared by reload
+    backup_override: bool | None = None
+    prober: PathProber | None = None
+    probe_key: tuple[object, ...] = ()
+    counters: tuple[float, int, int] | None = None  # (monotonic, rx_bytes, tx_bytes)
+    rx_bps: float = 0.0
+    tx_bps: float = 0.0
+    since_wall: float = field(default_factory=time.time)
+
+    @property
+    def enabled(self) -> bool:
+        return self.cfg.enabled if self.enabled_override is None else self.enabled_override
+
+    @property
+    def forced_backup(self) -> bool:
+        return self.cfg.backup if self.backup_override is None else self.backup_override
+
+    @property
+    def backup(self) -> bool:
+        return self.forced_backup or self.health.state is State.DEGRADED
+
+
+class Daemon:
+    def __init__(self, config_dir: Path, run_dir: Path, *, hooks_dir: Path | None = None,
+                 ubus_socket: str | None = None) -> None:
+        self.config_dir = config_dir
+        self.run_dir = run_dir
+        self.hooks_dir = hooks_dir
+        self.ubus_socket = ubus_socket
+        self.cfg = Config()
+        self.problems: list[config.Problem] = []
+        self.params = Params()
+        self.paths: dict[str, PathRuntime] = {}
+        self.started = time.monotonic()
+        self.started_wall = time.time()
+        self.fail_open = False
+        self.action_errors: list[str] = []
+        self.kernel_errors: list[str] = []
+        self._stop = asyncio.Event()
+        self._dirty = True
+        self._reconcile_pending = False
+        self._hooks: set[asyncio.Task[None]] = set()
+        self.rtnl: Rtnl | None = None
+        self.pm: MptcpPM | None = None
+        self.reconciler: Reconciler | None = None
+        self.monitor: LinkMonitor | None = None
+
+    # --- config ---------------------------------------------------------------------------------
+    def load_config(self) -> bool:
+        """(Re)load the config; on errors keep the last good one.  True when applied."""
+        cfg, problems = config.load(self.config_dir)
+        for p in problems:
+            (log.error if p.severity is Severity.ERROR else log.warning)("config: %s", p)
+        self.problems = problems
+        if any(p.severity is Severity.ERROR for p in problems):
+            log.error("config has errors: keeping the last good config")
+            return False
+        self.cfg = cfg
+        self.params = Params.from_globals(cfg.globals)
+        logging.getLogger().setLevel(LOG_LEVELS.get(cfg.globals.log_level, logging.INFO))
+        old = self.paths
+        self.paths = {}
+        for i, pc in enumerate(cfg.paths):
+            rt = old.pop(pc.name, None)
+            if rt is None:
+                rt = PathRuntime(cfg=pc, index=i)
+            else:
+                rt = replace(rt, cfg=pc, index=i, enabled_override=None, backup_override=None)
+            enabled = pc.enabled and cfg.globals.enabled
+            rt.health = hl.set_enabled(rt.health, enabled, time.monotonic())
+            self.paths[pc.name] = rt
+        for gone in old.values():  # removed from the config: stop probing
+            if gone.prober is not None:
+                asyncio.get_event_loop().create_task(gone.prober.stop())
+        self._dirty = True
+        return True
+
+    # --- kernel view ----------------------------------------------------------------------------
+    def resolve_paths(self) -> None:
+        """Find each path's device, ifindex, address and gateway."""
+        assert self.rtnl is not None
+        links = {lk.name: lk for lk in self.rtnl.links()}
+        addrs = self.rtnl.addresses()
+        main_defaults = [r for r in self.rtnl.routes(254) if r.dst == "default"]
+        now = time.monotonic()
+        for rt in self.paths.values():
+            info = netifd.Info(device=rt.cfg.device)
+            if rt.cfg.interface and not rt.cfg.device:
+                got = netifd.interface_status(rt.cfg.interface, self.ubus_socket)
+                if isinstance(got, str):
+                    rt.device = rt.ifindex = rt.address = None
+                    rt.resolve_error = got
+                    rt.health = hl.on_link(rt.health, False, got, now)
+                    continue
+                info = got
+            rt.resolve_error = None
+            rt.device = info.device
+            link = links.get(info.device or "")
+            if link is None:
+                rt.ifindex = rt.address = None
+                rt.resolve_error = f"device {info.device} does not exist"
+                rt.health = hl.on_link(rt.health, False, rt.resolve_error, now)
+                continue
+            rt.ifindex = link.index
+            own = [a.address for a in addrs if a.index == link.index and a.scope == 0]
+            rt.address = info.address if info.address in own else (own[0] if own else None)
+            gw = rt.cfg.gateway or info.gateway
+            if gw is None:
+                gw = next((n.gateway for r in main_defaults for n in r.nexthops
+                           if n.ifindex == link.index and n.gateway), None)
+            rt.gateway = gw
+            self._link_state(rt, link.up, link.carrier)
+
+    def _link_state(self, rt: PathRuntime, up: bool, carrier: bool) -> None:
+        now = time.monotonic()
+        if not up:
+            ok, why = False, f"{rt.device} is administratively down"
+        elif not carrier:
+            ok, why = False, f"carrier lost on {rt.device}"
+        elif rt.address is None:
+            ok, why = False, f"{rt.device} has no IPv4 address"
+        else:
+            ok, why = True, "link back: waiting for probe replies"
+        before = rt.health
+        rt.health = hl.on_link(rt.health, ok, why, now)
+        self._after_change(rt, before)
+
+    # --- events ---------------------------------------------------------------------------------
+    def on_event(self, ev: Event) -> None:
+        if isinstance(ev, Resync):
+            log.warning("netlink events were lost: re-reading links and addresses")
+            self._safe_resolve()
+            return
+        if isinstance(ev, LinkEvent):
+            for rt in self.paths.values():
+                if rt.device == ev.name or (rt.ifindex == ev.index and ev.removed):
+                    if ev.removed:
+                        rt.ifindex = rt.address = None
+                        before = rt.health
+                        rt.health = hl.on_link(rt.health, False, f"{rt.device} was removed",
+                                               time.monotonic())
+                        self._after_change(rt, before)
+                    elif rt.ifindex != ev.index or rt.address is None:
+                        self._safe_resolve()
+                    else:
+                        self._link_state(rt, ev.up, ev.carrier)
+        elif isinstance(ev, AddrEvent):
+            for rt in self.paths.values():
+                if rt.ifindex != ev.index:
+                    continue
+                if ev.added and rt.address is None:
+                    self._safe_resolve()
+                elif not ev.added and ev.address == rt.address:
+                    rt.address = None
+                    before = rt.health
+                    rt.health = hl.on_link(rt.health, False,
+                                           f"address {ev.address} removed from {rt.device}",
+                                           time.monotonic())
+                    self._after_change(rt, before)
+                    self._safe_resolve()  # another address may remain
+        self.schedule_reconcile()
+
+    def _safe_resolve(self) -> None:
+        try:
+            self.resolve_paths()
+        except (NetlinkError, OSError) as e:
+            log.error("reading links and addresses failed: %s", e)
+        self._sync_probers()
+        self.schedule_reconcile()
+
+    def on_round(self, name: str, r: hl.Round) -> None:
+        rt = self.paths.get(name)
+        if rt is None:
+            return
+        before = rt.health
+        best = hl.best_rtt(p.health for p in self.paths.values())
+        rt.health = hl.on_round(rt.health, r, self.params, time.monotonic(), best)
+        self._after_change(rt, before)
+
+    def _after_change(self, rt: PathRuntime, before: Health) -> None:
+        h = rt.health
+        if h.state is not before.state:
+            rt.since_wall = time.time()
+            log.info("path %s: %s → %s (%s)", rt.cfg.name, before.state, h.state, h.reason)
+            self._run_hooks(rt, before.state)
+            self.schedule_reconcile()
+        self._dirty = True
+
+    # --- probing --------------------------------------------------------------------------------
+    def _sync_probers(self) -> None:
+        """Start, restart or stop each path's prober to match its device/address/targets."""
+        g = self.cfg.globals
+        for rt in self.paths.values():
+            targets = self.cfg.targets_for(rt.cfg)
+            want = (rt.enabled and g.enabled and rt.device is not None
+                    and rt.address is not None and bool(targets))
+            key = (rt.device, rt.address, targets, g.probe_interval_ms) if want else ()
+            if key == rt.probe_key:
+                continue
+            if rt.prober is not None:
+                asyncio.get_running_loop().create_task(rt.prober.stop())
+                rt.prober = None
+            rt.probe_key = key
+            if want:
+                assert rt.device is not None and rt.address is not None
+                rt.prober = PathProber(
+                    device=rt.device, source=rt.address, targets=targets,
+                    interval_s=g.probe_interval_ms / 1000,
+                    timeout_s=functools.partial(self._timeout, rt.cfg.name),
+                    on_round=functools.partial(self.on_round, rt.cfg.name))
+                rt.prober.start()
+
+    def _timeout(self, name: str) -> float:
+        rt = self.paths.get(name)
+        return (rt.health if rt else Health()).timeout_ms(self.params) / 1000
+
+    # --- actions --------------------------------------------------------------------------------
+    def schedule_reconcile(self) -> None:
+        if not self._reconcile_pending:
+            self._reconcile_pending = True
+            asyncio.get_running_loop().call_soon(self.reconcile)
+
+    def _state_for_plan(self, rt: PathRuntime) -> State:
+        h = rt.health
+        if not rt.enabled:
+            return State.DISABLED
+        if h.state is State.DOWN and h.link_ok and h.fresh and not any(
+                not ok for ok in h.window):
+            return State.UP  # not judged yet (just started or enabled): keep what may work
+        return h.state
+
+    def _views(self) -> list[PathView]:
+        return [PathView(name=rt.cfg.name, index=rt.index, device=rt.device,
+                         ifindex=rt.ifindex, address=rt.address, gateway=rt.gateway,
+                         state=self._state_for_plan(rt),
+                         link_ok=rt.health.link_ok, backup=rt.backup,
+                         weight_kbit=rt.cfg.upload_kbit)
+                for rt in self.paths.values()]
+
+    def _tables(self) -> set[int]:
+        g = self.cfg.globals
+        return {g.route_table} | {g.path_table_base + rt.index for rt in self.paths.values()}
+
+    def reconcile(self) -> None:
+        self._reconcile_pending = False
+        if self.reconciler is None:
+            return
+        g = self.cfg.globals
+        if not g.enabled:
+            out = self.reconciler.cleanup(g.rule_priority, self._tables())
+        else:
+            servers = [s.address for s in self.cfg.servers if s.enabled
+                       and config._is_ipv4(s.address)]
+            p = plan(self._views(), servers, route_table=g.route_table,
+                     path_table_base=g.path_table_base, rule_priority=g.rule_priority,
+                     default_route=g.manage_default_route)
+            if p.fail_open != self.fail_open:
+                self.fail_open = p.fail_open
+                if p.fail_open:
+                    log.warning("no path is up: using every path that has a link anyway")
+            out = self.reconciler.apply(p, rule_priority=g.rule_priority, tables=self._tables(),
+                                        adopt=[rt.address for rt in self.paths.values()
+                                               if rt.address])
+        for c in out.changes:
+            log.info("kernel: %s", c)
+        self.action_errors = out.errors[-10:]
+        self._dirty = True
+        self.write_status()
+
+    # --- hooks ----------------------------------------------------------------------------------
+    def _run_hooks(self, rt: PathRuntime, previous: State) -> None:
+        state = rt.health.state
+        action = ("path-up" if state.live and not previous.live
+                  else "path-down" if previous.live and not state.live else None)
+        self._emit(rt, previous)
+        if action is None or self.hooks_dir is None or not self.hooks_dir.is_dir():
+            return
+        env = dict(os.environ, ACTION=action, PATH_NAME=rt.cfg.name,
+                   INTERFACE=rt.cfg.interface or rt.cfg.name, DEVICE=rt.device or "",
+                   STATE=str(state), PREVIOUS=str(previous), REASON=rt.health.reason)
+        task = asyncio.get_running_loop().create_task(self._hook_scripts(env))
+        self._hooks.add(task)
+        task.add_done_callback(self._hooks.discard)
+
+    def _emit(self, rt: PathRuntime, previous: State) -> None:
+        """The bonding.path event (sent on ubus once the object exists; logged here)."""
+        log.debug("event bonding.path %s", json.dumps(
+            {"name": rt.cfg.name, "state": str(rt.health.state), "previous": str(previous),
+             "reason": rt.health.reason}))
+
+    async def _hook_scripts(self, env: dict[str, str]) -> None:
+        assert self.hooks_dir is not None
+        for script in sorted(self.hooks_dir.iterdir()):
+            if not script.is_file() or not os.access(script, os.X_OK):
+                continue
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    str(script), env=env, stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+                _, err = await asyncio.wait_for(proc.communicate(), HOOK_TIMEOUT_S)
+                if proc.returncode:
+                    log.warning("hook %s exited %s: %s", script, proc.returncode,
+                                err.decode(errors="replace").strip()[:200])
+            except TimeoutError:
+                log.warning("hook %s took more than %gs: killed", script, HOOK_TIMEOUT_S)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+            except OSError as e:
+                log.warning("hook %s: %s", script, e)
+
+    # --- status ---------------------------------------------------------------------------------
+    def sample_counters(self) -> None:
+        now = time.monotonic()
+        for rt in self.paths.values():
+            if rt.device is None:
+                rt.counters = None
+                continue
+            base = Path("/sys/class/net") / rt.device / "statistics"
+            try:
+                rx = int((base / "rx_bytes").read_text())
+                tx = int((base / "tx_bytes").read_text())
+            except (OSError, ValueError):
+                rt.counters = None
+                continue
+            if rt.counters is not None and now > rt.counters[0]:
+                dt = now - rt.counters[0]
+                rt.rx_bps = max(0, rx - rt.counters[1]) * 8 / dt
+                rt.tx_bps = max(0, tx - rt.counters[2]) * 8 / dt
+            rt.counters = (now, rx, tx)
+        self._dirty = True
+
+    def path_status(self, rt: PathRuntime, detail: bool = False) -> dict[str, Any]:
+        h = rt.health
+        now = time.monotonic()
+        ep = None
+        if self.reconciler is not None and rt.address:
+            ep = self.reconciler.endpoint_ids.get(rt.address)
+        out: dict[str, Any] = {
+            "state": str(h.state),
+            "reason": h.reason if h.state is not State.UP else "",
+            "since": round(rt.since_wall, 3),
+            "backup": rt.backup,
+            "forced_backup": rt.forced_backup,
+            "enabled": rt.enabled,
+            "interface": rt.cfg.interface,
+            "device": rt.device,
+            "address": rt.address,
+            "gateway": rt.gateway,
+            "rtt_ms": None if h.srtt_ms is None else round(h.srtt_ms, 2),
+            "jitter_ms": None if h.jitter_ms is None else round(h.jitter_ms, 2),
+            "loss_pct": None if h.loss_pct is None else round(h.loss_pct, 1),
+            "rx_bps": round(rt.rx_bps),
+            "tx_bps": round(rt.tx_bps),
+            "rx_bytes": rt.counters[1] if rt.counters else None,
+            "tx_bytes": rt.counters[2] if rt.counters else None,
+            "endpoint_id": ep,
+            "probe_timeout_ms": round(h.timeout_ms(self.params)),
+        }
+        if rt.resolve_error:
+            out["error"] = rt.resolve_error
+        if detail:
+            out["rounds"] = h.rounds
+            out["window"] = ["ok" if ok else "fail" for ok in h.window]
+            out["targets"] = ([t.as_dict(now) for t in rt.prober.stats.values()]
+                              if rt.prober else [])
+        return out
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "uptime": round(time.monotonic() - self.started, 1),
+            "enabled": self.cfg.globals.enabled,
+            "fail_open": self.fail_open,
+            "servers": [{"name": s.name, "address": s.address, "port": s.port,
+                         "protocol": s.protocol, "enabled": s.enabled}
+                        for s in self.cfg.servers],
+            "paths": {name: self.path_status(rt) for name, rt in self.paths.items()},
+            "config_problems": [str(p) for p in self.problems],
+            "errors": self.kernel_errors + self.action_errors,
+        }
+
+    def write_status(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        data = self.status()
+        data["paths"] = {name: self.path_status(rt, detail=True)
+                         for name, rt in self.paths.items()}
+        tmp = self.run_dir / (STATUS_FILE + ".tmp")
+        try:
+            tmp.write_text(json.dumps(data, indent=1))
+            tmp.replace(self.run_dir / STATUS_FILE)
+        except OSError as e:
+            log.error("writing %s: %s", self.run_dir / STATUS_FILE, e)
+
+    # --- main -----------------------------------------------------------------------------------
+    def reload(self) -> bool:
+        log.info("reloading %s", self.config_dir / config.PACKAGE)
+        ok = self.load_config()
+        self._setup_limits()
+        self._safe_resolve()
+        self._dirty = True
+        self.write_status()
+        return ok
+
+    def _setup_limits(self) -> None:
+        self.kernel_errors = []
+        if self.reconciler is None:
+            return
+        g = self.cfg.globals
+        err = self.reconciler.set_limits(g.mptcp_subflows, g.mptcp_add_addr_accepted)
+        if err:
+            log.error("%s: subflows over other links will not be created", err)
+            self.kernel_errors.append(err)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.load_config()
+        try:
+            self.rtnl = Rtnl()
+        except OSError as e:
+            log.critical("cannot open rtnetlink: %s", e)
+            return 1
+        try:
+            self.pm = MptcpPM()
+        except (NetlinkError, OSError) as e:
+            msg = (f"MPTCP path manager unavailable ({e}): the kernel needs CONFIG_MPTCP "
+                   "and net.mptcp.enabled=1; probing and routing go on without endpoints")
+            log.error("%s", msg)
+            self.kernel_errors.append(msg)
+        self.reconciler = Reconciler(self.rtnl, self.pm, self.run_dir / "owned.json")
+        self._setup_limits()
+        self.monitor = LinkMonitor(self.on_event)
+        self.monitor.start(loop)
+        for sig, fn in ((signal.SIGTERM, self._stop.set), (signal.SIGINT, self._stop.set),
+                        (signal.SIGHUP, self.reload)):
+            loop.add_signal_handler(sig, fn)
+        self._safe_resolve()
+        self.reconcile()
+        log.info("bondingd %s started: %d paths, config %s", __version__, len(self.paths),
+                 self.config_dir / config.PACKAGE)
+        ticker = loop.create_task(self._tick())
+        await self._stop.wait()
+        log.info("stopping: removing our routes, rules and endpoints")
+        ticker.cancel()
+        for rt in self.paths.values():
+            if rt.prober is not None:
+                await rt.prober.stop()
+        self.reconciler.cleanup(self.cfg.globals.rule_priority, self._tables())
+        self.monitor.close()
+        self.rtnl.close()
+        if self.pm is not None:
+            self.pm.close()
+        with contextlib.suppress(FileNotFoundError):
+            (self.run_dir / STATUS_FILE).unlink()
+        return 0
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_REFRESH_S)
+            self.sample_counters()
+            self.write_status()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bondingd",
+        description="Bond several internet links with Multipath TCP: probes every path, keeps "
+                    "MPTCP endpoints, routes and rules on the live ones, and reports the state.")
+    p.add_argument("--config-dir", type=Path, default=Path("/etc/config"),
+                   help="where the UCI file 'bonding' is (default: %(default)s)")
+    p.add_argument("--run-dir", type=Path, default=Path("/var/run/bonding"),
+                   help="where status.json is written (default: %(default)s)")
+    p.add_argument("--hooks-dir", type=Path, default=Path("/etc/hotplug.d/bonding"),
+                   help="scripts run with ACTION=path-up/path-down (default: %(default)s)")
+    p.add_argument("--ubus-socket", default=None,
+                   help="ubusd socket (default: libubus's own default)")
+    p.add_argument("--check-config", action="store_true",
+                   help="validate the config, print the problems, exit 1 on errors")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p
+
+
+def check_config(config_dir: Path) -> int:
+    _, problems = config.load(config_dir)
+    for prob in problems:
+        print(prob)
+    errors = sum(1 for p in problems if p.severity is Severity.ERROR)
+    where = config_dir / config.PACKAGE
+    if errors:
+        print(f"{where}: {errors} error(s): fix them, then `bondingd --check-config` again",
+              file=sys.stderr)
+        return 1
+    print(f"{where}: OK" + (f" ({len(problems)} warning(s))" if problems else ""))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.check_config:
+        return check_config(args.config_dir)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    daemon = Daemon(args.config_dir, args.run_dir, hooks_dir=args.hooks_dir,
+                    ubus_socket=args.ubus_socket)
+    return asyncio.run(daemon.run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""bonding-lab: build, describe, drive and remove the network-namespace lab."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from bonding import __version__
+from bonding.lab.demo import run_demo
+from bonding.lab.topology import Lab, LabError, parse_links
+
+DEFAULT_LINKS = "50/10ms,30/20ms,20/40ms"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bonding-lab",
+        description="A bonding router and its world in network namespaces (root). Links are "
+                    "RATE[/DELAYms]: Mbit/s shaped with tbf both ways, one-way delay in ms "
+                    "(the link adds twice that to the RTT).")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--prefix", default="bl", help="namespace name prefix (default: %(default)s)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="build the lab and start bondingd in the router")
+    up.add_argument("--links", default=DEFAULT_LINKS, help="default: %(default)s")
+    up.add_argument("--no-daemon", action="store_true", help="do not start bondingd")
+    up.add_argument("--json", action="store_true", help="describe the lab as JSON")
+    sub.add_parser("down", help="kill everything in the lab and remove its namespaces")
+    d = sub.add_parser("describe", help="namespaces, links, addresses, bondingd's files")
+    d.add_argument("--json", action="store_true")
+    sub.add_parser("status", help="bondingd's status.json")
+    f = sub.add_parser("link", help="faults on a link: blackhole, loss PCT, carrier down/up, "
+                                    "clear")
+    f.add_argument("name", help="wan1, wan2, …")
+    f.add_argument("action", choices=["blackhole", "loss", "clear", "carrier-down",
+                                      "carrier-up"])
+    f.add_argument("pct", nargs="?", type=int, help="loss in percent (with 'loss')")
+    demo = sub.add_parser("demo", help="build, transfer, kill a link, restore it, tear down")
+    demo.add_argument("--links", default=DEFAULT_LINKS, help="default: %(default)s")
+    demo.add_argument("--victim", default=None, help="the link to kill (default: the first)")
+    return p
+
+
+def _print_description(desc: dict[str, object]) -> None:
+    print(f"lab '{desc['prefix']}':")
+    for ns in desc["namespaces"]:  # type: ignore[attr-defined]
+        print(f"  {ns['role']:8} {ns['name']:14} {' '.join(ns['addresses'])}")
+    print("links:")
+    for x in desc["links"]:  # type: ignore[attr-defined]
+        print(f"  {x['name']}: {x['rate_mbit']:g} Mbit/s, +{x['rtt_added_ms']:g} ms RTT, "
+              f"router {x['router_device']} {x['router_address']} → gateway {x['gateway']} "
+              f"in {x['isp_namespace']}")
+    b = desc["bondingd"]
+    print(f"bondingd: pid {b['pid']} in {b['namespace']}, "  # type: ignore[index]
+          f"status {b['status']}, log {b['log']}")  # type: ignore[index]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        lab = Lab(args.prefix)
+        if args.cmd == "up":
+            lab.up(parse_links(args.links), daemon=not args.no_daemon)
+            desc = lab.describe()
+            if args.json:
+                print(json.dumps(desc, indent=2))
+            else:
+                _print_description(desc)
+        elif args.cmd == "down":
+            removed = lab.down()
+            print(f"removed {len(removed)} namespaces" + (": " + " ".join(removed)
+                                                          if removed else ""))
+        elif args.cmd == "describe":
+            desc = lab.describe()
+            if args.json:
+                print(json.dumps(desc, indent=2))
+            else:
+                _print_description(desc)
+        elif args.cmd == "status":
+            print(json.dumps(lab.status(), indent=2))
+        elif args.cmd == "link":
+            if args.action == "blackhole":
+                lab.blackhole(args.name)
+            elif args.action == "loss":
+                if args.pct is None:
+                    raise LabError("loss needs a percentage: bonding-lab link wan1 loss 5")
+                lab.loss(args.name, args.pct)
+            elif args.action == "clear":
+                lab.clear(args.name)
+            else:
+                lab.carrier(args.name, args.action == "carrier-up")
+        elif args.cmd == "demo":
+            return run_demo(parse_links(args.links), prefix=args.prefix, victim=args.victim)
+    except LabError as e:
+        print(f"bonding-lab: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,445 @@
+"""The lab: a bonding router and its world in network namespaces on one Linux machine.
+
+    lan ── router ──wan1── isp1 ──┐
+                  ──wan2── isp2 ──┼── inet ──┬── server   (aggregation server, 203.0.113.10)
+                  ──wanN── ispN ──┘          └── target   (an internet host, 198.51.100.10)
+
+Each ISP namespace shapes its link with tbf in both directions (egress of `cpe` towards the
+router = download, egress of `up` towards the internet = upload) and delays it with the TUN stage
+of bonding.lab.delay (one-way delay D each way, so the link adds 2·D of RTT).  Faults (blackhole,
+random loss) are nftables rules in the ISP's forward chain, matched on the first pass only so a
+packet that goes round the delay stage is not judged twice.
+
+Only addresses of documentation and shared ranges are used, only inside namespaces the lab
+creates; the host's own interfaces, routes and rules are never touched.  `down()` kills every
+process in the lab's namespaces and deletes them, whatever state they are in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bonding import uci
+from bonding.lab.delay import setup_delay, start_delay
+
+STATE_ROOT = Path("/run/bonding-lab")
+SERVER_ADDR = "203.0.113.10"
+TARGET_ADDR = "198.51.100.10"
+INET_SERVER_SIDE = "203.0.113.1"
+LAN_ROUTER = "192.0.2.1"
+LAN_HOST = "192.0.2.10"
+IPERF_PORT = 5201
+MAX_LINKS = 8
+QUEUE_MS = 50  # tbf queue: 50 ms of the link's rate, like a typical ISP shaper
+DELAY_TABLE = 10
+
+
+class LabError(Exception):
+    """The lab could not be built or driven; the message says what failed."""
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    rate_mbit: float
+    delay_ms: float = 0.0
+
+    def __str__(self) -> str:
+        return f"{self.rate_mbit:g}/{self.delay_ms:g}ms"
+
+
+_LINK_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(\d+(?:\.\d+)?)\s*(?:ms)?)?\s*$")
+
+
+def parse_links(text: str) -> list[LinkSpec]:
+    """'50/10ms,30/20ms,20' → rate in Mbit/s and one-way delay in ms per link."""
+    links = []
+    for i, part in enumerate(text.split(","), 1):
+        m = _LINK_RE.match(part)
+        if not m:
+            raise LabError(f"link {i}: {part!r} is not RATE or RATE/DELAYms (e.g. 50/10ms)")
+        rate, delay = float(m.group(1)), float(m.group(2) or 0)
+        if not 0.1 <= rate <= 10000:
+            raise LabError(f"link {i}: rate {rate:g} Mbit/s out of range 0.1–10000")
+        if delay > 2000:
+            raise LabError(f"link {i}: delay {delay:g} ms out of range 0–2000")
+        links.append(LinkSpec(rate, delay))
+    if not 1 <= len(links) <= MAX_LINKS:
+        raise LabError(f"{len(links)} links: the lab builds 1–{MAX_LINKS}")
+    return links
+
+
+@dataclass
+class Link:
+    name: str  # wan1 ...
+    index: int  # 1-based
+    rate_mbit: float
+    delay_ms: float
+    isp_ns: str
+    router_dev: str  # in the router namespace
+    router_addr: str
+    isp_dev: str  # the ISP's side facing the router
+    isp_addr: str  # the router's gateway
+    isp_up_dev: str  # the ISP's side facing the internet
+    inet_dev: str  # the internet's side facing the ISP
+
+
+@dataclass
+class LabState:
+    prefix: str
+    links: list[Link]
+    namespaces: dict[str, str]  # role → namespace name
+    addresses: dict[str, list[str]]  # role → addresses
+    state_dir: str
+    config_dir: str
+    run_dir: str
+    daemon_log: str
+    daemon_pid: int | None = None
+    pids: dict[str, int] = field(default_factory=dict)  # long-running helpers
+
+
+def run(cmd: Sequence[str], *, check: bool = True, timeout: float = 30,
+        capture: bool = True) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(list(cmd), capture_output=capture, text=True, timeout=timeout,
+                       check=False)
+    if check and r.returncode != 0:
+        raise LabError(f"`{' '.join(cmd)}` failed ({r.returncode}): {(r.stderr or '').strip()}")
+    return r
+
+
+def nsx(ns: str, *cmd: str) -> list[str]:
+    return ["ip", "netns", "exec", ns, *cmd]
+
+
+def tbf_args(rate_mbit: float) -> list[str]:
+    """A shaper sized like a real link's: burst of ~1 ms (≥ 4 frames), 50 ms of queue."""
+    rate_bps = rate_mbit * 1e6
+    burst = max(int(rate_bps / 8 * 0.001), 4 * 1514)
+    limit = int(rate_bps / 8 * QUEUE_MS / 1000) + burst
+    return ["tbf", "rate", f"{rate_mbit:g}mbit", "burst", str(burst), "limit", str(limit)]
+
+
+class Lab:
+    """Build, describe, drive and remove one lab instance (namespaces named `<prefix>-…`)."""
+
+    def __init__(self, prefix: str = "bl") -> None:
+        if not re.match(r"^[a-z][a-z0-9]{0,7}$", prefix):
+            raise LabError(f"prefix {prefix!r}: 1–8 lowercase letters/digits, starting a letter")
+        self.prefix = prefix
+        self.state_dir = STATE_ROOT / prefix
+        self.state: LabState | None = None
+
+    # --- naming ---------------------------------------------------------------------------------
+    def ns(self, role: str) -> str:
+        return f"{self.prefix}-{role}"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "lab.json"
+
+    def load(self) -> LabState:
+        try:
+            raw = json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            raise LabError(f"no lab '{self.prefix}' is up ({self.state_file} is missing)") from None
+        raw["links"] = [Link(**x) for x in raw["links"]]
+        self.state = LabState(**raw)
+        return self.state
+
+    def save(self) -> None:
+        assert self.state is not None
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self.state), indent=2))
+        tmp.replace(self.state_file)
+
+    def existing_namespaces(self) -> list[str]:
+        out = run(["ip", "netns", "list"]).stdout
+        names = [line.split()[0] for line in out.splitlines() if line.strip()]
+        return [n for n in names if n.startswith(self.prefix + "-")]
+
+    # --- build ----------------------------------------------------------------------------------
+    def up(self, links: Sequence[LinkSpec], *, daemon: bool = True,
+           config_extra: str = "") -> LabState:
+        if os.geteuid() != 0:
+            raise LabError("the lab needs root (network namespaces, nftables, tc)")
+        if self.existing_namespaces():
+            raise LabError(f"lab '{self.prefix}' is already up: run `bonding-lab down "
+                           f"--prefix {self.prefix}` first")
+        try:
+            self._build(links)
+            self._write_config(config_extra)
+            if daemon:
+                self.start_daemon()
+        except BaseException:
+            self.down()
+            raise
+        assert self.state is not None
+        return self.state
+
+    def _build(self, specs: Sequence[LinkSpec]) -> None:
+        if self.state_dir.exists():
+            shutil.rmtree(self.state_dir)
+        self.state_dir.mkdir(parents=True)
+        roles = ["lan", "router", "inet", "server", "target"]
+        roles += [f"isp{i}" for i in range(1, len(specs) + 1)]
+        namespaces = {r: self.ns(r) for r in roles}
+        links = [
+            Link(name=f"wan{i}", index=i, rate_mbit=s.rate_mbit, delay_ms=s.delay_ms,
+                 isp_ns=namespaces[f"isp{i}"], router_dev=f"wan{i}",
+                 router_addr=f"100.64.{i}.2", isp_dev="cpe", isp_addr=f"100.64.{i}.1",
+                 isp_up_dev="net", inet_dev=f"isp{i}")
+            for i, s in enumerate(specs, 1)
+        ]
+        sd = self.state_dir
+        self.state = LabState(
+            prefix=self.prefix, links=links, namespaces=namespaces,
+            addresses={"lan": [LAN_HOST], "router": [LAN_ROUTER] + [x.router_addr for x in links],
+                       "server": [SERVER_ADDR], "target": [TARGET_ADDR],
+                       "inet": [INET_SERVER_SIDE, "198.51.100.1"]},
+            state_dir=str(sd), config_dir=str(sd / "etc"), run_dir=str(sd / "run"),
+            daemon_log=str(sd / "bondingd.log"))
+        for ns in namespaces.values():
+            run(["ip", "netns", "add", ns])
+            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        self.save()
+        n = namespaces
+        self._veth(n["lan"], "eth0", n["router"], "lan0")
+        self._addr(n["lan"], "eth0", f"{LAN_HOST}/24")
+        self._addr(n["router"], "lan0", f"{LAN_ROUTER}/24")
+        run(["ip", "-n", n["lan"], "route", "add", "default", "via", LAN_ROUTER])
+        self._veth(n["inet"], "srv", n["server"], "eth0")
+        self._addr(n["inet"], "srv", f"{INET_SERVER_SIDE}/24")
+        self._addr(n["server"], "eth0", f"{SERVER_ADDR}/24")
+        run(["ip", "-n", n["server"], "route", "add", "default", "via", INET_SERVER_SIDE])
+        self._veth(n["inet"], "tgt", n["target"], "eth0")
+        self._addr(n["inet"], "tgt", "198.51.100.1/24")
+        self._addr(n["target"], "eth0", f"{TARGET_ADDR}/24")
+        run(["ip", "-n", n["target"], "route", "add", "default", "via", "198.51.100.1"])
+        for ns in (n["router"], n["inet"]):
+            run(nsx(ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"))
+        for link in links:
+            isp = link.isp_ns
+            self._veth(n["router"], link.router_dev, isp, link.isp_dev)
+            self._addr(n["router"], link.router_dev, f"{link.router_addr}/24")
+            self._addr(isp, link.isp_dev, f"{link.isp_addr}/24")
+            self._veth(isp, link.isp_up_dev, n["inet"], link.inet_dev)
+            self._addr(isp, link.isp_up_dev, f"100.65.{link.index}.2/24")
+            self._addr(n["inet"], link.inet_dev, f"100.65.{link.index}.1/24")
+            run(["ip", "-n", isp, "route", "add", "default", "via", f"100.65.{link.index}.1"])
+            run(["ip", "-n", n["inet"], "route", "add", f"100.64.{link.index}.0/24",
+                 "via", f"100.65.{link.index}.2"])
+            for dev in (link.isp_dev, link.isp_up_dev):
+                run(["tc", "-n", isp, "qdisc", "replace", "dev", dev, "root",
+                     *tbf_args(link.rate_mbit)])
+            self._nft(isp, "add table inet lab\n"
+                      "add chain inet lab transit { type filter hook forward priority 0; }\n"
+                      "add chain inet lab fault\n"
+                      f"add rule inet lab transit iifname {{ \"{link.isp_dev}\", "
+                      f"\"{link.isp_up_dev}\" }} jump fault\n")
+            setup_delay(isp, "dly", [link.isp_dev, link.isp_up_dev], DELAY_TABLE)
+            log = open(self.state_dir / f"delay-{link.name}.log", "ab")  # noqa: SIM115
+            try:
+                proc = start_delay(isp, "dly", link.delay_ms, stderr=log)
+            finally:
+                log.close()
+            assert self.state is not None
+            self.state.pids[f"delay-{link.name}"] = proc.pid
+        # The server accepts many subflows per connection.
+        run(["ip", "-n", n["server"], "mptcp", "limits", "set", "subflows", "8",
+             "add_addr_accepted", "8"])
+        self.save()
+
+    def _veth(self, ns_a: str, dev_a: str, ns_b: str, dev_b: str) -> None:
+        run(["ip", "-n", ns_a, "link", "add", dev_a, "type", "veth", "peer", "name", dev_b,
+             "netns", ns_b])
+        for ns, dev in ((ns_a, dev_a), (ns_b, dev_b)):
+            # Offloads off: tbf and the loss rules then see real 1514-byte frames.
+            run(nsx(ns, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off"),
+                check=False)
+            run(["ip", "-n", ns, "link", "set", dev, "up"])
+
+    @staticmethod
+    def _addr(ns: str, dev: str, cidr: str) -> None:
+        run(["ip", "-n", ns, "addr", "add", cidr, "dev", dev])
+
+    @staticmethod
+    def _nft(ns: str, script: str) -> None:
+        r = subprocess.run(nsx(ns, "nft", "-f", "-"), input=script, capture_output=True,
+                           text=True, timeout=10, check=False)
+        if r.returncode != 0:
+            raise LabError(f"nft in {ns} failed: {r.stderr.strip()}")
+
+    def _write_config(self, extra: str) -> None:
+        assert self.state is not None
+        cfg = Path(self.state.config_dir)
+        cfg.mkdir(parents=True, exist_ok=True)
+        Path(self.state.run_dir).mkdir(parents=True, exist_ok=True)
+        sections = [
+            uci.Section("globals", "globals", {
+                "log_level": "info",
+                "probe_target": (SERVER_ADDR, TARGET_ADDR),
+            }),
+            uci.Section("server", "lab", {"address": SERVER_ADDR, "port": "65101"}),
+        ]
+        for link in self.state.links:
+            sections.append(uci.Section("path", link.name, {
+                "device": link.router_dev,
+                "gateway": link.isp_addr,
+                "upload_kbit": str(int(link.rate_mbit * 1000)),
+                "download_kbit": str(int(link.rate_mbit * 1000)),
+            }))
+        text = uci.dumps(uci.Package("bonding", tuple(sections)))
+        (cfg / "bonding").write_text(text + extra)
+
+    # --- the daemon -----------------------------------------------------------------------------
+    def start_daemon(self, *args: str) -> int:
+        st = self.state or self.load()
+        log = open(st.daemon_log, "ab")  # noqa: SIM115
+        try:
+            proc = subprocess.Popen(
+                nsx(st.namespaces["router"], sys.executable, "-m", "bonding.daemon",
+                    "--config-dir", st.config_dir, "--run-dir", st.run_dir, *args),
+                stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=_env(),
+                start_new_session=True)
+        finally:
+            log.close()
+        st.daemon_pid = proc.pid
+        self.save()
+        return proc.pid
+
+    def stop_daemon(self, timeout: float = 5.0) -> None:
+        st = self.state or self.load()
+        if st.daemon_pid is None:
+            return
+        _kill_wait(st.daemon_pid, timeout)
+        st.daemon_pid = None
+        self.save()
+
+    def status(self) -> dict[str, Any]:
+        """bondingd's snapshot (status.json), or {} when there is none yet."""
+        st = self.state or self.load()
+        try:
+            data: dict[str, Any] = json.loads((Path(st.run_dir) / "status.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+        return data
+
+    # --- faults ---------------------------------------------------------------------------------
+    def link(self, name: str) -> Link:
+        st = self.state or self.load()
+        for link in st.links:
+            if link.name == name:
+                return link
+        raise LabError(f"no link {name!r}: the lab has " + ", ".join(x.name for x in st.links))
+
+    def blackhole(self, name: str) -> None:
+        """Drop everything the ISP forwards on this link, silently (no carrier change)."""
+        self._fault(name, "drop")
+
+    def loss(self, name: str, pct: int) -> None:
+        if not 0 < pct < 100:
+            raise LabError(f"loss {pct}%: use 1–99")
+        self._fault(name, f"numgen random mod 100 < {pct} drop")
+
+    def clear(self, name: str) -> None:
+        self._fault(name, None)
+
+    def _fault(self, name: str, rule: str | None) -> None:
+        link = self.link(name)
+        script = "flush chain inet lab fault\n"
+        if rule:
+            script += f"add rule inet lab fault {rule}\n"
+        self._nft(link.isp_ns, script)
+
+    def carrier(self, name: str, on: bool) -> None:
+        """Carrier loss as the router sees it: the ISP's end of the cable goes down."""
+        link = self.link(name)
+        run(["ip", "-n", link.isp_ns, "link", "set", link.isp_dev, "up" if on else "down"])
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Bytes through each link as the router's WAN device counts them."""
+        st = self.state or self.load()
+        out = json.loads(run(["ip", "-n", st.namespaces["router"], "-s", "-j", "link",
+                              "show"]).stdout)
+        by_name = {x["ifname"]: x["stats64"] for x in out}
+        return {link.name: {"rx": by_name[link.router_dev]["rx"]["bytes"],
+                            "tx": by_name[link.router_dev]["tx"]["bytes"]}
+                for link in st.links}
+
+    # --- teardown -------------------------------------------------------------------------------
+    def down(self) -> list[str]:
+        """Kill everything in the lab's namespaces and delete them; returns what was removed."""
+        removed = []
+        for ns in self.existing_namespaces():
+            pids = run(["ip", "netns", "pids", ns], check=False).stdout.split()
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError, ValueError):
+                        os.kill(int(pid), sig)
+                deadline = time.monotonic() + 2
+                while pids and time.monotonic() < deadline:
+                    pids = run(["ip", "netns", "pids", ns], check=False).stdout.split()
+                    if pids:
+                        time.sleep(0.05)
+            run(["ip", "netns", "del", ns], check=False)
+            removed.append(ns)
+        if self.state_file.exists():
+            self.state_file.unlink()
+        self.state = None
+        return removed
+
+    def describe(self) -> dict[str, Any]:
+        st = self.state or self.load()
+        return {
+            "prefix": st.prefix,
+            "namespaces": [{"role": r, "name": n, "addresses": st.addresses.get(r, [])}
+                           for r, n in st.namespaces.items()],
+            "links": [{"name": x.name, "rate_mbit": x.rate_mbit, "delay_ms": x.delay_ms,
+                       "rtt_added_ms": 2 * x.delay_ms, "isp_namespace": x.isp_ns,
+                       "router_device": x.router_dev, "router_address": x.router_addr,
+                       "isp_device": x.isp_dev, "gateway": x.isp_addr,
+                       "isp_uplink_device": x.isp_up_dev} for x in st.links],
+            "server": {"namespace": st.namespaces["server"], "address": SERVER_ADDR},
+            "target": {"namespace": st.namespaces["target"], "address": TARGET_ADDR},
+            "bondingd": {"namespace": st.namespaces["router"], "pid": st.daemon_pid,
+                         "config_dir": st.config_dir, "run_dir": st.run_dir,
+                         "status": str(Path(st.run_dir) / "status.json"),
+                         "log": st.daemon_log},
+        }
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _kill_wait(pid: int, timeout: float) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return
+        except ChildProcessError:
+            if not Path(f"/proc/{pid}").exists():
+                return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,276 @@
+"""ICMP echo probing of one path, bound to its device and source address, on asyncio.
+
+One raw socket per path (bondingd runs as root; ping sockets are off by default in a fresh
+network namespace).  Every round sends one echo per target, staggered over a quarter of the
+interval so that a momentarily full queue does not eat all of a round's probes at once.  A round
+ends when every target answered or the timeout (adapted to the path's RTT by the caller) passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import socket
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bonding.core.health import Round
+
+log = logging.getLogger(__name__)
+
+ICMP_ECHO_REPLY = 0
+ICMP_ECHO_REQUEST = 8
+SOL_RAW = 255
+ICMP_FILTER = 1
+PAYLOAD = b"bonding-probe\0\0\0"  # 16 bytes after the 8-byte send timestamp
+
+
+def checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def echo_request(ident: int, seq: int, stamp_ns: int) -> bytes:
+    body = struct.pack("!Q", stamp_ns) + PAYLOAD
+    head = struct.pack("!BBHHH", ICMP_ECHO_REQUEST, 0, 0, ident, seq)
+    csum = checksum(head + body)
+    return struct.pack("!BBHHH", ICMP_ECHO_REQUEST, 0, csum, ident, seq) + body
+
+
+def parse_echo_reply(packet: bytes) -> tuple[int, int] | None:
+    """(ident, seq) of an IPv4 packet holding an ICMP echo reply, else None."""
+    if len(packet) < 20:
+        return None
+    ihl = (packet[0] & 0x0F) * 4
+    icmp = packet[ihl:]
+    if len(icmp) < 8 or icmp[0] != ICMP_ECHO_REPLY:
+        return None
+    _, _, _, ident, seq = struct.unpack("!BBHHH", icmp[:8])
+    return ident, seq
+
+
+@dataclass
+class TargetStats:
+    address: str
+    sent: int = 0
+    received: int = 0
+    last_rtt_ms: float | None = None
+    last_reply: float | None = None  # monotonic
+    last_error: str | None = None
+
+    def as_dict(self, now: float) -> dict[str, object]:
+        return {
+            "address": self.address,
+            "sent": self.sent,
+            "received": self.received,
+            "last_rtt_ms": None if self.last_rtt_ms is None else round(self.last_rtt_ms, 2),
+            "last_reply_s": None if self.last_reply is None else round(now - self.last_reply, 2),
+            "error": self.last_error,
+        }
+
+
+@dataclass
+class _Pending:
+    number: int
+    targets: int
+    sent: int = 0
+    received: int = 0
+    rtts: list[float] = field(default_factory=list)
+    outstanding: dict[int, tuple[str, float]] = field(default_factory=dict)  # seq → (dst, sent)
+    timer: asyncio.TimerHandle | None = None
+    done: bool = False
+
+
+RoundCallback = Callable[[Round], None]
+
+
+class PathProber:
+    """Probes one path until stopped; reports each finished round through `on_round`."""
+
+    def __init__(self, *, device: str, source: str, targets: tuple[str, ...],
+                 interval_s: float, timeout_s: Callable[[], float],
+                 on_round: RoundCallback) -> None:
+        self.device = device
+        self.source = source
+        self.targets = targets
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self.on_round = on_round
+        self.stats = {t: TargetStats(t) for t in targets}
+        self._ident = (os.getpid() * 31 + id(self)) & 0xFFFF
+        self._seq = 0
+        self._by_seq: dict[int, _Pending] = {}
+        self._rounds = 0
+        self._sock: socket.socket | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup = asyncio.Event()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name=f"probe:{self.device}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for p in list(self._by_seq.values()):
+            if p.timer is not None:
+                p.timer.cancel()
+        self._by_seq.clear()
+        self._close()
+
+    def probe_now(self) -> None:
+        """Start the next round at once (ubus `probe`)."""
+        self._wakeup.set()
+
+    def _open(self) -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW | socket.SOCK_NONBLOCK
+                          | socket.SOCK_CLOEXEC, socket.IPPROTO_ICMP)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.device.encode())
+            # Let only echo replies wake us up (a bit set = that type filtered out).
+            only_replies = ~(1 << ICMP_ECHO_REPLY) & 0xFFFFFFFF
+            s.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("I", only_replies))
+            s.bind((self.source, 0))
+        except OSError:
+            s.close()
+            raise
+        assert self._loop is not None
+        self._loop.add_reader(s.fileno(), self._readable)
+        return s
+
+    def _close(self) -> None:
+        if self._sock is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+
+    # --- rounds ---------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        assert self._loop is not None
+        loop = self._loop
+        next_at = loop.time()
+        while True:
+            if self._sock is None:
+                try:
+                    self._sock = self._open()
+                except OSError as e:
+                    # The device or address may be gone; the round fails and we retry next time.
+                    for st in self.stats.values():
+                        st.last_error = f"socket: {os.strerror(e.errno or 0)}"
+                    self._finish(_Pending(self._next_round(), len(self.targets)))
+            if self._sock is not None:
+                await self._round()
+            next_at += self.interval_s
+            now = loop.time()
+            if next_at < now:  # we fell behind (suspended, overloaded): do not burst
+                next_at = now + self.interval_s
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), next_at - now)
+                next_at = loop.time()
+            except TimeoutError:
+                pass
+
+    def _next_round(self) -> int:
+        self._rounds += 1
+        return self._rounds
+
+    async def _round(self) -> None:
+        assert self._loop is not None
+        pending = _Pending(self._next_round(), len(self.targets))
+        stagger = self.interval_s / 4 / max(1, len(self.targets))
+        for i, target in enumerate(self.targets):
+            if i:
+                await asyncio.sleep(stagger)
+            if pending.done:
+                break
+            self._send(pending, target)
+        if pending.done:
+            return
+        if not pending.outstanding:
+            self._finish(pending)  # nothing could be sent
+        else:
+            pending.timer = self._loop.call_later(self.timeout_s(), self._finish, pending)
+
+    def _send(self, pending: _Pending, target: str) -> None:
+        self._seq = (self._seq + 1) & 0xFFFF
+        seq = self._seq
+        st = self.stats[target]
+        now = time.monotonic()
+        pkt = echo_request(self._ident, seq, time.monotonic_ns())
+        st.sent += 1
+        pending.sent += 1
+        try:
+            assert self._sock is not None
+            self._sock.sendto(pkt, (target, 0))
+        except OSError as e:
+            st.last_error = os.strerror(e.errno or 0)
+            if e.errno in (errno.ENODEV, errno.EADDRNOTAVAIL, errno.EBADF):
+                self._close()  # reopen next round (device or address came back?)
+            return
+        pending.outstanding[seq] = (target, now)
+        self._by_seq[seq] = pending
+
+    def _readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        for _ in range(64):  # bounded: drain what is there, let others run
+            try:
+                data, (src, _) = sock.recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                log.debug("%s: recv: %s", self.device, e)
+                return
+            now = time.monotonic()
+            parsed = parse_echo_reply(data)
+            if parsed is None or parsed[0] != self._ident:
+                continue
+            pending = self._by_seq.pop(parsed[1], None)
+            if pending is None:
+                continue
+            entry = pending.outstanding.pop(parsed[1], None)
+            if entry is None or entry[0] != src:
+                continue
+            rtt = (now - entry[1]) * 1000.0
+            st = self.stats[src]
+            st.received += 1
+            st.last_rtt_ms = rtt
+            st.last_reply = now
+            st.last_error = None
+            pending.received += 1
+            pending.rtts.append(rtt)
+            if pending.received == pending.targets:
+                self._finish(pending)
+
+    def _finish(self, pending: _Pending) -> None:
+        if pending.done:
+            return
+        pending.done = True
+        if pending.timer is not None:
+            pending.timer.cancel()
+        for seq in pending.outstanding:
+            self._by_seq.pop(seq, None)
+        for target, _ in pending.outstanding.values():
+            st = self.stats[target]
+            if st.last_error is None:
+                st.last_error = "timeout"
+        pending.outstanding.clear()
+        self.on_round(Round(sent=max(pending.sent, pending.targets), received=pending.received,
+                            rtts_ms=tuple(pending.rtts)))
