@@ -541,7 +541,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def check_config(config_dir: Path) -> int:
-    _, problems = config.load(config_dir)
+    cfg, problems = config.load(config_dir)
+    for pc in cfg.paths:
+        if pc.device and not Path("/sys/class/net", pc.device).exists():
+            problems.append(config.Problem(
+                Severity.WARNING, pc.name, "device", pc.device,
+                f"device '{pc.device}' does not exist (now): the path stays down until it "
+                "appears; check the name with `ip link`"))
     for prob in problems:
         print(prob)
     errors = sum(1 for p in problems if p.severity is Severity.ERROR)
