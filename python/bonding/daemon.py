@@ -129,7 +129,7 @@ class Daemon:
             self.paths[pc.name] = rt
         for gone in old.values():  # removed from the config: stop probing
             if gone.prober is not None:
-                asyncio.get_event_loop().create_task(gone.prober.stop())
+                gone.prober.close()
         self._dirty = True
         return True
 
@@ -256,7 +256,7 @@ class Daemon:
             if key == rt.probe_key:
                 continue
             if rt.prober is not None:
-                asyncio.get_running_loop().create_task(rt.prober.stop())
+                rt.prober.close()
                 rt.prober = None
             rt.probe_key = key
             if want:
@@ -446,7 +446,7 @@ class Daemon:
                          for name, rt in self.paths.items()}
         tmp = self.run_dir / (STATUS_FILE + ".tmp")
         try:
-            tmp.write_text(json.dumps(data, indent=1))
+            tmp.write_text(json.dumps(data, separators=(",", ":")))
             tmp.replace(self.run_dir / STATUS_FILE)
         except OSError as e:
             log.error("writing %s: %s", self.run_dir / STATUS_FILE, e)
@@ -504,7 +504,7 @@ class Daemon:
         ticker.cancel()
         for rt in self.paths.values():
             if rt.prober is not None:
-                await rt.prober.stop()
+                rt.prober.close()
         self.reconciler.cleanup(self.cfg.globals.rule_priority, self._tables())
         self.monitor.close()
         self.rtnl.close()

@@ -9,7 +9,6 @@ ends when every target answered or the timeout (adapted to the path's RTT by the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import os
@@ -111,22 +110,28 @@ class PathProber:
         self._by_seq: dict[int, _Pending] = {}
         self._rounds = 0
         self._sock: socket.socket | None = None
-        self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wakeup = asyncio.Event()
+        self._timer: asyncio.Handle | None = None
+        self._sends: list[asyncio.TimerHandle] = []
+        self._next_at = 0.0
+        self._stopped = False
 
     # --- lifecycle ----------------------------------------------------------------------------
+    # Driven by loop timers, not a task per round: a round costs two timer callbacks per target.
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._task = self._loop.create_task(self._run(), name=f"probe:{self.device}")
+        self._next_at = self._loop.time()
+        self._timer = self._loop.call_soon(self._tick)
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    def close(self) -> None:
+        """Stop probing now: no round is started or reported after this."""
+        self._stopped = True
+        for h in (self._timer, *self._sends):
+            if h is not None:
+                h.cancel()
+        self._sends.clear()
         for p in list(self._by_seq.values()):
+            p.done = True
             if p.timer is not None:
                 p.timer.cancel()
         self._by_seq.clear()
@@ -134,7 +139,12 @@ class PathProber:
 
     def probe_now(self) -> None:
         """Start the next round at once (ubus `probe`)."""
-        self._wakeup.set()
+        if self._loop is None or self._stopped:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._next_at = self._loop.time()
+        self._timer = self._loop.call_soon(self._tick)
 
     def _open(self) -> socket.socket:
         s = socket.socket(socket.AF_INET, socket.SOCK_RAW | socket.SOCK_NONBLOCK
@@ -160,54 +170,47 @@ class PathProber:
             self._sock = None
 
     # --- rounds ---------------------------------------------------------------------------------
-    async def _run(self) -> None:
+    def _tick(self) -> None:
         assert self._loop is not None
-        loop = self._loop
-        next_at = loop.time()
-        while True:
-            if self._sock is None:
-                try:
-                    self._sock = self._open()
-                except OSError as e:
-                    # The device or address may be gone; the round fails and we retry next time.
-                    for st in self.stats.values():
-                        st.last_error = f"socket: {os.strerror(e.errno or 0)}"
-                    self._finish(_Pending(self._next_round(), len(self.targets)))
-            if self._sock is not None:
-                await self._round()
-            next_at += self.interval_s
-            now = loop.time()
-            if next_at < now:  # we fell behind (suspended, overloaded): do not burst
-                next_at = now + self.interval_s
-            self._wakeup.clear()
+        if self._stopped:
+            return
+        self._round()
+        now = self._loop.time()
+        self._next_at += self.interval_s
+        if self._next_at < now:  # we fell behind (suspended, overloaded): do not burst
+            self._next_at = now + self.interval_s
+        self._timer = self._loop.call_at(self._next_at, self._tick)
+
+    def _round(self) -> None:
+        assert self._loop is not None
+        pending = _Pending(self._next_round(), len(self.targets))
+        if self._sock is None:
             try:
-                await asyncio.wait_for(self._wakeup.wait(), next_at - now)
-                next_at = loop.time()
-            except TimeoutError:
-                pass
+                self._sock = self._open()
+            except OSError as e:
+                # The device or address may be gone: the round fails, we retry next round.
+                for st in self.stats.values():
+                    st.last_error = f"socket: {os.strerror(e.errno or 0)}"
+                self._finish(pending)
+                return
+        stagger = self.interval_s / 4 / max(1, len(self.targets))
+        self._sends = [h for h in self._sends if not h.cancelled()][-4 * len(self.targets):]
+        for i, target in enumerate(self.targets):
+            if i == 0:
+                self._send(pending, target)
+            else:
+                self._sends.append(self._loop.call_later(i * stagger, self._send, pending,
+                                                         target))
+        pending.timer = self._loop.call_later((len(self.targets) - 1) * stagger
+                                              + self.timeout_s(), self._finish, pending)
 
     def _next_round(self) -> int:
         self._rounds += 1
         return self._rounds
 
-    async def _round(self) -> None:
-        assert self._loop is not None
-        pending = _Pending(self._next_round(), len(self.targets))
-        stagger = self.interval_s / 4 / max(1, len(self.targets))
-        for i, target in enumerate(self.targets):
-            if i:
-                await asyncio.sleep(stagger)
-            if pending.done:
-                break
-            self._send(pending, target)
-        if pending.done:
-            return
-        if not pending.outstanding:
-            self._finish(pending)  # nothing could be sent
-        else:
-            pending.timer = self._loop.call_later(self.timeout_s(), self._finish, pending)
-
     def _send(self, pending: _Pending, target: str) -> None:
+        if pending.done or self._stopped or self._sock is None:
+            return
         self._seq = (self._seq + 1) & 0xFFFF
         seq = self._seq
         st = self.stats[target]
@@ -222,6 +225,8 @@ class PathProber:
             st.last_error = os.strerror(e.errno or 0)
             if e.errno in (errno.ENODEV, errno.EADDRNOTAVAIL, errno.EBADF):
                 self._close()  # reopen next round (device or address came back?)
+            if pending.sent == pending.targets and not pending.outstanding:
+                self._finish(pending)  # nothing of this round is on the wire
             return
         pending.outstanding[seq] = (target, now)
         self._by_seq[seq] = pending
