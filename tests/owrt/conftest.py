@@ -1,0 +1,71 @@
+"""Fixtures for tests that use the OpenWrt userland (uci, ubusd, libubus, pyuci).
+
+That userland is not packaged for Debian and never goes into this repo: build it outside (for
+example into /opt/owrt, see DESIGN.md §5) and point OWRT_PREFIX at the prefix:
+
+    OWRT_PREFIX=/opt/owrt pytest tests/owrt
+
+Expected layout: bin/uci, bin/ubus, bin/ubusd (or sbin/ubusd), lib/ (libuci, libubox, libubus,
+libblobmsg_json) and optionally venv/bin/python with pyuci (``import uci``).  Without it, the
+tests here skip and say why.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+_said: set[str] = set()
+
+
+def _skip(request: pytest.FixtureRequest, reason: str) -> None:
+    """Skip, and print the reason once on the terminal (not only in the -rs summary)."""
+    if reason not in _said:
+        _said.add(reason)
+        tr = request.config.pluginmanager.get_plugin("terminalreporter")
+        cm = request.config.pluginmanager.get_plugin("capturemanager")
+        if tr is not None and cm is not None:
+            with cm.global_and_fixture_disabled():
+                tr.write_line(f"\n[tests/owrt] skipping: {reason}", yellow=True)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def owrt_prefix(request: pytest.FixtureRequest) -> Path:
+    """The OpenWrt userland prefix from OWRT_PREFIX (skips when unset or without bin/uci)."""
+    raw = os.environ.get("OWRT_PREFIX", "")
+    if not raw:
+        _skip(request, "OWRT_PREFIX is not set: build uci/ubus/libubox outside the repo and set "
+                       "OWRT_PREFIX to that prefix (e.g. /opt/owrt)")
+    prefix = Path(raw)
+    if not (prefix / "bin" / "uci").is_file():
+        _skip(request, f"OWRT_PREFIX={raw} has no bin/uci")
+    return prefix
+
+
+@pytest.fixture(scope="session")
+def owrt_env(owrt_prefix: Path) -> dict[str, str]:
+    """The environment for running the prefix's programs (LD_LIBRARY_PATH with its lib/)."""
+    env = dict(os.environ)
+    lib = str(owrt_prefix / "lib")
+    env["LD_LIBRARY_PATH"] = lib + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH")
+                                    else "")
+    return env
+
+
+@pytest.fixture(scope="session")
+def owrt_python(request: pytest.FixtureRequest, owrt_prefix: Path,
+                owrt_env: dict[str, str]) -> Path:
+    """A Python interpreter that can `import uci` (pyuci): $OWRT_PREFIX/venv/bin/python."""
+    py = owrt_prefix / "venv" / "bin" / "python"
+    if not py.is_file():
+        _skip(request, f"no pyuci: {py} does not exist (python3 -m venv there, pip install pyuci "
+                       "against $OWRT_PREFIX/include and lib)")
+    r = subprocess.run([str(py), "-c", "import uci; uci.Uci"], env=owrt_env,
+                       capture_output=True, text=True, timeout=30, check=False)
+    if r.returncode != 0:
+        _skip(request, f"no pyuci: {py} cannot import uci: {r.stderr.strip()[-200:]}")
+    return py
