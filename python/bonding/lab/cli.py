@@ -61,8 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         lab = Lab(args.prefix)
-        if args.cmd == "up":
-            lab.up(parse_links(args.links), daemon=not args.no_daemon)
+        if args.cmd in ("up", "describe"):
+            if args.cmd == "up":
+                lab.up(parse_links(args.links), daemon=not args.no_daemon)
             desc = lab.describe()
             if args.json:
                 print(json.dumps(desc, indent=2))
@@ -72,12 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             removed = lab.down()
             print(f"removed {len(removed)} namespaces" + (": " + " ".join(removed)
                                                           if removed else ""))
-        elif args.cmd == "describe":
-            desc = lab.describe()
-            if args.json:
-                print(json.dumps(desc, indent=2))
-            else:
-                _print_description(desc)
         elif args.cmd == "status":
             print(json.dumps(lab.status(), indent=2))
         elif args.cmd == "link":
