@@ -122,25 +122,20 @@ asyncio.run(main())
 
 
 @pytest.fixture(scope="module")
-def owrt_prefix() -> Path:
-    prefix = os.environ.get("OWRT_PREFIX")
-    if not prefix:
-        reason = "OWRT_PREFIX is not set (an OpenWrt userland with ubusd, ubus, libubus)"
-        print(f"SKIP: {reason}", file=sys.stderr)
-        pytest.skip(reason)
-    root = Path(prefix)
+def ubus_prefix(owrt_prefix: Path) -> Path:
+    """``owrt_prefix`` (tests/owrt/conftest.py) with the ubus parts this module needs."""
     needed = ["sbin/ubusd", "bin/ubus", "lib/libubus.so", "lib/libubox.so"]
-    missing = [n for n in needed if not (root / n).exists()]
+    missing = [n for n in needed if not (owrt_prefix / n).exists()]
     if missing:
-        reason = f"OWRT_PREFIX={prefix} lacks {', '.join(missing)}"
+        reason = f"OWRT_PREFIX={owrt_prefix} lacks {', '.join(missing)}"
         print(f"SKIP: {reason}", file=sys.stderr)
         pytest.skip(reason)
-    return root
+    return owrt_prefix
 
 
 @pytest.fixture(scope="module")
-def libs(owrt_prefix: Path) -> UbusLibs:
-    return load(str(owrt_prefix / "lib/libubus.so"), str(owrt_prefix / "lib/libubox.so"))
+def libs(ubus_prefix: Path) -> UbusLibs:
+    return load(str(ubus_prefix / "lib/libubus.so"), str(ubus_prefix / "lib/libubox.so"))
 
 
 def _env(prefix: Path) -> dict[str, str]:
@@ -180,9 +175,9 @@ class Ubusd:
 
 
 @pytest.fixture(scope="module")
-def ubusd(owrt_prefix: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ubusd]:
+def ubusd(ubus_prefix: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ubusd]:
     d = tmp_path_factory.mktemp("ubus")
-    daemon = Ubusd(owrt_prefix, d / "ubus.sock")
+    daemon = Ubusd(ubus_prefix, d / "ubus.sock")
     try:
         daemon.start()
         yield daemon
@@ -191,12 +186,12 @@ def ubusd(owrt_prefix: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture(scope="module")
-def server(ubusd: Ubusd, owrt_prefix: Path, libs: UbusLibs) -> Iterator[subprocess.Popen[str]]:
+def server(ubusd: Ubusd, ubus_prefix: Path, libs: UbusLibs) -> Iterator[subprocess.Popen[str]]:
     script = ubusd.sock.parent / "server.py"
     script.write_text(SERVER)
     proc = subprocess.Popen(
         [sys.executable, str(script), str(ubusd.sock)],
-        env=_env(owrt_prefix),
+        env=_env(ubus_prefix),
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -328,9 +323,9 @@ def test_encoder_matches_libubox(libs: UbusLibs) -> None:
     assert decode(theirs) == SAMPLE
 
 
-def test_encoder_matches_libblobmsg_json(owrt_prefix: Path, libs: UbusLibs) -> None:
+def test_encoder_matches_libblobmsg_json(ubus_prefix: Path, libs: UbusLibs) -> None:
     """``blobmsg_add_json_from_string`` (what ``ubus call`` uses) picks the same types/bytes."""
-    path = owrt_prefix / "lib/libblobmsg_json.so"
+    path = ubus_prefix / "lib/libblobmsg_json.so"
     if not path.exists():
         pytest.skip(f"{path} absent")
     try:
@@ -424,7 +419,7 @@ def _ctypes_layout(ctx: Any) -> dict[str, int]:
     return out
 
 
-def test_struct_layouts_match_the_c_headers(owrt_prefix: Path, tmp_path: Path) -> None:
+def test_struct_layouts_match_the_c_headers(ubus_prefix: Path, tmp_path: Path) -> None:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("no C compiler to compile the layout probe")
@@ -432,7 +427,7 @@ def test_struct_layouts_match_the_c_headers(owrt_prefix: Path, tmp_path: Path) -
     src.write_text(STRUCT_PROBE)
     exe = tmp_path / "probe"
     subprocess.run(
-        [cc, "-I", str(owrt_prefix / "include"), str(src), "-o", str(exe)],
+        [cc, "-I", str(ubus_prefix / "include"), str(src), "-o", str(exe)],
         check=True,
         capture_output=True,
     )
@@ -843,9 +838,9 @@ def test_10000_calls_keep_memory_flat(server: Any, ubusd: Ubusd, libs: UbusLibs)
 
 
 def test_connect_waits_for_ubusd_then_objects_come_and_go(
-    owrt_prefix: Path, libs: UbusLibs, tmp_path: Path
+    ubus_prefix: Path, libs: UbusLibs, tmp_path: Path
 ) -> None:
-    daemon = Ubusd(owrt_prefix, tmp_path / "late.sock")
+    daemon = Ubusd(ubus_prefix, tmp_path / "late.sock")
     sock = str(daemon.sock)
 
     def listed() -> list[str]:
@@ -907,9 +902,9 @@ def test_connect_waits_for_ubusd_then_objects_come_and_go(
 
 
 def test_repeated_ubusd_restarts_leak_nothing(
-    owrt_prefix: Path, libs: UbusLibs, tmp_path: Path
+    ubus_prefix: Path, libs: UbusLibs, tmp_path: Path
 ) -> None:
-    daemon = Ubusd(owrt_prefix, tmp_path / "flap.sock")
+    daemon = Ubusd(ubus_prefix, tmp_path / "flap.sock")
     daemon.start()
 
     def fds() -> int:
