@@ -1,0 +1,303 @@
+"""Route/rule/endpoint planning (bonding.core.plan): what the kernel must hold for given paths."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from bonding.core.health import State
+from bonding.core.plan import EndpointWant, Hop, PathView, Plan, RouteWant, RuleWant, plan
+
+PRIO = 1000
+RT = 200
+BASE = 210
+SERVERS = ("203.0.113.10",)
+
+UP, DEGRADED, DOWN, DISABLED = State.UP, State.DEGRADED, State.DOWN, State.DISABLED
+
+
+def pv(index: int, state: State = UP, *, addr: str | None = "", ifindex: int | None = -1,
+       gw: str | None = "", link: bool = True, backup: bool = False,
+       rate: int | None = None) -> PathView:
+    """Path `wan<n>` (n = index+1) on eth<n>, ifindex 10+index, 100.64.<n>.2 via 100.64.<n>.1."""
+    n = index + 1
+    return PathView(
+        name=f"wan{n}", index=index, device=f"eth{n}",
+        ifindex=10 + index if ifindex == -1 else ifindex,
+        address=f"100.64.{n}.2" if addr == "" else addr,
+        gateway=f"100.64.{n}.1" if gw == "" else gw,
+        state=state, link_ok=link, backup=backup, weight_kbit=rate)
+
+
+def mk(paths: Sequence[PathView], servers: Sequence[str] = SERVERS,
+       default_route: bool = True) -> Plan:
+    return plan(paths, servers, route_table=RT, path_table_base=BASE, rule_priority=PRIO,
+                default_route=default_route)
+
+
+def server_hops(p: Plan, server: str = SERVERS[0]) -> tuple[Hop, ...] | None:
+    r = [r for r in p.routes if r.table == RT and r.dst == server]
+    assert len(r) <= 1
+    if not r:
+        return None
+    assert r[0].prefixlen == 32
+    return r[0].hops
+
+
+def default_hops(p: Plan) -> tuple[Hop, ...] | None:
+    r = [r for r in p.routes if r.table == RT and r.dst == "default"]
+    assert len(r) <= 1
+    return r[0].hops if r else None
+
+
+# --- rules and per-path tables --------------------------------------------------------------------
+
+MAIN_RULE = RuleWant(PRIO, 254, suppress_prefixlength=0)
+TABLE_RULE = RuleWant(PRIO + 90, RT)
+
+# (id, paths, rules expected in order)
+RULE_CASES: list[tuple[str, list[PathView], list[RuleWant]]] = [
+    ("no path", [], [MAIN_RULE, TABLE_RULE]),
+    ("three paths, every state", [pv(0), pv(1, DOWN), pv(2, DISABLED)],
+     [MAIN_RULE, RuleWant(PRIO + 1, BASE, src="100.64.1.2"),
+      RuleWant(PRIO + 2, BASE + 1, src="100.64.2.2"),
+      RuleWant(PRIO + 3, BASE + 2, src="100.64.3.2"), TABLE_RULE]),
+    ("priority follows the config index, not the position", [pv(4), pv(1, DOWN, link=False)],
+     [MAIN_RULE, RuleWant(PRIO + 5, BASE + 4, src="100.64.5.2"),
+      RuleWant(PRIO + 2, BASE + 1, src="100.64.2.2"), TABLE_RULE]),
+    ("no address: no rule", [pv(0, DOWN, addr=None), pv(1)],
+     [MAIN_RULE, RuleWant(PRIO + 2, BASE + 1, src="100.64.2.2"), TABLE_RULE]),
+    ("no device yet: no rule", [pv(0, ifindex=None), pv(1)],
+     [MAIN_RULE, RuleWant(PRIO + 2, BASE + 1, src="100.64.2.2"), TABLE_RULE]),
+    ("32 paths fit below the table rule", [pv(i) for i in range(32)],
+     [MAIN_RULE, *(RuleWant(PRIO + 1 + i, BASE + i, src=f"100.64.{i + 1}.2")
+                   for i in range(32)), TABLE_RULE]),
+]
+
+
+@pytest.mark.parametrize(("paths", "rules"), [c[1:] for c in RULE_CASES],
+                         ids=[c[0] for c in RULE_CASES])
+def test_rules_layout(paths: list[PathView], rules: list[RuleWant]) -> None:
+    p = mk(paths)
+    assert list(p.rules) == rules
+    assert len({r.priority for r in p.rules}) == len(p.rules)
+
+
+@pytest.mark.parametrize(("path", "has_table"), [
+    (pv(0), True),
+    (pv(0, DEGRADED, backup=True), True),
+    (pv(0, DOWN), True),
+    (pv(0, DOWN, link=False), True),
+    (pv(0, DISABLED), True),
+    (pv(0, addr=None), False),
+    (pv(0, ifindex=None), False),
+], ids=["up", "degraded", "down", "no carrier", "disabled", "no address", "no device"])
+def test_per_path_table_exists_whenever_the_path_has_an_address(path: PathView,
+                                                                has_table: bool) -> None:
+    """Also for down paths: their probes leave by their own link and see it come back."""
+    p = mk([path])
+    want = RouteWant(BASE, "default", 0, (Hop(10, "100.64.1.1"),))
+    assert [r for r in p.routes if r.table == BASE] == ([want] if has_table else [])
+
+
+def test_point_to_point_path_table_has_no_gateway() -> None:
+    p = mk([pv(2, gw=None)])
+    assert RouteWant(BASE + 2, "default", 0, (Hop(12, None),)) in p.routes
+    assert server_hops(p) == (Hop(12, None, 1),)
+    assert default_hops(p) == (Hop(12, None),)
+
+
+def test_tables() -> None:
+    p = mk([pv(0), pv(3, DOWN), pv(5, addr=None)])
+    assert p.tables() == {RT, BASE, BASE + 3}
+    assert mk([pv(0, DOWN, link=False)]).tables() == {BASE}  # nothing usable: no route table
+
+
+# --- the server routes (ECMP) ---------------------------------------------------------------------
+
+# (id, paths, hops of the server route as (ifindex, weight) or None)
+ECMP_CASES: list[tuple[str, list[PathView], list[tuple[int, int]] | None]] = [
+    ("one path", [pv(0)], [(10, 1)]),
+    ("one path with a rate", [pv(0, rate=5000)], [(10, 1)]),
+    ("equal without rates", [pv(0), pv(1), pv(2)], [(10, 1), (11, 1), (12, 1)]),
+    ("weights from rates", [pv(0, rate=10000), pv(1, rate=5000)], [(10, 256), (11, 128)]),
+    ("fastest gets 256 wherever it is", [pv(0, rate=2000), pv(1, rate=8000)],
+     [(10, 64), (11, 256)]),
+    ("rounded", [pv(0, rate=3000), pv(1, rate=7000)], [(10, 110), (11, 256)]),
+    ("missing rate counts as the average", [pv(0, rate=10000), pv(1), pv(2, rate=2000)],
+     [(10, 256), (11, 154), (12, 51)]),
+    ("equal rates", [pv(0, rate=4000), pv(1, rate=4000)], [(10, 256), (11, 256)]),
+    ("a tiny rate still gets 1", [pv(0, rate=100_000_000), pv(1, rate=1)], [(10, 256), (11, 1)]),
+    ("down path left out", [pv(0), pv(1, DOWN), pv(2)], [(10, 1), (12, 1)]),
+    ("down path's rate does not count", [pv(0, rate=1000), pv(1, DOWN, rate=100000),
+                                         pv(2, rate=500)], [(10, 256), (12, 128)]),
+    ("disabled left out", [pv(0, DISABLED), pv(1)], [(11, 1)]),
+    ("no carrier left out although up", [pv(0, link=False), pv(1)], [(11, 1)]),
+    ("no address left out", [pv(0, addr=None), pv(1)], [(11, 1)]),
+    ("no device left out", [pv(0, ifindex=None), pv(1)], [(11, 1)]),
+    ("backup left out while a non-backup is live", [pv(0, backup=True), pv(1)], [(11, 1)]),
+    ("degraded (backup) left out", [pv(0), pv(1, DEGRADED, backup=True)], [(10, 1)]),
+    ("degraded but not backup still used", [pv(0), pv(1, DEGRADED)], [(10, 1), (11, 1)]),
+    ("only backups live: all of them", [pv(0, DOWN), pv(1, backup=True),
+                                        pv(2, DEGRADED, backup=True)], [(11, 1), (12, 1)]),
+    ("only backups live: weighted", [pv(0, DOWN), pv(1, backup=True, rate=1000),
+                                     pv(2, backup=True, rate=4000)], [(11, 64), (12, 256)]),
+    ("nothing with a link", [pv(0, DOWN, link=False), pv(1, DISABLED)], None),
+]
+
+
+@pytest.mark.parametrize(("paths", "hops"), [c[1:] for c in ECMP_CASES],
+                         ids=[c[0] for c in ECMP_CASES])
+def test_server_route_ecmp(paths: list[PathView], hops: list[tuple[int, int]] | None) -> None:
+    p = mk(paths)
+    got = server_hops(p)
+    if hops is None:
+        assert got is None
+        return
+    assert got is not None
+    assert [(h.ifindex, h.weight) for h in got] == hops
+    gws = {v.ifindex: v.gateway for v in paths}
+    assert all(h.gateway == gws[h.ifindex] for h in got)
+    assert all(1 <= h.weight <= 256 for h in got)
+
+
+def test_every_server_gets_the_same_route() -> None:
+    servers = ["203.0.113.10", "198.51.100.7"]
+    p = mk([pv(0), pv(1)], servers)
+    routes = [r for r in p.routes if r.table == RT and r.dst != "default"]
+    assert [r.dst for r in routes] == servers
+    assert routes[0].hops == routes[1].hops == (Hop(10, "100.64.1.1"), Hop(11, "100.64.2.1"))
+
+
+def test_no_server_no_server_route() -> None:
+    p = mk([pv(0)], servers=[])
+    assert [r.dst for r in p.routes if r.table == RT] == ["default"]
+
+
+# --- the router's own default route ---------------------------------------------------------------
+
+# (id, paths, ifindex of the default route or None)
+DEFAULT_CASES: list[tuple[str, list[PathView], int | None]] = [
+    ("first live path", [pv(0), pv(1)], 10),
+    ("first down: the next", [pv(0, DOWN), pv(1), pv(2)], 11),
+    ("first is backup: the first non-backup", [pv(0, backup=True), pv(1, DOWN), pv(2)], 12),
+    ("first is degraded backup", [pv(0, DEGRADED, backup=True), pv(1)], 11),
+    ("only a backup is live", [pv(0, DOWN), pv(1, backup=True)], 11),
+    ("first without carrier", [pv(0, link=False), pv(1)], 11),
+    ("first disabled", [pv(0, DISABLED), pv(1)], 11),
+    ("the fast one is not preferred: order is", [pv(0, rate=1000), pv(1, rate=90000)], 10),
+    ("no usable path", [pv(0, DISABLED), pv(1, addr=None)], None),
+]
+
+
+@pytest.mark.parametrize(("paths", "ifindex"), [c[1:] for c in DEFAULT_CASES],
+                         ids=[c[0] for c in DEFAULT_CASES])
+def test_default_route(paths: list[PathView], ifindex: int | None) -> None:
+    got = default_hops(mk(paths))
+    if ifindex is None:
+        assert got is None
+    else:
+        assert got == (Hop(ifindex, f"100.64.{ifindex - 9}.1"),)
+
+
+@pytest.mark.parametrize("paths", [[pv(0), pv(1)], [pv(0, DOWN)]], ids=["live", "fail-open"])
+def test_default_route_false_omits_it(paths: list[PathView]) -> None:
+    p = mk(paths, default_route=False)
+    assert default_hops(p) is None
+    assert server_hops(p) is not None
+    assert TABLE_RULE in p.rules  # the server routes still need the table
+
+
+# --- endpoints ------------------------------------------------------------------------------------
+
+# (id, paths, endpoints as (address, ifindex, backup), carriers, fail_open)
+EP_CASES: list[tuple[str, list[PathView], list[tuple[str, int, bool]], list[str], bool]] = [
+    ("all up", [pv(0), pv(1)],
+     [("100.64.1.2", 10, False), ("100.64.2.2", 11, False)], ["wan1", "wan2"], False),
+    ("forced backup keeps its endpoint, flagged", [pv(0), pv(1, backup=True)],
+     [("100.64.1.2", 10, False), ("100.64.2.2", 11, True)], ["wan1", "wan2"], False),
+    ("degraded is flagged backup", [pv(0), pv(1, DEGRADED, backup=True)],
+     [("100.64.1.2", 10, False), ("100.64.2.2", 11, True)], ["wan1", "wan2"], False),
+    ("down path: no endpoint", [pv(0), pv(1, DOWN)],
+     [("100.64.1.2", 10, False)], ["wan1"], False),
+    ("disabled: never", [pv(0), pv(1, DISABLED)], [("100.64.1.2", 10, False)], ["wan1"], False),
+    ("no address: never", [pv(0), pv(1, addr=None)],
+     [("100.64.1.2", 10, False)], ["wan1"], False),
+    ("no device: never", [pv(0), pv(1, ifindex=None)],
+     [("100.64.1.2", 10, False)], ["wan1"], False),
+    ("no carrier: never", [pv(0), pv(1, link=False)],
+     [("100.64.1.2", 10, False)], ["wan1"], False),
+    ("only a backup live: no fail-open", [pv(0, DOWN), pv(1, backup=True)],
+     [("100.64.2.2", 11, True)], ["wan2"], False),
+    # fail-open: nothing is live, so every path with a link carries traffic anyway
+    ("fail-open: every path with a link", [pv(0, DOWN), pv(1, DOWN, link=False), pv(2, DOWN),
+                                          pv(3, DISABLED), pv(4, DOWN, addr=None)],
+     [("100.64.1.2", 10, False), ("100.64.3.2", 12, False)], ["wan1", "wan3"], True),
+    ("fail-open keeps the backup flag", [pv(0, DOWN, backup=True), pv(1, DOWN)],
+     [("100.64.1.2", 10, True), ("100.64.2.2", 11, False)], ["wan1", "wan2"], True),
+    ("nothing with a link: nothing, not fail-open",
+     [pv(0, DOWN, link=False), pv(1, DISABLED), pv(2, addr=None)], [], [], False),
+    ("no path at all", [], [], [], False),
+]
+
+
+@pytest.mark.parametrize(("paths", "eps", "carriers", "fail_open"), [c[1:] for c in EP_CASES],
+                         ids=[c[0] for c in EP_CASES])
+def test_endpoints_carriers_fail_open(paths: list[PathView], eps: list[tuple[str, int, bool]],
+                                      carriers: list[str], fail_open: bool) -> None:
+    p = mk(paths)
+    assert p.endpoints == tuple(EndpointWant(a, i, b) for a, i, b in eps)
+    assert p.carriers == tuple(carriers)
+    assert p.fail_open is fail_open
+
+
+# (id, paths, server route ifindexes, default route ifindex)
+FAIL_OPEN_ROUTES: list[tuple[str, list[PathView], list[int], int]] = [
+    ("all down", [pv(0, DOWN), pv(1, DOWN)], [10, 11], 10),
+    ("down paths without carrier left out", [pv(0, DOWN, link=False), pv(1, DOWN)], [11], 11),
+    ("backup left out while a non-backup has a link", [pv(0, DOWN, backup=True), pv(1, DOWN)],
+     [11], 11),
+    ("only backups", [pv(0, DOWN, backup=True), pv(1, DOWN, backup=True)], [10, 11], 10),
+]
+
+
+@pytest.mark.parametrize(("paths", "servers", "default"), [c[1:] for c in FAIL_OPEN_ROUTES],
+                         ids=[c[0] for c in FAIL_OPEN_ROUTES])
+def test_fail_open_routes(paths: list[PathView], servers: list[int], default: int) -> None:
+    p = mk(paths)
+    assert p.fail_open
+    hops = server_hops(p)
+    assert hops is not None and [h.ifindex for h in hops] == servers
+    dh = default_hops(p)
+    assert dh is not None and [h.ifindex for h in dh] == [default]
+
+
+def test_plan_is_deterministic_and_pure() -> None:
+    paths = [pv(0, rate=3000), pv(1, DEGRADED, backup=True), pv(2, DOWN)]
+    before = list(paths)
+    assert mk(paths) == mk(paths)
+    assert paths == before
+
+
+def test_whole_plan_for_a_typical_router() -> None:
+    """Two links up (one forced backup), one down without carrier: the complete plan."""
+    paths = [pv(0, rate=20000), pv(1, backup=True, rate=5000), pv(2, DOWN, link=False)]
+    p = mk(paths)
+    assert p == Plan(
+        endpoints=(EndpointWant("100.64.1.2", 10, False), EndpointWant("100.64.2.2", 11, True)),
+        routes=(
+            RouteWant(BASE, "default", 0, (Hop(10, "100.64.1.1"),)),
+            RouteWant(BASE + 1, "default", 0, (Hop(11, "100.64.2.1"),)),
+            RouteWant(BASE + 2, "default", 0, (Hop(12, "100.64.3.1"),)),
+            RouteWant(RT, "203.0.113.10", 32, (Hop(10, "100.64.1.1", 1),)),
+            RouteWant(RT, "default", 0, (Hop(10, "100.64.1.1"),)),
+        ),
+        rules=(MAIN_RULE,
+               RuleWant(PRIO + 1, BASE, src="100.64.1.2"),
+               RuleWant(PRIO + 2, BASE + 1, src="100.64.2.2"),
+               RuleWant(PRIO + 3, BASE + 2, src="100.64.3.2"),
+               TABLE_RULE),
+        carriers=("wan1", "wan2"),
+        fail_open=False,
+    )
