@@ -33,7 +33,7 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
 	"$PYTHON" -m venv "$VENV"
 fi
-if [ ! -f "$VENV/.installed" ] || [ pyproject.toml -nt "$VENV/.installed" ]; then
+if [ ! -f "$VENV/.installed" ] || [ -n "$(find pyproject.toml -newer "$VENV/.installed")" ]; then
 	"$VENV/bin/python" -m pip install -q --upgrade pip
 	"$VENV/bin/python" -m pip install -q -e '.[dev]'
 	touch "$VENV/.installed"

@@ -129,13 +129,13 @@ _NETIFD_RE = re.compile(r"^[A-Za-z0-9_]{1,15}$")
 
 
 def _ifname(raw: str) -> str:
-    if not _IFNAME_RE.match(raw) or raw in (".", ".."):
+    if not _IFNAME_RE.fullmatch(raw) or raw in (".", ".."):
         raise ValueError("not a network device name (1–15 characters, no spaces, '/' or ':')")
     return raw
 
 
 def _netifd_name(raw: str) -> str:
-    if not _NETIFD_RE.match(raw):
+    if not _NETIFD_RE.fullmatch(raw):
         raise ValueError("not a netifd interface name (letters, digits and '_', at most 15)")
     return raw
 
@@ -362,7 +362,7 @@ def from_sections(sections: Sequence[uci.Section]) -> tuple[Config, list[Problem
             usb = Usb(**values)
         else:
             name = s.name
-            if name is None or not _NAME_RE.match(name):
+            if name is None or not _NAME_RE.fullmatch(name):
                 problems.append(Problem(Severity.ERROR, label, None, None,
                                         f"a '{s.type}' section needs a name of letters, digits "
                                         f"and '_' (config {s.type} 'wan1')"))

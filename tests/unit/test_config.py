@@ -656,10 +656,8 @@ def test_as_dict_is_plain_data() -> None:
     assert set(d["globals"]) == {f for f in Globals.__dataclass_fields__}
 
 
-# --- bugs -----------------------------------------------------------------------------------------
+# --- regressions ---------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: _ifname/_netifd_name use re.match with '$', which "
-                   "also matches before a trailing newline, so 'eth1\\n' passes as a device name")
 @pytest.mark.parametrize("option", ["device", "interface"])
 def test_name_with_a_trailing_newline_is_rejected(option: str) -> None:
     # a quoted UCI value may span lines: this is a file libuci accepts

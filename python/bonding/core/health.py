@@ -128,6 +128,8 @@ def _to(h: Health, state: State, reason: str, now: float, **kw: object) -> Healt
     extra: dict[str, object] = {"falls": falls, "bad_streak": 0, "calm_streak": 0}
     if state.live and not h.state.live:
         extra["window"] = ()  # old failures must not take it straight down again
+        if not h.fresh:
+            extra["losses"] = ()  # nor the outage's losses make it degraded
         extra["fresh"] = False
     extra.update(kw)
     return replace(h, state=state, reason=reason, since=now, **extra)  # type: ignore[arg-type]
@@ -210,7 +212,8 @@ def _assess_degraded(h: Health, p: Params, now: float, best_rtt_ms: float | None
     calm = 0 if still else h.calm_streak + 1
     if calm >= p.up_count:
         return _to(h, State.UP, "recovered from degradation", now)
-    return replace(h, calm_streak=calm, reason=still or h.reason)
+    reason = still or f"improving: {calm} of {p.up_count} rounds under the thresholds"
+    return replace(h, calm_streak=calm, reason=reason)
 
 
 def on_link(h: Health, ok: bool, reason: str, now: float) -> Health:
