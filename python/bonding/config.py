@@ -229,6 +229,10 @@ class Config:
             return path.probe_targets
         if self.globals.probe_targets:
             return self.globals.probe_targets
+        return self.server_addresses()
+
+    def server_addresses(self) -> tuple[str, ...]:
+        """The enabled servers given as IPv4 addresses (routes and default probe targets)."""
         return tuple(s.address for s in self.servers if s.enabled and _is_ipv4(s.address))
 
 

@@ -307,9 +307,7 @@ class Daemon:
         if not g.enabled:
             out = self.reconciler.cleanup(g.rule_priority, self._tables())
         else:
-            servers = [s.address for s in self.cfg.servers if s.enabled
-                       and config._is_ipv4(s.address)]
-            p = plan(self._views(), servers, route_table=g.route_table,
+            p = plan(self._views(), self.cfg.server_addresses(), route_table=g.route_table,
                      path_table_base=g.path_table_base, rule_priority=g.rule_priority,
                      default_route=g.manage_default_route)
             if p.fail_open != self.fail_open:
@@ -423,7 +421,7 @@ class Daemon:
                               if rt.prober else [])
         return out
 
-    def status(self) -> dict[str, Any]:
+    def status(self, detail: bool = False) -> dict[str, Any]:
         return {
             "version": __version__,
             "uptime": round(time.monotonic() - self.started, 1),
@@ -432,7 +430,7 @@ class Daemon:
             "servers": [{"name": s.name, "address": s.address, "port": s.port,
                          "protocol": s.protocol, "enabled": s.enabled}
                         for s in self.cfg.servers],
-            "paths": {name: self.path_status(rt) for name, rt in self.paths.items()},
+            "paths": {name: self.path_status(rt, detail) for name, rt in self.paths.items()},
             "config_problems": [str(p) for p in self.problems],
             "errors": self.kernel_errors + self.action_errors,
         }
@@ -441,9 +439,7 @@ class Daemon:
         if not self._dirty:
             return
         self._dirty = False
-        data = self.status()
-        data["paths"] = {name: self.path_status(rt, detail=True)
-                         for name, rt in self.paths.items()}
+        data = self.status(detail=True)
         tmp = self.run_dir / (STATUS_FILE + ".tmp")
         try:
             tmp.write_text(json.dumps(data, separators=(",", ":")))

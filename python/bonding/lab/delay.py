@@ -278,6 +278,14 @@ def _run(cmd: list[str]) -> None:
         raise DelayError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
 
 
+def python_env() -> dict[str, str]:
+    """The environment for a child Python that must import this package (as the lab runs it)."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
 def setup_delay(netns: str, tun: str, ifaces: list[str], table: int = 10) -> None:
     """Create tun ``tun`` in ``netns`` and route everything arriving on ``ifaces`` into it.
 
@@ -329,9 +337,7 @@ def start_delay(
     e.g. ``subprocess.PIPE``). Raises :class:`DelayError` if it exits or is not ready within
     ``timeout`` seconds (the process is killed then).
     """
-    pkg_root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
+    env = python_env()
     cmd = [
         "ip", "netns", "exec", netns, sys.executable, "-m", "bonding.lab.delay",
         "--tun", tun, "--delay-ms", str(delay_ms), "--max-queue", str(max_queue),

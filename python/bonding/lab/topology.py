@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bonding import uci
-from bonding.lab.delay import setup_delay, start_delay
+from bonding.lab.delay import python_env, setup_delay, start_delay
 
 STATE_ROOT = Path("/run/bonding-lab")
 SERVER_ADDR = "203.0.113.10"
@@ -310,7 +310,7 @@ class Lab:
             proc = subprocess.Popen(
                 nsx(st.namespaces["router"], sys.executable, "-m", "bonding.daemon",
                     "--config-dir", st.config_dir, "--run-dir", st.run_dir, *args),
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=_env(),
+                stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=python_env(),
                 start_new_session=True)
         finally:
             log.close()
@@ -417,13 +417,6 @@ class Lab:
                          "status": str(Path(st.run_dir) / "status.json"),
                          "log": st.daemon_log},
         }
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return env
 
 
 def _kill_wait(pid: int, timeout: float) -> None:
