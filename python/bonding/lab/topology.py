@@ -107,6 +107,22 @@ class LabState:
     daemon_log: str
     daemon_pid: int | None = None
     pids: dict[str, int] = field(default_factory=dict)  # long-running helpers
+    ubus_socket: str | None = None  # the router's ubusd, when the OpenWrt userland is found
+
+
+def find_ubusd() -> Path | None:
+    """ubusd from ``$BONDING_UBUSD`` or ``$OWRT_PREFIX/{sbin,bin}``; None when absent."""
+    explicit = os.environ.get("BONDING_UBUSD")
+    if explicit:
+        return Path(explicit) if os.access(explicit, os.X_OK) else None
+    prefix = os.environ.get("OWRT_PREFIX")
+    if not prefix:
+        return None
+    for sub in ("sbin", "bin"):
+        cand = Path(prefix, sub, "ubusd")
+        if os.access(cand, os.X_OK):
+            return cand
+    return None
 
 
 def run(cmd: Sequence[str], *, check: bool = True, timeout: float = 30,
@@ -179,6 +195,7 @@ class Lab:
         try:
             self._build(links)
             self._write_config(config_extra)
+            self.start_ubusd()
             if daemon:
                 self.start_daemon()
         except BaseException:
@@ -303,8 +320,34 @@ class Lab:
         (cfg / "bonding").write_text(text + extra)
 
     # --- the daemon -----------------------------------------------------------------------------
+    def start_ubusd(self) -> str | None:
+        """Run a real ubusd in the router namespace when the OpenWrt userland is there."""
+        st = self.state or self.load()
+        ubusd = find_ubusd()
+        if ubusd is None:
+            return None
+        sock = Path(st.state_dir) / "ubus.sock"
+        log = open(Path(st.state_dir) / "ubusd.log", "ab")  # noqa: SIM115
+        try:
+            proc = subprocess.Popen(nsx(st.namespaces["router"], str(ubusd), "-s", str(sock)),
+                                    stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        finally:
+            log.close()
+        deadline = time.monotonic() + 5
+        while not sock.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise LabError(f"{ubusd} did not create {sock}; see {st.state_dir}/ubusd.log")
+            time.sleep(0.02)
+        st.pids["ubusd"] = proc.pid
+        st.ubus_socket = str(sock)
+        self.save()
+        return st.ubus_socket
+
     def start_daemon(self, *args: str) -> int:
         st = self.state or self.load()
+        if st.ubus_socket and "--ubus-socket" not in args:
+            args = ("--ubus-socket", st.ubus_socket, *args)
         log = open(st.daemon_log, "ab")  # noqa: SIM115
         try:
             proc = subprocess.Popen(
@@ -416,6 +459,7 @@ class Lab:
                          "config_dir": st.config_dir, "run_dir": st.run_dir,
                          "status": str(Path(st.run_dir) / "status.json"),
                          "log": st.daemon_log},
+            "ubus": {"socket": st.ubus_socket, "pid": st.pids.get("ubusd")},
         }
 
 
