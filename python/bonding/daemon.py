@@ -3,7 +3,9 @@
 It probes every path, scores it (bonding.core.health), plans routes, rules and MPTCP endpoints
 (bonding.core.plan) and makes the kernel hold them (bonding.actions).  Link and address events
 from the kernel act at once.  After each change it writes a snapshot to <run-dir>/status.json and
-runs the user hooks in <hooks-dir> with ACTION=path-up / path-down.
+runs the user hooks in <hooks-dir> with ACTION=path-up / path-down.  When libubus and ubusd
+are there it serves the ubus object `bonding` (bonding.api), sends `bonding.path` events and
+asks netifd about its interfaces over the same connection.
 """
 
 from __future__ import annotations
@@ -23,23 +25,27 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bonding import __version__, config, netifd
+from bonding import __version__, api, config, netifd
 from bonding.actions import Reconciler
 from bonding.config import Config, PathConfig, Severity
 from bonding.core import health as hl
 from bonding.core.health import Health, Params, State
 from bonding.core.plan import PathView, plan
+from bonding.core.subflows import SubflowTracker
 from bonding.netlink.core import NetlinkError
 from bonding.netlink.monitor import AddrEvent, Event, LinkEvent, LinkMonitor, Resync
-from bonding.netlink.mptcp import MptcpPM
+from bonding.netlink.mptcp import EventsLost, MptcpEvent, MptcpEventReader, MptcpPM
 from bonding.netlink.rtnl import Rtnl
 from bonding.probe import PathProber
+from bonding.ubus import Ubus, UbusError, UbusLibraryError
 
 log = logging.getLogger("bondingd")
 
 STATUS_FILE = "status.json"
 STATUS_REFRESH_S = 1.0
 HOOK_TIMEOUT_S = 10.0
+PROBE_REPLY_SLACK_S = 1.0  # `probe` waits for one round: its timeout plus this
+NETIFD_TIMEOUT_S = 3.0
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO,
               "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -102,6 +108,14 @@ class Daemon:
         self.pm: MptcpPM | None = None
         self.reconciler: Reconciler | None = None
         self.monitor: LinkMonitor | None = None
+        self.bus: Ubus | None = None
+        self.bus_error: str | None = None
+        self.netifd = netifd.NetifdView()
+        self._netifd_task: asyncio.Task[None] | None = None
+        self._netifd_again = False
+        self.subflows = SubflowTracker()
+        self.mptcp_events: MptcpEventReader | None = None
+        self._probe_waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     # --- config ---------------------------------------------------------------------------------
     def load_config(self) -> bool:
@@ -144,7 +158,7 @@ class Daemon:
         for rt in self.paths.values():
             info = netifd.Info(device=rt.cfg.device)
             if rt.cfg.interface and not rt.cfg.device:
-                got = netifd.interface_status(rt.cfg.interface, self.ubus_socket)
+                got = self.netifd.lookup(rt.cfg.interface)
                 if isinstance(got, str):
                     rt.device = rt.ifindex = rt.address = None
                     rt.resolve_error = got
@@ -234,6 +248,9 @@ class Daemon:
         best = hl.best_rtt(p.health for p in self.paths.values())
         rt.health = hl.on_round(rt.health, r, self.params, time.monotonic(), best)
         self._after_change(rt, before)
+        for fut in self._probe_waiters.pop(name, []):
+            if not fut.done():
+                fut.set_result(None)
 
     def _after_change(self, rt: PathRuntime, before: Health) -> None:
         h = rt.health
@@ -334,15 +351,19 @@ class Daemon:
         env = dict(os.environ, ACTION=action, PATH_NAME=rt.cfg.name,
                    INTERFACE=rt.cfg.interface or rt.cfg.name, DEVICE=rt.device or "",
                    STATE=str(state), PREVIOUS=str(previous), REASON=rt.health.reason)
-        task = asyncio.get_running_loop().create_task(self._hook_scripts(env))
-        self._hooks.add(task)
-        task.add_done_callback(self._hooks.discard)
+        self._hooks_keep(asyncio.get_running_loop().create_task(self._hook_scripts(env)))
 
     def _emit(self, rt: PathRuntime, previous: State) -> None:
-        """The bonding.path event (sent on ubus once the object exists; logged here)."""
-        log.debug("event bonding.path %s", json.dumps(
-            {"name": rt.cfg.name, "state": str(rt.health.state), "previous": str(previous),
-             "reason": rt.health.reason}))
+        """The `bonding.path` event on ubus (dropped, with a debug line, when not connected)."""
+        data = {"name": rt.cfg.name, "state": str(rt.health.state), "previous": str(previous),
+                "reason": rt.health.reason}
+        log.debug("event %s %s", api.EVENT_PATH, json.dumps(data))
+        if self.bus is None or not self.bus.connected:
+            return
+        try:
+            self.bus.send_event(api.EVENT_PATH, data)
+        except UbusError as e:
+            log.warning("sending %s: %s", api.EVENT_PATH, e)
 
     async def _hook_scripts(self, env: dict[str, str]) -> None:
         assert self.hooks_dir is not None
@@ -410,6 +431,7 @@ class Daemon:
             "rx_bytes": rt.counters[1] if rt.counters else None,
             "tx_bytes": rt.counters[2] if rt.counters else None,
             "endpoint_id": ep,
+            "subflows": self.subflows.count(rt.address),
             "probe_timeout_ms": round(h.timeout_ms(self.params)),
         }
         if rt.resolve_error:
@@ -433,6 +455,8 @@ class Daemon:
             "paths": {name: self.path_status(rt, detail) for name, rt in self.paths.items()},
             "config_problems": [str(p) for p in self.problems],
             "errors": self.kernel_errors + self.action_errors,
+            "ubus": {"connected": self.bus is not None and self.bus.connected,
+                     "error": self.bus_error},
         }
 
     def write_status(self) -> None:
@@ -447,12 +471,157 @@ class Daemon:
         except OSError as e:
             log.error("writing %s: %s", self.run_dir / STATUS_FILE, e)
 
+    # --- the ubus object `bonding` (bonding.api validates the arguments) ------------------------
+    def api_status(self) -> dict[str, Any]:
+        return self.status()
+
+    def api_path(self, name: str) -> dict[str, Any] | None:
+        rt = self.paths.get(name)
+        return None if rt is None else {"name": name, **self.path_status(rt, detail=True)}
+
+    def api_set_path(self, name: str, enabled: bool | None,
+                     backup: bool | None) -> dict[str, Any] | None:
+        rt = self.paths.get(name)
+        if rt is None:
+            return None
+        if backup is not None:
+            rt.backup_override = None if backup == rt.cfg.backup else backup
+        if enabled is not None:
+            rt.enabled_override = None if enabled == rt.cfg.enabled else enabled
+            before = rt.health
+            rt.health = hl.set_enabled(rt.health, rt.enabled and self.cfg.globals.enabled,
+                                       time.monotonic())
+            self._after_change(rt, before)
+            self._sync_probers()
+        log.info("path %s set over ubus: enabled=%s backup=%s", name, rt.enabled,
+                 rt.forced_backup)
+        self._dirty = True
+        self.schedule_reconcile()
+        return {"name": name, "enabled": rt.enabled, "backup": rt.forced_backup}
+
+    async def api_probe(self, name: str) -> dict[str, Any] | None:
+        rt = self.paths.get(name)
+        if rt is None:
+            return None
+        if rt.prober is not None:
+            fut = asyncio.get_running_loop().create_future()
+            self._probe_waiters.setdefault(name, []).append(fut)
+            rt.prober.probe_now()
+            wait = self._timeout(name) + PROBE_REPLY_SLACK_S
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(fut, wait)
+        return self.api_path(name)
+
+    def api_reload(self) -> dict[str, Any]:
+        ok = self.reload()
+        return {"ok": ok, "problems": [str(p) for p in self.problems]}
+
+    def api_iface(self, interface: str, action: str, device: str | None) -> dict[str, Any]:
+        """A netifd hotplug event (ifup/ifdown/ifupdate) told by /etc/hotplug.d/iface."""
+        names = [n for n, rt in self.paths.items()
+                 if rt.cfg.interface == interface or (device and rt.cfg.device == device)]
+        log.info("netifd %s of %s (device %s): %s", action, interface, device or "?",
+                 ", ".join(names) or "not a path")
+        if action == "ifdown":
+            for n in names:
+                rt = self.paths[n]
+                if rt.cfg.interface == interface and rt.health.link_ok:
+                    before = rt.health
+                    rt.health = hl.on_link(rt.health, False,
+                                           f"netifd interface '{interface}' went down",
+                                           time.monotonic())
+                    self._after_change(rt, before)
+            self.schedule_reconcile()
+        self.refresh_netifd()
+        return {"handled": bool(names), "path": names[0] if names else None}
+
+    def _start_ubus(self) -> None:
+        try:
+            self.bus = Ubus(self.ubus_socket, reconnect=True, on_reconnect=self._on_ubus)
+        except (UbusLibraryError, OSError) as e:
+            self.bus_error = (f"libubus not usable ({e}): no ubus object; status is in "
+                              f"{self.run_dir / STATUS_FILE}")
+            log.warning("%s", self.bus_error)
+            self.netifd.failed(self.bus_error)
+            return
+        self.bus.add_object(api.OBJECT, api.methods(self))
+        self.bus.subscribe("network.interface", self._on_netifd_event)
+        task = asyncio.get_running_loop().create_task(self._connect_ubus())
+        self._hooks_keep(task)
+
+    async def _connect_ubus(self) -> None:
+        assert self.bus is not None
+        try:
+            await self.bus.connect()  # retries with backoff until ubusd is there
+        except (UbusError, OSError) as e:
+            self.bus_error = f"cannot connect to ubusd: {e}"
+            log.warning("%s", self.bus_error)
+            return
+        self._on_ubus()
+
+    def _on_ubus(self) -> None:
+        self.bus_error = None
+        log.info("ubus: object '%s' registered on %s", api.OBJECT,
+                 self.ubus_socket or "the default ubus socket")
+        self._dirty = True
+        self.refresh_netifd()
+
+    def _on_netifd_event(self, event: str, data: dict[str, Any]) -> None:
+        log.debug("netifd event %s %s", event, data)
+        self.refresh_netifd()
+
+    def refresh_netifd(self) -> None:
+        """Re-read netifd's interfaces (once at a time), then re-resolve the paths."""
+        if not any(rt.cfg.interface and not rt.cfg.device for rt in self.paths.values()):
+            return
+        if self._netifd_task is not None and not self._netifd_task.done():
+            self._netifd_again = True
+            return
+        self._netifd_task = asyncio.get_running_loop().create_task(self._read_netifd())
+
+    async def _read_netifd(self) -> None:
+        while True:
+            self._netifd_again = False
+            if self.bus is None or not self.bus.connected:
+                self.netifd.failed(self.bus_error or "not connected to ubusd")
+            else:
+                try:
+                    self.netifd.update(await self.bus.call("network.interface", "dump",
+                                                           timeout=NETIFD_TIMEOUT_S))
+                except UbusError as e:
+                    self.netifd.failed(f"network.interface dump: {e}")
+                    log.warning("asking netifd: %s", e)
+            self._safe_resolve()
+            if not self._netifd_again:
+                return
+
+    def _hooks_keep(self, task: asyncio.Task[None]) -> None:
+        self._hooks.add(task)
+        task.add_done_callback(self._hooks.discard)
+
+    # --- MPTCP subflows ---------------------------------------------------------------------------
+    def _start_mptcp_events(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            self.mptcp_events = MptcpEventReader()
+        except (NetlinkError, OSError) as e:
+            log.warning("MPTCP events unavailable (%s): subflow counts unknown", e)
+            return
+        self.mptcp_events.attach(loop, self._on_mptcp_event)
+
+    def _on_mptcp_event(self, ev: MptcpEvent | EventsLost) -> None:
+        if isinstance(ev, EventsLost):
+            log.warning("MPTCP events were lost: subflow counts unknown until those close")
+            self.subflows.events_lost()
+        elif self.subflows.on_event(ev.name, ev.token, ev.saddr, ev.sport, ev.daddr, ev.dport):
+            self._dirty = True
+
     # --- main -----------------------------------------------------------------------------------
     def reload(self) -> bool:
         log.info("reloading %s", self.config_dir / config.PACKAGE)
         ok = self.load_config()
         self._setup_limits()
         self._safe_resolve()
+        self.refresh_netifd()
         self._dirty = True
         self.write_status()
         return ok
@@ -490,6 +659,8 @@ class Daemon:
         for sig, fn in ((signal.SIGTERM, self._stop.set), (signal.SIGINT, self._stop.set),
                         (signal.SIGHUP, self.reload)):
             loop.add_signal_handler(sig, fn)
+        self._start_mptcp_events(loop)
+        self._start_ubus()
         self._safe_resolve()
         self.reconcile()
         log.info("bondingd %s started: %d paths, config %s", __version__, len(self.paths),
@@ -502,6 +673,11 @@ class Daemon:
             if rt.prober is not None:
                 rt.prober.close()
         self.reconciler.cleanup(self.cfg.globals.rule_priority, self._tables())
+        if self.bus is not None:
+            self.bus.close()
+        if self.mptcp_events is not None:
+            loop.remove_reader(self.mptcp_events.fileno())
+            self.mptcp_events.close()
         self.monitor.close()
         self.rtnl.close()
         if self.pm is not None:

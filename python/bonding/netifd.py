@@ -1,17 +1,15 @@
-"""What netifd knows of a logical interface (OpenWrt): its device, address and gateway.
+"""What netifd knows of its logical interfaces (OpenWrt): device, address, gateway.
 
-Read with `ubus call network.interface.<name> status` (the ubus CLI is on every OpenWrt box).
+bondingd asks netifd over its own ubus connection (`network.interface dump`) when it starts,
+after every `network.interface` event and every hotplug `iface` call, and keeps the answer in a
+:class:`NetifdView`; path resolution reads the view and never blocks on ubus.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
-
-UBUS_TIMEOUT_S = 3
 
 
 @dataclass(frozen=True)
@@ -22,8 +20,8 @@ class Info:
     up: bool = True
 
 
-def parse_status(name: str, data: dict[str, Any]) -> Info | str:
-    """netifd's interface status → Info, or why it cannot be used."""
+def parse_status(name: str, data: Mapping[str, Any]) -> Info | str:
+    """netifd's status of one interface → Info, or why it cannot be used."""
     if not data.get("up", False):
         return f"netifd interface '{name}' is down"
     device = data.get("l3_device") or data.get("device")
@@ -39,21 +37,40 @@ def parse_status(name: str, data: dict[str, Any]) -> Info | str:
     return Info(device=device, address=address, gateway=gateway)
 
 
-def interface_status(name: str, ubus_socket: str | None = None) -> Info | str:
-    ubus = shutil.which("ubus")
-    if ubus is None:
-        return (f"path uses netifd interface '{name}' but there is no ubus here: "
-                "set 'option device' instead")
-    cmd = [ubus] + (["-s", ubus_socket] if ubus_socket else [])
-    cmd += ["call", f"network.interface.{name}", "status"]
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=UBUS_TIMEOUT_S,
-                           check=False)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"asking netifd about '{name}' failed: {e}"
-    if r.returncode != 0:
-        return f"netifd has no interface '{name}' (ubus: {r.stderr.strip() or r.returncode})"
-    try:
-        return parse_status(name, json.loads(r.stdout))
-    except (ValueError, AttributeError) as e:
-        return f"netifd's status of '{name}' is unreadable: {e}"
+@dataclass
+class NetifdView:
+    """The last `network.interface dump`, by interface name."""
+
+    interfaces: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    known: bool = False  # a dump has been read
+    error: str | None = None  # why the last dump failed
+
+    def update(self, dump: Mapping[str, Any]) -> None:
+        items = dump.get("interface")
+        if not isinstance(items, list):
+            self.error = "netifd's dump has no 'interface' list"
+            return
+        self.interfaces = {str(i["interface"]): i for i in items
+                           if isinstance(i, dict) and "interface" in i}
+        self.known = True
+        self.error = None
+
+    def failed(self, why: str) -> None:
+        self.error = why
+
+    def lookup(self, name: str) -> Info | str:
+        if not self.known:
+            why = self.error or "no answer from netifd yet"
+            return (f"path uses netifd interface '{name}' but netifd cannot be asked ({why}); "
+                    "where there is no netifd set 'option device' instead")
+        data = self.interfaces.get(name)
+        if data is None:
+            return f"netifd has no interface '{name}': check `ubus list network.interface.*`"
+        return parse_status(name, data)
+
+    def interface_of(self, device: str) -> str | None:
+        """The interface whose (l3) device is `device`, when netifd has one."""
+        for name, data in self.interfaces.items():
+            if device in (data.get("l3_device"), data.get("device")):
+                return name
+        return None

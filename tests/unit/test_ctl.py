@@ -1,0 +1,87 @@
+"""bondingctl: table and JSON output, the status.json fallback, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bonding import ctl
+
+NOW = 1_800_000_000.0
+STATUS = {
+    "version": "0.1.0", "uptime": 3700.0, "enabled": True, "fail_open": False,
+    "servers": [{"name": "vps1", "address": "203.0.113.10", "port": 65101,
+                 "protocol": "shadowsocks", "enabled": True}],
+    "proxy": {"backend": "shadowsocks-libev", "state": "running", "pid": 12, "restarts": 0,
+              "since": NOW - 50, "error": ""},
+    "paths": {
+        "wan": {"state": "up", "reason": "", "since": NOW - 125, "backup": False,
+                "device": "eth1", "rtt_ms": 21.34, "jitter_ms": 0.4, "loss_pct": 0.0,
+                "rx_bps": 48_200_000, "tx_bps": 2_100_000, "subflows": 3},
+        "lte": {"state": "degraded", "reason": "loss 25% over the last 20 rounds",
+                "since": NOW - 7300, "backup": True, "device": "wwan0", "rtt_ms": 88.0,
+                "jitter_ms": 9.5, "loss_pct": 25.0, "rx_bps": 900, "tx_bps": 0,
+                "subflows": 0},
+        "dsl": {"state": "down", "reason": "carrier lost on eth2", "since": NOW - 5,
+                "backup": False, "device": "eth2", "rtt_ms": None, "jitter_ms": None,
+                "loss_pct": None, "rx_bps": 0, "tx_bps": 0, "subflows": None},
+    },
+    "config_problems": ["warning: bonding.x: unknown section type 'foo'"],
+    "errors": [],
+}
+
+
+def test_table_shows_every_path_with_reason_and_units() -> None:
+    text = ctl.format_status(STATUS, now=NOW)
+    lines = text.splitlines()
+    assert "proxy shadowsocks-libev: running" in lines[0]
+    assert "3 paths (2 carrying traffic)" in lines[0]
+    rows = {ln.split()[0]: ln for ln in lines if ln.split() and ln.split()[0] in STATUS["paths"]}
+    assert rows["wan"].split()[1:10] == ["up", "eth1", "21.3ms", "0.4", "0%", "48.2M", "2.1M",
+                                         "3", "2m05s"]
+    assert "loss 25% over the last 20 rounds" in rows["lte"]
+    assert rows["lte"].split()[1] == "degraded" and "2h01m" in rows["lte"]
+    assert rows["dsl"].split()[1:4] == ["down", "eth2", "-"]
+    assert rows["dsl"].endswith("carrier lost on eth2")
+    assert lines[-1] == "config: warning: bonding.x: unknown section type 'foo'"
+
+
+def write_snapshot(tmp_path: Path) -> Path:
+    (tmp_path / "status.json").write_text(json.dumps(STATUS))
+    return tmp_path
+
+
+def test_without_ubus_status_and_path_come_from_the_snapshot(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = write_snapshot(tmp_path)
+    assert ctl.main(["--no-ubus", "--run-dir", str(run), "--json", "status"]) == 0
+    assert json.loads(capsys.readouterr().out) == STATUS
+    assert ctl.main(["--no-ubus", "--run-dir", str(run), "--json", "path", "lte"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["name"] == "lte" and out["reason"] == STATUS["paths"]["lte"]["reason"]
+    assert ctl.main(["--no-ubus", "--run-dir", str(run), "status"]) == 0
+    assert "not reachable over ubus" in capsys.readouterr().out
+
+
+def test_missing_library_falls_back_to_the_snapshot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    run = write_snapshot(tmp_path)
+    monkeypatch.setenv("BONDING_LIBUBUS", str(tmp_path / "no-such-libubus.so"))
+    assert ctl.main(["--run-dir", str(run), "--json", "status"]) == 0
+    assert json.loads(capsys.readouterr().out)["paths"].keys() == STATUS["paths"].keys()
+
+
+def test_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = write_snapshot(tmp_path)
+    assert ctl.main(["--no-ubus", "--run-dir", str(run), "path", "nope"]) == 1
+    assert "no path named 'nope'" in capsys.readouterr().err
+    assert ctl.main(["--no-ubus", "--run-dir", str(run), "reload"]) == 1
+    assert "needs bondingd over ubus" in capsys.readouterr().err
+    assert ctl.main(["--no-ubus", "--run-dir", str(tmp_path / "empty"), "status"]) == 1
+    assert "is bondingd running?" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        ctl.main(["set-path", "wan"])
+    assert e.value.code == 2
