@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,10 +32,10 @@ from bonding.config import Config, PathConfig, Severity
 from bonding.core import health as hl
 from bonding.core.health import Health, Params, State
 from bonding.core.plan import PathView, plan
-from bonding.core.subflows import SubflowTracker
 from bonding.netlink.core import NetlinkError
+from bonding.netlink.diag import SubflowCounter
 from bonding.netlink.monitor import AddrEvent, Event, LinkEvent, LinkMonitor, Resync
-from bonding.netlink.mptcp import EventsLost, MptcpEvent, MptcpEventReader, MptcpPM
+from bonding.netlink.mptcp import MptcpPM
 from bonding.netlink.rtnl import Rtnl
 from bonding.probe import PathProber
 from bonding.ubus import Ubus, UbusError, UbusLibraryError
@@ -46,6 +47,7 @@ STATUS_REFRESH_S = 1.0
 HOOK_TIMEOUT_S = 10.0
 PROBE_REPLY_SLACK_S = 1.0  # `probe` waits for one round: its timeout plus this
 NETIFD_TIMEOUT_S = 3.0
+SUBFLOW_REFRESH_S = 2.0  # subflow counts: one sock_diag dump this often
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO,
               "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -113,8 +115,9 @@ class Daemon:
         self.netifd = netifd.NetifdView()
         self._netifd_task: asyncio.Task[None] | None = None
         self._netifd_again = False
-        self.subflows = SubflowTracker()
-        self.mptcp_events: MptcpEventReader | None = None
+        self.subflow_counter: SubflowCounter | None = None
+        self.subflows: Counter[str] | None = None  # established subflows by local address
+        self._subflows_at = 0.0
         self._probe_waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     # --- config ---------------------------------------------------------------------------------
@@ -431,7 +434,8 @@ class Daemon:
             "rx_bytes": rt.counters[1] if rt.counters else None,
             "tx_bytes": rt.counters[2] if rt.counters else None,
             "endpoint_id": ep,
-            "subflows": self.subflows.count(rt.address),
+            "subflows": (None if self.subflows is None or rt.address is None
+                         else self.subflows.get(rt.address, 0)),
             "probe_timeout_ms": round(h.timeout_ms(self.params)),
         }
         if rt.resolve_error:
@@ -600,19 +604,27 @@ class Daemon:
         task.add_done_callback(self._hooks.discard)
 
     # --- MPTCP subflows ---------------------------------------------------------------------------
-    def _start_mptcp_events(self, loop: asyncio.AbstractEventLoop) -> None:
-        try:
-            self.mptcp_events = MptcpEventReader()
-        except (NetlinkError, OSError) as e:
-            log.warning("MPTCP events unavailable (%s): subflow counts unknown", e)
-            return
-        self.mptcp_events.attach(loop, self._on_mptcp_event)
+    def sample_subflows(self) -> None:
+        """Count established MPTCP subflows per local address (sock_diag), now and then.
 
-    def _on_mptcp_event(self, ev: MptcpEvent | EventsLost) -> None:
-        if isinstance(ev, EventsLost):
-            log.warning("MPTCP events were lost: subflow counts unknown until those close")
-            self.subflows.events_lost()
-        elif self.subflows.on_event(ev.name, ev.token, ev.saddr, ev.sport, ev.daddr, ev.dport):
+        (The kernel's mptcp_pm_events do not say `closed` for every connection, so counting
+        events drifts; a dump is the truth.)
+        """
+        now = time.monotonic()
+        if now - self._subflows_at < SUBFLOW_REFRESH_S:
+            return
+        self._subflows_at = now
+        try:
+            if self.subflow_counter is None:
+                self.subflow_counter = SubflowCounter()
+            counts = self.subflow_counter.by_address()
+        except (NetlinkError, OSError, ValueError) as e:
+            if self.subflows is not None or self.subflow_counter is None:
+                log.warning("counting MPTCP subflows (sock_diag): %s", e)
+            self.subflows = None
+            return
+        if counts != self.subflows:
+            self.subflows = counts
             self._dirty = True
 
     # --- main -----------------------------------------------------------------------------------
@@ -659,7 +671,6 @@ class Daemon:
         for sig, fn in ((signal.SIGTERM, self._stop.set), (signal.SIGINT, self._stop.set),
                         (signal.SIGHUP, self.reload)):
             loop.add_signal_handler(sig, fn)
-        self._start_mptcp_events(loop)
         self._start_ubus()
         self._safe_resolve()
         self.reconcile()
@@ -675,9 +686,8 @@ class Daemon:
         self.reconciler.cleanup(self.cfg.globals.rule_priority, self._tables())
         if self.bus is not None:
             self.bus.close()
-        if self.mptcp_events is not None:
-            loop.remove_reader(self.mptcp_events.fileno())
-            self.mptcp_events.close()
+        if self.subflow_counter is not None:
+            self.subflow_counter.close()
         self.monitor.close()
         self.rtnl.close()
         if self.pm is not None:
@@ -690,6 +700,7 @@ class Daemon:
         while True:
             await asyncio.sleep(STATUS_REFRESH_S)
             self.sample_counters()
+            self.sample_subflows()
             self.write_status()
 
 

@@ -1,0 +1,62 @@
+"""MPTCP subflows per local address, read from the kernel with sock_diag (inet_diag).
+
+A subflow is a TCP socket whose upper-layer protocol (ULP) is "mptcp"; the kernel names the ULP
+in the INET_DIAG_ULP_INFO attribute of each socket in a dump (what `ss -tni` shows as
+`tcp-ulp-mptcp`).  Only established subflows are counted.  IPv4.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections import Counter
+
+from bonding.netlink.core import NLM_F_DUMP, Attrs, NetlinkSocket
+
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+TCP_ESTABLISHED = 1
+INET_DIAG_INFO = 2
+INET_DIAG_ULP_INFO = 19
+INET_ULP_INFO_NAME = 1
+# struct inet_diag_req_v2: family, protocol, ext, pad, states, then struct inet_diag_sockid
+# (sport, dport (big-endian), src[4], dst[4] (big-endian), if, cookie[2]).
+REQ_V2 = struct.Struct("=BBBxI2H16s16sI8s")
+# struct inet_diag_msg: family, state, timer, retrans, sockid, expires, rqueue, wqueue, uid, inode
+DIAG_MSG = struct.Struct("=BBBB2H16s16sI8sIIIII")
+
+
+def request(states: int = 1 << TCP_ESTABLISHED) -> bytes:
+    """A dump request for IPv4 TCP sockets in `states`, with the info that carries the ULP."""
+    return REQ_V2.pack(socket.AF_INET, socket.IPPROTO_TCP, 1 << (INET_DIAG_INFO - 1), states,
+                       0, 0, b"", b"", 0, b"")
+
+
+def parse(payload: bytes) -> tuple[str, str | None] | None:
+    """(local address, ULP name or None) of one inet_diag_msg; None when it is not IPv4."""
+    if len(payload) < DIAG_MSG.size:
+        raise ValueError(f"inet_diag_msg of {len(payload)} bytes")
+    fields = DIAG_MSG.unpack_from(payload)
+    if fields[0] != socket.AF_INET:
+        return None
+    src = socket.inet_ntoa(fields[6][:4])
+    ulp = Attrs(payload[DIAG_MSG.size:]).nested(INET_DIAG_ULP_INFO)
+    return src, (ulp.str(INET_ULP_INFO_NAME) if ulp is not None else None)
+
+
+class SubflowCounter:
+    """Counts established MPTCP subflows by local address (one dump per call)."""
+
+    def __init__(self) -> None:
+        self.nl = NetlinkSocket(NETLINK_SOCK_DIAG)
+
+    def close(self) -> None:
+        self.nl.close()
+
+    def by_address(self) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for msg in self.nl.request(SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, request(), "sock_diag dump"):
+            got = parse(msg.payload)
+            if got is not None and got[1] == "mptcp":
+                out[got[0]] += 1
+        return out

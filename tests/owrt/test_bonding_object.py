@@ -1,0 +1,247 @@
+"""The `bonding` ubus object served by a real bondingd on a real ubusd, in the lab.
+
+Needs root (the lab) and the OpenWrt userland (OWRT_PREFIX: ubusd, ubus, libubus); skips and says
+why otherwise.  The lab starts ubusd in the router namespace and bondingd registers there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bonding.lab.topology import Lab, parse_links
+from bonding.lab.traffic import Transfer, wait_all_up, wait_for
+from bonding.ubus import Ubus, UbusError, UbusStatus, call
+
+LINKS = "30/10ms,20/20ms"
+PATH_KEYS = {"state", "reason", "since", "backup", "forced_backup", "enabled", "interface",
+             "device", "address", "gateway", "rtt_ms", "jitter_ms", "loss_pct", "rx_bps",
+             "tx_bps", "rx_bytes", "tx_bytes", "endpoint_id", "subflows", "probe_timeout_ms"}
+
+
+@pytest.fixture(scope="module")
+def olab(owrt_prefix: Path) -> Iterator[Lab]:
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (network namespaces, nftables, tc)")
+    lab = Lab(f"u{os.getpid() % 100000}")
+    try:
+        lab.up(parse_links(LINKS))
+        st = lab.load()
+        assert st.ubus_socket, "the lab did not start ubusd although OWRT_PREFIX is set"
+        assert wait_all_up(lab, 20), f"paths not up: {lab.status().get('paths')}"
+        assert until(lambda: _registered(st.ubus_socket), 10), "bonding not on ubus"
+        yield lab
+    finally:
+        lab.down()
+
+
+def until(pred: Any, timeout: float) -> bool:
+    return wait_for(pred, timeout) is not None
+
+
+def _registered(sock: str | None) -> bool:
+    try:
+        call("bonding", "status", socket=sock, timeout=2)
+    except UbusError:
+        return False
+    return True
+
+
+def sock(lab: Lab) -> str:
+    s = lab.load().ubus_socket
+    assert s
+    return s
+
+
+def ubus_cli(prefix: Path, lab: Lab, *args: str,
+             timeout: float = 10) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(prefix / "bin" / "ubus"), "-s", sock(lab), *args],
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_list_shows_methods_with_argument_types(olab: Lab, owrt_prefix: Path) -> None:
+    r = ubus_cli(owrt_prefix, olab, "list", "-v", "bonding")
+    assert r.returncode == 0, r.stderr
+    sig = {}
+    for line in r.stdout.splitlines()[1:]:
+        name, _, args = line.strip().partition(":")
+        sig[name.strip('"')] = json.loads(args)
+    assert sig == {
+        "status": {}, "path": {"name": "String"},
+        "set_path": {"name": "String", "enabled": "Boolean", "backup": "Boolean"},
+        "probe": {"name": "String"}, "reload": {},
+        "iface": {"interface": "String", "action": "String", "device": "String"},
+    }
+
+
+def test_status_has_the_documented_shape(olab: Lab, owrt_prefix: Path) -> None:
+    r = ubus_cli(owrt_prefix, olab, "call", "bonding", "status")
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert {"version", "uptime", "enabled", "fail_open", "servers", "paths",
+            "config_problems", "errors"} <= set(st)
+    assert set(st["paths"]) == {"wan1", "wan2"}
+    for p in st["paths"].values():
+        assert set(p) >= PATH_KEYS
+        assert p["state"] == "up" and isinstance(p["rtt_ms"], float)
+        assert isinstance(p["endpoint_id"], int)
+    assert st["servers"][0]["address"] == "203.0.113.10"
+    assert "key" not in json.dumps(st["servers"])
+
+
+def test_bad_arguments_get_status_codes_and_the_daemon_serves_on(olab: Lab) -> None:
+    s = sock(olab)
+    cases: list[tuple[str, dict[str, Any], UbusStatus]] = [
+        ("path", {"name": "nope"}, UbusStatus.NOT_FOUND),
+        ("path", {"name": 5}, UbusStatus.INVALID_ARGUMENT),
+        ("path", {}, UbusStatus.INVALID_ARGUMENT),
+        ("set_path", {"name": "wan1", "enabled": "no"}, UbusStatus.INVALID_ARGUMENT),
+        ("set_path", {"name": "ghost", "backup": True}, UbusStatus.NOT_FOUND),
+        ("iface", {"interface": "wan", "action": "explode"}, UbusStatus.INVALID_ARGUMENT),
+        ("nosuchmethod", {}, UbusStatus.METHOD_NOT_FOUND),
+    ]
+    for method, args, want in cases:
+        with pytest.raises(UbusError) as e:
+            call("bonding", method, args, socket=s, timeout=5)
+        assert e.value.status == want, (method, args)
+    # rpcd's session argument is accepted; the daemon still answers.
+    out = call("bonding", "path", {"name": "wan2", "ubus_rpc_session": "f" * 32}, socket=s)
+    assert out["name"] == "wan2" and out["state"] == "up" and len(out["targets"]) == 2
+
+
+def test_set_path_and_probe(olab: Lab) -> None:
+    s = sock(olab)
+    try:
+        assert call("bonding", "set_path", {"name": "wan2", "backup": 1}, socket=s) == \
+            {"name": "wan2", "enabled": True, "backup": True}
+        assert until(lambda: call("bonding", "path", {"name": "wan2"}, socket=s)["backup"], 5)
+        t0 = time.monotonic()
+        p = call("bonding", "probe", {"name": "wan1"}, socket=s, timeout=5)
+        assert time.monotonic() - t0 < 2
+        assert p["name"] == "wan1" and p["targets"] and p["rounds"] > 0
+    finally:
+        call("bonding", "set_path", {"name": "wan2", "backup": False}, socket=s)
+
+
+def test_listen_sees_a_blackholed_link_go_down(olab: Lab, owrt_prefix: Path) -> None:
+    listener = subprocess.Popen([str(owrt_prefix / "bin" / "ubus"), "-s", sock(olab), "listen",
+                                 "bonding.path"], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.3)
+        olab.blackhole("wan2")
+        assert until(lambda: olab.status()["paths"]["wan2"]["state"] == "down", 5)
+        olab.clear("wan2")
+        assert wait_all_up(olab, 10)
+        time.sleep(0.2)
+    finally:
+        listener.send_signal(signal.SIGINT)
+        out, _ = listener.communicate(timeout=5)
+        olab.clear("wan2")
+    events = [json.loads(line)["bonding.path"] for line in out.splitlines() if line.strip()]
+    assert {"name": "wan2", "state": "down", "previous": "up"}.items() <= events[0].items()
+    assert "no reply" in events[0]["reason"]
+    assert any(e["name"] == "wan2" and e["state"] == "up" for e in events[1:])
+
+
+def test_subflows_are_counted_per_path(olab: Lab) -> None:
+    s = sock(olab)
+    t = Transfer(olab, seconds=5)
+    t.start()
+    try:
+        seen: dict[str, int] = {}
+
+        def counted() -> bool:
+            for name, p in call("bonding", "status", socket=s)["paths"].items():
+                seen[name] = max(seen.get(name, 0), p["subflows"] or 0)
+            return all(v >= 1 for v in seen.values())
+
+        assert until(counted, 4), seen
+        t.result(timeout=15)
+    finally:
+        t.stop()
+    left: dict[str, int] = {}
+
+    def closed() -> bool:
+        left.update({n: p["subflows"] for n, p in
+                     call("bonding", "status", socket=s)["paths"].items()})
+        return not any(left.values())
+
+    assert until(closed, 5), left
+
+
+def test_object_comes_back_after_ubusd_restarts(olab: Lab) -> None:
+    st = olab.load()
+    os.kill(st.pids["ubusd"], signal.SIGTERM)
+    time.sleep(0.3)
+    assert not _registered(st.ubus_socket)
+    Path(sock(olab)).unlink(missing_ok=True)
+    st.pids.pop("ubusd")
+    st.ubus_socket = None
+    olab.save()
+    olab.start_ubusd()
+    assert until(lambda: _registered(sock(olab)), 5), "bonding did not come back"
+
+
+def test_random_calls_leave_the_daemon_serving_with_flat_memory(olab: Lab) -> None:
+    """10,000 calls with random methods and arguments (bounded; no valid mutation)."""
+    pid = olab.load().daemon_pid
+    assert pid
+    rng = random.Random(1234)
+    methods = ["status", "path", "set_path", "probe", "iface", "reload", "nope"]
+    values: list[Any] = [None, True, False, 0, 1, -1, 2**40, 1.5, "", "x", "wan9", "é" * 70,
+                         "\n", [1, "a"], {"k": {"n": [True]}}, "ifup"]
+
+    def args() -> dict[str, Any]:
+        out = {}
+        for _ in range(rng.randrange(0, 4)):
+            key = rng.choice(["name", "enabled", "backup", "interface", "action", "device",
+                              "ubus_rpc_session", "zz"])
+            v = rng.choice(values)
+            if key in ("name", "interface") and v in ("wan1", "wan2"):
+                continue
+            if v is not None:
+                out[key] = v
+        return out
+
+    async def hammer(n: int) -> dict[str, int]:
+        seen: dict[str, int] = {}
+        async with Ubus(sock(olab), reconnect=False) as bus:
+            oid = bus.lookup_id("bonding")
+            for _ in range(n):
+                m = rng.choice(methods)
+                if m == "reload" and rng.random() > 0.01:
+                    m = "status"
+                try:
+                    await bus.invoke(oid, m, args(), timeout=5)
+                    key = "ok"
+                except UbusError as e:
+                    key = str(e.status.name if isinstance(e.status, UbusStatus) else e.status)
+                seen[key] = seen.get(key, 0) + 1
+        return seen
+
+    asyncio.run(hammer(1000))  # warm-up: caches, allocator arenas
+    before = rss_kb(pid)
+    seen = asyncio.run(hammer(10_000))
+    after = rss_kb(pid)
+    assert sum(seen.values()) == 10_000
+    assert seen.get("INVALID_ARGUMENT", 0) > 1000 and seen.get("ok", 0) > 1000, seen
+    assert "UNKNOWN_ERROR" not in seen and "TIMEOUT" not in seen, seen
+    assert after - before < 2048, f"RSS grew {after - before} kB over 10,000 calls"
+    assert call("bonding", "status", socket=sock(olab))["paths"]["wan1"]["state"] == "up"
