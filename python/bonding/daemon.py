@@ -10,6 +10,13 @@ asks netifd about its interfaces over the same connection.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__" or sys.argv[0].endswith("bondingd"):
+    # bondingd never speaks TLS: keep asyncio from loading OpenSSL (4 MB of RSS) where the
+    # ssl module is installed.
+    sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
+
 import argparse
 import asyncio
 import contextlib
@@ -18,7 +25,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
