@@ -1,0 +1,467 @@
+'use strict';
+/*
+ * Loads a LuCI view in node:vm with LuCI's globals stubbed, as openwrt/luci's
+ * luci-app-package-manager tests do: no browser, no LuCI checkout.
+ *
+ * LuCI compiles a view as the body of a function whose parameters are the modules named by its
+ * 'require X' / 'require X as Y' lines; we do the same, so a view that uses a module it did not
+ * require fails here as it fails in the browser.
+ */
+const fs = require('node:fs');
+const path = require('node:path');
+const vm = require('node:vm');
+
+const REPO = path.resolve(__dirname, '..', '..');
+const APP = path.join(REPO, 'luci-app-bonding');
+const HTDOCS = path.join(APP, 'htdocs', 'luci-static', 'resources');
+
+/* --- a small DOM: enough for E(), dom.content() and SVG ---------------------------------- */
+
+class Node {
+	constructor(tag, ns) {
+		this.tag = tag;
+		this.ns = ns || null;
+		this.attrs = {};
+		this.listeners = {};
+		this.children = [];
+		this.parentNode = null;
+	}
+
+	setAttribute(k, v) { this.attrs[k] = String(v); }
+	getAttribute(k) { return Object.prototype.hasOwnProperty.call(this.attrs, k) ? this.attrs[k] : null; }
+	removeAttribute(k) { delete this.attrs[k]; }
+
+	appendChild(child) {
+		if (child instanceof Node && child.tag === '#fragment') {
+			for (const c of child.children.slice())
+				this.appendChild(c);
+			return child;
+		}
+		if (child.parentNode)
+			child.parentNode.children = child.parentNode.children.filter(c => c !== child);
+		child.parentNode = this;
+		this.children.push(child);
+		return child;
+	}
+
+	get textContent() {
+		return this.children.map(c => c.textContent).join('');
+	}
+
+	get firstChild() { return this.children[0] || null; }
+
+	get classList() {
+		const node = this;
+		const list = () => (node.attrs['class'] || '').split(/\s+/).filter(Boolean);
+		return {
+			contains: c => list().includes(c),
+			add: c => { if (!list().includes(c)) node.attrs['class'] = list().concat([ c ]).join(' '); },
+			remove: c => { node.attrs['class'] = list().filter(x => x !== c).join(' '); }
+		};
+	}
+
+	/* all descendants (not this node) matching pred, document order */
+	findAll(pred) {
+		const out = [];
+		const walk = n => {
+			for (const c of n.children) {
+				if (c instanceof Node) {
+					if (pred(c))
+						out.push(c);
+					walk(c);
+				}
+			}
+		};
+		walk(this);
+		return out;
+	}
+
+	find(pred) { return this.findAll(pred)[0] || null; }
+	byId(id) { return this.find(n => n.attrs.id === id); }
+	byClass(cls) { return this.findAll(n => n.classList.contains(cls)); }
+	byTag(tag) { return this.findAll(n => n.tag === tag); }
+	querySelector() { return null; }
+	querySelectorAll() { return []; }
+}
+
+class Text {
+	constructor(s) { this.data = String(s); this.parentNode = null; }
+	get textContent() { return this.data; }
+}
+
+function toNodes(children) {
+	const out = [];
+	const add = c => {
+		if (c == null || c === false)
+			return;
+		if (Array.isArray(c))
+			return c.forEach(add);
+		if (c instanceof Node && c.tag === '#fragment')
+			return c.children.forEach(add);
+		out.push((c instanceof Node || c instanceof Text) ? c : new Text(c));
+	};
+	add(children);
+	return out;
+}
+
+/* LuCI's E(): E(tag), E(tag, children), E(tag, attrs, children), E([children]) */
+function E(tag, attrs, children) {
+	const node = new Node(Array.isArray(tag) ? '#fragment' : tag);
+
+	if (Array.isArray(tag)) {
+		children = tag;
+		attrs = null;
+	}
+	else if (attrs != null && (Array.isArray(attrs) || typeof attrs !== 'object' || attrs instanceof Node || attrs instanceof Text)) {
+		children = attrs;
+		attrs = null;
+	}
+
+	for (const k in (attrs || {})) {
+		const v = attrs[k];
+		if (v == null)
+			continue;
+		if (typeof v === 'function')
+			node.listeners[k] = v;
+		else if (typeof v === 'object')
+			node.attrs[k] = JSON.stringify(v);
+		else
+			node.attrs[k] = String(v);
+	}
+
+	for (const c of toNodes(children)) {
+		c.parentNode = node;
+		node.children.push(c);
+	}
+
+	return node;
+}
+
+const dom = {
+	content(node, children) {
+		node.children = [];
+		for (const c of toNodes(children)) {
+			c.parentNode = node;
+			node.children.push(c);
+		}
+		return node;
+	},
+	append(node, children) {
+		for (const c of toNodes(children))
+			node.appendChild(c);
+		return node;
+	},
+	create: E
+};
+
+/* LuCI's String.prototype.format, the conversions the views use: %s %d %f %.Nf %h %% */
+const FORMAT = `
+	Object.defineProperty(String.prototype, 'format', {
+		configurable: true,
+		value: function() {
+			const args = arguments;
+			let i = 0;
+			return String(this).replace(/%(?:\\.(\\d+))?([sdfh%])/g, function(m, prec, conv) {
+				if (conv === '%')
+					return '%';
+				const v = args[i++];
+				switch (conv) {
+				case 'd': return Math.floor(+v || 0).toFixed(0);
+				case 'f': return (prec != null) ? (+v || 0).toFixed(+prec) : String(+v || 0);
+				case 'h': return String(v).replace(/[<>&"']/g, c => '&#' + c.charCodeAt(0) + ';');
+				default:  return String(v);
+				}
+			});
+		}
+	});
+`;
+
+/*
+ * Build a vm context with LuCI's browser globals, and load a view file from htdocs.
+ * `modules` maps the names a view requires ('view', 'rpc', 'tools.widgets', ...) to stubs.
+ */
+function loadView(relPath, opts) {
+	opts = opts || {};
+	const file = path.join(HTDOCS, relPath);
+	const source = fs.readFileSync(file, 'utf8');
+	const state = { now: opts.now != null ? opts.now : 1763800000000 };
+
+	const document = {
+		createElementNS: (ns, tag) => new Node(tag, ns),
+		createElement: tag => new Node(tag),
+		createTextNode: s => new Text(s),
+		querySelector: () => null
+	};
+
+	const sandbox = {
+		console,
+		E,
+		_: (s, ctx) => s,
+		N_: (n, s, p) => (n == 1 ? s : p),
+		L: opts.L,
+		document,
+		window: {}
+	};
+
+	const ctx = vm.createContext(sandbox);
+	vm.runInContext(FORMAT, ctx);
+	vm.runInContext('Date.now = function() { return __state.now; };', Object.assign(ctx, { __state: state }));
+
+	const requires = [];
+	const re = /^\s*'require ([\w.]+)(?: as (\w+))?';/gm;
+	let m;
+	while ((m = re.exec(source)) !== null)
+		requires.push({ module: m[1], name: m[2] || m[1].split('.').pop() });
+
+	const missing = requires.filter(r => !(r.module in opts.modules)).map(r => r.module);
+	if (missing.length)
+		throw new Error(`${relPath}: no stub for required module(s): ${missing.join(', ')}`);
+
+	const wrapper = `(function(${requires.map(r => r.name).join(', ')}) {\n${source}\n})`;
+	const factory = vm.runInContext(wrapper, ctx, { filename: file, lineOffset: -1 });
+	const result = factory.apply(null, requires.map(r => opts.modules[r.module]));
+
+	return { result, ctx, state, requires, source };
+}
+
+/* --- stubs of LuCI modules ------------------------------------------------------------------ */
+
+/*
+ * rpc.declare records every declaration; a call goes to handler(decl, args), whose result is
+ * treated as rpcd's reply is by LuCI's rpc.js: a thrown error rejects the call (a JSON-RPC error:
+ * object not found, access denied), ubusStatus(n) is a ubus status code (rejected with
+ * `reject: true`, else returned as the number), and `expect` replaces a reply of the wrong type.
+ */
+class UbusStatus {
+	constructor(code) { this.code = code; }
+}
+
+function ubusStatus(code) {
+	return new UbusStatus(code);
+}
+
+function applyExpect(expect, ret) {
+	const type = Object.prototype.toString;
+	for (const key in expect) {
+		if (ret != null && key != '')
+			ret = ret[key];
+		if (ret == null || type.call(ret) != type.call(expect[key]))
+			ret = expect[key];
+		break;
+	}
+	return ret;
+}
+
+function makeRpc(handler) {
+	const declared = [];
+	const calls = [];
+	return {
+		declared,
+		calls,
+		declare(decl) {
+			declared.push(decl);
+			return function() {
+				const args = Array.from(arguments);
+				calls.push({ object: decl.object, method: decl.method, args });
+				return Promise.resolve().then(() => handler(decl, args)).then(reply => {
+					if (reply instanceof UbusStatus) {
+						if (decl.reject)
+							throw new Error(`RPC call to ${decl.object}/${decl.method} failed with ubus code ${reply.code}`);
+						reply = reply.code;
+					}
+					if (decl.expect)
+						reply = applyExpect(decl.expect, reply);
+					return (reply && typeof reply === 'object') ? JSON.parse(JSON.stringify(reply)) : reply;
+				});
+			};
+		}
+	};
+}
+
+function makePoll() {
+	const polls = [];
+	return { polls, add(fn, interval) { polls.push({ fn, interval }); } };
+}
+
+function makeUi() {
+	const ui = {
+		notifications: [],
+		modals: [],
+		createHandlerFn(ctx, fn) {
+			const args = Array.prototype.slice.call(arguments, 2);
+			const f = (typeof fn === 'string') ? ctx[fn] : fn;
+			return function(ev) { return f.apply(ctx, args.concat([ ev ])); };
+		},
+		addNotification(title, body, cls) { ui.notifications.push({ title, body, cls }); },
+		showModal(title, body) { ui.modals.push({ title, body }); },
+		hideModal() {}
+	};
+	return ui;
+}
+
+function makeL(writable) {
+	return {
+		bind: (fn, self) => fn.bind(self),
+		isObject: v => v != null && typeof v === 'object' && !Array.isArray(v),
+		resolveDefault: (p, d) => Promise.resolve(p).catch(() => d),
+		hasViewPermission: () => writable,
+		resource: p => '/luci-static/resources/' + p,
+		env: {}
+	};
+}
+
+/* view.extend: the class LuCI would instantiate; tests make one instance of it */
+const viewModule = { extend: spec => spec };
+const baseclass = { extend: spec => spec };
+
+function instantiate(spec) {
+	return Object.assign(Object.create(null), spec);
+}
+
+/* form.*: records the form the view builds, options and their properties */
+function makeForm() {
+	const maps = [];
+
+	class AbstractValue {
+		constructor(map, section, option, title, description) {
+			Object.assign(this, { map, section, option, title, description, keylist: [], vallist: [], deps: [] });
+			this.rmempty = true;
+			this.optional = false;
+		}
+		value(k, v) { this.keylist.push(String(k)); this.vallist.push(v != null ? v : k); }
+		depends(field, value) { this.deps.push(typeof field === 'string' ? { [field]: value } : field); }
+	}
+	class Value extends AbstractValue {}
+	class ListValue extends Value {}
+	class DynamicList extends Value {}
+	class DummyValue extends Value {}
+	class Flag extends Value {
+		constructor() { super(...arguments); this.enabled = '1'; this.disabled = '0'; this.default = '0'; }
+	}
+
+	class AbstractSection {
+		constructor(map, ...args) {
+			this.map = map;
+			this.children = [];
+			this.tabs = {};
+			this.args = args;
+		}
+		tab(name, title, description) {
+			if (this.tabs[name])
+				throw new Error('Tab already declared: ' + name);
+			this.tabs[name] = { title, description };
+		}
+		option(cls, ...args) {
+			if (!(cls.prototype instanceof AbstractValue))
+				throw new TypeError('not an option class');
+			const o = new cls(this.map, this, ...args);
+			this.children.push(o);
+			return o;
+		}
+		taboption(tab, cls, ...args) {
+			if (!this.tabs[tab])
+				throw new ReferenceError('Associated tab not declared: ' + tab);
+			const o = this.option(cls, ...args);
+			o.tab = tab;
+			return o;
+		}
+		/* the values typed in the form; tests set them in `formvalues` */
+		formvalue(section_id, option) {
+			return (this.formvalues && this.formvalues[section_id]) ? this.formvalues[section_id][option] : null;
+		}
+	}
+	class TypedSection extends AbstractSection {
+		constructor(map, type, title, description) { super(map); Object.assign(this, { sectiontype: type, title, description }); }
+	}
+	class TableSection extends TypedSection {}
+	class GridSection extends TableSection {}
+	class NamedSection extends AbstractSection {
+		constructor(map, name, type, title, description) { super(map); Object.assign(this, { section: name, sectiontype: type, title, description }); }
+	}
+
+	class Map {
+		constructor(config, title, description) {
+			Object.assign(this, { config, title, description, children: [], parsechain: [ config ] });
+			maps.push(this);
+		}
+		section(cls, ...args) {
+			if (!(cls.prototype instanceof AbstractSection))
+				throw new TypeError('not a section class');
+			const s = new cls(this, ...args);
+			this.children.push(s);
+			return s;
+		}
+		chain(config) { if (!this.parsechain.includes(config)) this.parsechain.push(config); }
+		render() { return Promise.resolve(E('div', { 'class': 'cbi-map', 'id': 'cbi-' + this.config })); }
+	}
+
+	return {
+		maps,
+		form: { Map, TypedSection, TableSection, GridSection, NamedSection, AbstractValue, Value, ListValue, DynamicList, DummyValue, Flag },
+		widgets: {
+			NetworkSelect: class NetworkSelect extends ListValue {},
+			DeviceSelect: class DeviceSelect extends ListValue {},
+			ZoneSelect: class ZoneSelect extends ListValue {}
+		}
+	};
+}
+
+/* uci: an in-memory copy of LuCI's uci.js semantics the views rely on */
+function makeUci(data) {
+	const log = [];
+	const values = JSON.parse(JSON.stringify(data || {}));
+	const uci = {
+		log,
+		values,
+		get(conf, sid, opt) {
+			const s = values[conf] && values[conf][sid];
+			if (!s)
+				return null;
+			return opt == null ? s : (s[opt] != null ? s[opt] : null);
+		},
+		set(conf, sid, opt, val) {
+			log.push([ 'set', conf, sid, opt, val ]);
+			const s = values[conf] && values[conf][sid];
+			if (!s)
+				return;	/* uci.js only sets options of existing (or just created) sections */
+			s[opt] = val;
+		},
+		add(conf, type, name) {
+			log.push([ 'add', conf, type, name ]);
+			values[conf] = values[conf] || {};
+			values[conf][name] = values[conf][name] || { '.type': type, '.name': name };
+			return name;
+		},
+		remove(conf, sid) {
+			log.push([ 'remove', conf, sid ]);
+			if (values[conf])
+				delete values[conf][sid];
+		}
+	};
+	return uci;
+}
+
+function readJSON(rel) {
+	return JSON.parse(fs.readFileSync(path.join(APP, rel), 'utf8'));
+}
+
+function fixture(name) {
+	return JSON.parse(fs.readFileSync(path.join(__dirname, 'fixtures', name), 'utf8'));
+}
+
+/* rendered text, with whitespace runs collapsed */
+function text(node) {
+	return node.textContent.replace(/\s+/g, ' ').trim();
+}
+
+/* nested Promise chains (then → then → ...) settle within a few microtask turns; be generous */
+async function settle() {
+	for (let i = 0; i < 20; i++)
+		await Promise.resolve();
+	await new Promise(r => setImmediate(r));
+}
+
+module.exports = {
+	REPO, APP, HTDOCS, Node, Text, E, dom, loadView, makeRpc, ubusStatus, makePoll, makeUi, makeL,
+	viewModule, baseclass, instantiate, makeForm, makeUci, readJSON, fixture, text, settle
+};

@@ -1,0 +1,309 @@
+'use strict';
+/* The status view (view/bonding/status.js) rendered from fixture `status` replies. */
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const h = require('./harness');
+
+const NOW_MS = 1763800000000;	/* the fixtures' `since` values are shortly before this */
+
+/* A status page with stubbed LuCI; `replies` answers rpc calls by method name. */
+async function openStatus(opts) {
+	opts = Object.assign({ writable: true }, opts);
+	const replies = Object.assign({ status: () => h.fixture('status.json') }, opts.replies);
+	const rpc = h.makeRpc((decl, args) => {
+		const fn = replies[decl.method];
+		if (!fn)
+			throw new Error(`unexpected call ${decl.object}.${decl.method}`);
+		return fn(args);
+	});
+	const poll = h.makePoll();
+	const ui = h.makeUi();
+	const loaded = h.loadView('view/bonding/status.js', {
+		now: NOW_MS,
+		L: h.makeL(opts.writable),
+		modules: { view: h.viewModule, dom: h.dom, poll, rpc, ui }
+	});
+	const view = h.instantiate(loaded.result);
+	const node = view.render(await view.load());
+	return { view, node, rpc, poll, ui, replies, state: loaded.state };
+}
+
+function row(node, link) {
+	return node.find(n => n.tag === 'tr' && n.attrs['data-link'] === link);
+}
+
+function badges(tr) {
+	return tr.byClass('bonding-badge').map(b => b.attrs['data-state']);
+}
+
+function reason(tr) {
+	return h.text(tr.byClass('bonding-reason')[0]);
+}
+
+/* fixture status with every counter advanced: deltas in bytes per link, time in seconds */
+function advanced(base, dt, deltas) {
+	const st = JSON.parse(JSON.stringify(base));
+	st.uptime = base.uptime + dt;
+	for (const name in deltas) {
+		st.paths[name].rx_bytes = base.paths[name].rx_bytes + deltas[name][0];
+		st.paths[name].tx_bytes = base.paths[name].tx_bytes + deltas[name][1];
+	}
+	return st;
+}
+
+async function pollOnce(page, status) {
+	page.replies.status = () => status;
+	assert.equal(page.poll.polls.length, 1);
+	await page.poll.polls[0].fn();
+}
+
+test('polls bonding.status every 2 seconds with poll.add', async () => {
+	const page = await openStatus();
+	assert.equal(page.poll.polls.length, 1);
+	assert.equal(page.poll.polls[0].interval, 2);
+	const before = page.rpc.calls.filter(c => c.method === 'status').length;
+	await page.poll.polls[0].fn();
+	assert.equal(page.rpc.calls.filter(c => c.method === 'status').length, before + 1);
+});
+
+test('a down link shows its state and the reason in words', async () => {
+	const { node } = await openStatus();
+	const tr = row(node, 'dsl');
+	assert.ok(tr, 'a row for the down link');
+	assert.deepEqual(badges(tr), [ 'down' ]);
+	assert.match(reason(tr), /3 of the last 5 rounds failed/);
+});
+
+test('a down link without a reason from bondingd still says why in words', async () => {
+	const st = h.fixture('status.json');
+	st.paths.dsl.reason = '';
+	const { node } = await openStatus({ replies: { status: () => st } });
+	assert.match(reason(row(node, 'dsl')), /no reason/i);
+});
+
+test('a degraded link shows degraded and backup, with its reason', async () => {
+	const { node } = await openStatus();
+	const tr = row(node, 'wwan');
+	assert.deepEqual(badges(tr), [ 'degraded', 'backup' ]);
+	assert.match(reason(tr), /loss 25% over the last 20 rounds/);
+	assert.match(reason(tr), /backup/);
+});
+
+test('a forced backup link shows backup; a disabled link says it is disabled; an up link has no reason', async () => {
+	const { node } = await openStatus();
+	assert.deepEqual(badges(row(node, 'lte')), [ 'backup' ]);
+	assert.match(reason(row(node, 'lte')), /Forced backup/);
+	assert.deepEqual(badges(row(node, 'cable')), [ 'disabled' ]);
+	assert.match(reason(row(node, 'cable')), /Disabled/);
+	assert.deepEqual(badges(row(node, 'wan')), [ 'up' ]);
+	assert.equal(reason(row(node, 'wan')), '–');
+});
+
+test('RTT, jitter, loss, subflows and time in state come from the reply', async () => {
+	const { node } = await openStatus();
+	const cells = row(node, 'wan').byTag('td').map(h.text);
+	assert.ok(cells.includes('21.3 ms'), cells.join(' | '));
+	assert.ok(cells.includes('0.4 ms'));
+	assert.ok(cells.includes('0.0 %'));
+	assert.ok(cells.includes('2'));	/* subflows */
+	assert.ok(cells.includes('2m 5s'), 'since 125 s before now');
+	const dsl = row(node, 'dsl').byTag('td').map(h.text);
+	assert.ok(dsl.includes('–'), 'unknown RTT is a dash');
+	assert.ok(row(node, 'lte').byTag('td').map(h.text).includes('1h 0m'));
+	assert.match(h.text(node.byId('bonding-summary')), /2 of 5 links up/);
+});
+
+test('server, proxy and config problems are shown', async () => {
+	const { node } = await openStatus();
+	assert.match(h.text(node.byId('bonding-servers')), /vps1.*203\.0\.113\.10:65101.*shadowsocks/);
+	const proxy = node.byId('bonding-proxy');
+	assert.equal(proxy.attrs['data-state'], 'running');
+	assert.match(h.text(proxy), /xray.*running.*PID 1234/);
+	assert.match(h.text(node.byId('bonding-config-problems')), /bonding\.cable\.foo/);
+});
+
+test('daemon down (rpc rejected): a clear message, no exception, then recovery', async () => {
+	const down = () => { throw new Error('RPC call to bonding/status failed with error -32000: Object not found'); };
+	const page = await openStatus({ replies: { status: down } });
+	const msg = page.node.byId('bonding-down');
+	assert.ok(msg, 'the daemon-down message');
+	assert.match(h.text(msg), /not running/);
+	assert.match(h.text(msg), /Object not found/);
+	assert.equal(page.node.byId('bonding-links-table'), null);
+
+	await pollOnce(page, h.fixture('status.json'));
+	assert.equal(page.node.byId('bonding-down'), null, 'message gone once bondingd answers');
+	assert.ok(page.node.byId('bonding-links-table'));
+
+	page.replies.status = down;
+	await page.poll.polls[0].fn();
+	assert.ok(page.node.byId('bonding-down'), 'message back when it stops again');
+});
+
+test('daemon down (empty or non-object reply): the same message, no exception', async () => {
+	for (const reply of [ {}, null, h.ubusStatus(4), [], 'garbage' ]) {
+		const page = await openStatus({ replies: { status: () => reply } });
+		assert.ok(page.node.byId('bonding-down'), `message for ${JSON.stringify(reply)}`);
+		assert.equal(page.node.byId('bonding-links-table'), null);
+	}
+});
+
+test('rates come from rx_bytes/tx_bytes pairs and bondingd\'s clock', async () => {
+	const page = await openStatus();
+	const base = h.fixture('status.json');
+	/* 2 s later by bondingd's clock; the browser's clock jumps 10 s (a slow reply) */
+	page.state.now = NOW_MS + 10000;
+	await pollOnce(page, advanced(base, 2, {
+		wan: [ 250000, 125000 ],	/* 1 Mbit/s down, 500 kbit/s up */
+		wwan: [ 25000, 1000 ],		/* 100 kbit/s, 4 kbit/s */
+		dsl: [ 0, 0 ]
+	}));
+	const rx = tr => Number(tr.byClass('bonding-rx')[0].attrs['data-bps']);
+	const tx = tr => Number(tr.byClass('bonding-tx')[0].attrs['data-bps']);
+	assert.equal(rx(row(page.node, 'wan')), 1000000);
+	assert.equal(tx(row(page.node, 'wan')), 500000);
+	assert.equal(h.text(row(page.node, 'wan').byClass('bonding-rx')[0]), '1.0 Mbit/s');
+	assert.equal(rx(row(page.node, 'wwan')), 100000);
+	assert.equal(tx(row(page.node, 'wwan')), 4000);
+	assert.equal(rx(row(page.node, 'dsl')), 0);
+	/* no counters (null): bondingd's own rate is shown */
+	assert.equal(rx(row(page.node, 'cable')), 0);
+
+	/* a counter that went backwards gives no rate from the pair: bondingd's figure instead */
+	const reset = advanced(base, 4, { wan: [ -999000, 250000 ], wwan: [ 50000, 2000 ] });
+	reset.paths.wan.rx_bps = 1234;
+	reset.paths.wan.tx_bps = 4321;
+	await pollOnce(page, reset);
+	assert.equal(rx(row(page.node, 'wan')), 1234);
+	assert.equal(tx(row(page.node, 'wan')), 4321);
+	assert.equal(rx(row(page.node, 'wwan')), 100000);
+
+	/* a daemon restart (uptime went back) starts over rather than showing a negative time */
+	const restarted = advanced(base, -90, {});
+	await pollOnce(page, restarted);
+	assert.equal(rx(row(page.node, 'wwan')), restarted.paths.wwan.rx_bps);
+});
+
+test('rates use the counters_at clock when bondingd gives it', async () => {
+	const page = await openStatus();
+	const base = h.fixture('status.json');
+	const a = advanced(base, 0, {});
+	a.counters_at = 99.5;
+	await pollOnce(page, a);
+	const b = advanced(base, 2, { wan: [ 100000, 0 ] });
+	b.counters_at = 100.5;	/* 1 s between the two counter readings, not 2 */
+	await pollOnce(page, b);
+	assert.equal(Number(row(page.node, 'wan').byClass('bonding-rx')[0].attrs['data-bps']), 800000);
+});
+
+test('the graph has one polyline point per sample, per link and in total', async () => {
+	const page = await openStatus();
+	const base = h.fixture('status.json');
+	assert.equal(page.node.byId('bonding-graphs').byTag('svg').length, 0, 'no graph from one sample');
+
+	const polls = 7;
+	for (let i = 1; i <= polls; i++)
+		await pollOnce(page, advanced(base, 2 * i, {
+			wan: [ 250000 * i, 125000 * i ], wwan: [ 25000 * i, 1000 * i ], dsl: [ 0, 0 ], lte: [ 0, 0 ]
+		}));
+
+	const svgs = page.node.byId('bonding-graphs').byTag('svg');
+	assert.deepEqual(svgs.map(s => s.attrs['data-direction']), [ 'rx', 'tx' ]);
+	for (const svg of svgs) {
+		assert.equal(svg.ns, 'http://www.w3.org/2000/svg', 'created in the SVG namespace');
+		const lines = svg.byTag('polyline');
+		/* links with counter pairs: dsl, lte, wan, wwan (cable has none), then the total */
+		assert.deepEqual(lines.map(l => l.attrs['data-series']), [ 'dsl', 'lte', 'wan', 'wwan', 'Total' ]);
+		for (const l of lines) {
+			const pts = l.attrs.points.split(' ').map(p => p.split(',').map(Number));
+			assert.equal(pts.length, polls, `${l.attrs['data-series']}: one point per sample`);
+			for (let i = 1; i < pts.length; i++)
+				assert.ok(pts[i][0] > pts[i - 1][0], 'x grows with time');
+			assert.equal(pts[pts.length - 1][0], 600, 'the newest sample at the right edge');
+		}
+	}
+
+	/* download total is 1.1 Mbit/s in every sample: scale 2 Mbit/s, so y = 160 - 1.1/2 * 160 = 72 */
+	const total = svgs[0].find(n => n.attrs['data-series'] === 'Total');
+	for (const p of total.attrs.points.split(' '))
+		assert.equal(Number(p.split(',')[1]), 72);
+	const wan = svgs[0].find(n => n.attrs['data-series'] === 'wan');
+	for (const p of wan.attrs.points.split(' '))
+		assert.equal(Number(p.split(',')[1]), 80, '1 Mbit/s on a 2 Mbit/s scale');
+});
+
+test('the graph keeps the last five minutes only', async () => {
+	const page = await openStatus();
+	const base = h.fixture('status.json');
+	for (let i = 1; i <= 160; i++)
+		await pollOnce(page, advanced(base, 2 * i, { wan: [ 1000 * i, 1000 * i ] }));
+	const total = page.node.byId('bonding-graphs').byTag('svg')[0].find(n => n.attrs['data-series'] === 'Total');
+	const pts = total.attrs.points.split(' ').map(p => p.split(',').map(Number));
+	/* samples at t = 102 … 420, kept when t >= 420 - 300: 120, 122, … 420 */
+	assert.equal(pts.length, 151);
+	assert.equal(pts[0][0], 0);
+});
+
+test('write access: probe, force and clear backup call bondingd, then refresh', async () => {
+	const calls = [];
+	const page = await openStatus({ replies: {
+		set_path: args => { calls.push([ 'set_path', ...args ]); return { name: args[0], enabled: true, backup: args[1] }; },
+		probe: args => { calls.push([ 'probe', ...args ]); return h.fixture('path-wan.json'); }
+	} });
+	const statusCalls = () => page.rpc.calls.filter(c => c.method === 'status').length;
+
+	const wanButtons = row(page.node, 'wan').byTag('button');
+	assert.deepEqual(wanButtons.map(h.text), [ 'Probe now', 'Force backup', 'Details' ]);
+	const lteButtons = row(page.node, 'lte').byTag('button');
+	assert.equal(h.text(lteButtons[1]), 'Clear backup');
+
+	let before = statusCalls();
+	await wanButtons[0].listeners.click({});
+	assert.deepEqual(calls.pop(), [ 'probe', 'wan' ]);
+	assert.equal(statusCalls(), before + 1, 'status polled again after the probe');
+
+	await wanButtons[1].listeners.click({});
+	assert.deepEqual(calls.pop(), [ 'set_path', 'wan', true ]);
+	await lteButtons[1].listeners.click({});
+	assert.deepEqual(calls.pop(), [ 'set_path', 'lte', false ]);
+	assert.equal(page.ui.notifications.length, 0);
+	assert.ok(page.node.byId('bonding-reload'));
+});
+
+test('read-only access: no buttons that change anything', async () => {
+	const page = await openStatus({ writable: false });
+	assert.equal(page.node.byTag('button').length, 0);
+	assert.equal(page.node.byId('bonding-reload'), null);
+});
+
+test('a failing action is reported, not thrown', async () => {
+	const page = await openStatus({ replies: { set_path: () => h.ubusStatus(4) } });
+	await row(page.node, 'wan').byTag('button')[1].listeners.click({});
+	assert.equal(page.ui.notifications.length, 1);
+	assert.equal(page.ui.notifications[0].cls, 'error');
+	assert.match(h.text(h.E('div', {}, page.ui.notifications[0].body)), /wan.*failed.*ubus code 4/);
+});
+
+test('details show the per-target probe results of bonding.path', async () => {
+	const page = await openStatus({ replies: { path: () => h.fixture('path-wan.json') } });
+	await row(page.node, 'wan').byTag('button')[2].listeners.click({});
+	assert.deepEqual(page.rpc.calls.filter(c => c.method === 'path').map(c => c.args), [ [ 'wan' ] ]);
+	const modal = h.E('div', {}, page.ui.modals[0].body);
+	assert.match(h.text(modal), /✓✓✗✓✓/);
+	const target = modal.find(n => n.tag === 'tr' && h.text(n).startsWith('203.0.113.10'));
+	assert.deepEqual(target.byTag('td').map(h.text), [ '203.0.113.10', '600', '598', '0.3 %', '21.0 ms' ]);
+});
+
+test('reload reports the problems bondingd found', async () => {
+	const page = await openStatus({ replies: { reload: () => h.fixture('reload.json') } });
+	await page.node.byId('bonding-reload').listeners.click({});
+	assert.equal(page.ui.notifications.length, 1);
+	assert.equal(page.ui.notifications[0].cls, 'warning');
+	assert.match(h.text(h.E('div', {}, page.ui.notifications[0].body)), /kept its last good.*wan3\.backup='maybe'/);
+});
+
+test('the view only calls methods it declared, on the bonding object', async () => {
+	const page = await openStatus();
+	const declared = page.rpc.declared.map(d => `${d.object}.${d.method}`).sort();
+	assert.deepEqual(declared, [ 'bonding.path', 'bonding.probe', 'bonding.reload', 'bonding.set_path', 'bonding.status' ]);
+});
