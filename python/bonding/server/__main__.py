@@ -1,0 +1,7 @@
+"""`python -m bonding.server` = `bonding-server`."""
+
+import sys
+
+from bonding.server.cli import main
+
+sys.exit(main())

@@ -1,0 +1,281 @@
+"""What the server's kernel and init system should look like, as data (pure functions).
+
+`bonding-server` computes the wanted state from the settings, the client records and a few facts
+about the host (:class:`Facts`), compares it with what is there and changes only what differs;
+the same inputs always give the same plan, which is what makes `init` idempotent.
+
+Firewall (table ``inet bonding_server``): the proxies run as one unprivileged user; every
+connection that user opens (``meta skuid UID ct direction original``) to a local, private,
+reserved or directly connected network of the server is refused (TCP reset, ICMP
+admin-prohibited otherwise), except DNS to the resolvers in /etc/resolv.conf and the networks
+given with ``init --allow``.  Replies to the clients are packets of connections the clients
+opened (``ct direction reply``) and are never hit.  The documentation ranges (192.0.2.0/24,
+198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) are not blocked: they are not routed on the
+internet, and the lab uses them as its internet.  Named counters per client count the bytes
+of the client's port in each direction (input ``dport``, output ``sport``).
+
+Shaping (per-client rate limits, both directions at the same rate): download (server → client)
+is an htb class per client on the egress device, chosen by a u32 filter on the client's port
+as source port; upload (client → server) is redirected on ingress (u32 on the destination port,
+``action mirred``) to an ifb device with the same htb classes.  This kernel has htb, u32, ifb
+and mirred but neither the fw/flower/basic classifiers nor the police action, so marks and
+ingress policing are out; u32 on ports works on both sides.  A client's htb class is numbered
+by its port (classid 1:PORT in hex), which keeps each client's shaping apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from bonding.server.model import CIPHER, Client, ServerConfig
+
+NFT_TABLE: Final = "bonding_server"  # family inet
+IFB: Final = "bsrv-ifb0"
+SS_TIMEOUT_S: Final = 3600  # idle timeout of a proxied connection
+NOFILE: Final = 65536
+MPTCP_LIMITS: Final = {"subflows": 8, "add_addr_accepted": 8}
+UNIT_DIR: Final = "/etc/systemd/system"
+SYSCTL_FILE: Final = "/etc/sysctl.d/90-bonding-server.conf"
+SERVICE: Final = "bonding-server.service"
+TEMPLATE: Final = "bonding-server@.service"
+
+# Kernel settings (all of them per network namespace).  Buffers: a bonded download can hold
+# Σ rates × the slowest path's RTT in flight (1 Gbit/s × 250 ms ≈ 31 MB), so autotuning may
+# grow to 32 MB; the default of 4 MB for send buffers caps a single flow at ~130 Mbit/s at 250 ms.
+SYSCTLS: Final = {
+    "net.mptcp.enabled": "1",
+    "net.mptcp.allow_join_initial_addr_port": "1",
+    "net.ipv4.tcp_rmem": "4096 131072 33554432",
+    "net.ipv4.tcp_wmem": "4096 16384 33554432",
+    "net.ipv4.tcp_slow_start_after_idle": "0",
+}
+
+BLOCKED4: Final = (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "172.16.0.0/12", "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15",
+    "224.0.0.0/3",  # multicast, reserved, broadcast
+)
+BLOCKED6: Final = (
+    "::/127",  # unspecified, loopback
+    "::ffff:0.0.0.0/96", "64:ff9b:1::/48", "100::/64", "fc00::/7", "fe80::/10", "ff00::/8",
+)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the plan needs to know about the host; gathered by bonding.server.system."""
+
+    uid: int  # the proxies' user
+    interface: str | None  # the egress device shaping applies to
+    networks: tuple[str, ...] = ()  # directly connected networks (global scope)
+    nameservers: tuple[str, ...] = ()  # from /etc/resolv.conf
+    ipv6: bool = True  # the kernel has IPv6 here (ss-server also listens on ::)
+    state_dir: str = "/etc/bonding-server"
+    exe: str = "/usr/bin/bonding-server"
+    ss_server: str = "/usr/bin/ss-server"
+    mptcpize: str = "/usr/bin/mptcpize"
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --- ss-server ------------------------------------------------------------------------------------
+def ss_config(client: Client, ipv6: bool) -> bytes:
+    cfg = {"server": ["0.0.0.0", "::"] if ipv6 else ["0.0.0.0"], "server_port": client.port,
+           "password": client.key, "method": CIPHER, "mode": "tcp_and_udp",
+           "timeout": SS_TIMEOUT_S, "no_delay": True, "fast_open": False}
+    return (json.dumps(cfg, indent=2) + "\n").encode()
+
+
+def ss_command(facts: Facts, config_path: str, user: str | None) -> list[str]:
+    """One client's proxy: ss-server with its sockets made MPTCP by mptcpize (LD_PRELOAD).
+
+    With ``user``, ss-server starts as root, reads its config, binds, then drops to the user
+    (``-a``): the supervisor's way.  systemd starts it as the user instead (``User=``).
+    """
+    cmd = [facts.mptcpize, "run", facts.ss_server, "-c", config_path]
+    return [*cmd, "-a", user] if user else cmd
+
+
+# --- firewall -------------------------------------------------------------------------------------
+def collapse(nets: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Networks (IPv4, IPv6) merged and sorted, so that nft interval sets see no overlap."""
+    v4: list[ipaddress.IPv4Network] = []
+    v6: list[ipaddress.IPv6Network] = []
+    for text in nets:
+        net = ipaddress.ip_network(text, strict=False)
+        if isinstance(net, ipaddress.IPv4Network):
+            v4.append(net)
+        else:
+            v6.append(net)
+    return ([str(n) for n in ipaddress.collapse_addresses(v4)],
+            [str(n) for n in ipaddress.collapse_addresses(v6)])
+
+
+def blocked_networks(facts: Facts) -> tuple[list[str], list[str]]:
+    """What the proxies may not reach: reserved ranges and the directly connected networks."""
+    return collapse([*BLOCKED4, *BLOCKED6, *facts.networks])
+
+
+def _set(name: str, kind: str, elements: Sequence[str]) -> list[str]:
+    lines = [f"\tset {name} {{", f"\t\ttype {kind}", "\t\tflags interval"]
+    if elements:
+        lines.append(f"\t\telements = {{ {', '.join(elements)} }}")
+    return [*lines, "\t}"]
+
+
+def counter_name(client: str, direction: str) -> str:
+    return f"c_{client}_{direction}"
+
+
+def nft_table(cfg: ServerConfig, clients: Sequence[Client], facts: Facts,
+              counters: Mapping[str, tuple[int, int]] | None = None) -> str:
+    """The table ``inet bonding_server``; ``counters`` (name → packets, bytes) carry over."""
+    counters = counters or {}
+    block4, block6 = blocked_networks(facts)
+    allow4, allow6 = collapse(cfg.allow)
+    dns4, dns6 = collapse([f"{a}/{32 if ':' not in a else 128}" for a in facts.nameservers])
+    out = [f"table inet {NFT_TABLE} {{",
+           '\tcomment "bonding-server: proxy firewall and per-client counters; '
+           '`bonding-server init` rewrites it"']
+    names = ["refused"] + [counter_name(c.name, d) for c in clients for d in ("in", "out")]
+    for n in names:
+        packets, nbytes = counters.get(n, (0, 0))
+        out += [f"\tcounter {n} {{", f"\t\tpackets {packets} bytes {nbytes}", "\t}"]
+    out += _set("blocked4", "ipv4_addr", block4) + _set("blocked6", "ipv6_addr", block6)
+    out += _set("allowed4", "ipv4_addr", allow4) + _set("allowed6", "ipv6_addr", allow6)
+    out += _set("dns4", "ipv4_addr", dns4) + _set("dns6", "ipv6_addr", dns6)
+    out += ["\tchain input {", "\t\ttype filter hook input priority filter; policy accept;"]
+    out += [f'\t\tmeta l4proto {{ tcp, udp }} th dport {c.port} counter name '
+            f'"{counter_name(c.name, "in")}"' for c in clients]
+    out += ["\t}", "\tchain output {",
+            "\t\ttype filter hook output priority filter; policy accept;",
+            f"\t\tmeta skuid {facts.uid} ct direction original jump proxy"]
+    out += [f'\t\tmeta l4proto {{ tcp, udp }} th sport {c.port} counter name '
+            f'"{counter_name(c.name, "out")}"' for c in clients]
+    out += ["\t}", "\tchain proxy {",
+            "\t\tip daddr @allowed4 return", "\t\tip6 daddr @allowed6 return",
+            "\t\tmeta l4proto { tcp, udp } th dport 53 ip daddr @dns4 return",
+            "\t\tmeta l4proto { tcp, udp } th dport 53 ip6 daddr @dns6 return",
+            "\t\tfib daddr type local goto refuse",
+            "\t\tip daddr @blocked4 goto refuse", "\t\tip6 daddr @blocked6 goto refuse",
+            "\t}", "\tchain refuse {", '\t\tcounter name "refused"',
+            "\t\tmeta l4proto tcp reject with tcp reset",
+            "\t\treject with icmpx admin-prohibited", "\t}", "}"]
+    return "\n".join(out) + "\n"
+
+
+def nft_script(table: str) -> str:
+    """Replace the table in one transaction (``add`` first so ``delete`` cannot fail)."""
+    return f"add table inet {NFT_TABLE}\ndelete table inet {NFT_TABLE}\n{table}"
+
+
+# --- shaping --------------------------------------------------------------------------------------
+def _htb_class(dev: str, client: Client) -> list[str]:
+    assert client.rate_mbit is not None
+    kbit = max(round(client.rate_mbit * 1000), 8)
+    rate_bytes = kbit * 125
+    burst = max(rate_bytes // 200, 2 * 1514)  # 5 ms of the rate, at least two frames
+    limit = max(rate_bytes // 10, 200_000)  # 100 ms of queue, at least 200 kB
+    cls = f"1:{client.port:x}"
+    return [f"class add dev {dev} parent 1: classid {cls} htb rate {kbit}kbit ceil {kbit}kbit "
+            f"burst {burst} cburst {burst} quantum 60000",
+            f"qdisc add dev {dev} parent {cls} bfifo limit {limit}"]
+
+
+def tc_commands(clients: Sequence[Client], dev: str, ipv6: bool) -> list[str]:
+    """``tc -batch`` lines that build the shaping on ``dev`` and the ifb (both empty before)."""
+    limited = [c for c in clients if c.rate_mbit is not None]
+    if not limited:
+        return []
+    lines = [f"qdisc replace dev {dev} root handle 1: htb default 0"]
+    for c in limited:
+        cls = f"1:{c.port:x}"
+        lines += _htb_class(dev, c)
+        lines.append(f"filter add dev {dev} parent 1: protocol ip prio 10 u32 "
+                     f"match ip sport {c.port} 0xffff flowid {cls}")
+        if ipv6:
+            lines.append(f"filter add dev {dev} parent 1: protocol ipv6 prio 11 u32 "
+                         f"match ip6 sport {c.port} 0xffff flowid {cls}")
+    lines.append(f"qdisc replace dev {dev} handle ffff: ingress")
+    for c in limited:
+        lines.append(f"filter add dev {dev} parent ffff: protocol ip prio 10 u32 "
+                     f"match ip dport {c.port} 0xffff action mirred egress redirect dev {IFB}")
+        if ipv6:
+            lines.append(f"filter add dev {dev} parent ffff: protocol ipv6 prio 11 u32 "
+                         f"match ip6 dport {c.port} 0xffff "
+                         f"action mirred egress redirect dev {IFB}")
+    lines.append(f"qdisc replace dev {IFB} root handle 1: htb default 0")
+    for c in limited:
+        cls = f"1:{c.port:x}"
+        lines += _htb_class(IFB, c)
+        lines.append(f"filter add dev {IFB} parent 1: protocol ip prio 10 u32 "
+                     f"match ip dport {c.port} 0xffff flowid {cls}")
+        if ipv6:
+            lines.append(f"filter add dev {IFB} parent 1: protocol ipv6 prio 11 u32 "
+                         f"match ip6 dport {c.port} 0xffff flowid {cls}")
+    return lines
+
+
+# --- systemd --------------------------------------------------------------------------------------
+def sysctl_file() -> str:
+    lines = ["# bonding-server: MPTCP on, TCP buffers for bonded links (`bonding-server init`)"]
+    return "\n".join(lines + [f"{k} = {v}" for k, v in SYSCTLS.items()]) + "\n"
+
+
+def units(cfg: ServerConfig, facts: Facts) -> dict[str, str]:
+    """The unit files (path → text): the boot-time apply and the per-client proxy template."""
+    state = facts.state_dir
+    service = f"""\
+[Unit]
+Description=bonding-server: firewall, shaping and kernel settings for the proxies
+Wants=network-online.target
+After=network-online.target nftables.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart={facts.exe} --state-dir {state} apply
+
+[Install]
+WantedBy=multi-user.target
+"""
+    template = f"""\
+[Unit]
+Description=bonding-server: proxy for client %i
+Wants=network-online.target {SERVICE}
+After=network-online.target {SERVICE}
+ConditionPathExists={state}/clients/%i.json
+
+[Service]
+Type=simple
+User={cfg.user}
+LoadCredential=ss.json:{state}/run/%i.ss.json
+ExecStart={facts.mptcpize} run {facts.ss_server} -c ${{CREDENTIALS_DIRECTORY}}/ss.json
+Restart=always
+RestartSec=2
+LimitNOFILE={NOFILE}
+NoNewPrivileges=yes
+PrivateTmp=yes
+ProtectSystem=strict
+ProtectHome=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK
+
+[Install]
+WantedBy=multi-user.target
+"""
+    return {f"{UNIT_DIR}/{SERVICE}": service, f"{UNIT_DIR}/{TEMPLATE}": template,
+            SYSCTL_FILE: sysctl_file()}
+
+
+def unit_name(client: str) -> str:
+    return f"bonding-server@{client}.service"

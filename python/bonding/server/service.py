@@ -1,0 +1,523 @@
+"""The operations behind the commands: init, apply, add/remove a client, start/stop, status.
+
+They take a :class:`~bonding.server.store.Store` and a host (:class:`~bonding.server.system.Host`
+or a fake) and return data; bonding.server.cli turns that into text or JSON.  Every input is
+validated before anything is written; the commands that change state hold the store's lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bonding.server import plan
+from bonding.server.model import (
+    Client,
+    ServerConfig,
+    ServerError,
+    UsageError,
+    default_name,
+    new_client,
+    pick_port,
+    validate_address,
+    validate_interface,
+    validate_name,
+    validate_network,
+    validate_port,
+    validate_rate,
+    validate_user,
+)
+from bonding.server.store import Store, atomic_unlink, atomic_write, read_json
+from bonding.server.system import HostAPI, process_alive
+
+DEFAULT_USER = "bonding-server"
+PROXY_TOOLS = ("ss-server", "mptcpize")
+KERNEL_TOOLS = ("nft", "tc", "ip")
+READY_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Step:
+    """One item of the wanted state: whether it had to change, and how."""
+
+    what: str
+    changed: bool
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.what, "changed": self.changed, "detail": self.detail}
+
+
+@dataclass
+class Outcome:
+    steps: list[Step] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return any(s.changed for s in self.steps)
+
+
+def require_tools(host: HostAPI, tools: Sequence[str]) -> dict[str, str]:
+    found = {t: host.which(t) for t in tools}
+    missing = [t for t, p in found.items() if p is None]
+    if missing:
+        hints = {"ss-server": "apt-get install shadowsocks-libev",
+                 "mptcpize": "apt-get install mptcpize", "nft": "apt-get install nftables",
+                 "tc": "apt-get install iproute2", "ip": "apt-get install iproute2"}
+        raise ServerError("missing: " + ", ".join(
+            f"{t} ({hints.get(t, 'install it')})" for t in missing))
+    return {t: str(p) for t, p in found.items()}
+
+
+def gather_facts(host: HostAPI, store: Store, cfg: ServerConfig, *,
+                 need_proxy_tools: bool = True) -> plan.Facts:
+    uid = host.uid(cfg.user)
+    if uid is None:
+        raise ServerError(f"user {cfg.user!r} does not exist: run `bonding-server init` again "
+                          "(it creates it with systemd) or pass --user nobody")
+    tools = require_tools(host, PROXY_TOOLS) if need_proxy_tools else {}
+    interface = cfg.interface or host.default_interface()
+    return plan.Facts(
+        uid=uid, interface=interface, networks=tuple(host.connected_networks()),
+        nameservers=tuple(host.nameservers()), ipv6=host.ipv6(),
+        state_dir=str(store.root.resolve()),
+        exe=host.which("bonding-server") or "/usr/bin/bonding-server",
+        ss_server=tools.get("ss-server", "/usr/bin/ss-server"),
+        mptcpize=tools.get("mptcpize", "/usr/bin/mptcpize"))
+
+
+# --- the wanted state -----------------------------------------------------------------------------
+def reconcile(host: HostAPI, store: Store, cfg: ServerConfig, clients: Sequence[Client],
+              facts: plan.Facts) -> list[Step]:
+    """Make the kernel (and systemd) match the plan; change only what differs.  Hold the lock."""
+    steps: list[Step] = []
+    for key, want in plan.SYSCTLS.items():
+        have = host.sysctl_get(key)
+        if have == want:
+            steps.append(Step(f"sysctl {key}", False, want))
+        else:
+            host.sysctl_set(key, want)
+            steps.append(Step(f"sysctl {key}", True, f"{have} → {want}"))
+
+    have_limits = host.mptcp_limits()
+    want_limits = dict(plan.MPTCP_LIMITS)
+    if all(have_limits.get(k) == v for k, v in want_limits.items()):
+        steps.append(Step("mptcp limits", False, _fmt_limits(want_limits)))
+    else:
+        host.set_mptcp_limits(want_limits)
+        steps.append(Step("mptcp limits", True,
+                          f"{_fmt_limits(have_limits)} → {_fmt_limits(want_limits)}"))
+
+    applied = store.load_applied()
+    steps.append(_firewall(host, cfg, clients, facts, applied))
+    store.save_applied(applied)
+    steps.append(_shaping(host, clients, facts, applied))
+    store.save_applied(applied)
+    steps.append(_proxy_configs(store, clients, facts))
+    if cfg.systemd:
+        steps += _systemd(host, cfg, facts)
+    return steps
+
+
+def _fmt_limits(limits: dict[str, int]) -> str:
+    return " ".join(f"{k} {v}" for k, v in sorted(limits.items())) or "unknown"
+
+
+def _firewall(host: HostAPI, cfg: ServerConfig, clients: Sequence[Client], facts: plan.Facts,
+              applied: dict[str, Any]) -> Step:
+    want = plan.nft_table(cfg, clients, facts)
+    want_hash = plan.digest(want)
+    what = f"firewall (nft table inet {plan.NFT_TABLE})"
+    have = host.nft_listing()
+    if have is not None and applied.get("nft_plan") == want_hash and \
+            applied.get("nft_listing") == have:
+        return Step(what, False, f"{len(clients)} client(s)")
+    counters = host.nft_counters()  # carried over into the new table
+    host.nft_apply(plan.nft_script(plan.nft_table(cfg, clients, facts, counters)))
+    applied["nft_plan"] = want_hash
+    applied["nft_listing"] = host.nft_listing()
+    return Step(what, True, ("created" if have is None else "rewritten") +
+                f" for {len(clients)} client(s), proxies run as uid {facts.uid}")
+
+
+def _shaping(host: HostAPI, clients: Sequence[Client], facts: plan.Facts,
+             applied: dict[str, Any]) -> Step:
+    limited = [c for c in clients if c.rate_mbit is not None]
+    old_dev = applied.get("tc_dev")
+    if not limited:
+        if old_dev and (host.link_exists(old_dev) and host.tc_ours(old_dev)):
+            host.tc_teardown(old_dev)
+            applied.pop("tc_dev", None)
+            applied.pop("tc_plan", None)
+            applied.pop("tc_listing", None)
+            return Step("shaping", True, f"removed from {old_dev} (no client has a limit)")
+        return Step("shaping", False, "no client has a rate limit")
+    dev = facts.interface
+    if dev is None:
+        raise ServerError("rate limits need the egress interface and there is no default "
+                          "route: run `bonding-server init --interface DEV`")
+    if not host.link_exists(dev):
+        raise ServerError(f"interface {dev!r} does not exist: run `bonding-server init "
+                          "--interface DEV` with the device that faces the clients")
+    lines = plan.tc_commands(clients, dev, facts.ipv6)
+    want_hash = plan.digest("\n".join(lines))
+    have = host.tc_listing(dev)
+    detail = ", ".join(f"{c.name} {c.rate_mbit:g}" for c in limited) + f" Mbit/s on {dev}"
+    if (old_dev == dev and applied.get("tc_plan") == want_hash
+            and applied.get("tc_listing") == have):
+        return Step("shaping", False, detail)
+    if old_dev and old_dev != dev and host.link_exists(old_dev):
+        host.tc_teardown(old_dev)
+    host.tc_teardown(dev)
+    applied.pop("tc_dev", None)
+    try:
+        host.tc_build(dev, lines)
+    except ServerError:
+        host.tc_teardown(dev)
+        raise
+    applied.update(tc_dev=dev, tc_plan=want_hash, tc_listing=host.tc_listing(dev))
+    return Step("shaping", True, detail + f" (htb per client, upload through {plan.IFB})")
+
+
+def _proxy_configs(store: Store, clients: Sequence[Client], facts: plan.Facts) -> Step:
+    changed = []
+    wanted = {store.ss_config_path(c.name): plan.ss_config(c, facts.ipv6) for c in clients}
+    for path, data in wanted.items():
+        try:
+            same = path.read_bytes() == data
+        except FileNotFoundError:
+            same = False
+        if not same:
+            atomic_write(path, data)
+            changed.append(path.name)
+    if store.run_dir.exists():
+        for p in store.run_dir.glob("*.ss.json"):
+            if p not in wanted:
+                atomic_unlink(p)
+                changed.append(f"-{p.name}")
+    return Step("proxy configs", bool(changed), ", ".join(changed) or f"{len(wanted)} up to date")
+
+
+def _systemd(host: HostAPI, cfg: ServerConfig, facts: plan.Facts) -> list[Step]:
+    steps = []
+    written = []
+    for path, text in plan.units(cfg, facts).items():
+        data = text.encode()
+        if host.read_file(path) != data:
+            host.write_file(path, data, 0o644)
+            written.append(path)
+        steps.append(Step(f"file {path}", path in written))
+    if written:
+        host.systemctl("daemon-reload")
+        steps.append(Step("systemctl daemon-reload", True))
+    enabled = host.systemctl("is-enabled", plan.SERVICE, check=False).strip()
+    if enabled != "enabled":
+        host.systemctl("enable", plan.SERVICE)
+        steps.append(Step(f"enable {plan.SERVICE}", True, f"{enabled or 'unknown'} → enabled"))
+    else:
+        steps.append(Step(f"enable {plan.SERVICE}", False))
+    return steps
+
+
+# --- commands -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InitOptions:
+    public_address: str | None = None
+    systemd: bool | None = None  # None: keep the stored choice; a fresh init asks the host
+    user: str | None = None
+    interface: str | None = None
+    allow: tuple[str, ...] | None = None
+
+
+def init(host: HostAPI, store: Store, opts: InitOptions) -> Outcome:
+    # Syntax first: a bad value is reported before anything is looked at or written.
+    address = validate_address(opts.public_address) if opts.public_address else None
+    user = validate_user(opts.user) if opts.user else None
+    interface = validate_interface(opts.interface) if opts.interface else None
+    allow = None if opts.allow is None else tuple(validate_network(a) for a in opts.allow)
+    require_tools(host, (*PROXY_TOOLS, *KERNEL_TOOLS))
+    out = Outcome()
+    with store.lock():
+        old = store.load_server()
+        systemd = opts.systemd if opts.systemd is not None else (
+            old.systemd if old else host.systemd_running())
+        if systemd and not host.systemd_running():
+            raise ServerError("systemd is not running here: run `bonding-server init "
+                              "--no-systemd` and start the proxies with `bonding-server run`")
+        if address is None:
+            address = old.public_address if old else host.public_address()
+            if address is None:
+                raise ServerError("cannot tell this server's public address (no route to the "
+                                  "internet): pass --public-address ADDR")
+            if not old:
+                out.notes.append(f"public address {address} (from the routing table; pass "
+                                 "--public-address if the clients see another one)")
+        user = user or (old.user if old else DEFAULT_USER)
+        if interface is not None and not host.link_exists(interface):
+            raise UsageError(f"interface {interface!r} does not exist here: `ip link` lists "
+                             "the devices")
+        cfg = ServerConfig(public_address=address, systemd=systemd, user=user,
+                           interface=interface or (old.interface if old else None),
+                           allow=allow if allow is not None else (old.allow if old else ()))
+        if host.uid(cfg.user) is None:
+            if not systemd:
+                raise ServerError(f"user {cfg.user!r} does not exist: pass --user nobody or "
+                                  f"create it (useradd --system {cfg.user})")
+            host.create_user(cfg.user)
+            out.steps.append(Step(f"user {cfg.user}", True, "created (system user)"))
+        if cfg != old:
+            store.save_server(cfg)
+        out.steps.append(Step("settings", cfg != old, _describe(cfg)))
+        clients = store.clients()
+        out.steps += reconcile(host, store, cfg, clients, gather_facts(host, store, cfg))
+    return out
+
+
+def _describe(cfg: ServerConfig) -> str:
+    mode = "systemd" if cfg.systemd else "no systemd (`bonding-server run` supervises)"
+    allow = f", allow {' '.join(cfg.allow)}" if cfg.allow else ""
+    return (f"address {cfg.public_address}, {mode}, user {cfg.user}, "
+            f"interface {cfg.interface or 'of the default route'}{allow}")
+
+
+def apply(host: HostAPI, store: Store) -> Outcome:
+    with store.lock():
+        cfg = store.require_server()
+        clients = store.clients()
+        facts = gather_facts(host, store, cfg, need_proxy_tools=bool(clients))
+        return Outcome(reconcile(host, store, cfg, clients, facts))
+
+
+@dataclass(frozen=True)
+class AddOptions:
+    name: str | None = None
+    rate_mbit: str | None = None
+    port: str | None = None
+
+
+def add_client(host: HostAPI, store: Store, opts: AddOptions) -> tuple[Client, ServerConfig,
+                                                                        list[str]]:
+    name = validate_name(opts.name) if opts.name is not None else None
+    rate = validate_rate(opts.rate_mbit) if opts.rate_mbit is not None else None
+    port = validate_port(opts.port) if opts.port is not None else None
+    notes: list[str] = []
+    with store.lock():
+        cfg = store.require_server()
+        facts = gather_facts(host, store, cfg)
+        require_tools(host, KERNEL_TOOLS)
+        clients = store.clients()
+        names = {c.name for c in clients}
+        if name is None:
+            name = default_name(names)
+        elif name in names:
+            raise UsageError(f"client {name!r} exists already: choose another --name, or "
+                             f"`bonding-server remove-client {name}` first")
+        ports = {c.port: c.name for c in clients}
+        if port is None:
+            port = pick_port(ports, host.port_free)
+        elif port in ports:
+            raise UsageError(f"port {port} belongs to client {ports[port]!r}: choose another "
+                             "--port or leave it out to take a free one")
+        elif not host.port_free(port):
+            raise UsageError(f"port {port} is in use by another program (`ss -tulpn sport = "
+                             f":{port}` shows it): choose another --port or leave it out")
+        client = new_client(name, port, rate)
+        store.write(client)
+        try:
+            reconcile(host, store, cfg, [*clients, client], facts)
+            if cfg.systemd:
+                host.systemctl("enable", "--now", plan.unit_name(client.name))
+        except (ServerError, OSError) as e:
+            store.delete(client.name)
+            with contextlib.suppress(Exception):  # best effort: the error below matters
+                reconcile(host, store, cfg, clients, facts)
+            raise ServerError(f"client {client.name!r} not added, nothing kept: {e}") from e
+    if not cfg.systemd:
+        notes += _tell_supervisor(host, store, {client.name: client.port})
+    return client, cfg, notes
+
+
+def remove_client(host: HostAPI, store: Store, name: str) -> list[str]:
+    validate_name(name)
+    notes: list[str] = []
+    with store.lock():
+        cfg = store.require_server()
+        if not store.exists(name):
+            raise UsageError(f"unknown client {name!r}: `bonding-server list` shows the clients")
+        if cfg.systemd:
+            host.systemctl("disable", "--now", plan.unit_name(name))
+        store.delete(name)
+        clients = store.clients()
+        reconcile(host, store, cfg, clients,
+                  gather_facts(host, store, cfg, need_proxy_tools=bool(clients)))
+    if not cfg.systemd:
+        notes += _tell_supervisor(host, store, {})
+    return notes
+
+
+def list_clients(store: Store) -> list[dict[str, Any]]:
+    store.require_server()
+    return [{"name": c.name, "port": c.port, "rate_mbit": c.rate_mbit, "cipher": c.cipher,
+             "created": c.created} for c in store.clients()]
+
+
+def show_client(store: Store, name: str) -> tuple[Client, ServerConfig]:
+    validate_name(name)
+    cfg = store.require_server()
+    return store.load(name), cfg
+
+
+# --- the no-systemd supervisor, seen from the other commands -------------------------------------
+def supervisor_state(store: Store) -> dict[str, Any] | None:
+    pid = store.supervisor_pid()
+    if pid is None:
+        return None
+    try:
+        raw = read_json(store.supervisor_file)
+    except (ValueError, OSError):
+        raw = None
+    state: dict[str, Any] = raw if isinstance(raw, dict) and raw.get("pid") == pid else {}
+    state.setdefault("pid", pid)
+    state.setdefault("clients", {})
+    return state
+
+
+def _tell_supervisor(host: HostAPI, store: Store, expect: dict[str, int]) -> list[str]:
+    """SIGHUP the running supervisor and wait until it runs exactly the recorded clients."""
+    pid = store.supervisor_pid()
+    if pid is None:
+        return ["no supervisor is running: `bonding-server run` (foreground) or "
+                "`bonding-server start` runs the proxies"]
+    before = (supervisor_state(store) or {}).get("generation", 0)
+    os.kill(pid, signal.SIGHUP)
+    names = set(store.names())
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        st = supervisor_state(store)
+        if st is None:
+            return [f"the supervisor (pid {pid}) went away"]
+        running = {n for n, c in st["clients"].items() if c.get("state") == "running"}
+        if (st.get("generation", 0) > before and set(st["clients"]) == names
+                and all(n in running and not host.port_free(p) for n, p in expect.items())):
+            return []
+        time.sleep(0.1)
+    return [f"the supervisor (pid {pid}) has not picked up the change within "
+            f"{READY_TIMEOUT_S:g} s: see its log"]
+
+
+def _python_env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def start(host: HostAPI, store: Store) -> Outcome:
+    out = apply(host, store)
+    cfg = store.require_server()
+    clients = store.clients()
+    if cfg.systemd:
+        for c in clients:
+            host.systemctl("enable", "--now", plan.unit_name(c.name))
+        out.notes.append(f"started {len(clients)} proxy unit(s)")
+        return out
+    pid = store.supervisor_pid()
+    if pid is not None:
+        out.notes += _tell_supervisor(host, store, {c.name: c.port for c in clients})
+        out.notes.append(f"the supervisor runs already (pid {pid})")
+        return out
+    log = store.run_dir / "supervisor.log"
+    with open(log, "ab") as f:
+        os.chmod(log, 0o600)
+        subprocess.Popen(
+            [sys.executable, "-m", "bonding.server", "--state-dir", str(store.root), "run"],
+            stdin=subprocess.DEVNULL, stdout=f, stderr=f, start_new_session=True,
+            env=_python_env())
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        st = supervisor_state(store)
+        if st is not None and all(
+                st["clients"].get(c.name, {}).get("state") == "running" for c in clients):
+            out.notes.append(f"supervisor started (pid {st['pid']}), log {log}")
+            return out
+        time.sleep(0.1)
+    raise ServerError(f"the supervisor did not come up within {READY_TIMEOUT_S:g} s: see {log}")
+
+
+def stop(host: HostAPI, store: Store) -> list[str]:
+    cfg = store.require_server()
+    if cfg.systemd:
+        names = store.names()
+        for n in names:
+            host.systemctl("stop", plan.unit_name(n))
+        return [f"stopped {len(names)} proxy unit(s)"]
+    pid = store.supervisor_pid()
+    if pid is None:
+        return ["no supervisor is running"]
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if store.supervisor_pid() is None and not process_alive(pid):
+            return [f"supervisor (pid {pid}) stopped"]
+        time.sleep(0.1)
+    raise ServerError(f"the supervisor (pid {pid}) did not stop within 15 s: kill it "
+                      f"(kill {pid}) and its ss-server processes")
+
+
+# --- status ---------------------------------------------------------------------------------------
+def status(host: HostAPI, store: Store,
+           sockets: Callable[[], tuple[dict[int, int], dict[int, int]]]) -> dict[str, Any]:
+    cfg = store.require_server()
+    clients = store.clients()
+    counters = host.nft_counters()
+    mptcp, tcp = sockets()
+    sup = None if cfg.systemd else supervisor_state(store)
+    rows = []
+    for c in clients:
+        row: dict[str, Any] = {"name": c.name, "port": c.port, "rate_mbit": c.rate_mbit}
+        if cfg.systemd:
+            state = host.systemctl("is-active", plan.unit_name(c.name), check=False).strip()
+            row.update(running=state == "active", state=state, pid=None, restarts=None)
+        else:
+            info = (sup or {}).get("clients", {}).get(c.name, {})
+            pid = info.get("pid")
+            alive = bool(pid) and process_alive(int(pid))
+            row.update(running=info.get("state") == "running" and alive,
+                       state=info.get("state", "stopped") if sup else "no supervisor",
+                       pid=pid if alive else None, restarts=info.get("restarts"))
+        row.update(
+            listening=not host.port_free(c.port), connections=mptcp.get(c.port, 0),
+            subflows=tcp.get(c.port, 0),
+            bytes_in=counters.get(plan.counter_name(c.name, "in"), (0, None))[1],
+            bytes_out=counters.get(plan.counter_name(c.name, "out"), (0, None))[1])
+        rows.append(row)
+    return {"address": cfg.public_address, "mode": "systemd" if cfg.systemd else "supervisor",
+            "supervisor_pid": None if cfg.systemd else (sup or {}).get("pid"),
+            "refused_packets": counters.get("refused", (None, 0))[0], "clients": rows}
+
+
+def socket_counts() -> tuple[dict[int, int], dict[int, int]]:
+    """Established MPTCP connections and TCP subflows per local port (from `ss`)."""
+    def count(args: list[str]) -> dict[int, int]:
+        from bonding.server.system import run
+
+        out: dict[int, int] = {}
+        for line in run(["ss", "-H", "-n", *args, "state", "established"],
+                        check=False).stdout.splitlines():
+            words = line.split()
+            local = next((w for w in words if ":" in w), None)
+            port = local.rsplit(":", 1)[1] if local else ""
+            if port.isdigit():
+                out[int(port)] = out.get(int(port), 0) + 1
+        return out
+    return count(["-M"]), count(["-t"])
+

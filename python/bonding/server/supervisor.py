@@ -1,0 +1,236 @@
+"""`bonding-server run`: the foreground supervisor where there is no systemd (the lab, CI).
+
+One ``mptcpize run ss-server -c STATE/run/NAME.ss.json -a USER`` per client: ss-server reads its
+config and binds as root, then drops to the proxy user (whose outbound connections the firewall
+filters).  A proxy that dies is restarted after 1 s, then 2, 4 … up to 30 s while it keeps
+dying; the back-off resets once it has run 30 s.  SIGHUP re-reads the records and the settings
+(re-applying the firewall and shaping, starting new clients, stopping removed ones, restarting
+changed ones); SIGTERM or SIGINT stops every proxy and exits.  The supervisor holds a flock on
+STATE/run/supervisor.pid while it lives and writes its view to STATE/run/supervisor.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import resource
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from bonding.server import plan, service
+from bonding.server.model import Client, ServerConfig, ServerError
+from bonding.server.store import Store, atomic_write
+from bonding.server.system import HostAPI
+
+log = logging.getLogger("bonding-server")
+
+TICK_S = 0.2
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 30.0
+STABLE_S = 30.0
+STOP_GRACE_S = 5.0
+
+
+@dataclass
+class Proxy:
+    client: Client
+    command: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    state: str = "starting"  # running, restarting
+    restarts: int = 0
+    since: float = 0.0
+    next_start: float = 0.0
+    backoff: float = BACKOFF_FIRST_S
+    last_exit: int | None = None
+    started_mono: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pid": self.proc.pid if self.proc else None, "state": self.state,
+                "restarts": self.restarts, "since": self.since, "port": self.client.port,
+                "last_exit": self.last_exit}
+
+
+def _raise_nofile() -> None:
+    """Let the proxies (who inherit it) open as many sockets as the hard limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = plan.NOFILE if hard == resource.RLIM_INFINITY else min(hard, plan.NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+class Supervisor:
+    def __init__(self, store: Store, host: HostAPI) -> None:
+        self.store = store
+        self.host = host
+        self.proxies: dict[str, Proxy] = {}
+        self.stopping = False
+        self.reload_wanted = False
+        self.generation = 0
+        self.started = time.time()
+        self._pid_fd: int | None = None
+        self._dirty = True
+
+    # --- signals -------------------------------------------------------------------------------
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        self.reload_wanted = True
+
+    # --- lifetime ------------------------------------------------------------------------------
+    def _claim(self) -> None:
+        self.store.ensure_dirs()
+        fd = os.open(self.store.pid_file, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            pid = self.store.supervisor_pid()
+            raise ServerError(f"a supervisor runs already (pid {pid}) for {self.store.root}: "
+                              "`bonding-server stop` stops it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._pid_fd = fd
+
+    def run(self) -> int:
+        cfg = self.store.require_server()
+        if cfg.systemd:
+            raise ServerError("this server uses systemd: its proxies run as "
+                              "bonding-server@NAME units (`bonding-server start`/`stop`); "
+                              "`run` is for `init --no-systemd`")
+        self._claim()
+        _raise_nofile()
+        old = {s: signal.signal(s, self._on_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        old[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
+        try:
+            log.info("supervisor %d for %s", os.getpid(), self.store.root)
+            self.reload()
+            while not self.stopping:
+                if self.reload_wanted:
+                    self.reload_wanted = False
+                    self.reload()
+                self.tick()
+                if self._dirty:
+                    self.write_status()
+                time.sleep(TICK_S)
+        finally:
+            self.stop_all()
+            for s, h in old.items():
+                signal.signal(s, h)
+            with contextlib.suppress(OSError):
+                self.store.supervisor_file.unlink()
+            if self._pid_fd is not None:
+                with contextlib.suppress(OSError):
+                    self.store.pid_file.unlink()
+                os.close(self._pid_fd)
+        log.info("supervisor stopped")
+        return 0
+
+    # --- work ----------------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Re-read settings and records, re-apply the kernel state, match the processes."""
+        try:
+            with self.store.lock():
+                cfg = self.store.require_server()
+                clients = self.store.clients()
+                facts = service.gather_facts(self.host, self.store, cfg)
+                steps = service.reconcile(self.host, self.store, cfg, clients, facts)
+        except ServerError as e:
+            log.error("reload failed, keeping the proxies as they are: %s", e)
+            self.generation += 1
+            self._dirty = True
+            return
+        for s in steps:
+            if s.changed:
+                log.info("applied %s: %s", s.what, s.detail)
+        wanted = {c.name: c for c in clients}
+        for name in list(self.proxies):
+            p = self.proxies[name]
+            if wanted.get(name) != p.client or p.command != self._command(cfg, p.client, facts):
+                log.info("client %s: %s", name, "removed" if name not in wanted else "changed")
+                self._terminate([p])
+                del self.proxies[name]
+        for name, c in wanted.items():
+            if name not in self.proxies:
+                self.proxies[name] = Proxy(c, self._command(cfg, c, facts))
+                self._spawn(self.proxies[name])
+        self.generation += 1
+        self._dirty = True
+
+    def _command(self, cfg: ServerConfig, c: Client, facts: plan.Facts) -> list[str]:
+        return plan.ss_command(facts, str(self.store.ss_config_path(c.name)), cfg.user)
+
+    def _spawn(self, p: Proxy) -> None:
+        try:
+            p.proc = subprocess.Popen(p.command, stdin=subprocess.DEVNULL,
+                                      start_new_session=True)
+        except OSError as e:
+            log.error("client %s: cannot start %s: %s", p.client.name, p.command[0], e)
+            p.proc = None
+            self._schedule_restart(p, time.monotonic())
+            return
+        p.state = "running"
+        p.since = time.time()
+        p.started_mono = time.monotonic()
+        log.info("client %s: ss-server on port %d (pid %d)", p.client.name, p.client.port,
+                 p.proc.pid)
+        self._dirty = True
+
+    def _schedule_restart(self, p: Proxy, now: float) -> None:
+        p.state = "restarting"
+        p.next_start = now + p.backoff
+        p.backoff = min(p.backoff * 2, BACKOFF_MAX_S)
+        self._dirty = True
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        for p in self.proxies.values():
+            if p.state == "running" and p.proc is not None:
+                code = p.proc.poll()
+                if code is None:
+                    if now - p.started_mono > STABLE_S:
+                        p.backoff = BACKOFF_FIRST_S
+                    continue
+                p.last_exit = code
+                log.warning("client %s: ss-server (pid %d) exited with %d; restart in %g s",
+                            p.client.name, p.proc.pid, code, p.backoff)
+                p.proc = None
+                self._schedule_restart(p, now)
+            elif p.state == "restarting" and now >= p.next_start:
+                p.restarts += 1
+                self._spawn(p)
+
+    def _terminate(self, procs: list[Proxy]) -> None:
+        live = [p.proc for p in procs if p.proc is not None and p.proc.poll() is None]
+        for proc in live:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for proc in live:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        for p in procs:
+            p.proc = None
+            p.state = "stopped"
+
+    def stop_all(self) -> None:
+        self._terminate(list(self.proxies.values()))
+        self._dirty = True
+
+    def write_status(self) -> None:
+        data = {"pid": os.getpid(), "started": self.started, "generation": self.generation,
+                "clients": {n: p.to_json() for n, p in sorted(self.proxies.items())}}
+        atomic_write(self.store.supervisor_file,
+                     (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+        self._dirty = False
