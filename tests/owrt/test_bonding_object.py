@@ -11,6 +11,7 @@ import json
 import os
 import random
 import signal
+import sys
 import subprocess
 import time
 from collections.abc import Iterator
@@ -245,3 +246,92 @@ def test_random_calls_leave_the_daemon_serving_with_flat_memory(olab: Lab) -> No
     assert "UNKNOWN_ERROR" not in seen and "TIMEOUT" not in seen, seen
     assert after - before < 2048, f"RSS grew {after - before} kB over 10,000 calls"
     assert call("bonding", "status", socket=sock(olab))["paths"]["wan1"]["state"] == "up"
+
+
+NETIFD_STANDIN = r'''
+import asyncio, json, sys
+from bonding.ubus import Method, Ubus
+
+up = True
+def entry():
+    return {"interface": "wanb", "up": up, "l3_device": "wan2", "device": "wan2",
+            "ipv4-address": [{"address": "100.64.2.2", "mask": 24}] if up else [],
+            "route": [{"target": "0.0.0.0", "mask": 0, "nexthop": "100.64.2.1"}] if up else []}
+
+async def main():
+    global up
+    bus = Ubus(sys.argv[1], reconnect=False)
+    await bus.connect(timeout=5)
+    bus.add_object("network.interface", [Method("dump", lambda m, a: {"interface": [entry()]})])
+    print("ready", flush=True)
+    loop = asyncio.get_running_loop()
+    while line := (await loop.run_in_executor(None, sys.stdin.readline)).strip():
+        up = line == "up"
+        bus.send_event("network.interface", {"action": "ifup" if up else "ifdown",
+                                             "interface": "wanb"})
+        print("sent", line, flush=True)
+    bus.close()
+
+asyncio.run(main())
+'''
+
+
+def test_interface_paths_follow_netifd_over_ubus(olab: Lab) -> None:
+    """A path given by netifd interface name: resolved from `network.interface dump`, down at
+    once on netifd's ifdown event and on the hotplug `iface` call.  netifd itself does not run
+    off OpenWrt, so a stand-in object answers `dump` in netifd's format and sends its events."""
+    from bonding.lab.delay import python_env
+
+    s = sock(olab)
+    st = olab.load()
+    cfg = Path(st.config_dir) / "bonding"
+    original = cfg.read_text()
+    standin = subprocess.Popen([sys.executable, "-c", NETIFD_STANDIN, s],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                               env=python_env())
+    assert standin.stdin is not None and standin.stdout is not None
+    try:
+        assert standin.stdout.readline().strip() == "ready"
+        cfg.write_text(original.replace("\toption device 'wan2'\n\toption gateway '100.64.2.1'\n",
+                                        "\toption interface 'wanb'\n"))
+        assert call("bonding", "reload", socket=s)["ok"]
+
+        def path() -> dict[str, Any]:
+            return call("bonding", "path", {"name": "wan2"}, socket=s)
+
+        assert until(lambda: path()["state"] == "up", 10), path()
+        p = path()
+        assert (p["interface"], p["device"], p["address"], p["gateway"]) == \
+            ("wanb", "wan2", "100.64.2.2", "100.64.2.1")
+
+        t0 = time.monotonic()
+        standin.stdin.write("down\n")
+        standin.stdin.flush()
+        assert standin.stdout.readline().strip() == "sent down"
+        assert until(lambda: path()["state"] == "down", 2), path()
+        assert time.monotonic() - t0 < 1.0
+        assert "netifd interface 'wanb' is down" in (path().get("error") or path()["reason"])
+
+        standin.stdin.write("up\n")
+        standin.stdin.flush()
+        assert until(lambda: path()["state"] == "up", 10), path()
+
+        # hotplug: ifdown acts at once, before netifd's state is read again
+        out = call("bonding", "iface", {"interface": "wanb", "action": "ifdown"}, socket=s)
+        assert out == {"handled": True, "path": "wan2"}
+        assert call("bonding", "status", socket=s)["paths"]["wan2"]["state"] == "down"
+        assert until(lambda: path()["state"] == "up", 10), path()  # netifd still says up
+        assert call("bonding", "iface", {"interface": "lan", "action": "ifup"}, socket=s) == \
+            {"handled": False, "path": None}
+    finally:
+        cfg.write_text(original)
+        call("bonding", "reload", socket=s)
+        if standin.stdin:
+            standin.stdin.close()
+        try:
+            standin.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            standin.kill()
+            standin.wait()
+    assert until(lambda: call("bonding", "path", {"name": "wan2"}, socket=s)["state"] == "up",
+                 10)
