@@ -11,8 +11,8 @@ import json
 import os
 import random
 import signal
-import sys
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
