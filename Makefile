@@ -1,6 +1,10 @@
 # bonding: top-level targets.  `make demo` runs the lab (root), `make test` the whole suite.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The OpenWrt userland (ubusd, libubus, uci, pyuci) built outside this repo for tests/owrt and the
+# lab's ubusd: taken from /opt/owrt when it is there; otherwise those tests skip and say why.
+OWRT_PREFIX ?= $(wildcard /opt/owrt)
+export OWRT_PREFIX
 
 .PHONY: all deps demo test lint unit lab bench clean
 
