@@ -1,0 +1,338 @@
+'use strict';
+'require view';
+'require form';
+'require uci';
+'require tools.widgets as widgets';
+
+/*
+ * Services → Bonding → Configuration: /etc/config/bonding, validated here with LuCI's datatypes
+ * against the same ranges bondingd checks (python/bonding/config.py).  Save & Apply commits the
+ * file and procd's reload trigger makes bondingd reload it.
+ *
+ * Server keys live in /etc/config/bonding_secrets, which only the write ACL grants, and only
+ * for writing: rpcd never hands a key back to the browser.  The key field is therefore
+ * write-only: empty means "keep the stored key", anything typed replaces it.
+ */
+
+const SECRETS = 'bonding_secrets';
+
+const CIPHERS = [
+	'2022-blake3-aes-128-gcm', '2022-blake3-aes-256-gcm', '2022-blake3-chacha20-poly1305',
+	'aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305', 'none'
+];
+
+/* Shadowsocks-2022 keys are base64 of exactly 16 or 32 bytes. */
+const KEY_BYTES = {
+	'2022-blake3-aes-128-gcm': 16,
+	'2022-blake3-aes-256-gcm': 32,
+	'2022-blake3-chacha20-poly1305': 32
+};
+
+function base64Bytes(s) {
+	if (!/^[A-Za-z0-9+/]+={0,2}$/.test(s) || s.length % 4)
+		return -1;
+	return s.length / 4 * 3 - (s.match(/=*$/)[0].length);
+}
+
+function validateMark(section_id, value) {
+	if (value == null || value === '')
+		return true;
+
+	const m = String(value).match(/^(0x[0-9a-fA-F]{1,8}|[0-9]{1,10})$/);
+	const n = m ? Number(value) : NaN;
+
+	if (!(n >= 1 && n <= 0xffffffff))
+		return _('Expecting: %s').format(_('a firewall mark from 1 to 0xffffffff, like 0xb0'));
+
+	return true;
+}
+
+/* Integer options and their ranges: the same bounds bondingd enforces. */
+function intOption(s, tab, name, title, description, min, max, dflt) {
+	const o = s.taboption(tab, form.Value, name, title, description);
+	o.datatype = 'and(uinteger,range(%d,%d))'.format(min, max);
+	o.placeholder = dflt;	/* unset means bondingd's default: only a hint, never written */
+	return o;
+}
+
+return view.extend({
+	render: function() {
+		const writable = (L.hasViewPermission() === true);
+		let m, s, o;
+
+		m = new form.Map('bonding', _('Bonding configuration'),
+			_('Links, aggregation servers and the settings of bondingd. Save & Apply makes bondingd reload its configuration; live connections are kept.'));
+		m.tabbed = true;
+
+		/* --- global settings ---------------------------------------------------------------- */
+		s = m.section(form.NamedSection, 'globals', 'globals', _('Global settings'));
+		s.addremove = false;
+		s.tab('general', _('General'));
+		s.tab('probing', _('Link probing'),
+			_('Every link is probed on its own: each round sends one echo to every probe target through that link, and a round is good when any target answers.'));
+		s.tab('thresholds', _('Degraded links'),
+			_('A degraded link still works but is much worse than the best link; it is kept as a backup until it recovers.'));
+		s.tab('dataplane', _('Transparent proxy'));
+		s.tab('advanced', _('Advanced'));
+
+		o = s.taboption('general', form.Flag, 'enabled', _('Enable bonding'),
+			_('When off, bondingd keeps running but neither probes links nor bonds traffic.'));
+		o.default = o.enabled;
+		o.rmempty = false;
+
+		o = s.taboption('general', form.ListValue, 'log_level', _('Log level'),
+			_('What bondingd writes to the system log (logread -e bondingd).'));
+		o.value('debug', _('Debug'));
+		o.value('info', _('Info'));
+		o.value('notice', _('Notice'));
+		o.value('warning', _('Warning'));
+		o.value('error', _('Error'));
+		o.default = 'info';
+
+		o = s.taboption('general', form.ListValue, 'proxy', _('Proxy backend'),
+			_('The transparent proxy that carries LAN traffic over Multipath TCP to the server. Install its package first: xray-core, sing-box or shadowsocks-libev-ss-redir.'));
+		o.value('xray', 'Xray');
+		o.value('sing-box', 'sing-box');
+		o.value('shadowsocks-libev', 'shadowsocks-libev');
+		o.value('none', _('None: bond the router\'s own traffic only'));
+		o.default = 'none';
+
+		o = intOption(s, 'probing', 'probe_interval_ms', _('Probe interval (ms)'),
+			_('Time between two probe rounds of a link. Shorter notices a dead link sooner and sends more probes.'),
+			20, 60000, '150');
+
+		o = intOption(s, 'probing', 'probe_timeout_min_ms', _('Shortest reply timeout (ms)'),
+			_('The reply timeout follows each link\'s measured RTT, but never goes below this.'),
+			10, 60000, '250');
+
+		o = intOption(s, 'probing', 'probe_timeout_ms', _('Longest reply timeout (ms)'),
+			_('A reply later than this counts as lost, however slow the link is.'),
+			10, 60000, '1000');
+
+		o = intOption(s, 'probing', 'down_count', _('Failed rounds to go down'),
+			_('A link is declared down when at least this many of the last rounds (see the next field) failed.'),
+			1, 100, '3');
+
+		o = intOption(s, 'probing', 'down_window', _('Rounds looked at for going down'),
+			_('How many of the latest rounds are counted for the previous field. Must not be smaller than it.'),
+			1, 100, '5');
+
+		o = intOption(s, 'probing', 'up_count', _('Good rounds to come back'),
+			_('A down link is declared up again after this many good rounds in a row, so a flapping link does not flap the bond.'),
+			1, 100, '5');
+
+		o = s.taboption('probing', form.DynamicList, 'probe_target', _('Probe targets'),
+			_('IPv4 addresses probed through every link (like mwan3\'s track_ip). Empty: the servers\' addresses. A link can override this list.'));
+		o.datatype = 'ip4addr(1)';
+		o.placeholder = '1.1.1.1';
+
+		o = intOption(s, 'thresholds', 'loss_window', _('Loss window (rounds)'),
+			_('Packet loss is measured over this many latest rounds.'),
+			2, 1000, '20');
+
+		o = intOption(s, 'thresholds', 'degraded_loss_pct', _('Degraded at loss (%)'),
+			_('A link whose loss over the loss window reaches this percentage is degraded.'),
+			1, 100, '20');
+
+		o = s.taboption('thresholds', form.Value, 'degraded_rtt_factor', _('Degraded at RTT factor'),
+			_('A link is degraded when its smoothed RTT is above this factor times the best link\'s RTT and also above the best link\'s RTT plus the margin below.'));
+		o.datatype = 'and(ufloat,range(1,100))';
+		o.placeholder = '3.0';
+
+		o = intOption(s, 'thresholds', 'degraded_rtt_ms', _('Degraded RTT margin (ms)'),
+			_('Keeps links with small RTTs from being called degraded: 3 ms against 1 ms is three times worse but does not matter.'),
+			0, 60000, '150');
+
+		o = s.taboption('dataplane', form.DynamicList, 'lan_device', _('LAN devices'),
+			_('Traffic routed from these devices goes through the proxy.'));
+		o.datatype = 'netdevname';
+		o.placeholder = 'br-lan';
+
+		o = s.taboption('dataplane', form.Value, 'tproxy_port', _('Proxy port'),
+			_('Local port of the transparent proxy.'));
+		o.datatype = 'and(port,range(1,65535))';
+		o.placeholder = '1100';
+
+		o = s.taboption('dataplane', form.Value, 'tproxy_mark', _('Firewall mark'),
+			_('Mark (and mask) of the packets steered to the proxy, like 0xb0. Change it only if it collides with another package\'s marks.'));
+		o.validate = validateMark;
+		o.placeholder = '0xb0';
+
+		o = intOption(s, 'dataplane', 'tproxy_table', _('Proxy routing table'),
+			_('Routing table that delivers marked packets to the proxy.'),
+			1, 252, '199');
+
+		o = s.taboption('dataplane', form.DynamicList, 'bypass', _('Never proxied'),
+			_('Destinations that always go out directly. When given, this list replaces the built-in list of local, private and reserved ranges, so name those too.'));
+		o.datatype = 'or(cidr4,ip4addr(1))';
+		o.placeholder = '10.0.0.0/8';
+
+		o = s.taboption('dataplane', form.Flag, 'proxy_udp', _('Proxy UDP'),
+			_('Send UDP (DNS, calls, games) through the proxy as well as TCP.'));
+		o.default = o.enabled;
+
+		o = intOption(s, 'advanced', 'mptcp_subflows', _('MPTCP subflows'),
+			_('Kernel limit of subflows per MPTCP connection; one per link is used.'),
+			0, 8, '8');
+
+		o = intOption(s, 'advanced', 'mptcp_add_addr_accepted', _('Accepted ADD_ADDR'),
+			_('How many addresses announced by the server the kernel accepts. 0 is right for a server with one address.'),
+			0, 8, '0');
+
+		o = intOption(s, 'advanced', 'route_table', _('Routing table'),
+			_('Holds the default route and the routes to the servers. Must not lie inside the link tables.'),
+			1, 2147483647, '200');
+
+		o = intOption(s, 'advanced', 'path_table_base', _('First link table'),
+			_('Link number i gets routing table first + i, so each subflow leaves by its own link. The 32 tables must not include 253–255.'),
+			1, 2147483647, '210');
+
+		o = intOption(s, 'advanced', 'rule_priority', _('Rule priority'),
+			_('bondingd\'s ip rules use priorities from this one to this one + 100.'),
+			1, 32000, '1000');
+
+		o = s.taboption('advanced', form.Flag, 'manage_default_route', _('Manage the default route'),
+			_('Keep the router\'s own default route on a working link.'));
+		o.default = o.enabled;
+
+		/* --- servers ------------------------------------------------------------------------ */
+		s = m.section(form.GridSection, 'server', _('Aggregation servers'),
+			_('The server (a VPS) that merges the links. Create its entry with "bonding-server add-client" on the server, which prints these values.'));
+		s.addremove = true;
+		s.anonymous = false;
+		s.nodescriptions = true;
+		s.addbtntitle = _('Add server');
+
+		o = s.option(form.Flag, 'enabled', _('Enabled'));
+		o.default = o.enabled;
+		o.editable = true;
+
+		o = s.option(form.Value, 'address', _('Address'), _('IP address or host name of the server.'));
+		o.datatype = 'host';
+		o.rmempty = false;
+
+		o = s.option(form.Value, 'port', _('Port'));
+		o.datatype = 'and(port,range(1,65535))';
+		o.placeholder = '65101';
+
+		o = s.option(form.ListValue, 'protocol', _('Protocol'));
+		o.value('shadowsocks', 'Shadowsocks');
+		o.value('vless', 'VLESS');
+		o.default = 'shadowsocks';
+
+		o = s.option(form.ListValue, 'cipher', _('Cipher'),
+			_('The 2022-blake3 ciphers need Xray or sing-box; shadowsocks-libev knows only the others.'));
+		CIPHERS.forEach(c => o.value(c));
+		o.default = '2022-blake3-aes-128-gcm';
+		o.modalonly = true;
+
+		if (writable) {
+			o = s.option(form.Value, 'key', _('Key'),
+				_('Stored in /etc/config/bonding_secrets, which LuCI can write but never reads back. Leave empty to keep the stored key; type a key to replace it.'));
+			o.uciconfig = SECRETS;
+			o.password = true;
+			o.modalonly = true;
+			o.optional = true;
+			o.placeholder = _('unchanged');
+			o.load = function(section_id) {
+				return null;
+			};
+			o.validate = function(section_id, value) {
+				if (value == null || value === '')
+					return true;
+				if (/\s/.test(value) || value.length > 256)
+					return _('Expecting: %s').format(_('a key without spaces, at most 256 characters'));
+
+				const cipher = this.section.formvalue(section_id, 'cipher');
+				const bytes = KEY_BYTES[cipher];
+				if (bytes && base64Bytes(value) != bytes)
+					return _('Expecting: %s').format(_('base64 of %d bytes for %s (openssl rand -base64 %d)').format(bytes, cipher, bytes));
+
+				return true;
+			};
+			o.write = function(section_id, value) {
+				if (!uci.get(SECRETS, section_id))
+					uci.add(SECRETS, 'server', section_id);
+				uci.set(SECRETS, section_id, 'key', value);
+			};
+			o.remove = function(section_id) {
+				/* empty input: keep the stored key */
+			};
+		}
+
+		/* --- links -------------------------------------------------------------------------- */
+		s = m.section(form.GridSection, 'path', _('Links'),
+			_('One entry per internet link. Without any, bondingd bonds the WAN interfaces of netifd.'));
+		s.addremove = true;
+		s.anonymous = false;
+		s.nodescriptions = true;
+		s.addbtntitle = _('Add link');
+
+		o = s.option(form.Flag, 'enabled', _('Enabled'));
+		o.default = o.enabled;
+		o.editable = true;
+
+		o = s.option(widgets.NetworkSelect, 'interface', _('Interface'),
+			_('The netifd interface of this link (wan, wwan, …).'));
+		o.nocreate = true;
+		o.optional = true;
+		o.datatype = 'uciname';
+		o.validate = function(section_id, value) {
+			const device = this.section.formvalue(section_id, 'device');
+			if ((value == null || value === '') && (device == null || device === ''))
+				return _('Expecting: %s').format(_('an interface, or a device below'));
+			return true;
+		};
+
+		o = s.option(form.Value, 'device', _('Device'),
+			_('Only where the link has no netifd interface: the kernel device, like eth1.'));
+		o.datatype = 'netdevname';
+		o.optional = true;
+		o.modalonly = true;
+
+		o = s.option(form.Value, 'gateway', _('Gateway'),
+			_('Next hop of the link. Empty: learnt from netifd or the main routing table.'));
+		o.datatype = 'ip4addr(1)';
+		o.optional = true;
+		o.modalonly = true;
+
+		o = s.option(form.Flag, 'backup', _('Forced backup'),
+			_('Carries traffic only when no other link is up: for metered or expensive links.'));
+		o.default = o.disabled;
+		o.editable = true;
+
+		o = s.option(form.Value, 'download_kbit', _('Download (kbit/s)'),
+			_('The link\'s download rate, if known. Empty: measured.'));
+		o.datatype = 'and(uinteger,range(1,100000000))';
+		o.optional = true;
+
+		o = s.option(form.Value, 'upload_kbit', _('Upload (kbit/s)'),
+			_('The link\'s upload rate, if known. Empty: measured.'));
+		o.datatype = 'and(uinteger,range(1,100000000))';
+		o.optional = true;
+
+		o = s.option(form.DynamicList, 'probe_target', _('Probe targets'),
+			_('IPv4 addresses probed through this link. Empty: the global probe targets.'));
+		o.datatype = 'ip4addr(1)';
+		o.modalonly = true;
+
+		/* --- USB ---------------------------------------------------------------------------- */
+		s = m.section(form.NamedSection, 'usb', 'usb', _('USB links and modems'));
+		s.addremove = false;
+
+		o = s.option(form.Flag, 'auto_dhcp', _('USB links join by themselves'),
+			_('A new USB network device (phone tethering, a modem in network mode) becomes a DHCP WAN link in the wan zone.'));
+		o.default = o.enabled;
+
+		o = s.option(form.Flag, 'modem_mbim', _('Switch modems to MBIM'),
+			_('Quectel modems found in another mode are switched to MBIM.'));
+		o.default = o.enabled;
+
+		o = s.option(form.Value, 'metric_base', _('First metric'),
+			_('USB links get route metrics from this value to this value + 15, the first free one each.'));
+		o.datatype = 'and(uinteger,range(1,1000))';
+		o.placeholder = '40';
+
+		return m.render();
+	}
+});

@@ -1,0 +1,156 @@
+'use strict';
+/* The configuration view (view/bonding/config.js): the form it builds, validated as LuCI would. */
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const h = require('./harness');
+const dt = require('./datatypes');
+
+async function openConfig(opts) {
+	opts = Object.assign({ writable: true, uci: {} }, opts);
+	const f = h.makeForm();
+	const uci = h.makeUci(opts.uci);
+	const loaded = h.loadView('view/bonding/config.js', {
+		L: h.makeL(opts.writable),
+		modules: { view: h.viewModule, form: f.form, uci, 'tools.widgets': f.widgets }
+	});
+	const view = h.instantiate(loaded.result);
+	const node = await view.render(view.load ? await view.load() : null);
+	assert.equal(f.maps.length, 1, 'one form.Map');
+	const map = f.maps[0];
+	const section = type => map.children.find(s => s.sectiontype === type);
+	const option = (type, name) => section(type).children.find(o => o.option === name);
+	return { map, node, uci, f, section, option };
+}
+
+function allOptions(map) {
+	return map.children.flatMap(s => s.children.map(o => ({ s, o })));
+}
+
+test('one form.Map for /etc/config/bonding with globals, servers, links and USB', async () => {
+	const { map, section } = await openConfig();
+	assert.equal(map.config, 'bonding');
+	assert.deepEqual(map.children.map(s => [ s.constructor.name, s.sectiontype ]), [
+		[ 'NamedSection', 'globals' ], [ 'GridSection', 'server' ], [ 'GridSection', 'path' ], [ 'NamedSection', 'usb' ]
+	]);
+	assert.equal(section('globals').section, 'globals');
+	assert.equal(section('usb').section, 'usb');
+	for (const type of [ 'server', 'path' ]) {
+		assert.equal(section(type).addremove, true);
+		assert.equal(section(type).anonymous, false, 'named sections: bondingd and bonding_secrets key on the name');
+	}
+});
+
+test('every text option is validated with a LuCI datatype or a validate function', async () => {
+	const { map } = await openConfig();
+	for (const { s, o } of allOptions(map)) {
+		if (o.constructor.name === 'Flag' || o.constructor.name === 'ListValue')
+			continue;
+		assert.ok(o.datatype || typeof o.validate === 'function', `${s.sectiontype}.${o.option} is validated`);
+		if (o.datatype)
+			assert.doesNotThrow(() => dt.parse(o.datatype), `${s.sectiontype}.${o.option}: ${o.datatype}`);
+	}
+});
+
+test('datatypes accept what bondingd accepts and refuse the rest', async () => {
+	const { option } = await openConfig();
+	const cases = [
+		[ 'globals', 'probe_interval_ms', [ '20', '150', '60000' ], [ '19', '60001', '1.5', 'abc', '-5' ] ],
+		[ 'globals', 'degraded_loss_pct', [ '1', '100' ], [ '0', '101' ] ],
+		[ 'globals', 'degraded_rtt_factor', [ '1', '3.0', '100' ], [ '0.5', '101', 'x' ] ],
+		[ 'globals', 'mptcp_subflows', [ '0', '8' ], [ '9' ] ],
+		[ 'globals', 'probe_target', [ '1.1.1.1' ], [ '1.1.1.1/24', '256.1.1.1', 'one.one' ] ],
+		[ 'globals', 'bypass', [ '10.0.0.0/8', '192.0.2.1' ], [ '10.0.0.0/33', 'lan' ] ],
+		[ 'globals', 'tproxy_port', [ '1', '65535' ], [ '0', '65536' ] ],
+		[ 'globals', 'lan_device', [ 'br-lan', 'eth0.1' ], [ 'a b', 'sixteen-chars-xx' ] ],
+		[ 'server', 'address', [ '203.0.113.10', 'vps.example.org' ], [ 'not a host', '' ] ],
+		[ 'server', 'port', [ '65101' ], [ '0', '70000' ] ],
+		[ 'path', 'download_kbit', [ '1', '100000000' ], [ '0', '100000001' ] ],
+		[ 'path', 'gateway', [ '100.64.1.1' ], [ '100.64.1.0/24' ] ],
+		[ 'path', 'device', [ 'eth1', 'pppoe-wan' ], [ 'eth 1', '..' ] ],
+		[ 'usb', 'metric_base', [ '1', '1000' ], [ '0', '1001' ] ]
+	];
+	for (const [ type, name, good, bad ] of cases) {
+		const o = option(type, name);
+		assert.ok(o, `${type}.${name} exists`);
+		for (const v of good)
+			assert.equal(dt.validate(o.datatype, v), true, `${type}.${name} accepts ${v}`);
+		for (const v of bad)
+			assert.equal(dt.validate(o.datatype, v), false, `${type}.${name} refuses ${v}`);
+	}
+	const mark = option('globals', 'tproxy_mark');
+	assert.equal(mark.validate('globals', '0xb0'), true);
+	assert.equal(mark.validate('globals', '176'), true);
+	assert.notEqual(mark.validate('globals', '0'), true);
+	assert.notEqual(mark.validate('globals', '0x1ffffffff'), true);
+	assert.notEqual(mark.validate('globals', 'b0'), true);
+});
+
+test('thresholds explain what they mean', async () => {
+	const { section } = await openConfig();
+	for (const o of section('globals').children.filter(o => [ 'probing', 'thresholds' ].includes(o.tab)))
+		assert.ok(o.description && o.description.length > 30, `globals.${o.option} has a description`);
+});
+
+test('a link needs an interface or a device; the interface comes from netifd', async () => {
+	const { section, option } = await openConfig();
+	const iface = option('path', 'interface');
+	assert.equal(iface.constructor.name, 'NetworkSelect');
+	assert.equal(iface.nocreate, true);
+	const s = section('path');
+	s.formvalues = { wan: { device: '' } };
+	assert.notEqual(iface.validate('wan', ''), true);
+	assert.equal(iface.validate('wan', 'wan'), true);
+	s.formvalues = { wan: { device: 'eth1' } };
+	assert.equal(iface.validate('wan', ''), true);
+	assert.equal(option('path', 'backup').title, 'Forced backup');
+});
+
+test('write access: the server key is a write-only field stored in bonding_secrets', async () => {
+	const { option, section, uci } = await openConfig({ uci: { bonding_secrets: { vps2: { '.type': 'server', key: 'old' } } } });
+	const key = option('server', 'key');
+	assert.ok(key, 'key option with write access');
+	assert.equal(key.uciconfig, 'bonding_secrets');
+	assert.equal(key.password, true);
+	assert.equal(key.load('vps2'), null, 'never read back');
+
+	/* a server with no secrets section yet: created, then the key set */
+	key.write('vps1', 'c2VjcmV0');
+	assert.deepEqual(uci.log.slice(-2), [ [ 'add', 'bonding_secrets', 'server', 'vps1' ], [ 'set', 'bonding_secrets', 'vps1', 'key', 'c2VjcmV0' ] ]);
+	assert.equal(uci.values.bonding_secrets.vps1.key, 'c2VjcmV0');
+	/* an existing one: only set */
+	key.write('vps2', 'bmV3');
+	assert.deepEqual(uci.log.slice(-1), [ [ 'set', 'bonding_secrets', 'vps2', 'key', 'bmV3' ] ]);
+	/* an empty field keeps the stored key */
+	const before = uci.log.length;
+	key.remove('vps2');
+	assert.equal(uci.log.length, before);
+	assert.equal(uci.values.bonding_secrets.vps2.key, 'bmV3');
+
+	/* Shadowsocks-2022 keys must be base64 of the cipher's key size */
+	const s = section('server');
+	s.formvalues = { vps1: { cipher: '2022-blake3-aes-128-gcm' } };
+	assert.equal(key.validate('vps1', Buffer.alloc(16, 7).toString('base64')), true);
+	assert.notEqual(key.validate('vps1', Buffer.alloc(32, 7).toString('base64')), true);
+	assert.notEqual(key.validate('vps1', 'not base64!'), true);
+	s.formvalues = { vps1: { cipher: '2022-blake3-aes-256-gcm' } };
+	assert.equal(key.validate('vps1', Buffer.alloc(32, 7).toString('base64')), true);
+	s.formvalues = { vps1: { cipher: 'chacha20-ietf-poly1305' } };
+	assert.notEqual(key.validate('vps1', 'has space'), true);
+	assert.equal(key.validate('vps1', 'password'), true);
+	assert.equal(key.validate('vps1', ''), true, 'empty: keep the stored key');
+});
+
+test('read-only access: no key field at all', async () => {
+	const { option, map } = await openConfig({ writable: false });
+	assert.equal(option('server', 'key'), undefined);
+	for (const { o } of allOptions(map))
+		assert.notEqual(o.uciconfig, 'bonding_secrets');
+});
+
+test('choices cover what bondingd knows', async () => {
+	const { option } = await openConfig();
+	assert.deepEqual(option('globals', 'proxy').keylist.slice().sort(), [ 'none', 'shadowsocks-libev', 'sing-box', 'xray' ]);
+	assert.deepEqual(option('globals', 'log_level').keylist, [ 'debug', 'info', 'notice', 'warning', 'error' ]);
+	assert.deepEqual(option('server', 'protocol').keylist, [ 'shadowsocks', 'vless' ]);
+	assert.ok(option('server', 'cipher').keylist.includes(option('server', 'cipher').default));
+});
