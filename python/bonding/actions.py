@@ -15,16 +15,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bonding.core.plan import Hop, Plan, RouteWant, RuleWant
+from bonding.core.plan import Hop, Plan, RouteType, RouteWant, RuleWant
 from bonding.netlink.core import NetlinkError
 from bonding.netlink.mptcp import EndpointFlag, MptcpPM
-from bonding.netlink.rtnl import Nexthop, Route, Rtnl
+from bonding.netlink.rtnl import RTN_LOCAL, RTN_UNICAST, Nexthop, Route, Rtnl
 
 log = logging.getLogger(__name__)
 
 RULE_SPAN = 100
 KERNEL_TABLES = frozenset({0, 253, 254, 255})  # unspec, default, main, local: never ours
 RTPROT_BONDING = 200  # routes we install carry this protocol id (shown as 'proto 200')
+RTN_OF = {RouteType.UNICAST: RTN_UNICAST, RouteType.LOCAL: RTN_LOCAL}
 
 
 @dataclass
@@ -36,6 +37,12 @@ class Outcome:
 def _hops_of(route: Route) -> tuple[Hop, ...]:
     weights = len(route.nexthops) > 1
     return tuple(Hop(n.ifindex, n.gateway, n.weight if weights else 1) for n in route.nexthops)
+
+
+def _same(w: RouteWant, r: Route) -> bool:
+    """The route in the kernel is what we want: type, congestion control and next hops."""
+    return (r.type == RTN_OF[w.type] and (r.congctl or None) == (w.congctl or None)
+            and _norm(w.hops) == _norm(_hops_of(r)))
 
 
 def _norm(hops: Iterable[Hop]) -> tuple[Hop, ...]:
@@ -101,8 +108,9 @@ class Reconciler:
         present = set()
         for r in have:
             key = RuleWant(r.priority, r.table, r.src if r.src_len == 32 else None,
-                           r.suppress_prefixlength)
-            simple = r.iif is None and r.fwmark is None and r.dst is None and r.oif is None
+                           r.suppress_prefixlength, r.fwmark, r.fwmask)
+            simple = r.iif is None and r.dst is None and r.oif is None and (
+                r.src is None or r.src_len == 32)
             if key in wanted and simple and key not in present:
                 present.add(key)
                 continue
@@ -112,8 +120,11 @@ class Reconciler:
                       suppress_prefixlength=r.suppress_prefixlength, missing_ok=True)
         for w in sorted(wanted - present, key=lambda x: x.priority):
             src = f" from {w.src}" if w.src else ""
+            if w.fwmark is not None:
+                src += f" fwmark {w.fwmark:#x}/{(w.fwmask or 0xFFFFFFFF):#x}"
             self._try(out, f"add rule {w.priority}{src} lookup {w.table}", self.rtnl.rule_add,
                       w.priority, w.table, src=w.src, src_len=32 if w.src else None,
+                      fwmark=w.fwmark, fwmask=w.fwmask,
                       suppress_prefixlength=w.suppress_prefixlength, exist_ok=True)
 
     # --- routes ---------------------------------------------------------------------------------
@@ -133,7 +144,7 @@ class Reconciler:
             for r in have:
                 key = (table, r.dst, r.prefixlen)
                 w = by_key.get(key)
-                if w is not None and _norm(w.hops) == _norm(_hops_of(r)):
+                if w is not None and _same(w, r):
                     seen.add(key)
                     continue
                 if w is None:
@@ -144,9 +155,12 @@ class Reconciler:
                     continue
                 hops = [Nexthop(h.gateway, h.ifindex, h.weight) for h in w.hops]
                 via = ", ".join(f"{h.gateway or 'dev'}@{h.ifindex}" for h in w.hops)
-                self._try(out, f"route {w.dst}/{w.prefixlen} table {table} via {via}",
+                kind = "" if w.type is RouteType.UNICAST else f"{w.type} "
+                cc = f" congctl {w.congctl}" if w.congctl else ""
+                self._try(out, f"route {kind}{w.dst}/{w.prefixlen} table {table} via {via}{cc}",
                           self.rtnl.route_replace, table, w.dst, w.prefixlen, hops,
-                          protocol=RTPROT_BONDING)
+                          protocol=RTPROT_BONDING, rtype=RTN_OF[w.type],
+                          congctl=w.congctl or None)
         self.tables = {w.table for w in by_key.values()}
 
     # --- endpoints ------------------------------------------------------------------------------

@@ -34,9 +34,10 @@ class Problem:
     option: str | None
     value: str | None
     message: str
+    package: str = PACKAGE
 
     def __str__(self) -> str:
-        where = f"{PACKAGE}.{self.section}"
+        where = f"{self.package}.{self.section}"
         if self.option is not None:
             where += f".{self.option}"
         if self.value is not None:
@@ -102,6 +103,15 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def _cipher(raw: str) -> str:
+    if raw in ("none", "plain", "table", "dummy"):
+        raise ValueError("unencrypted transport is refused: router↔server traffic must be "
+                         "encrypted and authenticated; use one of: " + ", ".join(CIPHERS))
+    if raw not in CIPHERS:
+        raise ValueError("not one of: " + ", ".join(CIPHERS))
+    return raw
+
+
 def _ipv4(raw: str) -> str:
     try:
         return str(ipaddress.IPv4Address(raw.strip()))
@@ -134,6 +144,44 @@ def _ifname(raw: str) -> str:
     return raw
 
 
+def _mark(raw: str) -> tuple[int, int]:
+    """'0xb0' or '0xb0/0xff' (decimal too) → (mark, mask); the mask defaults to the mark."""
+    text = raw.strip()
+    mark_s, _, mask_s = text.partition("/")
+    try:
+        mark = int(mark_s, 0)
+        mask = int(mask_s, 0) if mask_s else mark
+    except ValueError:
+        raise ValueError("not a firewall mark: use MARK or MARK/MASK, like 0xb0 or 0xb0/0xff") \
+            from None
+    if not 0 < mark <= 0x7FFFFFFF or not 0 < mask <= 0x7FFFFFFF:
+        raise ValueError("out of range: the mark and mask must be 0x1–0x7fffffff")
+    if mark & ~mask:
+        raise ValueError(f"the mark {mark:#x} has bits outside the mask {mask:#x}")
+    return mark, mask
+
+
+def _ipv4_net(raw: str) -> str:
+    v = raw.strip()
+    try:
+        net = ipaddress.IPv4Network(v, strict=False)
+    except ValueError:
+        raise ValueError("not an IPv4 network (like 10.0.0.0/8 or 192.0.2.7)") from None
+    if str(net.network_address) != v.split("/")[0]:
+        raise ValueError(f"has host bits set: did you mean {net}?")
+    return str(net) if net.prefixlen < 32 else str(net.network_address)
+
+
+_CC_RE = re.compile(r"^[a-z][a-z0-9_]{0,15}$")
+
+
+def _congestion(raw: str) -> str:
+    v = raw.strip()
+    if v and not _CC_RE.fullmatch(v):
+        raise ValueError("not a congestion control name (like cubic or bbr)")
+    return v
+
+
 def _netifd_name(raw: str) -> str:
     if not _NETIFD_RE.fullmatch(raw):
         raise ValueError("not a netifd interface name (letters, digits and '_', at most 15)")
@@ -144,6 +192,19 @@ def _netifd_name(raw: str) -> str:
 
 LOG_LEVELS: Final = ("debug", "info", "notice", "warning", "error")
 PROXIES: Final = ("none", "shadowsocks-libev", "xray", "sing-box")
+# Destinations that never go through the proxy unless `list bypass` replaces this list: the
+# local, private and reserved ranges of RFC 6890 (IPv4).
+DEFAULT_BYPASS: Final = (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
+    "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+)
+# Shadowsocks AEAD ciphers.  Unencrypted transport ('none', 'plain') is refused: router↔server
+# traffic is always encrypted and authenticated (DESIGN 3.4).  shadowsocks-libev speaks only
+# the first three; xray and sing-box speak all.
+CIPHERS: Final = ("chacha20-ietf-poly1305", "aes-256-gcm", "aes-128-gcm",
+                  "2022-blake3-aes-128-gcm", "2022-blake3-aes-256-gcm",
+                  "2022-blake3-chacha20-poly1305")
 
 
 @dataclass(frozen=True)
@@ -175,6 +236,17 @@ class Globals:
     path_table_base: int = 210  # path i (in file order) gets table path_table_base + i
     rule_priority: int = 1000  # our ip rules occupy rule_priority .. rule_priority + 100
     manage_default_route: bool = True
+    # Data plane: routed TCP/UDP arriving on lan_devices goes to the local proxy by tproxy.
+    lan_devices: tuple[str, ...] = ("br-lan",)
+    tproxy_port: int = 1100
+    tproxy_mark: int = 0xB0  # packets to the proxy carry mark & tproxy_mask == tproxy_mark
+    tproxy_mask: int = 0xB0
+    tproxy_table: int = 199  # holds 'local default dev lo'
+    bypass: tuple[str, ...] = DEFAULT_BYPASS
+    proxy_udp: bool = True
+    # TCP congestion control of the bonded subflows, set as 'congctl' on our routes ("": the
+    # system's default).  bbr keeps a lossy link (4G, Wi-Fi) busy where cubic backs off.
+    congestion_control: str = "bbr"
 
 
 @dataclass(frozen=True)
@@ -185,7 +257,7 @@ class Server:
     address: str
     port: int = 65101
     protocol: str = "shadowsocks"
-    cipher: str = "2022-blake3-aes-128-gcm"
+    cipher: str = "chacha20-ietf-poly1305"
     enabled: bool = True
 
 
@@ -268,15 +340,20 @@ _GLOBALS: _Spec = {
     "path_table_base": ("path_table_base", _int(1, 0x7FFFFFFF), False),
     "rule_priority": ("rule_priority", _int(1, 32000), False),
     "manage_default_route": ("manage_default_route", _bool, False),
+    "lan_device": ("lan_devices", _ifname, True),
+    "tproxy_port": ("tproxy_port", _int(1, 65535), False),
+    "tproxy_mark": ("tproxy_mark", _mark, False),
+    "tproxy_table": ("tproxy_table", _int(1, 0x7FFFFFFF), False),
+    "bypass": ("bypass", _ipv4_net, True),
+    "proxy_udp": ("proxy_udp", _bool, False),
+    "congestion_control": ("congestion_control", _congestion, False),
 }
 
 _SERVER: _Spec = {
     "address": ("address", _host, False),
     "port": ("port", _int(1, 65535), False),
     "protocol": ("protocol", _choice("shadowsocks", "vless"), False),
-    "cipher": ("cipher", _choice(
-        "2022-blake3-aes-128-gcm", "2022-blake3-aes-256-gcm", "2022-blake3-chacha20-poly1305",
-        "aes-128-gcm", "aes-256-gcm", "chacha20-ietf-poly1305", "none"), False),
+    "cipher": ("cipher", _cipher, False),
     "enabled": ("enabled", _bool, False),
 }
 
@@ -361,6 +438,8 @@ def from_sections(sections: Sequence[uci.Section]) -> tuple[Config, list[Problem
                 problems.append(Problem(Severity.ERROR, label, None, None,
                                         "a second 'globals' section: merge it into the first"))
                 continue
+            if "tproxy_mark" in values:
+                values["tproxy_mark"], values["tproxy_mask"] = values["tproxy_mark"]
             globals_ = Globals(**values)
         elif s.type == "usb":
             usb = Usb(**values)
@@ -433,6 +512,19 @@ def _check_globals(g: Globals, problems: list[Problem]) -> None:
         err("path_table_base", g.path_table_base,
             f"the path tables ({g.path_table_base}–{last}) must not include 253–255, "
             "the kernel's own tables")
+    if g.tproxy_table in reserved:
+        err("tproxy_table", g.tproxy_table,
+            "253–255 are the kernel's default, main and local tables")
+    elif g.tproxy_table == g.route_table or g.path_table_base <= g.tproxy_table <= last:
+        err("tproxy_table", g.tproxy_table,
+            f"already used: route_table is {g.route_table}, the path tables "
+            f"{g.path_table_base}–{last}")
+    if len(set(g.lan_devices)) != len(g.lan_devices):
+        err("lan_device", " ".join(g.lan_devices), "a device is listed twice")
+    if g.tproxy_mask.bit_length() >= 31:
+        err("tproxy_mark", f"{g.tproxy_mark:#x}/{g.tproxy_mask:#x}",
+            "the mask must leave bit 31 free (the proxy's own connections are marked with the "
+            "bit above the mask)")
 
 
 def load(config_dir: Path) -> tuple[Config, list[Problem]]:
@@ -445,6 +537,107 @@ def load(config_dir: Path) -> tuple[Config, list[Problem]]:
     except uci.UciParseError as e:
         return Config(), [Problem(Severity.ERROR, "(file)", None, None, str(e))]
     return from_sections(package.sections)
+
+
+SECRETS_PACKAGE: Final = "bonding_secrets"
+_KEY_RE = re.compile(r"^[\x21-\x7e]{1,256}$")
+
+
+class Secrets:
+    """Server keys from /etc/config/bonding_secrets, by server section name.
+
+    Nothing here is ever shown: repr() and str() name the servers only.
+    """
+
+    def __init__(self, keys: Mapping[str, str] | None = None) -> None:
+        self._keys = dict(keys or {})
+
+    def key(self, server: str) -> str | None:
+        return self._keys.get(server)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._keys))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secrets) and other._keys == self._keys
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._keys.items())))
+
+    def __repr__(self) -> str:
+        return f"Secrets(servers={list(self.names())})"
+
+    __str__ = __repr__
+
+
+def secrets_from_sections(sections: Sequence[uci.Section]) -> tuple[Secrets, list[Problem]]:
+    """Validate parsed `bonding_secrets` sections.  A problem never carries a key."""
+    problems: list[Problem] = []
+    keys: dict[str, str] = {}
+
+    def problem(sev: Severity, label: str, option: str | None, msg: str) -> None:
+        problems.append(Problem(sev, label, option, None, msg, package=SECRETS_PACKAGE))
+
+    for s in sections:
+        label = _section_label(s)
+        if s.type != "server":
+            problem(Severity.WARNING, label, None,
+                    f"unknown section type '{s.type}', ignored; known: server")
+            continue
+        if s.name is None or not _NAME_RE.fullmatch(s.name):
+            problem(Severity.ERROR, label, None, "needs the name of its server section "
+                    "(config server 'vps1', as in /etc/config/bonding)")
+            continue
+        for opt in s.options:
+            if opt != "key":
+                problem(Severity.WARNING, label, opt, "unknown option, ignored; known: key")
+        raw = s.options.get("key")
+        if raw is None:
+            problem(Severity.ERROR, label, "key", "missing: the key bonding-server add-client "
+                    "printed")
+            continue
+        if not isinstance(raw, str):
+            problem(Severity.ERROR, label, "key", "takes one value: write 'option key', not "
+                    "'list'")
+            continue
+        if not _KEY_RE.fullmatch(raw):
+            problem(Severity.ERROR, label, "key", "must be 1–256 printable characters without "
+                    "spaces (value not shown)")
+            continue
+        keys[label] = raw
+    return Secrets(keys), problems
+
+
+def load_secrets(config_dir: Path) -> tuple[Secrets, list[Problem]]:
+    """Read `<config_dir>/bonding_secrets`; a missing file means no keys (a warning)."""
+    path = config_dir / SECRETS_PACKAGE
+    problems: list[Problem] = []
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return Secrets(), [Problem(Severity.WARNING, "(file)", None, None,
+                                   f"{path} does not exist: no server keys",
+                                   package=SECRETS_PACKAGE)]
+    except OSError as e:
+        return Secrets(), [Problem(Severity.ERROR, "(file)", None, None, f"{path}: {e.strerror}",
+                                   package=SECRETS_PACKAGE)]
+    if mode & 0o077:
+        problems.append(Problem(Severity.WARNING, "(file)", None, None,
+                                f"{path} has mode {mode & 0o777:04o}: others can read the keys; "
+                                f"chmod 600 {path}", package=SECRETS_PACKAGE))
+    try:
+        package = uci.load(config_dir, SECRETS_PACKAGE)
+    except uci.UciParseError as e:
+        # The parser's message quotes the offending text, which may be a key: say where only.
+        at = f" at line {e.line}" if e.line > 0 else ""
+        return Secrets(), [*problems, Problem(Severity.ERROR, "(file)", None, None,
+                                              f"{path} is not a valid UCI file{at}: {e.reason}",
+                                              package=SECRETS_PACKAGE)]
+    except OSError as e:
+        return Secrets(), [*problems, Problem(Severity.ERROR, "(file)", None, None,
+                                              f"{path}: {e.strerror}", package=SECRETS_PACKAGE)]
+    secrets, more = secrets_from_sections(package.sections)
+    return secrets, problems + more
 
 
 def load_strict(config_dir: Path) -> tuple[Config, list[Problem]]:

@@ -87,7 +87,7 @@ def test_section_defaults() -> None:
                           ("path", "wan1", {"interface": "wan"}))
     assert problems == []
     assert cfg.servers == (Server(name="vps", address="203.0.113.1", port=65101,
-                                  protocol="shadowsocks", cipher="2022-blake3-aes-128-gcm",
+                                  protocol="shadowsocks", cipher="chacha20-ietf-poly1305",
                                   enabled=True),)
     assert cfg.paths == (PathConfig(name="wan1", interface="wan", device=None, gateway=None,
                                     enabled=True, backup=False, download_kbit=None,
@@ -134,6 +134,19 @@ GOOD: list[tuple[str, str, str | tuple[str, ...], str, object]] = [
     ("globals", "path_table_base", "300", "path_table_base", 300),
     ("globals", "rule_priority", "32000", "rule_priority", 32000),
     ("globals", "manage_default_route", "0", "manage_default_route", False),
+    ("globals", "lan_device", "br-lan", "lan_devices", ("br-lan",)),
+    ("globals", "lan_device", ("lan0", "wlan0"), "lan_devices", ("lan0", "wlan0")),
+    ("globals", "tproxy_port", "12345", "tproxy_port", 12345),
+    ("globals", "tproxy_mark", "0x10", "tproxy_mark", 0x10),
+    ("globals", "tproxy_mark", "0x10/0xff", "tproxy_mark", 0x10),
+    ("globals", "tproxy_mark", "176", "tproxy_mark", 0xB0),
+    ("globals", "tproxy_table", "100", "tproxy_table", 100),
+    ("globals", "bypass", ("10.0.0.0/8", "192.0.2.7", "192.0.2.0/32"), "bypass",
+     ("10.0.0.0/8", "192.0.2.7", "192.0.2.0")),
+    ("globals", "proxy_udp", "0", "proxy_udp", False),
+    ("globals", "congestion_control", "cubic", "congestion_control", "cubic"),
+    ("globals", "congestion_control", "", "congestion_control", ""),
+    ("server", "cipher", "chacha20-ietf-poly1305", "cipher", "chacha20-ietf-poly1305"),
     ("server", "address", "203.0.113.5", "address", "203.0.113.5"),
     ("server", "address", "vps.example.com", "address", "vps.example.com"),
     ("server", "address", "2001:db8::1", "address", "2001:db8::1"),
@@ -227,7 +240,22 @@ BAD: list[tuple[str, str, str, str]] = [
     ("server", "port", "65536", "out of range: use 1–65535"),
     ("server", "port", "http", "not a whole number"),
     ("server", "protocol", "wireguard", "not one of: shadowsocks, vless"),
-    ("server", "cipher", "rc4-md5", "not one of: 2022-blake3-aes-128-gcm"),
+    ("server", "cipher", "rc4-md5", "not one of: chacha20-ietf-poly1305, aes-256-gcm"),
+    ("server", "cipher", "none", "unencrypted transport is refused"),
+    ("server", "cipher", "plain", "unencrypted transport is refused"),
+    ("globals", "lan_device", "br lan", "not a network device name"),
+    ("globals", "tproxy_port", "0", "out of range: use 1–65535"),
+    ("globals", "tproxy_port", "70000", "out of range: use 1–65535"),
+    ("globals", "tproxy_mark", "0", "out of range"),
+    ("globals", "tproxy_mark", "mark", "not a firewall mark"),
+    ("globals", "tproxy_mark", "0x1ff/0xff", "the mark 0x1ff has bits outside the mask 0xff"),
+    ("globals", "tproxy_mark", "0x80000000", "out of range"),
+    ("globals", "tproxy_table", "0", "out of range: use 1–2147483647"),
+    ("globals", "bypass", "10.0.0.1/8", "has host bits set: did you mean 10.0.0.0/8?"),
+    ("globals", "bypass", "10.0.0.0/33", "not an IPv4 network"),
+    ("globals", "bypass", "2001:db8::/32", "not an IPv4 network"),
+    ("globals", "proxy_udp", "udp", "not a boolean"),
+    ("globals", "congestion_control", "BBR!", "not a congestion control name"),
     ("server", "enabled", "maybe", "not a boolean"),
     ("path", "interface", "wan-2", "not a netifd interface name"),
     ("path", "interface", "a" * 16, "not a netifd interface name"),
@@ -649,7 +677,7 @@ def test_as_dict_is_plain_data() -> None:
     d = config.as_dict(cfg)
     assert d["globals"]["probe_targets"] == ("192.0.2.1", "198.51.100.1")
     assert d["servers"] == [{"name": "vps", "address": "203.0.113.1", "port": 443,
-                             "protocol": "shadowsocks", "cipher": "2022-blake3-aes-128-gcm",
+                             "protocol": "shadowsocks", "cipher": "chacha20-ietf-poly1305",
                              "enabled": True}]
     assert [p["name"] for p in d["paths"]] == ["wan1", "lte"]
     assert d["usb"] == {"auto_dhcp": True, "modem_mbim": True, "metric_base": 40}
@@ -663,3 +691,132 @@ def test_name_with_a_trailing_newline_is_rejected(option: str) -> None:
     # a quoted UCI value may span lines: this is a file libuci accepts
     _, problems = parse_text(f"config path 'wan1'\n\toption {option} 'eth1\n'\n")
     assert where(problems) == [(ERROR, "wan1", option, "eth1\n")]
+
+
+# --- the data plane options (issue 4) -------------------------------------------------------
+
+def test_data_plane_defaults() -> None:
+    g = Globals()
+    assert g.lan_devices == ("br-lan",)
+    assert (g.tproxy_port, g.tproxy_mark, g.tproxy_mask, g.tproxy_table) == (1100, 0xB0, 0xB0, 199)
+    assert g.proxy_udp is True
+    assert g.congestion_control == "bbr"
+    # the built-in bypass list: local, private and reserved ranges
+    assert g.bypass == config.DEFAULT_BYPASS
+    assert set(g.bypass) == {
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+        "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
+        "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4"}
+
+
+def test_bypass_list_replaces_the_built_in_one() -> None:
+    cfg, problems = one("globals", "bypass", ("10.0.0.0/8", "192.168.0.0/16"))
+    assert problems == []
+    assert cfg.globals.bypass == ("10.0.0.0/8", "192.168.0.0/16")
+    assert "198.51.100.0/24" not in cfg.globals.bypass
+
+
+def test_tproxy_mark_with_a_mask() -> None:
+    cfg, problems = one("globals", "tproxy_mark", "0x100/0xff00")
+    assert problems == []
+    assert (cfg.globals.tproxy_mark, cfg.globals.tproxy_mask) == (0x100, 0xFF00)
+
+
+@pytest.mark.parametrize(("opts", "option", "message"), [
+    ({"tproxy_table": "200"}, "tproxy_table", "already used: route_table is 200"),
+    ({"tproxy_table": "215"}, "tproxy_table", "already used"),
+    ({"tproxy_table": "254"}, "tproxy_table", "253–255 are the kernel's"),
+    ({"lan_device": ("lan0", "lan0")}, "lan_device", "a device is listed twice"),
+    ({"tproxy_mark": "0x40000000"}, "tproxy_mark", "the mask must leave bit 31 free"),
+])
+def test_data_plane_cross_checks(opts: Opts, option: str, message: str) -> None:
+    _, problems = parse(("globals", "globals", opts))
+    errs = errors(problems)
+    assert [(p.option) for p in errs] == [option], problems
+    assert message in errs[0].message
+
+
+# --- secrets: /etc/config/bonding_secrets ----------------------------------------------------
+
+SECRET = "s3cr3t-K3y+/="
+
+
+def test_secrets_load(tmp_path: Path) -> None:
+    f = tmp_path / "bonding_secrets"
+    f.write_text(f"config server 'vps1'\n\toption key '{SECRET}'\n"
+                 "config server 'vps2'\n\toption key 'other'\n")
+    f.chmod(0o600)
+    secrets, problems = config.load_secrets(tmp_path)
+    assert problems == []
+    assert secrets.key("vps1") == SECRET
+    assert secrets.key("vps2") == "other"
+    assert secrets.key("nope") is None
+    assert secrets.names() == ("vps1", "vps2")
+
+
+def test_secrets_are_never_shown(tmp_path: Path) -> None:
+    secrets = config.Secrets({"vps1": SECRET})
+    assert SECRET not in repr(secrets) and SECRET not in str(secrets)
+    assert SECRET not in f"{secrets!r} {secrets}"
+    assert "vps1" in repr(secrets)
+
+
+def test_secrets_missing_file_is_a_warning(tmp_path: Path) -> None:
+    secrets, problems = config.load_secrets(tmp_path)
+    assert secrets.names() == ()
+    assert [(p.severity, p.package) for p in problems] == [(WARNING, "bonding_secrets")]
+    assert "does not exist" in str(problems[0])
+
+
+def test_secrets_readable_by_others_is_a_warning(tmp_path: Path) -> None:
+    f = tmp_path / "bonding_secrets"
+    f.write_text(f"config server 'vps1'\n\toption key '{SECRET}'\n")
+    f.chmod(0o644)
+    secrets, problems = config.load_secrets(tmp_path)
+    assert secrets.key("vps1") == SECRET
+    assert len(problems) == 1 and problems[0].severity is WARNING
+    assert "mode 0644" in str(problems[0]) and "chmod 600" in str(problems[0])
+
+
+@pytest.mark.parametrize(("text", "where_", "message"), [
+    ("config server 'vps1'\n", ("vps1", "key"), "missing"),
+    (f"config server 'vps1'\n\tlist key '{SECRET}'\n", ("vps1", "key"), "takes one value"),
+    (f"config server 'vps1'\n\toption key '{SECRET} {SECRET}'\n", ("vps1", "key"),
+     "printable characters without spaces"),
+    (f"config server\n\toption key '{SECRET}'\n", ("@server[0]", None),
+     "needs the name of its server section"),
+])
+def test_secrets_errors_name_the_place_never_the_key(tmp_path: Path, text: str,
+                                                     where_: tuple[str, str | None],
+                                                     message: str) -> None:
+    f = tmp_path / "bonding_secrets"
+    f.write_text(text)
+    f.chmod(0o600)
+    _, problems = config.load_secrets(tmp_path)
+    errs = errors(problems)
+    assert [(p.section, p.option) for p in errs] == [where_]
+    assert message in errs[0].message
+    assert errs[0].value is None
+    assert SECRET not in str(errs[0])
+    assert str(errs[0]).startswith(f"error: bonding_secrets.{where_[0]}")
+
+
+def test_secrets_unparsable_file_does_not_quote_it(tmp_path: Path) -> None:
+    f = tmp_path / "bonding_secrets"
+    f.write_text(f"config server 'vps1'\n\toption key '{SECRET}\n")  # unterminated quote
+    f.chmod(0o600)
+    secrets, problems = config.load_secrets(tmp_path)
+    assert secrets.names() == ()
+    assert [p.severity for p in problems] == [ERROR]
+    assert SECRET not in str(problems[0])
+    assert "not a valid UCI file" in str(problems[0])
+
+
+def test_secrets_unknown_option_and_section_are_warnings(tmp_path: Path) -> None:
+    f = tmp_path / "bonding_secrets"
+    f.write_text(f"config server 'vps1'\n\toption key '{SECRET}'\n\toption uuid 'x'\n"
+                 "config client 'c'\n")
+    f.chmod(0o600)
+    secrets, problems = config.load_secrets(tmp_path)
+    assert secrets.key("vps1") == SECRET
+    assert where(problems) == [(WARNING, "vps1", "uuid", None), (WARNING, "c", None, None)]

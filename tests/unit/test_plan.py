@@ -7,7 +7,18 @@ from collections.abc import Sequence
 import pytest
 
 from bonding.core.health import State
-from bonding.core.plan import EndpointWant, Hop, PathView, Plan, RouteWant, RuleWant, plan
+from bonding.core.plan import (
+    LOOPBACK_IFINDEX,
+    EndpointWant,
+    Hop,
+    PathView,
+    Plan,
+    RouteType,
+    RouteWant,
+    RuleWant,
+    TproxyWant,
+    plan,
+)
 
 PRIO = 1000
 RT = 200
@@ -31,9 +42,10 @@ def pv(index: int, state: State = UP, *, addr: str | None = "", ifindex: int | N
 
 
 def mk(paths: Sequence[PathView], servers: Sequence[str] = SERVERS,
-       default_route: bool = True) -> Plan:
+       default_route: bool = True, tproxy: TproxyWant | None = None,
+       congctl: str | None = None) -> Plan:
     return plan(paths, servers, route_table=RT, path_table_base=BASE, rule_priority=PRIO,
-                default_route=default_route)
+                default_route=default_route, tproxy=tproxy, congctl=congctl)
 
 
 def server_hops(p: Plan, server: str = SERVERS[0]) -> tuple[Hop, ...] | None:
@@ -53,25 +65,25 @@ def default_hops(p: Plan) -> tuple[Hop, ...] | None:
 
 # --- rules and per-path tables --------------------------------------------------------------------
 
-MAIN_RULE = RuleWant(PRIO, 254, suppress_prefixlength=0)
+MAIN_RULE = RuleWant(PRIO + 1, 254, suppress_prefixlength=0)
 TABLE_RULE = RuleWant(PRIO + 90, RT)
 
 # (id, paths, rules expected in order)
 RULE_CASES: list[tuple[str, list[PathView], list[RuleWant]]] = [
     ("no path", [], [MAIN_RULE, TABLE_RULE]),
     ("three paths, every state", [pv(0), pv(1, DOWN), pv(2, DISABLED)],
-     [MAIN_RULE, RuleWant(PRIO + 1, BASE, src="100.64.1.2"),
-      RuleWant(PRIO + 2, BASE + 1, src="100.64.2.2"),
-      RuleWant(PRIO + 3, BASE + 2, src="100.64.3.2"), TABLE_RULE]),
+     [MAIN_RULE, RuleWant(PRIO + 2, BASE, src="100.64.1.2"),
+      RuleWant(PRIO + 3, BASE + 1, src="100.64.2.2"),
+      RuleWant(PRIO + 4, BASE + 2, src="100.64.3.2"), TABLE_RULE]),
     ("priority follows the config index, not the position", [pv(4), pv(1, DOWN, link=False)],
-     [MAIN_RULE, RuleWant(PRIO + 5, BASE + 4, src="100.64.5.2"),
-      RuleWant(PRIO + 2, BASE + 1, src="100.64.2.2"), TABLE_RULE]),
+     [MAIN_RULE, RuleWant(PRIO + 6, BASE + 4, src="100.64.5.2"),
+      RuleWant(PRIO + 3, BASE + 1, src="100.64.2.2"), TABLE_RULE]),
     ("no address: no rule", [pv(0, DOWN, addr=None), pv(1)],
-     [MAIN_RULE, RuleWant(PRIO + 2, BASE + 1, src="100.64.2.2"), TABLE_RULE]),
+     [MAIN_RULE, RuleWant(PRIO + 3, BASE + 1, src="100.64.2.2"), TABLE_RULE]),
     ("no device yet: no rule", [pv(0, ifindex=None), pv(1)],
-     [MAIN_RULE, RuleWant(PRIO + 2, BASE + 1, src="100.64.2.2"), TABLE_RULE]),
+     [MAIN_RULE, RuleWant(PRIO + 3, BASE + 1, src="100.64.2.2"), TABLE_RULE]),
     ("32 paths fit below the table rule", [pv(i) for i in range(32)],
-     [MAIN_RULE, *(RuleWant(PRIO + 1 + i, BASE + i, src=f"100.64.{i + 1}.2")
+     [MAIN_RULE, *(RuleWant(PRIO + 2 + i, BASE + i, src=f"100.64.{i + 1}.2")
                    for i in range(32)), TABLE_RULE]),
 ]
 
@@ -294,10 +306,63 @@ def test_whole_plan_for_a_typical_router() -> None:
             RouteWant(RT, "default", 0, (Hop(10, "100.64.1.1"),)),
         ),
         rules=(MAIN_RULE,
-               RuleWant(PRIO + 1, BASE, src="100.64.1.2"),
-               RuleWant(PRIO + 2, BASE + 1, src="100.64.2.2"),
-               RuleWant(PRIO + 3, BASE + 2, src="100.64.3.2"),
+               RuleWant(PRIO + 2, BASE, src="100.64.1.2"),
+               RuleWant(PRIO + 3, BASE + 1, src="100.64.2.2"),
+               RuleWant(PRIO + 4, BASE + 2, src="100.64.3.2"),
                TABLE_RULE),
         carriers=("wan1", "wan2"),
         fail_open=False,
     )
+
+
+# --- the data plane's policy routing (tproxy) and congestion control ---------------------------
+
+TPROXY = TproxyWant(mark=0xB0, mask=0xB0, table=199)
+TPROXY_RULE = RuleWant(PRIO, 199, fwmark=0xB0, fwmask=0xB0)
+LOCAL_ROUTE = RouteWant(199, "default", 0, (Hop(LOOPBACK_IFINDEX, None),), type=RouteType.LOCAL)
+
+
+@pytest.mark.parametrize("paths", [[], [pv(0)], [pv(0, DOWN, link=False)],
+                                   [pv(0), pv(1, DEGRADED, backup=True), pv(2, DISABLED)]],
+                         ids=["no path", "one up", "none usable", "mixed"])
+def test_tproxy_rule_comes_first_and_its_local_route_is_always_there(
+        paths: list[PathView]) -> None:
+    """Whatever the paths do, marked packets are delivered locally (to the proxy)."""
+    p = mk(paths, tproxy=TPROXY)
+    assert p.rules[0] == TPROXY_RULE
+    assert p.rules[1] == MAIN_RULE
+    assert p.rules[-1] == TABLE_RULE
+    assert [r for r in p.routes if r.table == 199] == [LOCAL_ROUTE]
+    assert 199 in p.tables()
+    # the rest of the plan is what it is without a data plane
+    without = mk(paths)
+    assert p.rules[1:] == without.rules
+    assert [r for r in p.routes if r.table != 199] == list(without.routes)
+    assert p.endpoints == without.endpoints
+
+
+def test_no_tproxy_no_fwmark_rule_nor_local_route() -> None:
+    p = mk([pv(0)])
+    assert all(r.fwmark is None for r in p.rules)
+    assert all(r.type is RouteType.UNICAST for r in p.routes)
+
+
+def test_tproxy_rule_priorities_stay_unique_with_32_paths() -> None:
+    p = mk([pv(i) for i in range(32)], tproxy=TPROXY)
+    prios = [r.priority for r in p.rules]
+    assert prios == sorted(prios) and len(set(prios)) == len(prios)
+    assert prios[0] == PRIO and prios[-1] == PRIO + 90
+
+
+@pytest.mark.parametrize("cc", ["bbr", "cubic"])
+def test_congctl_on_every_unicast_route(cc: str) -> None:
+    p = mk([pv(0), pv(1), pv(2, DOWN)], tproxy=TPROXY, congctl=cc)
+    unicast = [r for r in p.routes if r.type is RouteType.UNICAST]
+    assert len(unicast) == 5  # three path tables, the server route, the default route
+    assert {r.congctl for r in unicast} == {cc}
+    assert [r for r in p.routes if r.type is RouteType.LOCAL] == [LOCAL_ROUTE]
+
+
+@pytest.mark.parametrize("cc", [None, ""])
+def test_no_congctl_means_the_system_default(cc: str | None) -> None:
+    assert {r.congctl for r in mk([pv(0)], congctl=cc).routes} == {None}

@@ -21,6 +21,7 @@ from .core import (
     NetlinkSocket,
     nl_align,
     nla,
+    nla_nest,
     nla_str,
     nla_u32,
 )
@@ -80,6 +81,7 @@ RTA_OIF = 4
 RTA_GATEWAY = 5
 RTA_PRIORITY = 6
 RTA_PREFSRC = 7
+RTA_METRICS = 8
 RTA_MULTIPATH = 9
 RTA_TABLE = 15
 RT_TABLE_UNSPEC = 0
@@ -103,6 +105,7 @@ RTN_LOCAL = 2
 RTN_BLACKHOLE = 6
 RTN_UNREACHABLE = 7
 RTN_PROHIBIT = 8
+RTAX_CC_ALGO = 16  # inside RTA_METRICS: the route's TCP congestion control, by name
 RTNH_F_DEAD = 1
 RTNH_F_LINKDOWN = 16
 
@@ -180,6 +183,7 @@ class Route:
     prefsrc: str | None = None
     family: int = AF_INET
     tos: int = 0
+    congctl: str | None = None  # RTAX_CC_ALGO
 
 
 @dataclass(frozen=True)
@@ -295,6 +299,8 @@ def parse_route(msg: Message) -> Route:
         else:
             nexthops = (Nexthop(unpack_addr(gw) if gw else None, oif or 0, 1, rtm_flags & 0xFF),)
     prefsrc = attrs.raw(RTA_PREFSRC)
+    metrics = attrs.nested(RTA_METRICS)
+    congctl = metrics.str(RTAX_CC_ALGO) if metrics is not None else None
     return Route(
         table=table if table is not None else table8,
         dst=unpack_addr(dst_raw) if dst_raw else "default",
@@ -307,6 +313,7 @@ def parse_route(msg: Message) -> Route:
         prefsrc=unpack_addr(prefsrc) if prefsrc else None,
         family=family,
         tos=tos,
+        congctl=congctl or None,
     )
 
 
@@ -349,8 +356,12 @@ def encode_route(
     prefsrc: str | None = None,
     family: int | None = None,
     scope: int | None = None,
+    congctl: str | None = None,
 ) -> bytes:
-    """Build the RTM_NEWROUTE/RTM_DELROUTE payload (rtmsg + attributes)."""
+    """Build the RTM_NEWROUTE/RTM_DELROUTE payload (rtmsg + attributes).
+
+    `congctl`: the TCP congestion control of connections using the route (RTAX_CC_ALGO).
+    """
     if family is None:
         probe = dst if dst != "default" else next(
             (h.gateway for h in nexthops if h.gateway), prefsrc or "0.0.0.0")
@@ -364,7 +375,12 @@ def encode_route(
         raise ValueError("a unicast route needs at least one nexthop")
     if scope is None:
         one_hop_no_gw = len(nexthops) == 1 and nexthops[0].gateway is None
-        scope = RT_SCOPE_LINK if rtype == RTN_UNICAST and one_hop_no_gw else RT_SCOPE_UNIVERSE
+        if rtype == RTN_LOCAL:
+            scope = RT_SCOPE_HOST
+        elif rtype == RTN_UNICAST and one_hop_no_gw:
+            scope = RT_SCOPE_LINK
+        else:
+            scope = RT_SCOPE_UNIVERSE
     hdr = RTMSG.pack(family, prefixlen, 0, 0, table if table < 256 else RT_TABLE_UNSPEC,
                      protocol, scope, rtype, 0)
     attrs = [nla_u32(RTA_TABLE, table)]
@@ -374,6 +390,8 @@ def encode_route(
         attrs.append(nla_u32(RTA_PRIORITY, metric))
     if prefsrc is not None:
         attrs.append(nla(RTA_PREFSRC, pack_addr(prefsrc, family)))
+    if congctl:
+        attrs.append(nla_nest(RTA_METRICS, [nla_str(RTAX_CC_ALGO, congctl)]))
     if len(nexthops) == 1:
         hop = nexthops[0]
         if hop.gateway is not None:
@@ -510,10 +528,13 @@ class Rtnl:
         rtype: int = RTN_UNICAST,
         prefsrc: str | None = None,
         family: int | None = None,
+        scope: int | None = None,
+        congctl: str | None = None,
     ) -> None:
         """Create or replace a route; two or more nexthops make it multipath."""
         payload = encode_route(table, dst, prefixlen, nexthops, metric=metric,
-                               protocol=protocol, rtype=rtype, prefsrc=prefsrc, family=family)
+                               protocol=protocol, rtype=rtype, prefsrc=prefsrc, family=family,
+                               scope=scope, congctl=congctl)
         self.nl.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, payload,
                         f"replace route {dst}/{prefixlen} table {table}")
 
