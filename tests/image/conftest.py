@@ -117,6 +117,7 @@ config server 'home'
 \toption key 'Zm9vYmFyYmF6cXV4MTIzNA'
 
 # or in one go:
+touch /etc/config/bonding_secrets; chmod 600 /etc/config/bonding_secrets
 uci batch <<'EOF'
 set bonding.home=server
 set bonding.home.address='203.0.113.10'

@@ -114,18 +114,28 @@ def _split_text(text: str, where: str) -> tuple[str, list[tuple[int, str]]]:
     uci_lines: list[str] = []
     batch: list[tuple[int, str]] = []
     lines = text.splitlines()
+    # After the sections, add-client prints the same as shell commands ("# or in one go:"
+    # touch/chmod, then a uci batch heredoc): other shell lines are passed over there, and
+    # anywhere when the entry is only that shell part.  Before any section they are an error.
+    shell_ok = any(_BATCH_START.match(line) for line in lines)
     i = 0
     while i < len(lines):
         line = lines[i]
         word = line.split(None, 1)[0] if line.strip() else ""
         if not word or word.startswith("#") or word in _UCI_WORDS:
             uci_lines.append(line)
+            shell_ok = shell_ok or word in ("config", "c")
             i += 1
             continue
         m = _BATCH_START.match(line)
         if m is None:
-            raise ClientError(f"{where}:{i + 1}: not a client entry line: {line.strip()[:80]!r} "
-                              "(expected the output of `bonding-server add-client`)")
+            if not shell_ok:
+                raise ClientError(f"{where}:{i + 1}: not a client entry line: "
+                                  f"{line.strip()[:80]!r} (expected the output of "
+                                  "`bonding-server add-client`)")
+            uci_lines.append("")
+            i += 1
+            continue
         marker = m.group(2)
         j = i + 1
         while j < len(lines) and lines[j].strip() != marker:
