@@ -83,6 +83,16 @@ test('datatypes accept what bondingd accepts and refuse the rest', async () => {
 	assert.notEqual(mark.validate('globals', '0'), true);
 	assert.notEqual(mark.validate('globals', '0x1ffffffff'), true);
 	assert.notEqual(mark.validate('globals', 'b0'), true);
+	assert.equal(mark.validate('globals', '0xb0/0xff'), true);
+	assert.notEqual(mark.validate('globals', '0xb0/0x0f'), true, 'mark bits outside the mask');
+	assert.notEqual(mark.validate('globals', '0x40000000'), true, 'bit 31 must stay free');
+	const bypass = option('globals', 'bypass');
+	assert.equal(bypass.validate('globals', '10.0.0.0/8'), true);
+	assert.equal(bypass.validate('globals', '192.0.2.7'), true);
+	assert.notEqual(bypass.validate('globals', '10.1.2.3/8'), true, 'host bits set');
+	const cc = option('globals', 'congestion_control');
+	assert.equal(cc.validate('globals', 'bbr'), true);
+	assert.notEqual(cc.validate('globals', 'BBR!'), true);
 });
 
 test('thresholds explain what they mean', async () => {
@@ -136,6 +146,8 @@ test('write access: the server key is a write-only field stored in bonding_secre
 	assert.equal(key.validate('vps1', Buffer.alloc(32, 7).toString('base64')), true);
 	s.formvalues = { vps1: { cipher: 'chacha20-ietf-poly1305' } };
 	assert.notEqual(key.validate('vps1', 'has space'), true);
+	assert.notEqual(key.validate('vps1', 'ключ'), true, 'printable ASCII only, as bondingd wants');
+	assert.notEqual(key.validate('vps1', 'x'.repeat(257)), true);
 	assert.equal(key.validate('vps1', 'password'), true);
 	assert.equal(key.validate('vps1', ''), true, 'empty: keep the stored key');
 });

@@ -16,9 +16,10 @@
 
 const SECRETS = 'bonding_secrets';
 
+/* Encrypting, authenticating ciphers only: bondingd refuses the others. */
 const CIPHERS = [
-	'2022-blake3-aes-128-gcm', '2022-blake3-aes-256-gcm', '2022-blake3-chacha20-poly1305',
-	'aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305', 'none'
+	'chacha20-ietf-poly1305', 'aes-256-gcm', 'aes-128-gcm',
+	'2022-blake3-aes-128-gcm', '2022-blake3-aes-256-gcm', '2022-blake3-chacha20-poly1305'
 ];
 
 /* Shadowsocks-2022 keys are base64 of exactly 16 or 32 bytes. */
@@ -34,15 +35,33 @@ function base64Bytes(s) {
 	return s.length / 4 * 3 - (s.match(/=*$/)[0].length);
 }
 
+/* MARK or MARK/MASK, hexadecimal or decimal; the mark's bits within the mask, bit 31 free */
 function validateMark(section_id, value) {
 	if (value == null || value === '')
 		return true;
 
-	const m = String(value).match(/^(0x[0-9a-fA-F]{1,8}|[0-9]{1,10})$/);
-	const n = m ? Number(value) : NaN;
+	const m = String(value).match(/^(0x[0-9a-fA-F]{1,8}|[0-9]{1,10})(?:\/(0x[0-9a-fA-F]{1,8}|[0-9]{1,10}))?$/);
+	const mark = m ? Number(m[1]) : NaN;
+	const mask = m ? Number(m[2] || m[1]) : NaN;
 
-	if (!(n >= 1 && n <= 0xffffffff))
-		return _('Expecting: %s').format(_('a firewall mark from 1 to 0xffffffff, like 0xb0'));
+	if (!(mark >= 1 && mark <= 0x7fffffff && mask >= 1 && mask <= 0x3fffffff) || (mark & ~mask))
+		return _('Expecting: %s').format(_('MARK or MARK/MASK like 0xb0 or 0xb0/0xff: the mark within the mask, the mask below 0x40000000'));
+
+	return true;
+}
+
+/* A network address: no host bits set (10.0.0.0/8, not 10.1.2.3/8). */
+function validateNetwork(section_id, value) {
+	const m = String(value || '').match(/^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/);
+	if (!m)
+		return true;	/* a plain address, or the datatype's own error */
+
+	const addr = ((+m[1] << 24) | (+m[2] << 16) | (+m[3] << 8) | +m[4]) >>> 0;
+	const bits = +m[5];
+	const host = bits >= 32 ? 0 : (addr & (0xffffffff >>> bits)) >>> 0;
+
+	if (host)
+		return _('Expecting: %s').format(_('a network address without host bits, like 10.0.0.0/8'));
 
 	return true;
 }
@@ -159,12 +178,13 @@ return view.extend({
 		o.placeholder = '0xb0';
 
 		o = intOption(s, 'dataplane', 'tproxy_table', _('Proxy routing table'),
-			_('Routing table that delivers marked packets to the proxy.'),
-			1, 252, '199');
+			_('Routing table that delivers marked packets to the proxy. Not 253–255, the routing table or a link table.'),
+			1, 2147483647, '199');
 
 		o = s.taboption('dataplane', form.DynamicList, 'bypass', _('Never proxied'),
 			_('Destinations that always go out directly. When given, this list replaces the built-in list of local, private and reserved ranges, so name those too.'));
 		o.datatype = 'or(cidr4,ip4addr(1))';
+		o.validate = validateNetwork;
 		o.placeholder = '10.0.0.0/8';
 
 		o = s.taboption('dataplane', form.Flag, 'proxy_udp', _('Proxy UDP'),
@@ -190,6 +210,17 @@ return view.extend({
 		o = intOption(s, 'advanced', 'rule_priority', _('Rule priority'),
 			_('bondingd\'s ip rules use priorities from this one to this one + 100.'),
 			1, 32000, '1000');
+
+		o = s.taboption('advanced', form.Value, 'congestion_control', _('TCP congestion control'),
+			_('Congestion control of the bonded subflows, set on bondingd\'s routes. The kernel module must be installed (kmod-tcp-bbr for bbr).'));
+		o.value('bbr', 'BBR');
+		o.value('cubic', 'CUBIC');
+		o.placeholder = 'bbr';
+		o.validate = function(section_id, value) {
+			if (value == null || value === '' || /^[a-z][a-z0-9_]{0,15}$/.test(value))
+				return true;
+			return _('Expecting: %s').format(_('a congestion control name like bbr or cubic'));
+		};
 
 		o = s.taboption('advanced', form.Flag, 'manage_default_route', _('Manage the default route'),
 			_('Keep the router\'s own default route on a working link.'));
@@ -223,7 +254,7 @@ return view.extend({
 		o = s.option(form.ListValue, 'cipher', _('Cipher'),
 			_('The 2022-blake3 ciphers need Xray or sing-box; shadowsocks-libev knows only the others.'));
 		CIPHERS.forEach(c => o.value(c));
-		o.default = '2022-blake3-aes-128-gcm';
+		o.default = 'chacha20-ietf-poly1305';
 		o.modalonly = true;
 
 		if (writable) {
@@ -240,8 +271,8 @@ return view.extend({
 			o.validate = function(section_id, value) {
 				if (value == null || value === '')
 					return true;
-				if (/\s/.test(value) || value.length > 256)
-					return _('Expecting: %s').format(_('a key without spaces, at most 256 characters'));
+				if (!/^[\x21-\x7e]{1,256}$/.test(value))
+					return _('Expecting: %s').format(_('1 to 256 printable characters without spaces'));
 
 				const cipher = this.section.formvalue(section_id, 'cipher');
 				const bytes = KEY_BYTES[cipher];
