@@ -3,8 +3,8 @@
 
 Produces what LuCI's build/i18n-scan.pl produces (xgettext + msguniq), without perl or gettext:
 
-* JavaScript: ``_('msgid')``, ``_('msgid', 'context')``, ``N_(n, 'singular', 'plural'[, 'context'])``
-  with string literals, also literals joined with ``+``;
+* JavaScript: ``_('msgid')``, ``_('msgid', 'context')``,
+  ``N_(n, 'singular', 'plural'[, 'context'])`` with string literals, also literals joined by ``+``;
 * menu.d and acl.d JSON: every ``"title"`` and ``"description"`` value;
 * ``\\n``/``\\t`` become spaces, runs of spaces collapse, one leading and one trailing space go;
 * entries sorted by msgid then context (bytewise), references one per line sorted by file and line,
