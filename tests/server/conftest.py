@@ -1,0 +1,23 @@
+"""Fixtures for the bonding-server tests (the world itself is in server_world.py)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from server_world import World, root_skip_reason
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    reason = root_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    base = tmp_path_factory.mktemp("bonding-server")
+    w = World(f"bst{os.getpid() % 100000}", base / "state")
+    try:
+        w.build()
+        yield w
+    finally:
+        w.down()

@@ -1,0 +1,108 @@
+"""Test peer for the bonding-server tests: an echo server that logs its peers, and a probe.
+
+    netpeer.py serve --bind ADDR --port P --log FILE    TCP and UDP echo; one line per peer
+    netpeer.py probe [--host H] --port P [--udp]        send a token to H:P (127.0.0.1), print JSON
+
+Run inside a test's network namespace (``ip netns exec NS python3 netpeer.py …``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import threading
+import time
+
+
+def _log(path: str, line: str) -> None:
+    with open(path, "a") as f:
+        f.write(line + "\n")
+
+
+def serve(bind: str, port: int, log: str) -> int:
+    fam = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    tcp = socket.socket(fam, socket.SOCK_STREAM)
+    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    tcp.bind((bind, port))
+    tcp.listen(64)
+    udp = socket.socket(fam, socket.SOCK_DGRAM)
+    udp.bind((bind, port))
+
+    def echo_tcp(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(30)
+            try:
+                while data := conn.recv(65536):
+                    conn.sendall(data)
+            except OSError:
+                pass
+
+    def accept_loop() -> None:
+        while True:
+            conn, peer = tcp.accept()
+            _log(log, f"tcp {peer[0]}")
+            threading.Thread(target=echo_tcp, args=(conn,), daemon=True).start()
+
+    def udp_loop() -> None:
+        while True:
+            data, peer = udp.recvfrom(65536)
+            _log(log, f"udp {peer[0]}")
+            udp.sendto(data, peer)
+
+    threading.Thread(target=udp_loop, daemon=True).start()
+    _log(log, "ready")
+    accept_loop()
+    return 0
+
+
+def probe(host: str, port: int, udp: bool, timeout: float) -> int:
+    token = f"probe-{os.getpid()}-{time.monotonic_ns()}".encode()
+    result: dict[str, object] = {"sent": token.decode(), "reply": None, "error": None}
+    try:
+        if udp:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(timeout)
+                s.sendto(token, (host, port))
+                data, _ = s.recvfrom(65536)
+                result["reply"] = data.decode(errors="replace")
+        else:
+            with socket.create_connection((host, port), timeout=timeout) as s:
+                s.settimeout(timeout)
+                s.sendall(token)
+                buf = b""
+                while len(buf) < len(token):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                result["reply"] = buf.decode(errors="replace")
+    except OSError as e:
+        result["error"] = f"{type(e).__name__}: {e}"
+    result["ok"] = result["reply"] == token.decode()
+    print(json.dumps(result))
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("--bind", required=True)
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--log", required=True)
+    pr = sub.add_parser("probe")
+    pr.add_argument("--host", default="127.0.0.1")
+    pr.add_argument("--port", type=int, required=True)
+    pr.add_argument("--udp", action="store_true")
+    pr.add_argument("--timeout", type=float, default=3.0)
+    a = p.parse_args()
+    if a.cmd == "serve":
+        return serve(a.bind, a.port, a.log)
+    return probe(a.host, a.port, a.udp, a.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""bonding-server for real (root): init, clients, rate limits, isolation, firewall, bad input.
+
+The server namespace is set up by the CLI exactly as the lab does it (`init --no-systemd --user
+nobody`, `add-client`, `run`); clients talk to it with ss-tunnel under mptcpize over two links.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from server_world import (
+    ECHO_PORT,
+    PRIVATE_ADDR,
+    SERVER_ADDR,
+    SERVER_PRIVATE_ADDR,
+    TARGET_ADDR,
+    World,
+    wait_for,
+)
+
+pytestmark = pytest.mark.lab
+
+LIMITS = {"c20": 20.0, "c40": 40.0}
+TOLERANCE = 0.10  # each client held to its limit ±10%
+
+
+@pytest.fixture(scope="module")
+def served(world: World) -> dict[str, dict[str, Any]]:
+    """init + three clients (20 and 40 Mbit/s and one without a limit) + the supervisor."""
+    r = world.cli("init", "--no-systemd", "--user", "nobody", "--public-address", SERVER_ADDR)
+    assert r.returncode == 0, r.stderr
+    creds = {}
+    for name, rate in (*LIMITS.items(), ("free", None)):
+        args = ["add-client", "--name", name, "--json"]
+        if rate is not None:
+            args += ["--rate-mbit", f"{rate:g}"]
+        r = world.cli(*args)
+        assert r.returncode == 0, r.stderr
+        creds[name] = json.loads(r.stdout)
+    world.start_supervisor()
+    world.wait_running(list(creds))
+    return creds
+
+
+def snapshot(state_dir: Path) -> dict[str, bytes]:
+    files = [state_dir / "server.json", *sorted((state_dir / "clients").iterdir())]
+    return {p.name: p.read_bytes() for p in files}
+
+
+def test_second_init_changes_nothing_and_repairs_tampering(world: World,
+                                                           served: dict[str, Any]) -> None:
+    args = ("init", "--no-systemd", "--user", "nobody", "--public-address", SERVER_ADDR)
+    r = world.cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert "nothing to change" in r.stdout, r.stdout
+    assert world.cli_json(*args)["changed"] is False
+    # Someone flushes our table: the next init notices and puts it back, counters and all.
+    subprocess.run(["ip", "netns", "exec", world.ns("server"), "nft", "flush", "chain", "inet",
+                    "bonding_server", "proxy"], check=True)
+    out = world.cli_json(*args)
+    changed = [s["step"] for s in out["steps"] if s["changed"]]
+    assert changed == ["firewall (nft table inet bonding_server)"], out
+    assert world.cli_json(*args)["changed"] is False
+
+
+def test_client_json_and_target_sees_server_address(world: World,
+                                                    served: dict[str, Any]) -> None:
+    c = served["c20"]
+    assert set(c) == {"name", "address", "port", "protocol", "cipher", "key", "rate_mbit"}
+    assert (c["address"], c["protocol"], c["cipher"], c["rate_mbit"]) == (
+        SERVER_ADDR, "shadowsocks", "chacha20-ietf-poly1305", 20.0)
+    assert {served[n]["port"] for n in served} == {65101, 65102, 65103}
+    assert len({served[n]["key"] for n in served}) == 3
+    before = len(world.peers("target", ECHO_PORT))
+    with world.tunnel(c["port"], c["key"], 11001, f"{TARGET_ADDR}:{ECHO_PORT}"):
+        tcp = world.probe(11001)
+        udp = world.probe(11001, udp=True)
+    assert tcp["ok"], tcp
+    assert udp["ok"], udp
+    new = world.peers("target", ECHO_PORT)[before:]
+    assert new and all(line.endswith(SERVER_ADDR) for line in new), new
+
+
+def _measure(world: World, served: dict[str, Any], reverse: bool) -> dict[str, float]:
+    """Both limited clients at once through their own tunnels; Mbit/s each received."""
+    rates = {}
+    tunnels = [(n, 11100 + i, 5201 + i) for i, n in enumerate(LIMITS)]
+    with world.tunnel(served["c20"]["port"], served["c20"]["key"], tunnels[0][1],
+                      f"{TARGET_ADDR}:{tunnels[0][2]}"), \
+         world.tunnel(served["c40"]["port"], served["c40"]["key"], tunnels[1][1],
+                      f"{TARGET_ADDR}:{tunnels[1][2]}"):
+        procs = {n: world.iperf(lp, reverse=reverse) for n, lp, _ in tunnels}
+        for n, p in procs.items():
+            out, err = p.communicate(timeout=60)
+            assert p.returncode == 0, f"iperf3 for {n}: {out[-500:]} {err}"
+            rates[n] = json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e6
+    return rates
+
+
+@pytest.mark.parametrize("direction", ["download", "upload"])
+def test_each_client_held_to_its_limit(world: World, served: dict[str, Any],
+                                       direction: str) -> None:
+    rates = _measure(world, served, reverse=direction == "download")
+    print(f"\n{direction}: " + ", ".join(f"{n} {rates[n]:.2f} Mbit/s (limit {LIMITS[n]:g}, "
+                                        f"{rates[n] / LIMITS[n]:.1%})" for n in LIMITS))
+    for n, limit in LIMITS.items():
+        assert abs(rates[n] - limit) <= TOLERANCE * limit, (direction, rates)
+
+
+def test_client_without_limit_is_not_held(world: World, served: dict[str, Any]) -> None:
+    c = served["free"]
+    with world.tunnel(c["port"], c["key"], 11200, f"{TARGET_ADDR}:5203"):
+        p = world.iperf(11200, reverse=True, seconds=4, omit=1)
+        out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    rate = json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e6
+    print(f"\nunlimited client: {rate:.1f} Mbit/s")
+    assert rate > 2 * max(LIMITS.values()), rate
+
+
+def test_status_counts_connections_subflows_and_bytes(world: World,
+                                                      served: dict[str, Any]) -> None:
+    c = served["c40"]
+    before = {r["name"]: r for r in world.cli_json("status")["clients"]}
+    with world.tunnel(c["port"], c["key"], 11300, f"{TARGET_ADDR}:5202"):
+        p = world.iperf(11300, reverse=True, seconds=5, omit=0)
+        seen: dict[str, Any] = {}
+
+        def busy() -> bool:
+            row = next(r for r in world.cli_json("status")["clients"] if r["name"] == "c40")
+            seen.update(row)
+            return bool(row["connections"] >= 2 and row["subflows"] >= 4)
+        wait_for(busy, 4, "two connections with two subflows each in status")
+        out, _ = p.communicate(timeout=60)
+    after = {r["name"]: r for r in world.cli_json("status")["clients"]}
+    received = json.loads(out)["end"]["sum_received"]["bytes"]
+    grown_out = after["c40"]["bytes_out"] - before["c40"]["bytes_out"]
+    grown_in = after["c40"]["bytes_in"] - before["c40"]["bytes_in"]
+    print(f"\nstatus during iperf3 -R: {seen['connections']} connections, "
+          f"{seen['subflows']} subflows; bytes_out +{grown_out} for {received} received")
+    assert received <= grown_out <= received * 1.15
+    assert 0 < grown_in < grown_out
+    assert after["c20"]["bytes_out"] == before["c20"]["bytes_out"]  # counted per client
+
+
+def test_wrong_key_gets_nothing_through(world: World, served: dict[str, Any]) -> None:
+    c = served["c20"]
+    wrong = c["key"][::-1]
+    before = len(world.peers("target", ECHO_PORT))
+    with world.tunnel(c["port"], wrong, 11400, f"{TARGET_ADDR}:{ECHO_PORT}"):
+        tcp = world.probe(11400)
+        udp = world.probe(11400, udp=True)
+        p = world.iperf(11400, reverse=True, seconds=2, omit=0)
+        try:
+            p.communicate(timeout=20)
+        except subprocess.TimeoutExpired:  # waiting for a server that never answers
+            p.kill()
+            p.communicate(timeout=10)
+    assert not tcp["ok"] and not tcp["reply"], tcp
+    assert not udp["ok"] and not udp["reply"], udp
+    assert p.returncode != 0
+    assert world.peers("target", ECHO_PORT)[before:] == []
+    # The right key through the same server still works.
+    with world.tunnel(c["port"], c["key"], 11401, f"{TARGET_ADDR}:{ECHO_PORT}"):
+        assert world.probe(11401)["ok"]
+
+
+@pytest.mark.parametrize("dest,role,port", [
+    (PRIVATE_ADDR, "private", ECHO_PORT),  # a host on the server's private network
+    (SERVER_PRIVATE_ADDR, "server", 7007),  # the server's own address on it
+    ("127.0.0.1", "server", 7007),  # the server's loopback
+    (SERVER_ADDR, "server", 7007),  # the server's public address
+])
+def test_proxy_cannot_reach_the_servers_own_networks(world: World, served: dict[str, Any],
+                                                     dest: str, role: str, port: int) -> None:
+    c = served["c20"]
+    direct = world.probe(port, role="server", host=dest)  # the path exists: root reaches it
+    assert direct["ok"], direct
+    refused_before = world.cli_json("status")["refused_packets"]
+    peers_before = len(world.peers(role, port))
+    with world.tunnel(c["port"], c["key"], 11500, f"{dest}:{port}"):
+        tcp = world.probe(11500)
+        udp = world.probe(11500, udp=True)
+    assert not tcp["ok"] and not tcp["reply"], tcp
+    assert not udp["ok"] and not udp["reply"], udp
+    assert world.peers(role, port)[peers_before:] == []
+    assert world.cli_json("status")["refused_packets"] >= refused_before + 2  # TCP and UDP
+
+
+def test_dead_proxy_is_restarted(world: World, served: dict[str, Any]) -> None:
+    c = served["c20"]
+    row = next(r for r in world.cli_json("status")["clients"] if r["name"] == "c20")
+    os.kill(row["pid"], signal.SIGKILL)
+
+    def restarted() -> bool:
+        r = next(r for r in world.cli_json("status")["clients"] if r["name"] == "c20")
+        return bool(r["running"] and r["listening"] and r["pid"] != row["pid"])
+    wait_for(restarted, 10, "c20's proxy restarted")
+    new = next(r for r in world.cli_json("status")["clients"] if r["name"] == "c20")
+    assert new["restarts"] == row["restarts"] + 1
+    with world.tunnel(c["port"], c["key"], 11600, f"{TARGET_ADDR}:{ECHO_PORT}"):
+        assert world.probe(11600)["ok"]
+
+
+BAD_INPUT = [
+    (["remove-client", "nosuch"], 2, "unknown client 'nosuch'"),
+    (["show-client", "nosuch"], 2, "unknown client 'nosuch'"),
+    (["add-client", "--name", "c20"], 2, "client 'c20' exists already"),
+    (["add-client", "--name", "x", "--rate-mbit", "-5"], 2, "bad rate '-5'"),
+    (["add-client", "--name", "x", "--rate-mbit", "fast"], 2, "bad rate 'fast'"),
+    (["add-client", "--name", "x", "--rate-mbit", "0"], 2, "bad rate '0'"),
+    (["add-client", "--name", "bad-name"], 2, "bad client name 'bad-name'"),
+    (["add-client", "--name", "x", "--port", "65101"], 2, "port 65101 belongs to client 'c20'"),
+    (["add-client", "--name", "x", "--port", "80"], 2, "bad port 80"),
+    (["add-client", "--name", "x", "--port", "http"], 2, "bad port 'http'"),
+    (["add-client", "--name", "x", "--port", "65535"], 2, "bad port 65535"),
+    (["add-client", "--name", "x", "--port", "70000"], 2, "bad port 70000"),
+]
+
+
+@pytest.mark.parametrize("args,code,message", BAD_INPUT)
+def test_bad_input_clear_error_records_intact(world: World, served: dict[str, Any],
+                                              args: list[str], code: int,
+                                              message: str) -> None:
+    before = snapshot(world.state_dir)
+    pids = {r["name"]: r["pid"] for r in world.cli_json("status")["clients"]}
+    r = world.cli(*args)
+    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
+    assert message in r.stderr, r.stderr
+    assert snapshot(world.state_dir) == before
+    assert {r["name"]: r["pid"] for r in world.cli_json("status")["clients"]} == pids
+
+
+def test_port_in_use_by_another_program(world: World, served: dict[str, Any]) -> None:
+    world.echo("server", "0.0.0.0", 65300)
+    before = snapshot(world.state_dir)
+    r = world.cli("add-client", "--name", "x", "--port", "65300")
+    assert r.returncode == 2, r.stderr
+    assert "port 65300 is in use by another program" in r.stderr
+    assert snapshot(world.state_dir) == before
+
+
+def test_not_root_is_refused_records_intact(world: World, served: dict[str, Any]) -> None:
+    before = snapshot(world.state_dir)
+    for args in (["add-client", "--name", "x"], ["remove-client", "c20"], ["list"]):
+        r = world.cli(*args, user=65534)
+        assert r.returncode == 1, (args, r.stdout, r.stderr)
+        assert "must run as root" in r.stderr, r.stderr
+    r = world.cli("add-client", "--rate-mbit", "abc", user=65534)  # the typo is named first
+    assert r.returncode == 2 and "bad rate 'abc'" in r.stderr, r.stderr
+    assert snapshot(world.state_dir) == before
+
+
+def test_add_and_remove_while_running(world: World, served: dict[str, Any]) -> None:
+    c = world.cli_json("add-client", "--name", "late", "--rate-mbit", "5")
+    assert c["port"] == 65104
+    st = world.wait_running(["late"], timeout=5)
+    assert {r["name"] for r in st["clients"]} == {"c20", "c40", "free", "late"}
+    with world.tunnel(c["port"], c["key"], 11700, f"{TARGET_ADDR}:{ECHO_PORT}"):
+        assert world.probe(11700)["ok"]
+    assert world.cli_json("remove-client", "late") == {"removed": "late", "port": 65104}
+    st = world.cli_json("status")
+    assert {r["name"] for r in st["clients"]} == {"c20", "c40", "free"}
+    assert not (world.state_dir / "clients" / "late.json").exists()
+    r = subprocess.run(["ip", "netns", "exec", world.ns("server"), "ss", "-Hltn",
+                        "sport = :65104"], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == ""
