@@ -123,12 +123,12 @@ test('server, proxy and config problems are shown', async () => {
 });
 
 test('daemon down (rpc rejected): a clear message, no exception, then recovery', async () => {
-	const down = () => { throw new Error('RPC call to bonding/status failed with error -32000: Object not found'); };
+	const down = () => { throw new Error('RPC call to bonding/status failed with error -32000: Object not found at ClassConstructor.handleCallReply (http://192.0.2.1/luci-static/resources/rpc.js:82:7)'); };
 	const page = await openStatus({ replies: { status: down } });
 	const msg = page.node.byId('bonding-down');
 	assert.ok(msg, 'the daemon-down message');
 	assert.match(h.text(msg), /not running/);
-	assert.match(h.text(msg), /Object not found/);
+	assert.match(h.text(msg), /Object not found$/, 'the error without LuCI\'s call stack');
 	assert.equal(page.node.byId('bonding-links-table'), null);
 
 	await pollOnce(page, h.fixture('status.json'));
@@ -196,6 +196,22 @@ test('rates use the counters_at clock when bondingd gives it', async () => {
 	assert.equal(Number(row(page.node, 'wan').byClass('bonding-rx')[0].attrs['data-bps']), 800000);
 });
 
+test('a reading less than a second after the last waits for the next', async () => {
+	const page = await openStatus();
+	const base = h.fixture('status.json');
+	const rx = () => Number(row(page.node, 'wan').byClass('bonding-rx')[0].attrs['data-bps']);
+	await pollOnce(page, advanced(base, 2, { wan: [ 250000, 0 ] }));
+	assert.equal(rx(), 1000000);
+	/* 0.3 s later (a poll right after "Probe now"): a burst that must not become a rate */
+	await pollOnce(page, advanced(base, 2.3, { wan: [ 250000 + 100000, 0 ] }));
+	assert.equal(rx(), 1000000, 'still the last full sample');
+	/* 2 s after the last sample: the rate over those 2 s, burst included */
+	await pollOnce(page, advanced(base, 4, { wan: [ 750000, 0 ] }));
+	assert.equal(rx(), 2000000);
+	const total = page.node.byId('bonding-graphs').byTag('svg')[0].find(n => n.attrs['data-series'] === 'Total');
+	assert.equal(total.attrs.points.split(' ').length, 2, 'two samples, not three');
+});
+
 test('the graph has one polyline point per sample, per link and in total', async () => {
 	const page = await openStatus();
 	const base = h.fixture('status.json');
@@ -253,7 +269,7 @@ test('write access: probe, force and clear backup call bondingd, then refresh', 
 	const statusCalls = () => page.rpc.calls.filter(c => c.method === 'status').length;
 
 	const wanButtons = row(page.node, 'wan').byTag('button');
-	assert.deepEqual(wanButtons.map(h.text), [ 'Probe now', 'Force backup', 'Details' ]);
+	assert.deepEqual(wanButtons.map(h.text), [ 'Probe now', 'Force backup' ]);
 	const lteButtons = row(page.node, 'lte').byTag('button');
 	assert.equal(h.text(lteButtons[1]), 'Clear backup');
 
@@ -270,10 +286,12 @@ test('write access: probe, force and clear backup call bondingd, then refresh', 
 	assert.ok(page.node.byId('bonding-reload'));
 });
 
-test('read-only access: no buttons that change anything', async () => {
-	const page = await openStatus({ writable: false });
+test('read-only access: no buttons that change anything, details still there', async () => {
+	const page = await openStatus({ writable: false, replies: { path: () => h.fixture('path-wan.json') } });
 	assert.equal(page.node.byTag('button').length, 0);
 	assert.equal(page.node.byId('bonding-reload'), null);
+	await row(page.node, 'wan').byClass('bonding-details')[0].listeners.click({ preventDefault() {} });
+	assert.equal(page.ui.modals.length, 1);
 });
 
 test('a failing action is reported, not thrown', async () => {
@@ -286,7 +304,9 @@ test('a failing action is reported, not thrown', async () => {
 
 test('details show the per-target probe results of bonding.path', async () => {
 	const page = await openStatus({ replies: { path: () => h.fixture('path-wan.json') } });
-	await row(page.node, 'wan').byTag('button')[2].listeners.click({});
+	let prevented = false;
+	await row(page.node, 'wan').byClass('bonding-details')[0].listeners.click({ preventDefault() { prevented = true; } });
+	assert.ok(prevented, 'the link does not navigate');
 	assert.deepEqual(page.rpc.calls.filter(c => c.method === 'path').map(c => c.args), [ [ 'wan' ] ]);
 	const modal = h.E('div', {}, page.ui.modals[0].body);
 	assert.match(h.text(modal), /✓✓✗✓✓/);

@@ -49,6 +49,7 @@ const callReload = rpc.declare({
 
 const POLL_INTERVAL = 2;	/* seconds between two status polls */
 const GRAPH_WINDOW = 300;	/* seconds of history drawn in the graphs */
+const MIN_SAMPLE_SPAN = 1;	/* seconds: closer counter readings (a poll right after a probe) wait */
 const GRAPH_WIDTH = 600;
 const GRAPH_HEIGHT = 160;
 const SVG_NS = 'http://www.w3.org/2000/svg';
@@ -65,6 +66,12 @@ const STATE_STYLE = {
 
 function isObject(v) {
 	return v != null && typeof v == 'object' && !Array.isArray(v);
+}
+
+/* An error in one line: LuCI's RPC errors carry the call stack after the message. */
+function errorText(err) {
+	const msg = (err && err.message) ? err.message : String(err);
+	return msg.split('\n')[0].replace(/\s+at\s+\S+\s+\(.*$/, '');
 }
 
 function isNum(v) {
@@ -216,8 +223,8 @@ RateTracker.prototype.update = function(status, nowMs) {
 
 	const prev = this.prev;
 
-	if (prev && prev.clock == clock && t == prev.t)
-		return null;	/* the same counter reading again: nothing new */
+	if (prev && prev.clock == clock && t >= prev.t && t - prev.t < MIN_SAMPLE_SPAN)
+		return null;	/* too close to the last reading to give a rate: wait for the next */
 
 	if (!prev || prev.clock != clock || t < prev.t)
 		this.samples = [];	/* first reading, or the daemon restarted */
@@ -333,7 +340,7 @@ return view.extend({
 				return { status: st, error: null };
 			return { status: null, error: _('bondingd gave an empty reply') };
 		}, function(err) {
-			return { status: null, error: (err && err.message) ? err.message : String(err) };
+			return { status: null, error: errorText(err) };
 		});
 	},
 
@@ -467,11 +474,16 @@ return view.extend({
 
 			const row = E('tr', { 'class': 'tr', 'data-link': name, 'data-state': d.state }, [
 				E('td', { 'class': 'td', 'data-title': _('Link') }, [
-					E('strong', {}, [ name ]),
+					E('a', {
+						'href': '#',
+						'class': 'bonding-details',
+						'title': _('Show the probe results of this link'),
+						'click': ui.createHandlerFn(this, 'handleDetails', name)
+					}, [ E('strong', {}, [ name ]) ]),
 					where ? E('div', { 'style': 'opacity:.8' }, [ where ]) : ''
 				]),
 				E('td', { 'class': 'td', 'data-title': _('State') }, d.badges.map(badge)),
-				E('td', { 'class': 'td bonding-reason', 'data-title': _('Reason') }, [ d.reason || '–' ]),
+				E('td', { 'class': 'td bonding-reason', 'data-title': _('Reason'), 'style': 'min-width:14em' }, [ d.reason || '–' ]),
 				E('td', { 'class': 'td', 'data-title': _('RTT') }, [ formatMs(p.rtt_ms) ]),
 				E('td', { 'class': 'td', 'data-title': _('Jitter') }, [ formatMs(p.jitter_ms) ]),
 				E('td', { 'class': 'td', 'data-title': _('Loss') }, [ formatPct(p.loss_pct) ]),
@@ -484,7 +496,7 @@ return view.extend({
 			]);
 
 			if (this.writable)
-				row.appendChild(E('td', { 'class': 'td cbi-section-actions' }, [
+				row.appendChild(E('td', { 'class': 'td cbi-section-actions', 'style': 'white-space:nowrap' }, [
 					E('button', {
 						'class': 'cbi-button cbi-button-action bonding-probe',
 						'title': _('Probe this link now and show the result'),
@@ -495,12 +507,7 @@ return view.extend({
 						'class': 'cbi-button %s bonding-backup'.format(p.forced_backup ? 'cbi-button-positive' : 'cbi-button-neutral'),
 						'title': _('Until the next reload; set "Forced backup" under Configuration to keep it'),
 						'click': ui.createHandlerFn(this, 'handleBackup', name, !p.forced_backup)
-					}, [ p.forced_backup ? _('Clear backup') : _('Force backup') ]),
-					' ',
-					E('button', {
-						'class': 'cbi-button bonding-details',
-						'click': ui.createHandlerFn(this, 'handleDetails', name)
-					}, [ _('Details') ])
+					}, [ p.forced_backup ? _('Clear backup') : _('Force backup') ])
 				]));
 
 			rows.push(row);
@@ -637,7 +644,7 @@ return view.extend({
 
 	notifyError: function(what, err) {
 		ui.addNotification(null, E('p', {}, [
-			_('%s failed: %s').format(what, (err && err.message) ? err.message : String(err))
+			_('%s failed: %s').format(what, errorText(err))
 		]), 'error');
 	},
 
@@ -657,7 +664,10 @@ return view.extend({
 		}, this));
 	},
 
-	handleDetails: function(name) {
+	handleDetails: function(name, ev) {
+		if (ev && ev.preventDefault)
+			ev.preventDefault();
+
 		return callPath(name).then(function(p) {
 			const targets = Array.isArray(p.targets) ? p.targets : [];
 			const windowText = Array.isArray(p.window)

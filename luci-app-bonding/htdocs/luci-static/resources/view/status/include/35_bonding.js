@@ -34,7 +34,8 @@ return baseclass.extend({
 		return callStatus().then(function(st) {
 			return { status: st, error: null };
 		}, function(err) {
-			return { status: null, error: (err && err.message) ? err.message : String(err) };
+			const msg = (err && err.message) ? err.message : String(err);
+			return { status: null, error: msg.split('\n')[0] };
 		});
 	},
 
