@@ -65,8 +65,8 @@ luci_pot = _pot_module()
 def test_node_view_tests() -> None:
     files = sorted(str(p.relative_to(REPO)) for p in HERE.glob("*.test.js"))
     assert files, "no tests/luci/*.test.js"
-    r = subprocess.run([NODE or "node", "--test", *files], cwd=REPO, capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run([NODE or "node", "--test", "--test-reporter=tap", *files], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
     out = r.stdout + r.stderr
     passed = re.search(r"^# pass (\d+)$", out, re.M)
     failed = re.search(r"^# fail (\d+)$", out, re.M)
