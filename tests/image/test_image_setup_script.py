@@ -271,3 +271,15 @@ def test_shellcheck_clean(tmp_path: Path) -> None:
         res = subprocess.run([sc, "-s", "sh", str(f)], capture_output=True, text=True,
                              timeout=60)
         assert res.returncode == 0, res.stdout
+
+
+def test_first_boot_sources_it_and_deletes_it(any_root: Root, tmp_path: Path) -> None:
+    any_root.write("network", NETWORK_DSA)
+    any_root.write("firewall", FIREWALL)
+    g = generate(tmp_path, ["--wan", "lan4"])
+    res = any_root.first_boot(g.script)
+    assert res.returncode == 0, res.stderr
+    assert not (any_root.path / "etc" / "uci-defaults" / "99-bonding-setup").exists()
+    net = sections(any_root.read("network"))
+    assert net["wan2"] == ("interface", {"device": "lan4", "proto": "dhcp", "metric": "2"})
+    assert [s.name for s in _bonding_config(any_root).servers] == ["home"]

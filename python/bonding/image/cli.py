@@ -85,9 +85,9 @@ _LANG_RE = re.compile(r"[a-z]{2,3}(-[a-z]{2,4})?")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Make an OpenWrt firmware build that comes up bonded: from the client "
-                    "entry of `bonding-server add-client` and what the router has, write the "
-                    "first-boot setup script, the package list, an ASU build request and an "
+        description="Make an OpenWrt firmware build that comes up bonded: from the client\n"
+                    "entry of `bonding-server add-client` and what the router has, write the\n"
+                    "first-boot setup script, the package list, an ASU build request and an\n"
                     "imagebuilder script into --output DIR.",
         epilog=_EPILOG)
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -117,12 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--luci-lang", metavar="LANG", action=_Once,
                    help="add LuCI's translation for LANG (e.g. de, fr, pt-br)")
     g.add_argument("--proxy", choices=list(packages.PROXIES), action=_Once,
-                   help=f"the proxy bondingd runs (default {packages.DEFAULT_PROXY})")
+                   help=f"the proxy bondingd runs (default {packages.DEFAULT_PROXY}); "
+                        "shadowsocks-libev is refused: OpenWrt 24.10/25.12 have no package")
 
     g = p.add_argument_group("ports")
     g.add_argument("--wan", metavar="PORT", action="append", default=[],
-                   help="make PORT (a device name: lan4, eth2, ...) one more WAN; repeatable; "
-                        "see WAN ports below")
+                   help="make PORT (its device name: lan4, eth2, ...; `ls /sys/class/net` on "
+                        "the router) one more WAN; repeatable; see WAN ports below")
     g.add_argument("--lan-ip", metavar="ADDR/PREFIX", action=_Once,
                    help="set the LAN address (e.g. 192.168.4.1/24); unchanged without it")
 
@@ -135,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="target/subtarget, e.g. mediatek/filogic (required)")
     g.add_argument("--profile", metavar="P", action=_Once,
                    help="the imagebuilder profile of the device, e.g. glinet_gl-mt6000 "
-                        "(`ubus call system board` → board_name; required)")
+                        "(`ubus call system board` → board_name, ',' written '_'; required)")
     g.add_argument("--feed-url", metavar="URL", action=_Once,
                    help="where ASU finds the bonding feed: the folder with Packages.gz (24.10) "
                         "or the packages.adb URL (25.12)")
