@@ -121,6 +121,7 @@ class Daemon:
         self.netifd = netifd.NetifdView()
         self._netifd_task: asyncio.Task[None] | None = None
         self._netifd_again = False
+        self.counters_at = 0.0
         self.subflow_counter: SubflowCounter | None = None
         self.subflows: Counter[str] | None = None  # established subflows by local address
         self._subflows_at = 0.0
@@ -397,6 +398,7 @@ class Daemon:
     # --- status ---------------------------------------------------------------------------------
     def sample_counters(self) -> None:
         now = time.monotonic()
+        self.counters_at = now - self.started
         for rt in self.paths.values():
             if rt.device is None:
                 rt.counters = None
@@ -456,7 +458,8 @@ class Daemon:
     def status(self, detail: bool = False) -> dict[str, Any]:
         return {
             "version": __version__,
-            "uptime": round(time.monotonic() - self.started, 1),
+            "uptime": round(time.monotonic() - self.started, 3),
+            "counters_at": round(self.counters_at, 3),  # uptime when the byte counters were read
             "enabled": self.cfg.globals.enabled,
             "fail_open": self.fail_open,
             "servers": [{"name": s.name, "address": s.address, "port": s.port,
