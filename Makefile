@@ -20,6 +20,7 @@ lint: deps
 	$(VENV)/bin/ruff check python tests bench
 	$(VENV)/bin/mypy
 	shellcheck -s sh tools/*.sh
+	$(PY) tools/luci-pot.py --check
 
 unit: deps
 	$(VENV)/bin/pytest -q tests/unit

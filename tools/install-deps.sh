@@ -5,7 +5,7 @@ set -eu
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-DEBS="iperf3 nftables mptcpize shadowsocks-libev busybox shellcheck shfmt ethtool iproute2 kmod"
+DEBS="iperf3 nftables mptcpize shadowsocks-libev busybox shellcheck shfmt ethtool iproute2 kmod nodejs gettext"
 
 missing=""
 for p in $DEBS; do
