@@ -1,0 +1,245 @@
+"""Proxy backends generated from UCI: what to run and the config file it reads.
+
+Every backend listens on 127.0.0.1:tproxy_port for the connections and datagrams nftables hands
+it by tproxy, and speaks Shadowsocks (an AEAD cipher: encrypted and authenticated) over Multipath
+TCP to the first enabled aggregation server:
+
+- ``shadowsocks-libev``: ``mptcpize run ss-redir -c FILE -T [-u]`` (mptcpize turns its TCP
+  sockets into MPTCP ones; Debian, the lab and CI).  The JSON file holds the key: mode 0600.
+- ``xray``: ``xray run -c FILE``; a ``dokodemo-door`` inbound with ``followRedirect`` and
+  ``sockopt.tproxy = "tproxy"``, a ``shadowsocks`` outbound with ``sockopt.tcpMptcp`` and
+  ``sockopt.mark``.  Field names are those of Xray-core's infra/conf structs.
+- ``sing-box``: ``sing-box run -c FILE``; a ``tproxy`` inbound and a ``shadowsocks`` outbound
+  with ``tcp_multi_path`` and ``routing_mark`` (sing-box's option/ structs).
+
+UDP: ss-libev relays it over Shadowsocks UDP, xray and sing-box too (``network``).  The proxy's
+own connections are marked with :func:`bonding.dataplane.nft.proxy_mark` where the backend can
+(ss-libev cannot, and needs not: see bonding.dataplane.nft).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from bonding.config import Config, Secrets, Server
+from bonding.dataplane.nft import LISTEN_ADDRESS, proxy_mark
+
+# Where a procd or systemd service finds programs, after $PATH.
+SEARCH_DIRS: Final = ("/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin",
+                      "/usr/local/bin")
+SS_LIBEV_CIPHERS: Final = ("chacha20-ietf-poly1305", "aes-256-gcm", "aes-128-gcm")
+SS_TIMEOUT_S: Final = 600  # idle TCP connections are closed after this (ss-libev "timeout")
+XRAY_LOG: Final = {"debug": "debug", "info": "info", "notice": "warning", "warning": "warning",
+                   "error": "error"}
+SING_BOX_LOG: Final = {"debug": "debug", "info": "info", "notice": "warn", "warning": "warn",
+                       "error": "error"}
+
+
+class BackendError(Exception):
+    """The backend cannot be started with this config; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One proxy process: its command line and the files it needs (name → content)."""
+
+    backend: str
+    program: str  # the proxy's own name (for messages): ss-redir, xray, sing-box
+    argv: tuple[str, ...]
+    files: Mapping[str, str] = field(default_factory=dict)
+    server: str = ""  # the server section it connects to
+
+    def key(self) -> tuple[object, ...]:
+        """Equal keys: the running process already does what this launch asks."""
+        return (self.backend, self.argv, tuple(sorted(self.files.items())))
+
+
+@dataclass(frozen=True)
+class Binary:
+    name: str
+    install: str  # how to get it, for the error message
+
+
+BINARIES: Final[Mapping[str, tuple[Binary, ...]]] = {
+    "shadowsocks-libev": (
+        Binary("ss-redir", "OpenWrt: opkg/apk add shadowsocks-libev-ss-redir; "
+                           "Debian: apt install shadowsocks-libev"),
+        Binary("mptcpize", "Debian: apt install mptcpize (OpenWrt has no mptcpize: use "
+                           "option proxy 'xray' or 'sing-box' there)"),
+    ),
+    "xray": (Binary("xray", "OpenWrt: opkg/apk add xray-core"),),
+    "sing-box": (Binary("sing-box", "OpenWrt: opkg/apk add sing-box"),),
+}
+
+
+def search_path(path: str | None = None) -> str:
+    """`path` as given, or $PATH followed by the usual program directories."""
+    if path is not None:
+        return path
+    dirs = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d]
+    dirs += [d for d in SEARCH_DIRS if d not in dirs]
+    return os.pathsep.join(dirs)
+
+
+def find(backend: str, path: str) -> dict[str, str]:
+    """The backend's programs by name → full path; BackendError names the missing one."""
+    found: dict[str, str] = {}
+    for b in BINARIES[backend]:
+        where = shutil.which(b.name, path=path)
+        if where is None:
+            raise BackendError(f"{b.name} not found (proxy '{backend}'): {b.install}")
+        found[b.name] = where
+    return found
+
+
+def pick_server(cfg: Config, secrets: Secrets) -> tuple[Server, str]:
+    """The first enabled server and its key."""
+    enabled = [s for s in cfg.servers if s.enabled]
+    if not enabled:
+        raise BackendError("no enabled server: add a 'config server' section (bonding-server "
+                           "add-client prints one)")
+    server = enabled[0]
+    key = secrets.key(server.name)
+    if key is None:
+        raise BackendError(f"no key for server '{server.name}': add it to "
+                           f"/etc/config/bonding_secrets (config server '{server.name}' / "
+                           "option key '...'), as bonding-server add-client printed it")
+    if server.protocol != "shadowsocks":
+        raise BackendError(f"server '{server.name}': protocol '{server.protocol}' is not "
+                           "supported by the data plane yet: use shadowsocks")
+    return server, key
+
+
+def _json(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, indent=2, sort_keys=False) + "\n"
+
+
+# --- shadowsocks-libev ------------------------------------------------------------------------
+
+def ss_libev_config(cfg: Config, server: Server, key: str) -> dict[str, Any]:
+    """ss-redir's JSON (keys as in shadowsocks-libev(8), CONFIG FILE)."""
+    g = cfg.globals
+    if server.cipher not in SS_LIBEV_CIPHERS:
+        raise BackendError(f"server '{server.name}': shadowsocks-libev does not speak "
+                           f"{server.cipher}; use one of {', '.join(SS_LIBEV_CIPHERS)} (or "
+                           "option proxy 'xray'/'sing-box')")
+    return {
+        "server": server.address,
+        "server_port": server.port,
+        "local_address": LISTEN_ADDRESS,
+        "local_port": g.tproxy_port,
+        "password": key,
+        "method": server.cipher,
+        "timeout": SS_TIMEOUT_S,
+        "mode": "tcp_and_udp" if g.proxy_udp else "tcp_only",
+        "tcp_tproxy": True,
+        "no_delay": True,
+    }
+
+
+def ss_libev(cfg: Config, secrets: Secrets, run_dir: Path, path: str) -> Launch:
+    server, key = pick_server(cfg, secrets)
+    conf = ss_libev_config(cfg, server, key)
+    bins = find("shadowsocks-libev", path)
+    file = run_dir / "ss-redir.json"
+    argv = [bins["mptcpize"], "run", bins["ss-redir"], "-c", str(file), "-T"]
+    if cfg.globals.proxy_udp:
+        argv.append("-u")
+    return Launch("shadowsocks-libev", "ss-redir", tuple(argv), {file.name: _json(conf)},
+                  server.name)
+
+
+# --- xray-core --------------------------------------------------------------------------------
+
+def xray_config(cfg: Config, server: Server, key: str) -> dict[str, Any]:
+    """Xray-core JSON: dokodemo-door (tproxy) in, shadowsocks over MPTCP out."""
+    g = cfg.globals
+    network = "tcp,udp" if g.proxy_udp else "tcp"
+    return {
+        "log": {"loglevel": XRAY_LOG.get(g.log_level, "warning")},
+        "inbounds": [{
+            "tag": "tproxy-in",
+            "protocol": "dokodemo-door",
+            "listen": LISTEN_ADDRESS,
+            "port": g.tproxy_port,
+            "settings": {"network": network, "followRedirect": True},
+            "streamSettings": {"sockopt": {"tproxy": "tproxy"}},
+        }],
+        "outbounds": [{
+            "tag": "bonding",
+            "protocol": "shadowsocks",
+            "settings": {"servers": [{
+                "address": server.address,
+                "port": server.port,
+                "method": server.cipher,
+                "password": key,
+            }]},
+            "streamSettings": {"sockopt": {
+                "tcpMptcp": True,
+                "mark": proxy_mark(g.tproxy_mask),
+            }},
+        }],
+    }
+
+
+def xray(cfg: Config, secrets: Secrets, run_dir: Path, path: str) -> Launch:
+    server, key = pick_server(cfg, secrets)
+    conf = xray_config(cfg, server, key)
+    bins = find("xray", path)
+    file = run_dir / "xray.json"
+    return Launch("xray", "xray", (bins["xray"], "run", "-c", str(file)),
+                  {file.name: _json(conf)}, server.name)
+
+
+# --- sing-box ---------------------------------------------------------------------------------
+
+def sing_box_config(cfg: Config, server: Server, key: str) -> dict[str, Any]:
+    """sing-box JSON: tproxy in, shadowsocks over MPTCP (tcp_multi_path) out."""
+    g = cfg.globals
+    inbound: dict[str, Any] = {"type": "tproxy", "tag": "tproxy-in", "listen": LISTEN_ADDRESS,
+                               "listen_port": g.tproxy_port}
+    outbound: dict[str, Any] = {
+        "type": "shadowsocks",
+        "tag": "bonding",
+        "server": server.address,
+        "server_port": server.port,
+        "method": server.cipher,
+        "password": key,
+        "tcp_multi_path": True,
+        "routing_mark": proxy_mark(g.tproxy_mask),
+    }
+    if not g.proxy_udp:
+        inbound["network"] = "tcp"
+        outbound["network"] = "tcp"
+    return {
+        "log": {"level": SING_BOX_LOG.get(g.log_level, "warn"), "timestamp": False},
+        "inbounds": [inbound],
+        "outbounds": [outbound],
+        "route": {"final": "bonding"},
+    }
+
+
+def sing_box(cfg: Config, secrets: Secrets, run_dir: Path, path: str) -> Launch:
+    server, key = pick_server(cfg, secrets)
+    conf = sing_box_config(cfg, server, key)
+    bins = find("sing-box", path)
+    file = run_dir / "sing-box.json"
+    return Launch("sing-box", "sing-box", (bins["sing-box"], "run", "-c", str(file)),
+                  {file.name: _json(conf)}, server.name)
+
+
+BACKENDS: Final = {"shadowsocks-libev": ss_libev, "xray": xray, "sing-box": sing_box}
+
+
+def launch(cfg: Config, secrets: Secrets, run_dir: Path, path: str | None = None) -> Launch:
+    """What to run for cfg.globals.proxy (not 'none'); BackendError says why not."""
+    backend = cfg.globals.proxy
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown proxy '{backend}'")
+    return BACKENDS[backend](cfg, secrets, run_dir, search_path(path))

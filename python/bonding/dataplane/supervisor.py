@@ -1,0 +1,295 @@
+"""Run the proxy bondingd generated, restart it with backoff when it dies, report its state.
+
+States (the ``proxy`` object of ``ubus call bonding status``):
+- ``disabled``: no proxy is configured (``option proxy 'none'``) or bonding is disabled;
+- ``running``:  the process is alive;
+- ``stopped``:  it exited and is restarted after a backoff delay (0.5 s doubling to 30 s);
+- ``failed``:   it cannot be started (a missing program, no key, a cipher the backend does not
+                speak: ``error`` says what to do; retried every 30 s, and on reload), or it keeps
+                dying (5 exits in a row each within 10 s of its start; retried every 30 s and
+                ``running`` again once a start survives 10 s).
+
+The process runs in a session of its own (so it and anything it forks are stopped together),
+its output goes to bondingd's log, its last lines to ``error`` when it exits.  Its pid is kept in
+``<run_dir>/proxy.pid`` so that a bondingd restarted by procd first stops the one it left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final
+
+from bonding.dataplane.backends import Launch
+
+log = logging.getLogger("bondingd.proxy")
+
+BACKOFF_S: Final = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+HEALTHY_S: Final = 10.0  # a run this long resets the backoff
+CRASH_LOOP: Final = 5  # this many quick exits in a row: failed
+RETRY_S: Final = 30.0  # a failed start is tried again after this
+STOP_TIMEOUT_S: Final = 3.0
+PID_FILE: Final = "proxy.pid"
+TAIL_LINES: Final = 5
+
+
+class State(StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    DISABLED = "disabled"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it may hold a key), atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class Supervisor:
+    """One proxy process at a time, as :meth:`set` asks."""
+
+    def __init__(self, run_dir: Path, on_change: Callable[[], None] | None = None) -> None:
+        self.run_dir = run_dir
+        self.on_change = on_change
+        self.backend: str | None = None
+        self.state = State.DISABLED
+        self.pid: int | None = None
+        self.restarts = 0
+        self.since = time.time()
+        self.error = ""
+        self.launch: Launch | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self._last_exit = ""
+        self._orphan_checked = False
+
+    # --- what to run ---------------------------------------------------------------------------
+    def set(self, launch: Launch | None) -> None:
+        """Run `launch` (a running process that does the same is kept), or nothing (disabled)."""
+        if launch is not None and self.launch is not None and launch.key() == self.launch.key():
+            return
+        old = self._cancel()
+        self.launch = launch
+        self.restarts = 0
+        self._last_exit = ""
+        if launch is None:
+            self.backend = None
+            self._set_state(State.DISABLED)
+            self._task = self._spawn(self._retire(old)) if old is not None else None
+            return
+        self.backend = launch.backend
+        self._task = self._spawn(self._run(launch, old))
+
+    def fail(self, backend: str, error: str, retry: Callable[[], Launch] | None = None) -> None:
+        """The proxy cannot be started: failed with `error`; `retry()` is tried every RETRY_S
+        (it raises BackendError while the problem lasts)."""
+        old = self._cancel()
+        self.launch = None
+        self.backend = backend
+        self.restarts = 0
+        if error != self.error or self.state is not State.FAILED:
+            log.error("proxy %s: %s", backend, error)
+        self._set_state(State.FAILED, error)
+        self._task = self._spawn(self._retry(retry, old))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(coro)
+
+    async def _retire(self, old: asyncio.subprocess.Process) -> None:
+        await self._terminate(old)
+
+    async def _retry(self, make: Callable[[], Launch] | None,
+                     old: asyncio.subprocess.Process | None) -> None:
+        from bonding.dataplane.backends import BackendError
+
+        if old is not None:
+            await self._terminate(old)
+        if make is None:
+            return
+        while True:
+            await asyncio.sleep(RETRY_S)
+            try:
+                launch = make()
+            except BackendError as e:
+                self._set_state(State.FAILED, str(e))
+                continue
+            self.launch = launch
+            self.backend = launch.backend
+            await self._run(launch, None)
+            return
+
+    def _cancel(self) -> asyncio.subprocess.Process | None:
+        """Stop the current task; its process (if alive) is returned to be terminated."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        proc, self._proc, self.pid = self._proc, None, None
+        return proc if proc is not None and proc.returncode is None else None
+
+    def _set_state(self, state: State, error: str = "") -> None:
+        changed = state is not self.state or error != self.error
+        if state is not self.state:
+            self.since = time.time()
+        self.state, self.error = state, error
+        if changed:
+            self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    # --- the process ---------------------------------------------------------------------------
+    async def _run(self, launch: Launch, old: asyncio.subprocess.Process | None) -> None:
+        if old is not None:
+            await self._terminate(old)  # it holds the port the new one needs
+        quick = 0
+        while True:
+            try:
+                for fname, text in launch.files.items():
+                    write_private(self.run_dir / fname, text)
+                self._stop_orphan()
+                self._tail.clear()
+                proc = await asyncio.create_subprocess_exec(
+                    *launch.argv, stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True)
+            except OSError as e:
+                self._set_state(State.FAILED,
+                                f"cannot start {launch.program}: {e.strerror or e}")
+                await asyncio.sleep(RETRY_S)
+                continue
+            self._proc = proc
+            self.pid = proc.pid
+            self._write_pid(proc.pid)
+            started = time.monotonic()
+            log.info("proxy %s started: %s pid %d", launch.backend, launch.program, proc.pid)
+            reader = asyncio.get_running_loop().create_task(self._read(proc, launch.program))
+            # After a restart `error` keeps why it last died (restarts > 0 says it did).
+            last_exit = f"restarted after: {self._last_exit}" if self._last_exit else ""
+            if self.state is not State.FAILED:
+                self._set_state(State.RUNNING, last_exit)
+            else:
+                self._changed()  # a new pid; failed until it survives HEALTHY_S
+            waiter = asyncio.ensure_future(proc.wait())
+            try:
+                try:
+                    rc = await asyncio.wait_for(asyncio.shield(waiter), HEALTHY_S)
+                except TimeoutError:
+                    quick = 0
+                    self._set_state(State.RUNNING, last_exit)
+                    rc = await waiter
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(reader, 1.0)
+            except asyncio.CancelledError:
+                waiter.cancel()
+                reader.cancel()
+                raise
+            ran = time.monotonic() - started
+            self._proc = None
+            self.pid = None
+            self._clear_pid()
+            quick = quick + 1 if ran < HEALTHY_S else 0
+            self.restarts += 1
+            how = f"killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
+            last = self._tail[-1] if self._tail else ""
+            err = f"{launch.program} {how} after {ran:.1f} s" + (f": {last}" if last else "")
+            self._last_exit = err
+            if quick >= CRASH_LOOP:
+                delay = RETRY_S
+                self._set_state(State.FAILED, f"keeps dying ({quick} times in a row): {err}")
+            else:
+                delay = BACKOFF_S[min(max(quick - 1, 0), len(BACKOFF_S) - 1)]
+                self._set_state(State.STOPPED, err)
+            log.warning("proxy %s: %s; restarting in %g s", launch.backend, err, delay)
+            await asyncio.sleep(delay)
+
+    async def _read(self, proc: asyncio.subprocess.Process, backend: str) -> None:
+        assert proc.stdout is not None
+        while True:
+            line = await proc.stdout.readline()
+            if not line:
+                return
+            text = " ".join(line.decode(errors="replace").split())
+            if text:
+                self._tail.append(text[:300])
+                log.info("%s: %s", backend, text)
+
+    # --- pid file and leftovers ----------------------------------------------------------------
+    def _write_pid(self, pid: int) -> None:
+        with contextlib.suppress(OSError):
+            (self.run_dir / PID_FILE).write_text(f"{pid}\n")
+
+    def _clear_pid(self) -> None:
+        with contextlib.suppress(OSError):
+            (self.run_dir / PID_FILE).unlink()
+
+    def _stop_orphan(self) -> None:
+        """A proxy left running by a bondingd that died: stop it (it holds our port)."""
+        if self._orphan_checked:
+            return
+        self._orphan_checked = True
+        try:
+            pid = int((self.run_dir / PID_FILE).read_text().split()[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            return
+        if str(self.run_dir).encode() not in cmdline:
+            return  # the pid was reused by something else
+        log.warning("stopping proxy pid %d left by a previous bondingd", pid)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    @staticmethod
+    async def _terminate(proc: asyncio.subprocess.Process) -> None:
+        """SIGTERM to its session, SIGKILL after STOP_TIMEOUT_S; waits for it."""
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+
+    # --- stop and report -----------------------------------------------------------------------
+    async def close(self) -> None:
+        """Stop the process and everything it forked; state stopped (or as it was)."""
+        task = self._task
+        old = self._cancel()
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if old is not None:
+            await self._terminate(old)
+        self._clear_pid()
+        self.launch = None
+        if self.state is State.RUNNING:
+            self._set_state(State.STOPPED, "bondingd stopped it")
+
+    def status(self) -> dict[str, Any]:
+        return {"backend": self.backend, "state": str(self.state), "pid": self.pid,
+                "restarts": self.restarts, "since": round(self.since, 3), "error": self.error}

@@ -1,0 +1,306 @@
+"""Proxy configs generated from UCI, checked field by field against each proxy's own definition.
+
+xray and sing-box cannot run here, so each generated key is checked against the struct that
+parses it (the JSON tag and the Go type), as read in their sources:
+
+- Xray-core, commit 2323273e373f06b829b8c1cc0b4da149153e7358:
+  infra/conf/xray.go (Config, InboundDetourConfig, OutboundDetourConfig, and the protocol
+  names "dokodemo-door" and "shadowsocks" of inboundConfigLoader/outboundConfigLoader),
+  infra/conf/dokodemo.go (DokodemoConfig), infra/conf/shadowsocks.go (ShadowsocksClientConfig,
+  ShadowsocksServerTarget, cipherFromString), infra/conf/transport_internet.go (StreamConfig),
+  infra/conf/transport_sockopt.go (SocketConfig: "tproxy" is "tproxy"|"redirect"|off, "mark"
+  int32, "tcpMptcp" bool), infra/conf/common.go (NetworkList: "tcp,udp" or a list),
+  infra/conf/log.go (LogConfig).
+- sing-box, commit 7df171ff20cdcd5e79dd373198176811dabc7742:
+  option/options.go (_Options, LogOptions), option/inbound.go (_Inbound, ListenOptions),
+  option/redir.go (TProxyInboundOptions), option/outbound.go (_Outbound, DialerOptions:
+  "routing_mark" FwMark, "tcp_multi_path" bool; ServerOptions), option/shadowsocks.go
+  (ShadowsocksOutboundOptions), option/route.go (RouteOptions: "final"), option/types.go
+  (NetworkList: "tcp" or "udp"), option/tun.go (FwMark: a number or a "0x…" string),
+  constant/proxy.go (types "tproxy", "shadowsocks"); docs/configuration/inbound/tproxy.md,
+  outbound/shadowsocks.md (methods), shared/dial.md.  sing-box rejects unknown fields.
+- shadowsocks-libev 3.3.5: shadowsocks-libev(8), CONFIG FILE (the JSON keys of the options).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bonding.config import Config, Globals, Secrets, Server
+from bonding.dataplane import backends
+from bonding.dataplane.backends import BackendError, launch
+from bonding.dataplane.nft import proxy_mark
+
+KEY = "k3y-for-the-test"
+SERVER = Server(name="vps1", address="203.0.113.10", port=65101)
+CFG = Config(globals=Globals(proxy="xray", tproxy_port=1100), servers=(SERVER,))
+SECRETS = Secrets({"vps1": KEY})
+
+# --- Go types, as JSON ---------------------------------------------------------------------------
+STR, INT, BOOL, OBJ, LIST = str, int, bool, dict, list
+ANY_JSON = object
+
+
+def check(obj: dict[str, Any], fields: dict[str, Any], where: str) -> None:
+    """Every key is a field of the struct and has its JSON type."""
+    for k, v in obj.items():
+        assert k in fields, f"{where}: '{k}' is not a field ({sorted(fields)})"
+        want = fields[k]
+        if want is ANY_JSON:
+            continue
+        if want is INT:
+            assert isinstance(v, int) and not isinstance(v, bool), f"{where}.{k}={v!r}"
+        else:
+            assert isinstance(v, want), f"{where}.{k}={v!r} is not {want.__name__}"
+
+
+# Xray-core infra/conf (JSON tags of the structs the generated file goes through)
+XRAY_CONFIG = {"transport": OBJ, "env": OBJ, "log": OBJ, "routing": OBJ, "dns": OBJ,
+               "inbounds": LIST, "outbounds": LIST, "policy": OBJ, "api": OBJ, "metrics": OBJ,
+               "stats": OBJ, "reverse": OBJ, "fakeDns": OBJ, "observatory": OBJ,
+               "burstObservatory": OBJ, "version": OBJ, "geodata": OBJ}
+XRAY_LOG = {"access": STR, "error": STR, "loglevel": STR, "dnsLog": BOOL, "maskAddress": STR}
+XRAY_INBOUND = {"protocol": STR, "port": ANY_JSON, "listen": STR, "settings": OBJ, "tag": STR,
+                "streamSettings": OBJ, "sniffing": OBJ}
+XRAY_OUTBOUND = {"protocol": STR, "sendThrough": STR, "tag": STR, "settings": OBJ,
+                 "streamSettings": OBJ, "proxySettings": OBJ, "mux": OBJ,
+                 "targetStrategy": STR}
+XRAY_DOKODEMO = {"allowedNetwork": ANY_JSON, "rewriteAddress": STR, "rewritePort": INT,
+                 "network": ANY_JSON, "address": STR, "port": INT, "portMap": OBJ,
+                 "followRedirect": BOOL, "userLevel": INT}
+XRAY_SS_CLIENT = {"address": STR, "port": INT, "level": INT, "email": STR, "method": STR,
+                  "password": STR, "servers": LIST}
+XRAY_SS_TARGET = {"address": STR, "port": INT, "level": INT, "email": STR, "method": STR,
+                  "password": STR}
+XRAY_STREAM = {"address": STR, "port": INT, "method": ANY_JSON, "network": ANY_JSON,
+               "security": STR, "finalmask": OBJ, "tlsSettings": OBJ, "realitySettings": OBJ,
+               "rawSettings": OBJ, "tcpSettings": OBJ, "xhttpSettings": OBJ,
+               "splithttpSettings": OBJ, "kcpSettings": OBJ, "grpcSettings": OBJ,
+               "wsSettings": OBJ, "httpupgradeSettings": OBJ, "hysteriaSettings": OBJ,
+               "sockopt": OBJ}
+XRAY_SOCKOPT = {"mark": INT, "tcpFastOpen": ANY_JSON, "tproxy": STR,
+                "acceptProxyProtocol": BOOL, "domainStrategy": STR, "dialerProxy": STR,
+                "tcpKeepAliveInterval": INT, "tcpKeepAliveIdle": INT, "tcpCongestion": STR,
+                "tcpWindowClamp": INT, "tcpMaxSeg": INT, "penetrate": BOOL,
+                "tcpUserTimeout": INT, "v6only": BOOL, "interface": STR, "tcpMptcp": BOOL,
+                "customSockopt": LIST, "addressPortStrategy": STR, "happyEyeballs": OBJ,
+                "trustedXForwardedFor": LIST}
+XRAY_CIPHERS = {"aes-128-gcm", "aes-256-gcm", "chacha20-ietf-poly1305",
+                "2022-blake3-aes-128-gcm", "2022-blake3-aes-256-gcm",
+                "2022-blake3-chacha20-poly1305"}
+XRAY_LOGLEVELS = {"debug", "info", "warning", "error", "none"}
+
+# sing-box option/
+SB_OPTIONS = {"$schema": STR, "log": OBJ, "dns": OBJ, "ntp": OBJ, "certificate": OBJ,
+              "endpoints": LIST, "inbounds": LIST, "outbounds": LIST, "route": OBJ,
+              "services": LIST, "experimental": OBJ}
+SB_LOG = {"disabled": BOOL, "level": STR, "output": STR, "timestamp": BOOL}
+SB_LISTEN = {"listen": STR, "listen_port": INT, "bind_interface": STR, "routing_mark": ANY_JSON,
+             "reuse_addr": BOOL, "netns": STR, "disable_tcp_keep_alive": BOOL,
+             "tcp_keep_alive": STR, "tcp_keep_alive_interval": STR, "tcp_fast_open": BOOL,
+             "tcp_multi_path": BOOL, "udp_fragment": BOOL, "udp_timeout": ANY_JSON,
+             "detour": STR, "sniff": BOOL, "sniff_override_destination": BOOL,
+             "sniff_timeout": STR, "domain_strategy": STR,
+             "udp_disable_domain_unmapping": BOOL}
+SB_TPROXY_IN = {"type": STR, "tag": STR, **SB_LISTEN, "network": STR}
+SB_DIAL = {"detour": STR, "bind_interface": STR, "inet4_bind_address": STR,
+           "inet6_bind_address": STR, "bind_address_no_port": BOOL, "protect_path": STR,
+           "routing_mark": INT, "reuse_addr": BOOL, "netns": STR, "connect_timeout": STR,
+           "tcp_fast_open": BOOL, "tcp_multi_path": BOOL, "disable_tcp_keep_alive": BOOL,
+           "tcp_keep_alive": STR, "tcp_keep_alive_interval": STR, "udp_fragment": BOOL,
+           "domain_resolver": ANY_JSON, "network_strategy": ANY_JSON, "network_type": ANY_JSON,
+           "fallback_network_type": ANY_JSON, "fallback_delay": STR, "domain_strategy": STR}
+SB_SS_OUT = {"type": STR, "tag": STR, **SB_DIAL, "server": STR, "server_port": INT,
+             "method": STR, "password": STR, "plugin": STR, "plugin_opts": STR,
+             "network": STR, "udp_over_tcp": ANY_JSON, "multiplex": OBJ}
+SB_ROUTE = {"geoip": OBJ, "geosite": OBJ, "rules": LIST, "rule_set": LIST, "final": STR,
+            "find_process": BOOL, "find_neighbor": BOOL, "dhcp_lease_files": ANY_JSON,
+            "auto_detect_interface": BOOL, "override_android_vpn": BOOL,
+            "default_interface": STR, "default_mark": ANY_JSON,
+            "default_domain_resolver": ANY_JSON, "default_network_strategy": ANY_JSON,
+            "default_network_type": ANY_JSON, "default_fallback_network_type": ANY_JSON,
+            "default_fallback_delay": STR}
+SB_CIPHERS = {"2022-blake3-aes-128-gcm", "2022-blake3-aes-256-gcm",
+              "2022-blake3-chacha20-poly1305", "aes-128-gcm", "aes-192-gcm", "aes-256-gcm",
+              "chacha20-ietf-poly1305", "xchacha20-ietf-poly1305"}
+SB_LEVELS = {"trace", "debug", "info", "warn", "error", "fatal", "panic"}
+
+# shadowsocks-libev(8) CONFIG FILE keys (and -T as "tcp_tproxy")
+SS_KEYS = {"server": STR, "server_port": INT, "local_address": STR, "local_port": INT,
+           "password": STR, "key": STR, "method": STR, "timeout": INT, "user": STR,
+           "fast_open": BOOL, "reuse_port": BOOL, "no_delay": BOOL, "mode": STR,
+           "tcp_tproxy": BOOL, "mtu": INT, "mptcp": BOOL, "nofile": INT, "plugin": STR,
+           "plugin_opts": STR, "ipv6_first": BOOL, "nameserver": STR, "acl": STR}
+
+
+@pytest.fixture
+def bins(tmp_path: Path) -> str:
+    for name in ("ss-redir", "mptcpize", "xray", "sing-box"):
+        f = tmp_path / name
+        f.write_text("#!/bin/sh\nexit 0\n")
+        f.chmod(0o755)
+    return str(tmp_path)
+
+
+def conf(cfg: Config, tmp_path: Path, bins: str) -> tuple[backends.Launch, dict[str, Any]]:
+    la = launch(cfg, SECRETS, tmp_path, bins)
+    assert len(la.files) == 1
+    (text,) = la.files.values()
+    data: dict[str, Any] = json.loads(text)
+    return la, data
+
+
+# --- xray ----------------------------------------------------------------------------------------
+
+def test_xray_config_field_by_field(tmp_path: Path, bins: str) -> None:
+    la, c = conf(CFG, tmp_path, bins)
+    assert la.argv == (f"{bins}/xray", "run", "-c", str(tmp_path / "xray.json"))
+    check(c, XRAY_CONFIG, "config")
+    check(c["log"], XRAY_LOG, "log")
+    assert c["log"]["loglevel"] in XRAY_LOGLEVELS
+    (inb,) = c["inbounds"]
+    check(inb, XRAY_INBOUND, "inbound")
+    assert inb["protocol"] == "dokodemo-door"  # inboundConfigLoader: DokodemoConfig
+    assert (inb["listen"], inb["port"]) == ("127.0.0.1", 1100)
+    check(inb["settings"], XRAY_DOKODEMO, "dokodemo")
+    assert inb["settings"] == {"network": "tcp,udp", "followRedirect": True}
+    check(inb["streamSettings"], XRAY_STREAM, "inbound.streamSettings")
+    check(inb["streamSettings"]["sockopt"], XRAY_SOCKOPT, "inbound.sockopt")
+    assert inb["streamSettings"]["sockopt"] == {"tproxy": "tproxy"}  # IP_TRANSPARENT
+    (out,) = c["outbounds"]
+    check(out, XRAY_OUTBOUND, "outbound")
+    assert out["protocol"] == "shadowsocks"  # outboundConfigLoader: ShadowsocksClientConfig
+    check(out["settings"], XRAY_SS_CLIENT, "shadowsocks")
+    (srv,) = out["settings"]["servers"]  # "one and only one member"
+    check(srv, XRAY_SS_TARGET, "shadowsocks.servers[0]")
+    assert srv == {"address": "203.0.113.10", "port": 65101,
+                   "method": "chacha20-ietf-poly1305", "password": KEY}
+    assert srv["method"] in XRAY_CIPHERS
+    check(out["streamSettings"], XRAY_STREAM, "outbound.streamSettings")
+    so = out["streamSettings"]["sockopt"]
+    check(so, XRAY_SOCKOPT, "outbound.sockopt")
+    assert so == {"tcpMptcp": True, "mark": proxy_mark(0xB0)}
+    assert -(2**31) <= so["mark"] < 2**31 and so["mark"] & 0xB0 == 0  # int32, not our mark
+
+
+def test_xray_without_udp(tmp_path: Path, bins: str) -> None:
+    cfg = replace(CFG, globals=replace(CFG.globals, proxy_udp=False))
+    _, c = conf(cfg, tmp_path, bins)
+    assert c["inbounds"][0]["settings"]["network"] == "tcp"
+
+
+@pytest.mark.parametrize("cipher", sorted(XRAY_CIPHERS))
+def test_xray_speaks_every_cipher_we_allow(tmp_path: Path, bins: str, cipher: str) -> None:
+    cfg = replace(CFG, servers=(replace(SERVER, cipher=cipher),))
+    _, c = conf(cfg, tmp_path, bins)
+    assert c["outbounds"][0]["settings"]["servers"][0]["method"] == cipher
+
+
+# --- sing-box ------------------------------------------------------------------------------------
+
+def test_sing_box_config_field_by_field(tmp_path: Path, bins: str) -> None:
+    cfg = replace(CFG, globals=replace(CFG.globals, proxy="sing-box", log_level="notice"))
+    la, c = conf(cfg, tmp_path, bins)
+    assert la.argv == (f"{bins}/sing-box", "run", "-c", str(tmp_path / "sing-box.json"))
+    check(c, SB_OPTIONS, "options")
+    check(c["log"], SB_LOG, "log")
+    assert c["log"]["level"] in SB_LEVELS
+    (inb,) = c["inbounds"]
+    check(inb, SB_TPROXY_IN, "tproxy inbound")
+    assert inb == {"type": "tproxy", "tag": "tproxy-in", "listen": "127.0.0.1",
+                   "listen_port": 1100}  # no network: both TCP and UDP
+    (out,) = c["outbounds"]
+    check(out, SB_SS_OUT, "shadowsocks outbound")
+    assert out == {"type": "shadowsocks", "tag": "bonding", "server": "203.0.113.10",
+                   "server_port": 65101, "method": "chacha20-ietf-poly1305", "password": KEY,
+                   "tcp_multi_path": True, "routing_mark": proxy_mark(0xB0)}
+    assert out["method"] in SB_CIPHERS
+    check(c["route"], SB_ROUTE, "route")
+    assert c["route"]["final"] == out["tag"]
+
+
+def test_sing_box_without_udp(tmp_path: Path, bins: str) -> None:
+    cfg = replace(CFG, globals=replace(CFG.globals, proxy="sing-box", proxy_udp=False))
+    _, c = conf(cfg, tmp_path, bins)
+    assert c["inbounds"][0]["network"] == "tcp"  # NetworkList: "tcp" | "udp"
+    assert c["outbounds"][0]["network"] == "tcp"
+
+
+# --- shadowsocks-libev ---------------------------------------------------------------------------
+
+def test_ss_libev_config_and_command(tmp_path: Path, bins: str) -> None:
+    cfg = replace(CFG, globals=replace(CFG.globals, proxy="shadowsocks-libev"))
+    la, c = conf(cfg, tmp_path, bins)
+    # mptcpize turns ss-redir's TCP sockets into MPTCP; -T tproxy for TCP, -u UDP relay
+    assert la.argv == (f"{bins}/mptcpize", "run", f"{bins}/ss-redir", "-c",
+                       str(tmp_path / "ss-redir.json"), "-T", "-u")
+    assert la.program == "ss-redir"
+    check(c, SS_KEYS, "ss-redir.json")
+    assert c == {"server": "203.0.113.10", "server_port": 65101, "local_address": "127.0.0.1",
+                 "local_port": 1100, "password": KEY, "method": "chacha20-ietf-poly1305",
+                 "timeout": backends.SS_TIMEOUT_S, "mode": "tcp_and_udp", "tcp_tproxy": True,
+                 "no_delay": True}
+    udp_off = replace(cfg, globals=replace(cfg.globals, proxy_udp=False))
+    la, c = conf(udp_off, tmp_path, bins)
+    assert "-u" not in la.argv and c["mode"] == "tcp_only"
+
+
+@pytest.mark.parametrize("cipher", ["2022-blake3-aes-128-gcm", "2022-blake3-chacha20-poly1305"])
+def test_ss_libev_refuses_ciphers_it_does_not_speak(tmp_path: Path, bins: str,
+                                                    cipher: str) -> None:
+    cfg = Config(globals=Globals(proxy="shadowsocks-libev"),
+                 servers=(replace(SERVER, cipher=cipher),))
+    with pytest.raises(BackendError, match=f"shadowsocks-libev does not speak {cipher}"):
+        launch(cfg, SECRETS, tmp_path, bins)
+
+
+# --- common --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("proxy", ["shadowsocks-libev", "xray", "sing-box"])
+def test_the_key_is_in_the_file_only(tmp_path: Path, bins: str, proxy: str) -> None:
+    cfg = replace(CFG, globals=replace(CFG.globals, proxy=proxy))
+    la = launch(cfg, SECRETS, tmp_path, bins)
+    assert not any(KEY in a for a in la.argv)
+    assert KEY not in repr(la.argv)
+    assert sum(KEY in t for t in la.files.values()) == 1
+
+
+@pytest.mark.parametrize(("proxy", "missing", "hint"), [
+    ("shadowsocks-libev", "ss-redir", "shadowsocks-libev-ss-redir"),
+    ("shadowsocks-libev", "mptcpize", "apt install mptcpize"),
+    ("xray", "xray", "xray-core"),
+    ("sing-box", "sing-box", "add sing-box"),
+])
+def test_a_missing_program_is_named_with_how_to_get_it(tmp_path: Path, bins: str, proxy: str,
+                                                       missing: str, hint: str) -> None:
+    (Path(bins) / missing).unlink()
+    cfg = replace(CFG, globals=replace(CFG.globals, proxy=proxy))
+    with pytest.raises(BackendError, match=f"{missing} not found") as ei:
+        launch(cfg, SECRETS, tmp_path, bins)
+    assert hint in str(ei.value)
+
+
+def test_the_first_enabled_server_is_used(tmp_path: Path, bins: str) -> None:
+    other = Server(name="vps0", address="198.51.100.7", enabled=False)
+    cfg = replace(CFG, servers=(other, SERVER))
+    la = launch(cfg, Secrets({"vps1": KEY}), tmp_path, bins)
+    assert la.server == "vps1"
+
+
+@pytest.mark.parametrize(("cfg", "secrets", "message"), [
+    (replace(CFG, servers=()), SECRETS, "no enabled server"),
+    (replace(CFG, servers=(replace(SERVER, enabled=False),)), SECRETS, "no enabled server"),
+    (CFG, Secrets({}), "no key for server 'vps1'"),
+    (replace(CFG, servers=(replace(SERVER, protocol="vless"),)), SECRETS,
+     "protocol 'vless' is not supported"),
+])
+def test_what_cannot_start_says_why(tmp_path: Path, bins: str, cfg: Config, secrets: Secrets,
+                                    message: str) -> None:
+    with pytest.raises(BackendError, match=message) as ei:
+        launch(cfg, secrets, tmp_path, bins)
+    assert KEY not in str(ei.value)

@@ -1,0 +1,297 @@
+"""Proxy supervision and the data plane as bondingd drives it, with stand-in programs (no root).
+
+The stand-in `ss-redir` prints a line and sleeps; with a file `crash` next to it, it prints an
+error and exits 1.  The stand-in `mptcpize run PROG ARGS` runs PROG ARGS.  The stand-in `nft`
+appends what it is given to nft.log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import stat
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from bonding.config import Config, Globals, Server
+from bonding.dataplane import DataPlane, State
+from bonding.dataplane import supervisor as sup
+from bonding.dataplane.backends import launch
+from bonding.dataplane.supervisor import Supervisor
+
+KEY = "the-key-0123"
+CFG = Config(globals=Globals(proxy="shadowsocks-libev", lan_devices=("lan0",)),
+             servers=(Server(name="vps1", address="203.0.113.10"),))
+STATUS_KEYS = {"backend", "state", "pid", "restarts", "since", "error"}
+
+
+def write(path: Path, text: str, mode: int = 0o755) -> Path:
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+@pytest.fixture
+def bin_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "bin"
+    d.mkdir()
+    write(d / "mptcpize", '#!/bin/sh\n[ "$1" = run ] || exit 2\nshift\nexec "$@"\n')
+    write(d / "ss-redir", '#!/bin/sh\nd=$(dirname "$0")\n'
+          'if [ -e "$d/crash" ]; then echo "ERROR: bind: Address already in use"; exit 1; fi\n'
+          'echo "INFO: listening at 127.0.0.1:1100"\nexec sleep 600\n')
+    write(d / "nft", '#!/bin/sh\ncat >> "$(dirname "$0")/nft.log"\n'
+          'echo ==== >> "$(dirname "$0")/nft.log"\n')
+    return d
+
+
+@pytest.fixture
+def conf_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "etc"
+    d.mkdir()
+    write(d / "bonding_secrets", f"config server 'vps1'\n\toption key '{KEY}'\n", 0o600)
+    return d
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "run"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture(autouse=True)
+def fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sup, "BACKOFF_S", (0.1, 0.2, 0.4))
+    monkeypatch.setattr(sup, "HEALTHY_S", 1.0)
+    monkeypatch.setattr(sup, "RETRY_S", 0.5)
+
+
+async def until(pred: Callable[[], bool], timeout: float = 5.0) -> None:
+    end = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < end, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
+
+
+def run(coro: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(coro(), 30))
+
+
+# --- the supervisor ------------------------------------------------------------------------------
+
+def test_started_killed_restarted_reported(bin_dir: Path, run_dir: Path) -> None:
+    async def body() -> None:
+        changes: list[str] = []
+        s = Supervisor(run_dir, on_change=lambda: changes.append(s.state))
+        from bonding.config import Secrets
+        s.set(launch(CFG, Secrets({"vps1": KEY}), run_dir, str(bin_dir)))
+        await until(lambda: s.state is State.RUNNING and s.pid is not None)
+        first = s.pid
+        assert first is not None and alive(first)
+        assert (run_dir / sup.PID_FILE).read_text().strip() == str(first)
+        conf = run_dir / "ss-redir.json"
+        assert stat.S_IMODE(conf.stat().st_mode) == 0o600  # it holds the key
+        os.kill(first, signal.SIGKILL)
+        await until(lambda: s.restarts == 1 and s.state is State.RUNNING and s.pid != first)
+        st = s.status()
+        assert set(st) == STATUS_KEYS
+        assert st["backend"] == "shadowsocks-libev" and st["restarts"] == 1
+        assert st["error"].startswith("restarted after: ss-redir killed by signal 9")
+        assert "stopped" in changes  # it was reported between death and restart
+        second = s.pid
+        await s.close()
+        assert not alive(second)
+        assert not (run_dir / sup.PID_FILE).exists()
+        assert s.status()["state"] == "stopped" and s.status()["pid"] is None
+    run(body)
+
+
+def test_an_unchanged_launch_keeps_the_process(bin_dir: Path, run_dir: Path) -> None:
+    async def body() -> None:
+        from bonding.config import Secrets
+        s = Supervisor(run_dir)
+        s.set(launch(CFG, Secrets({"vps1": KEY}), run_dir, str(bin_dir)))
+        await until(lambda: s.pid is not None)
+        pid = s.pid
+        s.set(launch(CFG, Secrets({"vps1": KEY}), run_dir, str(bin_dir)))
+        await asyncio.sleep(0.3)
+        assert s.pid == pid and s.restarts == 0
+        # a new key is a new process (the old one is stopped first: it holds the port)
+        s.set(launch(CFG, Secrets({"vps1": "another-key"}), run_dir, str(bin_dir)))
+        await until(lambda: s.pid is not None and s.pid != pid)
+        assert not alive(pid)
+        assert "another-key" in (run_dir / "ss-redir.json").read_text()
+        await s.close()
+    run(body)
+
+
+def test_crash_loop_is_failed_with_the_proxy_s_words(bin_dir: Path, run_dir: Path) -> None:
+    async def body() -> None:
+        from bonding.config import Secrets
+        (bin_dir / "crash").touch()
+        s = Supervisor(run_dir)
+        s.set(launch(CFG, Secrets({"vps1": KEY}), run_dir, str(bin_dir)))
+        await until(lambda: s.state is State.FAILED, 10)
+        st = s.status()
+        assert st["restarts"] >= sup.CRASH_LOOP
+        assert "keeps dying" in st["error"]
+        assert "exited with status 1" in st["error"]
+        assert "Address already in use" in st["error"]
+        # fixed meanwhile: the retry starts it, and once it survives it is running again
+        (bin_dir / "crash").unlink()
+        await until(lambda: s.state is State.RUNNING, 10)
+        assert alive(s.pid)
+        await s.close()
+    run(body)
+
+
+def test_orphan_from_a_dead_bondingd_is_stopped_first(bin_dir: Path, run_dir: Path) -> None:
+    async def body() -> None:
+        from bonding.config import Secrets
+        la = launch(CFG, Secrets({"vps1": KEY}), run_dir, str(bin_dir))
+        orphan = await asyncio.create_subprocess_exec(*la.argv, start_new_session=True,
+                                                      stdout=asyncio.subprocess.DEVNULL)
+        (run_dir / sup.PID_FILE).write_text(f"{orphan.pid}\n")
+        s = Supervisor(run_dir)
+        s.set(la)
+        await until(lambda: s.pid is not None and s.pid != orphan.pid)
+        await asyncio.wait_for(orphan.wait(), 5)
+        assert orphan.returncode == -signal.SIGKILL
+        await s.close()
+    run(body)
+
+
+# --- the data plane ------------------------------------------------------------------------------
+
+def dp(run_dir: Path, bin_dir: Path, changes: list[int] | None = None,
+       cc: tuple[str, ...] = ("reno", "cubic", "bbr")) -> DataPlane:
+    return DataPlane(run_dir, path=str(bin_dir), nft_cmd=str(bin_dir / "nft"), fw4=False,
+                     on_change=(lambda: changes.append(1)) if changes is not None else None,
+                     cc_available=lambda: cc)
+
+
+def nft_calls(bin_dir: Path) -> list[str]:
+    f = bin_dir / "nft.log"
+    return [c.strip() for c in f.read_text().split("====")[:-1]] if f.exists() else []
+
+
+def test_data_plane_runs_the_proxy_and_loads_the_table(bin_dir: Path, run_dir: Path,
+                                                       conf_dir: Path) -> None:
+    async def body() -> None:
+        d = dp(run_dir, bin_dir)
+        assert d.configure(CFG, conf_dir) == []
+        await until(lambda: d.status()["state"] == "running")
+        st = d.status()
+        assert set(st) == STATUS_KEYS
+        assert (st["backend"], st["error"], st["restarts"]) == ("shadowsocks-libev", "", 0)
+        assert alive(st["pid"])
+        assert KEY not in repr(st)
+        calls = nft_calls(bin_dir)
+        assert len(calls) >= 1 and "tproxy ip to 127.0.0.1:1100" in calls[-1]
+        assert 'iifname { "lan0" }' in calls[-1]
+        tp = d.tproxy()
+        assert tp is not None and (tp.mark, tp.mask, tp.table) == (0xB0, 0xB0, 199)
+        assert d.congctl() == "bbr"
+        await d.close()
+        assert not alive(st["pid"])
+        assert "delete table inet bonding" in nft_calls(bin_dir)[-1]
+        assert "tproxy" not in nft_calls(bin_dir)[-1]
+    run(body)
+
+
+def test_missing_program_fails_clearly_and_removes_the_table(bin_dir: Path, run_dir: Path,
+                                                             conf_dir: Path) -> None:
+    async def body() -> None:
+        (bin_dir / "ss-redir").unlink()
+        d = dp(run_dir, bin_dir)
+        d.configure(CFG, conf_dir)
+        st = d.status()
+        assert (st["state"], st["pid"]) == ("failed", None)
+        assert "ss-redir not found" in st["error"] and "shadowsocks-libev" in st["error"]
+        assert d.tproxy() is not None  # routing is kept (it is harmless without marks)
+        assert all("tproxy" not in c for c in nft_calls(bin_dir))  # LAN traffic not diverted
+        # installed meanwhile: picked up by the retry, without a reload
+        write(bin_dir / "ss-redir", "#!/bin/sh\nexec sleep 600\n")
+        await until(lambda: d.status()["state"] == "running", 5)
+        assert "tproxy" in nft_calls(bin_dir)[-1]
+        await d.close()
+    run(body)
+
+
+def test_no_key_is_failed_and_names_the_file(bin_dir: Path, run_dir: Path,
+                                             tmp_path: Path) -> None:
+    async def body() -> None:
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        d = dp(run_dir, bin_dir)
+        problems = d.configure(CFG, empty)
+        assert [p.package for p in problems] == ["bonding_secrets"]
+        st = d.status()
+        assert st["state"] == "failed"
+        assert "no key for server 'vps1'" in st["error"]
+        assert "/etc/config/bonding_secrets" in st["error"]
+        await d.close()
+    run(body)
+
+
+def test_proxy_none_is_disabled(bin_dir: Path, run_dir: Path, conf_dir: Path) -> None:
+    async def body() -> None:
+        d = dp(run_dir, bin_dir)
+        d.configure(CFG, conf_dir)
+        await until(lambda: d.status()["state"] == "running")
+        pid = d.status()["pid"]
+        cfg = Config(globals=Globals(proxy="none"), servers=CFG.servers)
+        assert d.configure(cfg, conf_dir) == []
+        await until(lambda: not alive(pid))
+        st = d.status()
+        assert (st["backend"], st["state"], st["pid"]) == ("none", "disabled", None)
+        assert d.tproxy() is None
+        assert "tproxy" not in nft_calls(bin_dir)[-1]
+        await d.close()
+    run(body)
+
+
+def test_congestion_control_that_the_kernel_lacks(bin_dir: Path, run_dir: Path,
+                                                  conf_dir: Path) -> None:
+    async def body() -> None:
+        d = dp(run_dir, bin_dir, cc=("reno", "cubic"))
+        d.configure(CFG, conf_dir)
+        assert d.congctl() is None
+        (err,) = d.errors()
+        assert "congestion control 'bbr' is not available" in err
+        assert "kmod-tcp-bbr" in err
+        cubic = Config(globals=Globals(proxy="none", congestion_control="cubic"))
+        d.configure(cubic, conf_dir)
+        assert d.congctl() == "cubic" and d.errors() == []
+        d.configure(Config(globals=Globals(proxy="none", congestion_control="")), conf_dir)
+        assert d.congctl() is None and d.errors() == []
+        await d.close()
+    run(body)
+
+
+def test_state_changes_are_told(bin_dir: Path, run_dir: Path, conf_dir: Path) -> None:
+    async def body() -> None:
+        changes: list[int] = []
+        d = dp(run_dir, bin_dir, changes)
+        d.configure(CFG, conf_dir)
+        await until(lambda: d.status()["state"] == "running")
+        n = len(changes)
+        os.kill(d.status()["pid"], signal.SIGTERM)
+        await until(lambda: d.status()["restarts"] == 1 and d.status()["state"] == "running")
+        assert len(changes) >= n + 2  # stopped, running again
+        await d.close()
+    run(body)
