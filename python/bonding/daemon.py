@@ -38,6 +38,7 @@ from bonding.config import Config, PathConfig, Severity
 from bonding.core import health as hl
 from bonding.core.health import Health, Params, State
 from bonding.core.plan import PathView, plan
+from bonding.dataplane import DataPlane
 from bonding.netlink.core import NetlinkError
 from bonding.netlink.diag import SubflowCounter
 from bonding.netlink.monitor import AddrEvent, Event, LinkEvent, LinkMonitor, Resync
@@ -115,6 +116,7 @@ class Daemon:
         self.rtnl: Rtnl | None = None
         self.pm: MptcpPM | None = None
         self.reconciler: Reconciler | None = None
+        self.dataplane: DataPlane | None = None
         self.monitor: LinkMonitor | None = None
         self.bus: Ubus | None = None
         self.bus_error: str | None = None
@@ -154,6 +156,10 @@ class Daemon:
         for gone in old.values():  # removed from the config: stop probing
             if gone.prober is not None:
                 gone.prober.close()
+        if self.dataplane is not None:
+            for p in self.dataplane.configure(cfg, self.config_dir):
+                (log.error if p.severity is Severity.ERROR else log.warning)("config: %s", p)
+                self.problems.append(p)
         self._dirty = True
         return True
 
@@ -324,7 +330,12 @@ class Daemon:
 
     def _tables(self) -> set[int]:
         g = self.cfg.globals
-        return {g.route_table} | {g.path_table_base + rt.index for rt in self.paths.values()}
+        return ({g.route_table, g.tproxy_table}
+                | {g.path_table_base + rt.index for rt in self.paths.values()})
+
+    def _dataplane_changed(self) -> None:
+        self._dirty = True
+        self.write_status()
 
     def reconcile(self) -> None:
         self._reconcile_pending = False
@@ -336,7 +347,9 @@ class Daemon:
         else:
             p = plan(self._views(), self.cfg.server_addresses(), route_table=g.route_table,
                      path_table_base=g.path_table_base, rule_priority=g.rule_priority,
-                     default_route=g.manage_default_route)
+                     default_route=g.manage_default_route,
+                     tproxy=self.dataplane.tproxy() if self.dataplane else None,
+                     congctl=self.dataplane.congctl() if self.dataplane else None)
             if p.fail_open != self.fail_open:
                 self.fail_open = p.fail_open
                 if p.fail_open:
@@ -466,8 +479,12 @@ class Daemon:
                          "protocol": s.protocol, "enabled": s.enabled}
                         for s in self.cfg.servers],
             "paths": {name: self.path_status(rt, detail) for name, rt in self.paths.items()},
+            "proxy": (self.dataplane.status() if self.dataplane is not None else
+                      {"backend": "none", "state": "disabled", "pid": None, "restarts": 0,
+                       "since": round(self.started_wall, 3), "error": ""}),
             "config_problems": [str(p) for p in self.problems],
-            "errors": self.kernel_errors + self.action_errors,
+            "errors": (self.kernel_errors + self.action_errors
+                       + (self.dataplane.errors() if self.dataplane is not None else [])),
             "ubus": {"connected": self.bus is not None and self.bus.connected,
                      "error": self.bus_error},
         }
@@ -660,6 +677,7 @@ class Daemon:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.dataplane = DataPlane(self.run_dir, on_change=self._dataplane_changed)
         self.load_config()
         try:
             self.rtnl = Rtnl()
@@ -692,6 +710,7 @@ class Daemon:
         for rt in self.paths.values():
             if rt.prober is not None:
                 rt.prober.close()
+        await self.dataplane.close()
         self.reconciler.cleanup(self.cfg.globals.rule_priority, self._tables())
         if self.bus is not None:
             self.bus.close()
