@@ -147,7 +147,11 @@ def _entry(address: str = "203.0.113.10", port: str = "65101", key: str | None =
     ('{"name": "x", "address": "203.0.113.10", "port": 1, "key": "k"', "malformed JSON"),
     ('[]', "an empty JSON list"),
     ('{"name": "x", "address": "203.0.113.10", "port": 1, "key": "a\\nb"}',
-     "key holds a control character"),
+     "key: must be 1–256 printable characters without spaces (value not shown)"),
+    ('{"name": "x", "address": "203.0.113.10", "port": 1, "key": "two words"}',
+     "key: must be 1–256 printable characters without spaces"),
+    ('{"name": "x", "address": "203.0.113.10", "port": 1, "key": "' + "k" * 257 + '"}',
+     "key: must be 1–256 printable characters"),
 ])
 def test_malformed_client_entries(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                   client_text: str, message: str) -> None:
@@ -277,7 +281,7 @@ def test_defaults_over_asus_limit_is_an_error(tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     big = tmp_path / "big.json"
     big.write_text(json.dumps([{"name": f"s{i}", "address": "203.0.113.10", "port": 65101 + i,
-                                "key": "k" * 400} for i in range(40)]))
+                                "key": "k" * 256} for i in range(60)]))
     g = generate(tmp_path, ["--client", str(big)], capsys=capsys)
     assert g.rc == 2
     assert "ASU takes at most 20480" in g.stderr

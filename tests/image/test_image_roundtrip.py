@@ -55,6 +55,9 @@ def _through_image(tmp: Path, entry: str, suffix: str) -> tuple[config.Config, u
     assert [str(p) for p in problems] == []  # no error, and no warning either
     strict, _ = config.load_strict(root.conf)  # the loader bondingd calls
     assert strict == cfg
+    secrets, problems = config.load_secrets(root.conf)  # and its secrets loader
+    assert [str(p) for p in problems] == []
+    assert secrets.names() == tuple(sorted(s.name for s in cfg.servers))
     return cfg, root.read("bonding_secrets")
 
 

@@ -212,7 +212,7 @@ config usb 'usb'
 
 
 def test_key_with_shell_characters_survives(any_root: Root, tmp_path: Path) -> None:
-    key = "it's a $key `with` \"quotes\" \\ and ;|&"
+    key = "it's$key`with`\"quotes\"\\and;|&*?~#"
     g = generate(tmp_path, ["--server", "203.0.113.10", "--port", "8388", "--key", key,
                             "--cipher", "aes-256-gcm", "--name", "vps_a"], client_text=None)
     assert g.rc == 0
@@ -283,3 +283,35 @@ def test_first_boot_sources_it_and_deletes_it(any_root: Root, tmp_path: Path) ->
     net = sections(any_root.read("network"))
     assert net["wan2"] == ("interface", {"device": "lan4", "proto": "dhcp", "metric": "2"})
     assert [s.name for s in _bonding_config(any_root).servers] == ["home"]
+
+
+PACKAGE_FILES = Path(__file__).resolve().parents[2] / "package" / "bonding" / "files"
+
+
+def test_first_boot_over_the_bonding_packages_own_config(any_root: Root, tmp_path: Path) -> None:
+    """In the image, the bonding package's conffiles are there before this script runs."""
+    conf, sec = PACKAGE_FILES / "bonding.config", PACKAGE_FILES / "bonding_secrets.config"
+    if not conf.is_file() or not sec.is_file():
+        pytest.skip(f"{PACKAGE_FILES} has no bonding.config / bonding_secrets.config yet")
+    any_root.write("bonding", conf.read_text())
+    any_root.write("bonding_secrets", sec.read_text())
+    shipped = config.from_sections(any_root.read("bonding").sections)[0]
+    _setup(any_root, tmp_path, ["--wan", "lan4", "--usb-modem"], bonding=None)
+
+    cfg = _bonding_config(any_root)
+    assert [(s.name, s.address, s.port) for s in cfg.servers] == [("home", "203.0.113.10", 65101)]
+    assert cfg.globals.enabled and cfg.globals.proxy == "xray"
+    # what the package ships and the flags do not ask about stays as shipped
+    assert cfg.globals.probe_targets == shipped.globals.probe_targets
+    assert cfg.globals.probe_interval_ms == shipped.globals.probe_interval_ms
+    wan = cfg.path("wan")
+    assert wan is not None and wan.interface == "wan"
+    assert (wan.enabled, wan.backup) == (shipped.path("wan").enabled,  # type: ignore[union-attr]
+                                         shipped.path("wan").backup)  # type: ignore[union-attr]
+    assert [p.name for p in cfg.paths] == ["wan", "wan2"]
+    assert (cfg.usb.auto_dhcp, cfg.usb.modem_mbim) == (True, False)
+
+    secrets, problems = config.load_secrets(any_root.conf)
+    assert [str(p) for p in problems] == []  # no error, and no warning about the file's mode
+    assert secrets.names() == ("home",) and secrets.key("home") == KEY
+    _rerun_changes_nothing(any_root, tmp_path)

@@ -55,13 +55,15 @@ class ServerEntry:
     key: str
 
 
-def _check_key(where: str, key: str, cipher: str) -> None:
+def _check_key(where: str, name: str, key: str, cipher: str) -> None:
+    """The key as bondingd's secrets loader takes it, and as the cipher needs it.  Messages
+    never quote the key."""
     if not key:
         raise ClientError(f"{where}: key is empty")
-    if len(key) > 512:
-        raise ClientError(f"{where}: key is {len(key)} characters long; at most 512")
-    if any(ord(c) < 32 or ord(c) == 127 for c in key):
-        raise ClientError(f"{where}: key holds a control character (newline, tab, ...)")
+    _, problems = config.secrets_from_sections([uci.Section("server", name, {"key": key})])
+    errors = [p.message for p in problems if p.severity is config.Severity.ERROR]
+    if errors:
+        raise ClientError(f"{where}: key: " + "; ".join(errors))
     need = _SS2022_KEY_BYTES.get(cipher)
     if need is not None:
         try:
@@ -98,7 +100,7 @@ def make_entry(where: str, name: str, options: Mapping[str, str], key: str | Non
             f"{p.option or 'section'} {p.value!r}: {p.message}" if p.value is not None
             else f"{p.option or 'section'}: {p.message}" for p in errors))
     (srv,) = cfg.servers
-    _check_key(where, key, srv.cipher)
+    _check_key(where, srv.name, key, srv.cipher)
     return ServerEntry(srv.name, srv.address, srv.port, srv.protocol, srv.cipher, key)
 
 
