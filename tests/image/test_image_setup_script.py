@@ -315,3 +315,16 @@ def test_first_boot_over_the_bonding_packages_own_config(any_root: Root, tmp_pat
     assert [str(p) for p in problems] == []  # no error, and no warning about the file's mode
     assert secrets.names() == ("home",) and secrets.key("home") == KEY
     _rerun_changes_nothing(any_root, tmp_path)
+
+
+def test_nothing_is_downloaded(tmp_path: Path) -> None:
+    """The script only runs uci, sed, logger and chmod (the tests give it nothing else on PATH)
+    and names no download tool or URL."""
+    g = generate(tmp_path, ["--usb-modem", "--quectel", "--ios-tethering", "--diag-tools",
+                            "--wan", "lan4", "--lan-ip", "192.168.4.1/24"])
+    assert g.rc == 0
+    text = "\n".join(line for line in g.script.read_text().lower().splitlines()
+                     if not line.lstrip().startswith("#"))
+    for word in ("wget", "curl", "uclient-fetch", "http://", "https://", "opkg", "apk ",
+                 "base64 -d"):
+        assert word not in text

@@ -204,6 +204,8 @@ def _plan(args: argparse.Namespace, fail: Any) -> tuple[setup_script.Plan, list[
         fail("--no-luci and --luci-lang do not go together: there is no LuCI to translate")
     if args.luci_lang is not None and not _LANG_RE.fullmatch(args.luci_lang):
         fail(f"--luci-lang {args.luci_lang!r}: a LuCI language code such as de, fr, zh-cn")
+    if args.luci_lang == "en":
+        fail("--luci-lang en: LuCI is in English already (there is no luci-i18n-base-en)")
 
     ports: list[str] = []
     for port in args.wan:
