@@ -42,7 +42,7 @@ def bin_dir(tmp_path: Path) -> Path:
     write(d / "mptcpize", '#!/bin/sh\n[ "$1" = run ] || exit 2\nshift\nexec "$@"\n')
     write(d / "ss-redir", '#!/bin/sh\nd=$(dirname "$0")\n'
           'if [ -e "$d/crash" ]; then echo "ERROR: bind: Address already in use"; exit 1; fi\n'
-          'echo "INFO: listening at 127.0.0.1:1100"\nexec sleep 600\n')
+          'echo "INFO: listening at 127.0.0.1:1100"\nsleep 600 & wait $!\n')
     write(d / "nft", '#!/bin/sh\ncat >> "$(dirname "$0")/nft.log"\n'
           'echo ==== >> "$(dirname "$0")/nft.log"\n')
     return d

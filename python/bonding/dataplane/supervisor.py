@@ -167,10 +167,18 @@ class Supervisor:
                     write_private(self.run_dir / fname, text)
                 self._stop_orphan()
                 self._tail.clear()
-                proc = await asyncio.create_subprocess_exec(
-                    *launch.argv, stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True)
+                # Output through a pipe of our own, not the transport's: asyncio's wait()
+                # would not return while something the proxy forked still holds its stdout.
+                rfd, wfd = os.pipe()
+                try:
+                    proc = await asyncio.create_subprocess_exec(
+                        *launch.argv, stdin=asyncio.subprocess.DEVNULL, stdout=wfd,
+                        stderr=wfd, start_new_session=True)
+                except BaseException:
+                    os.close(rfd)
+                    raise
+                finally:
+                    os.close(wfd)
             except OSError as e:
                 self._set_state(State.FAILED,
                                 f"cannot start {launch.program}: {e.strerror or e}")
@@ -181,7 +189,7 @@ class Supervisor:
             self._write_pid(proc.pid)
             started = time.monotonic()
             log.info("proxy %s started: %s pid %d", launch.backend, launch.program, proc.pid)
-            reader = asyncio.get_running_loop().create_task(self._read(proc, launch.program))
+            reader = asyncio.get_running_loop().create_task(self._read(rfd, launch.program))
             # After a restart `error` keeps why it last died (restarts > 0 says it did).
             last_exit = f"restarted after: {self._last_exit}" if self._last_exit else ""
             if self.state is not State.FAILED:
@@ -196,6 +204,9 @@ class Supervisor:
                     quick = 0
                     self._set_state(State.RUNNING, last_exit)
                     rc = await waiter
+                # What it forked dies with it (its session), then its output ends.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(reader, 1.0)
             except asyncio.CancelledError:
@@ -221,16 +232,31 @@ class Supervisor:
             log.warning("proxy %s: %s; restarting in %g s", launch.backend, err, delay)
             await asyncio.sleep(delay)
 
-    async def _read(self, proc: asyncio.subprocess.Process, backend: str) -> None:
-        assert proc.stdout is not None
-        while True:
-            line = await proc.stdout.readline()
-            if not line:
-                return
-            text = " ".join(line.decode(errors="replace").split())
-            if text:
-                self._tail.append(text[:300])
-                log.info("%s: %s", backend, text)
+    async def _read(self, fd: int, program: str) -> None:
+        """The proxy's output, line by line, to the log and the tail kept for `error`."""
+        loop = asyncio.get_running_loop()
+        stream = asyncio.StreamReader(limit=1 << 16)
+        pipe = os.fdopen(fd, "rb", 0)
+        try:
+            transport, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(stream), pipe)
+        except BaseException:
+            pipe.close()
+            raise
+        try:
+            while True:
+                try:
+                    line = await stream.readline()
+                except ValueError:  # a line longer than the limit: skip it
+                    continue
+                if not line:
+                    return
+                text = " ".join(line.decode(errors="replace").split())
+                if text:
+                    self._tail.append(text[:300])
+                    log.info("%s: %s", program, text)
+        finally:
+            transport.close()
 
     # --- pid file and leftovers ----------------------------------------------------------------
     def _write_pid(self, pid: int) -> None:
