@@ -625,6 +625,20 @@ def write_index(feed: Path) -> Path:
     return feed / "Packages"
 
 
+def sign_index(feed: Path, key: Path) -> Path:
+    """Packages.sig, as OpenWrt's `make package/index` makes it (usign -S)."""
+    usign = shutil.which("usign")
+    if usign is None:
+        raise FeedError("--sign needs usign (OpenWrt's staging_dir/host/bin/usign) on PATH")
+    if not key.is_file():
+        raise FeedError(f"--sign {key}: no such key file")
+    r = subprocess.run([usign, "-S", "-m", str(feed / "Packages"), "-s", str(key)],
+                       capture_output=True, text=True, timeout=30, check=False)
+    if r.returncode != 0:
+        raise FeedError(f"usign -S failed: {r.stderr.strip() or r.returncode}")
+    return feed / "Packages.sig"
+
+
 def source_epoch(root: Path = REPO) -> int:
     """SOURCE_DATE_EPOCH, else the last commit's time, else now: the files' mtime."""
     raw = os.environ.get("SOURCE_DATE_EPOCH", "")
@@ -692,6 +706,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--output", "-o", type=Path, required=True, help="the feed folder")
     b.add_argument("--python", default=DEFAULT_PYTHON,
                    help="the router's Python major.minor (default %(default)s: OpenWrt 24.10)")
+    b.add_argument("--sign", metavar="KEY", type=Path, default=None,
+                   help="sign Packages with this usign secret key (Packages.sig; needs usign)")
     b.add_argument("packages", nargs="*", help="only these (default: all in the list)")
     i = sub.add_parser("install", help="put a package's files into a directory (Makefiles)")
     i.add_argument("--python", default=None, help="the router's Python major.minor")
@@ -735,13 +751,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print("  " + _show(item))
         else:
             built = build_feed(args.output, args.packages, args.python)
+            if args.sign is not None:
+                sign_index(args.output, args.sign)
             for meta, ipk, n in built:
                 print(f"{ipk.name}: {ipk.stat().st_size} bytes, {n} entries, "
                       f"depends on {', '.join(meta.depends) or 'nothing'}")
             print(f"{args.output / 'Packages'}: {len(built)} packages.  On the router: "
                   f"src/gz bonding file://{args.output.resolve()} in "
-                  "/etc/opkg/customfeeds.conf (unsigned: see feeds.conf.snippet), or opkg "
-                  "install the .ipk files directly")
+                  "/etc/opkg/customfeeds.conf" + ("" if args.sign else
+                                                   " (unsigned: see feeds.conf.snippet)")
+                  + ", or opkg install the .ipk files directly")
     except FeedError as e:
         print(f"feed.py: {e}", file=sys.stderr)
         return 1

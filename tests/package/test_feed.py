@@ -462,3 +462,21 @@ def test_a_luci_mk_app_is_packaged_as_luci_mk_lays_it_out(tmp_path: Path) -> Non
     assert fields["Depends"] == "libc, luci-base, bonding"
     assert fields["Section"] == "luci"
     assert ipk.member("./usr/libexec/rpcd/demo").mode == 0o755
+
+
+def test_sign_runs_usign_on_the_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "usign").write_text('#!/bin/sh\necho "$@" > "$(dirname "$0")/args"\n'
+                                  'echo sig > "$3.sig"\n')
+    (bindir / "usign").chmod(0o755)
+    key = tmp_path / "key-build"
+    key.write_text("untrusted comment: test\nsecret\n")
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    out = tmp_path / "feed"
+    assert feed.main(["build", "--output", str(out), "--sign", str(key), "bonding"]) == 0
+    assert (bindir / "args").read_text().split() == ["-S", "-m", str(out / "Packages"), "-s",
+                                                     str(key)]
+    assert (out / "Packages.sig").read_text() == "sig\n"
+    assert feed.main(["build", "--output", str(out), "--sign", str(tmp_path / "nokey"),
+                      "bonding"]) == 1
