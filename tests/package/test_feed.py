@@ -480,3 +480,42 @@ def test_sign_runs_usign_on_the_index(tmp_path: Path, monkeypatch: pytest.Monkey
     assert (out / "Packages.sig").read_text() == "sig\n"
     assert feed.main(["build", "--output", str(out), "--sign", str(tmp_path / "nokey"),
                       "bonding"]) == 1
+
+
+STUB_PACKAGE_MK = """all:
+define BuildPackage
+  $(eval $(Package/$(1)))
+  $(info PKG $(1) $(PKG_VERSION) $(PKG_RELEASE) $(PKGARCH) $(strip $(DEPENDS)))
+  all: install-$(1)
+  install-$(1):
+\t$(call Package/$(1)/install,$(DESTDIR))
+endef
+"""
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+@pytest.mark.parametrize("name", CORE)
+def test_the_makefile_evaluates_and_installs_the_list(tmp_path: Path, name: str) -> None:
+    """The package Makefile under GNU make with a stub buildroot (rules.mk, package.mk that
+    runs the install section, python3-version.mk): the metadata make sees is what feed.py
+    reads, and its install section puts exactly the list's files in place."""
+    top = tmp_path / "top"
+    (top / "include").mkdir(parents=True)
+    (top / "rules.mk").write_text("INCLUDE_DIR:=$(TOPDIR)/include\n")
+    (top / "include" / "package.mk").write_text(STUB_PACKAGE_MK)
+    pydir = top / "feeds/packages/lang/python"
+    pydir.mkdir(parents=True)
+    (pydir / "python3-version.mk").write_text("PYTHON3_VERSION:=3.13\n")
+    dest = tmp_path / "dest"
+    r = subprocess.run(["make", "-s", f"TOPDIR={top}", f"DESTDIR={dest}"],
+                       cwd=REPO / "package" / name, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (line,) = [x for x in r.stdout.splitlines() if x.startswith("PKG ")]
+    _, pkg, version, release, arch, *deps = line.split()
+    (meta,) = feed.parse_makefile(REPO / "package" / name / "Makefile", bonding.__version__)
+    assert (pkg, version, release, arch) == (name, meta.version, meta.release, meta.pkgarch)
+    assert [d.lstrip("+") for d in deps] == list(meta.depends)
+    items = feed.load_items(REPO, "3.13")[name]
+    installed = {"/" + p.relative_to(dest).as_posix() for p in dest.rglob("*")
+                 if p.is_file() or p.is_symlink()}
+    assert installed == {i.path for i in items if i.kind != "dir"}
