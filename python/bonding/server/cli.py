@@ -246,7 +246,10 @@ def _notes(notes: Sequence[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None, host: HostAPI | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version (0) or a usage error (2), already printed
+        return e.code if isinstance(e.code, int) else 2
     if not hasattr(args, "json"):
         args.json = False
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,

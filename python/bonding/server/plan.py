@@ -114,8 +114,12 @@ def collapse(nets: Iterable[str]) -> tuple[list[str], list[str]]:
             v4.append(net)
         else:
             v6.append(net)
-    return ([str(n) for n in ipaddress.collapse_addresses(v4)],
-            [str(n) for n in ipaddress.collapse_addresses(v6)])
+    return ([_net(n) for n in ipaddress.collapse_addresses(v4)],
+            [_net(n) for n in ipaddress.collapse_addresses(v6)])
+
+
+def _net(n: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    return str(n.network_address) if n.prefixlen == n.max_prefixlen else str(n)
 
 
 def blocked_networks(facts: Facts) -> tuple[list[str], list[str]]:
