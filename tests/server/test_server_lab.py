@@ -129,14 +129,14 @@ def test_status_counts_connections_subflows_and_bytes(world: World,
     c = served["c40"]
     before = {r["name"]: r for r in world.cli_json("status")["clients"]}
     with world.tunnel(c["port"], c["key"], 11300, f"{TARGET_ADDR}:5202"):
-        p = world.iperf(11300, reverse=True, seconds=5, omit=0)
+        p = world.iperf(11300, reverse=True, seconds=6, omit=0)
         seen: dict[str, Any] = {}
 
         def busy() -> bool:
             row = next(r for r in world.cli_json("status")["clients"] if r["name"] == "c40")
             seen.update(row)
             return bool(row["connections"] >= 2 and row["subflows"] >= 4)
-        wait_for(busy, 4, "two connections with two subflows each in status")
+        wait_for(busy, 5, "two connections with two subflows each in status")
         out, _ = p.communicate(timeout=60)
     after = {r["name"]: r for r in world.cli_json("status")["clients"]}
     received = json.loads(out)["end"]["sum_received"]["bytes"]
@@ -146,7 +146,8 @@ def test_status_counts_connections_subflows_and_bytes(world: World,
           f"{seen['subflows']} subflows; bytes_out +{grown_out} for {received} received")
     assert received <= grown_out <= received * 1.15
     assert 0 < grown_in < grown_out
-    assert after["c20"]["bytes_out"] == before["c20"]["bytes_out"]  # counted per client
+    # counted per client: c20 saw at most the last packets of its earlier, closed connections
+    assert after["c20"]["bytes_out"] - before["c20"]["bytes_out"] < 10_000
 
 
 def test_wrong_key_gets_nothing_through(world: World, served: dict[str, Any]) -> None:

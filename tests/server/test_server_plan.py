@@ -1,0 +1,325 @@
+"""The plan as data, idempotent init, and the commands with a fake host (no root)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from server_fakehost import FakeHost
+
+from bonding.server import cli, plan, service
+from bonding.server.model import Client, ServerConfig, ServerError, UsageError
+from bonding.server.store import Store
+
+CFG = ServerConfig(public_address="203.0.113.10", systemd=False, user="nobody")
+FACTS = plan.Facts(uid=65534, interface="eth0", networks=("203.0.113.0/24", "10.77.0.0/24"),
+                   nameservers=("127.0.0.53", "2001:db8::53"), state_dir="/srv/bs")
+A = Client(name="a", port=65101, key="key-a-0123456789abcdef", rate_mbit=20.0, created=1.0)
+B = Client(name="b", port=65102, key="key-b-0123456789abcdef", rate_mbit=None, created=1.0)
+C = Client(name="c", port=65103, key="key-c-0123456789abcdef", rate_mbit=2.5, created=1.0)
+INIT = ["init", "--no-systemd", "--user", "nobody", "--public-address", "203.0.113.10"]
+
+
+# --- the plan -------------------------------------------------------------------------------------
+def test_the_plan_is_a_function_of_its_inputs() -> None:
+    assert plan.nft_table(CFG, [A, B], FACTS) == plan.nft_table(CFG, [A, B], FACTS)
+    assert plan.tc_commands([A, B, C], "eth0", True) == plan.tc_commands([A, B, C], "eth0", True)
+    assert plan.nft_table(CFG, [A, B], FACTS) != plan.nft_table(CFG, [A], FACTS)
+    assert plan.tc_commands([A], "eth0", True) != plan.tc_commands([A, C], "eth0", True)
+
+
+def test_firewall_blocks_the_servers_own_networks_for_the_proxy_user_only() -> None:
+    t = plan.nft_table(CFG, [A, B], FACTS)
+    lines = [x.strip() for x in t.splitlines()]
+    # the connected 10.77.0.0/24 merges into 10.0.0.0/8 (nft rejects overlapping intervals)
+    assert ("elements = { 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, "
+            "172.16.0.0/12, 192.0.0.0/24, 192.168.0.0/16, 198.18.0.0/15, 203.0.113.0/24, "
+            "224.0.0.0/3 }") in lines
+    assert "198.51.100" not in t  # documentation ranges stay reachable (the lab's internet)
+    assert "meta skuid 65534 ct direction original jump proxy" in lines
+    chain = t[t.index("chain proxy {"):t.index("chain refuse {")]
+    order = ["@allowed4 return", "@dns4 return", "fib daddr type local goto refuse",
+             "@blocked4 goto refuse", "@blocked6 goto refuse"]
+    assert [chain.index(x) for x in order] == sorted(chain.index(x) for x in order)
+    assert "elements = { 127.0.0.53 }" in lines and "elements = { 2001:db8::53 }" in lines
+    assert "meta l4proto tcp reject with tcp reset" in lines
+    for c in (A, B):
+        assert (f'meta l4proto {{ tcp, udp }} th dport {c.port} counter name "c_{c.name}_in"'
+                in lines)
+        assert (f'meta l4proto {{ tcp, udp }} th sport {c.port} counter name "c_{c.name}_out"'
+                in lines)
+
+
+def test_allow_list_and_carried_counters() -> None:
+    cfg = ServerConfig("203.0.113.10", False, "nobody", allow=("10.9.0.0/16", "10.9.1.0/24"))
+    t = plan.nft_table(cfg, [A], FACTS, {"c_a_in": (5, 100), "refused": (7, 420)})
+    assert "elements = { 10.9.0.0/16 }" in t
+    assert "counter c_a_in {\n\t\tpackets 5 bytes 100\n\t}" in t
+    assert "counter refused {\n\t\tpackets 7 bytes 420\n\t}" in t
+    assert "counter c_a_out {\n\t\tpackets 0 bytes 0\n\t}" in t
+
+
+def test_shaping_per_client_both_directions() -> None:
+    assert plan.tc_commands([B], "eth0", True) == []  # no limit, no qdisc at all
+    lines = plan.tc_commands([A, B, C], "eth0", False)
+    assert lines[0] == "qdisc replace dev eth0 root handle 1: htb default 0"
+    assert ("class add dev eth0 parent 1: classid 1:fe4d htb rate 20000kbit ceil 20000kbit "
+            "burst 12500 cburst 12500 quantum 60000") in lines
+    assert ("class add dev eth0 parent 1: classid 1:fe4f htb rate 2500kbit ceil 2500kbit "
+            "burst 3028 cburst 3028 quantum 60000") in lines
+    assert ("filter add dev eth0 parent 1: protocol ip prio 10 u32 match ip sport 65101 0xffff "
+            "flowid 1:fe4d") in lines
+    assert ("filter add dev eth0 parent ffff: protocol ip prio 10 u32 match ip dport 65103 "
+            f"0xffff action mirred egress redirect dev {plan.IFB}") in lines
+    assert (f"filter add dev {plan.IFB} parent 1: protocol ip prio 10 u32 match ip dport 65101 "
+            "0xffff flowid 1:fe4d") in lines
+    assert not any("65102" in x for x in lines)  # b has no limit
+    assert not any("ipv6" in x for x in lines)
+    assert any("match ip6 sport 65101" in x for x in plan.tc_commands([A], "eth0", True))
+
+
+def test_units_and_proxy_config() -> None:
+    cfg = ServerConfig("203.0.113.10", True, "bonding-server")
+    units = plan.units(cfg, FACTS)
+    tmpl = units["/etc/systemd/system/bonding-server@.service"]
+    assert "User=bonding-server\n" in tmpl
+    assert "LoadCredential=ss.json:/srv/bs/run/%i.ss.json\n" in tmpl
+    assert ("ExecStart=/usr/bin/mptcpize run /usr/bin/ss-server -c "
+            "${CREDENTIALS_DIRECTORY}/ss.json\n") in tmpl
+    assert "Restart=always" in tmpl
+    svc = units["/etc/systemd/system/bonding-server.service"]
+    assert "ExecStart=/usr/bin/bonding-server --state-dir /srv/bs apply\n" in svc
+    assert "net.mptcp.enabled = 1" in units["/etc/sysctl.d/90-bonding-server.conf"]
+    ss = json.loads(plan.ss_config(A, True))
+    assert ss == {"server": ["0.0.0.0", "::"], "server_port": 65101, "password": A.key,
+                  "method": "chacha20-ietf-poly1305", "mode": "tcp_and_udp",
+                  "timeout": plan.SS_TIMEOUT_S, "no_delay": True, "fast_open": False}
+    assert plan.ss_command(FACTS, "/x.json", "nobody") == [
+        "/usr/bin/mptcpize", "run", "/usr/bin/ss-server", "-c", "/x.json", "-a", "nobody"]
+
+
+# --- init, idempotent -----------------------------------------------------------------------------
+def _init(host: FakeHost, store: Store, **kw: object) -> service.Outcome:
+    opts = {"public_address": "203.0.113.10", "systemd": False, "user": "nobody", **kw}
+    return service.init(host, store, service.InitOptions(**opts))  # type: ignore[arg-type]
+
+
+def test_second_init_changes_nothing(tmp_path: Path) -> None:
+    host, store = FakeHost(), Store(tmp_path / "s")
+    first = _init(host, store)
+    changed = {s.what for s in first.steps if s.changed}
+    assert {"settings", "sysctl net.ipv4.tcp_wmem", "mptcp limits",
+            "firewall (nft table inet bonding_server)"} <= changed
+    assert "sysctl net.mptcp.enabled" not in changed  # it was 1 already
+    assert host.limits == {"subflows": 8, "add_addr_accepted": 8}
+    host.changes.clear()
+    second = _init(host, store)
+    assert not second.changed, [s for s in second.steps if s.changed]
+    assert host.changes == []
+    # Options left out keep what the first init decided.
+    assert not service.init(host, store, service.InitOptions()).changed
+    assert host.changes == []
+
+
+def test_init_repairs_drift(tmp_path: Path) -> None:
+    host, store = FakeHost(), Store(tmp_path / "s")
+    _init(host, store)
+    host.sysctls["net.ipv4.tcp_slow_start_after_idle"] = "1"  # somebody changed it
+    host.table = (host.table or "").replace("goto refuse", "accept")  # …and our table
+    host.changes.clear()
+    out = _init(host, store)
+    assert [s.what for s in out.steps if s.changed] == [
+        "sysctl net.ipv4.tcp_slow_start_after_idle", "firewall (nft table inet bonding_server)"]
+    assert "goto refuse" in (host.table or "")
+
+
+def test_init_with_systemd_writes_units_once(tmp_path: Path) -> None:
+    host, store = FakeHost(systemd=True), Store(tmp_path / "s")
+    out = service.init(host, store, service.InitOptions(public_address="vps.example.com"))
+    changed = [s.what for s in out.steps if s.changed]
+    assert "user bonding-server" in changed and host.users["bonding-server"] == 999
+    assert "systemctl daemon-reload" in changed
+    assert "enable bonding-server.service" in changed
+    assert set(host.files) == {"/etc/systemd/system/bonding-server.service",
+                               "/etc/systemd/system/bonding-server@.service",
+                               "/etc/sysctl.d/90-bonding-server.conf"}
+    host.changes.clear()
+    assert not service.init(host, store, service.InitOptions()).changed
+    assert host.changes == []
+
+
+def test_init_errors(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s")
+    with pytest.raises(ServerError, match=r"systemd is not running here.*--no-systemd"):
+        service.init(FakeHost(), store, service.InitOptions(public_address="203.0.113.10",
+                                                            systemd=True))
+    host = FakeHost()
+    host.missing = {"ss-server"}
+    with pytest.raises(ServerError, match=r"ss-server \(apt-get install shadowsocks-libev\)"):
+        _init(host, store)
+    with pytest.raises(ServerError, match="user 'bonding-server' does not exist"):
+        _init(FakeHost(), store, user=None)
+    with pytest.raises(UsageError, match="interface 'eth9' does not exist"):
+        _init(FakeHost(), store, interface="eth9")
+    assert not store.server_file.exists()  # nothing written by a failed init
+    out = service.init(FakeHost(), store, service.InitOptions(user="nobody"))
+    assert "no systemd" in out.steps[0].detail  # the default where systemd does not run
+    assert out.notes == ["public address 203.0.113.10 (from the routing table; pass "
+                         "--public-address if the clients see another one)"]
+
+
+# --- clients --------------------------------------------------------------------------------------
+def _ready(tmp_path: Path, systemd: bool = False) -> tuple[FakeHost, Store]:
+    host, store = FakeHost(systemd=systemd), Store(tmp_path / "s")
+    _init(host, store, systemd=systemd)
+    return host, store
+
+
+def _add(host: FakeHost, store: Store, name: str | None = None, rate: str | None = None,
+         port: str | None = None) -> Client:
+    client, _, _ = service.add_client(host, store, service.AddOptions(name, rate, port))
+    return client
+
+
+def _files(store: Store) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(store.clients_dir.iterdir())}
+
+
+def test_add_client_applies_limit_and_keeps_counters(tmp_path: Path) -> None:
+    host, store = _ready(tmp_path)
+    a = _add(host, store, "a", "20")
+    assert (a.port, a.rate_mbit) == (65101, 20.0)
+    assert store.load("a") == a
+    assert json.loads(store.ss_config_path("a").read_bytes())["password"] == a.key
+    assert any("classid 1:fe4d htb rate 20000kbit" in x for x in host.tc["eth0"])
+    host.counters = {"c_a_out": (10, 12345)}
+    b = _add(host, store)  # default name and the next port
+    assert (b.name, b.port, b.rate_mbit) == ("client1", 65102, None)
+    assert "packets 10 bytes 12345" in host.scripts[-1]
+    host.busy_ports = {65103}
+    assert _add(host, store, "c", "2.5").port == 65104
+
+
+def test_add_client_systemd_enables_the_unit(tmp_path: Path) -> None:
+    host, store = _ready(tmp_path, systemd=True)
+    _add(host, store, "a")
+    assert "bonding-server@a.service" in host.units_active
+    service.remove_client(host, store, "a")
+    assert "bonding-server@a.service" not in host.units_enabled | host.units_active
+
+
+@pytest.mark.parametrize("opts,code,message", [
+    (("a", None, None), 2, "client 'a' exists already"),
+    (("z", None, "65101"), 2, "port 65101 belongs to client 'a'"),
+    (("z", None, "65200"), 2, "port 65200 is in use by another program"),
+    (("z", "0", None), 2, "bad rate '0'"),
+    (("z-z", None, None), 2, "bad client name 'z-z'"),
+    (("z", None, "65535"), 2, "bad port 65535"),
+])
+def test_add_client_bad_input_keeps_records(tmp_path: Path, opts: tuple[str, str, str],
+                                            code: int, message: str) -> None:
+    host, store = _ready(tmp_path)
+    _add(host, store, "a", "20")
+    host.busy_ports = {65200}
+    before, table, tc = _files(store), host.table, dict(host.tc)
+    with pytest.raises(ServerError) as e:
+        _add(host, store, *opts)
+    assert e.value.exit_code == code and message in str(e.value)
+    assert _files(store) == before and host.table == table and host.tc == tc
+
+
+def test_failed_apply_rolls_the_new_record_back(tmp_path: Path) -> None:
+    host, store = _ready(tmp_path)
+    _add(host, store, "a", "20")
+    before, table = _files(store), host.table
+    host.fail_tc = True
+    with pytest.raises(ServerError, match=r"client 'b' not added, nothing kept.*No such device") \
+            as e:
+        _add(host, store, "b", "40")
+    assert e.value.exit_code == 1
+    assert _files(store) == before
+    assert host.table == table  # the firewall went back to the old client list
+    assert not store.ss_config_path("b").exists()
+
+
+def test_remove_client(tmp_path: Path) -> None:
+    host, store = _ready(tmp_path)
+    _add(host, store, "a", "20")
+    _add(host, store, "b")
+    with pytest.raises(UsageError, match="unknown client 'nosuch'"):
+        service.remove_client(host, store, "nosuch")
+    service.remove_client(host, store, "a")
+    assert store.names() == ["b"] and not store.ss_config_path("a").exists()
+    assert "eth0" not in host.tc  # no client with a limit left: the shaping is gone
+    assert "c_a_in" not in (host.table or "") and "c_b_in" in (host.table or "")
+
+
+# --- the command line -----------------------------------------------------------------------------
+@pytest.fixture
+def as_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli.os, "geteuid", lambda: 0)
+
+
+def _main(capsys: pytest.CaptureFixture[str], host: FakeHost, state: Path,
+          *args: str) -> tuple[int, str, str]:
+    code = cli.main(["--state-dir", str(state), *args], host=host)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_flow_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                 as_root: None) -> None:
+    host, state = FakeHost(), tmp_path / "s"
+    code, out, err = _main(capsys, host, state, "add-client")
+    assert code == 1 and "not set up" in err and "bonding-server init" in err
+    assert _main(capsys, host, state, *INIT)[0] == 0
+    code, out, _ = _main(capsys, host, state, *INIT)
+    assert code == 0 and "nothing to change" in out
+    code, out, err = _main(capsys, host, state, "add-client", "--name", "lab", "--json")
+    assert code == 0, err
+    lab = json.loads(out)
+    assert set(lab) == {"name", "address", "port", "protocol", "cipher", "key", "rate_mbit"}
+    assert "no supervisor is running" in err
+    code, out, _ = _main(capsys, host, state, "show-client", "lab")
+    assert code == 0 and f"\toption key '{lab['key']}'\n" in out
+    code, out, _ = _main(capsys, host, state, "--json", "list")
+    assert json.loads(out)["clients"][0]["name"] == "lab" and lab["key"] not in out
+    before = _files(Store(state))
+    for args, want_code, message in [
+        (["add-client", "--name", "lab"], 2, "exists already"),
+        (["add-client", "--rate-mbit", "-1"], 2, "bad rate '-1'"),
+        (["add-client", "--port", "x"], 2, "bad port 'x'"),
+        (["remove-client", "nosuch"], 2, "unknown client 'nosuch'"),
+        (["remove-client", "no-such"], 2, "bad client name 'no-such'"),
+        (["add-client", "--bogus"], 2, "unrecognized arguments"),
+    ]:
+        code, out, err = _main(capsys, host, state, *args)
+        assert code == want_code and message in err, (args, code, err)
+    code, out, err = _main(capsys, host, state, "--json", "remove-client", "nosuch")
+    assert code == 2 and json.loads(out) == {"error": err.split("error: ", 1)[1].strip(),
+                                             "exit": 2}
+    assert _files(Store(state)) == before
+    host.missing = {"mptcpize"}
+    code, _, err = _main(capsys, host, state, "add-client", "--name", "x")
+    assert code == 1 and "mptcpize (apt-get install mptcpize)" in err
+    assert _files(Store(state)) == before
+
+
+def test_cli_not_root(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli.os, "geteuid", lambda: 1000)
+    host, state = FakeHost(), tmp_path / "s"
+    code, _, err = _main(capsys, host, state, "add-client", "--name", "x")
+    assert code == 1 and "must run as root" in err
+    code, _, err = _main(capsys, host, state, "add-client", "--rate-mbit", "fast")
+    assert code == 2 and "bad rate 'fast'" in err  # a typo is named before the privilege
+    assert not state.exists()
+    assert host.changes == []
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import bonding
+
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"bonding-server {bonding.__version__}"

@@ -1,0 +1,104 @@
+"""start/stop with a background supervisor, reload on add/remove, kernel state (root).
+
+One namespace of its own (``bsu<pid>-server``) holding the server and a veth pair; no traffic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from server_world import SERVER_ADDR, World, run, wait_for
+
+pytestmark = pytest.mark.lab
+
+
+class Solo(World):
+    @property
+    def roles(self) -> list[str]:
+        return ["server"]
+
+    def build(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        ns = self.ns("server")
+        run(["ip", "netns", "add", ns])
+        run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        run(["ip", "-n", ns, "link", "add", "wan", "type", "veth", "peer", "name", "wanpeer"])
+        run(["ip", "-n", ns, "addr", "add", f"{SERVER_ADDR}/24", "dev", "wan"])
+        for dev in ("wan", "wanpeer"):
+            run(["ip", "-n", ns, "link", "set", dev, "up"])
+
+    def sh(self, *cmd: str) -> str:
+        return run(["ip", "netns", "exec", self.ns("server"), *cmd]).stdout
+
+    def proxies(self) -> list[str]:
+        pids = run(["ip", "netns", "pids", self.ns("server")]).stdout.split()
+        names = []
+        for pid in pids:
+            try:
+                names.append(Path(f"/proc/{pid}/comm").read_text().strip())
+            except OSError:
+                continue
+        return sorted(n for n in names if n == "ss-server")
+
+
+@pytest.fixture
+def solo(tmp_path: Path) -> Iterator[Solo]:
+    from server_world import root_skip_reason
+
+    reason = root_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    w = Solo(f"bsu{os.getpid() % 100000}", tmp_path / "state")
+    try:
+        w.build()
+        yield w
+    finally:
+        w.down()
+
+
+def _rows(w: World) -> dict[str, Any]:
+    return {r["name"]: r for r in w.cli_json("status")["clients"]}
+
+
+def test_start_reload_stop_and_kernel_state(solo: Solo) -> None:
+    init = ("init", "--no-systemd", "--user", "nobody", "--public-address", SERVER_ADDR,
+            "--interface", "wan")
+    assert solo.cli_json(*init)["changed"] is True
+    a = solo.cli_json("add-client", "--name", "a", "--rate-mbit", "10")
+    solo.cli_json("add-client", "--name", "b")
+    assert solo.sh("sysctl", "-n", "net.ipv4.tcp_wmem").split() == ["4096", "16384", "33554432"]
+    assert "subflows 8" in solo.sh("ip", "mptcp", "limits", "show")
+    assert "rate 10Mbit ceil 10Mbit" in solo.sh("tc", "class", "show", "dev", "wan")
+    assert "rate 10Mbit ceil 10Mbit" in solo.sh("tc", "class", "show", "dev", "bsrv-ifb0")
+    assert f"th dport {a['port']} counter" in solo.sh("nft", "list", "table", "inet",
+                                                      "bonding_server")
+
+    r = solo.cli("start")
+    assert r.returncode == 0, r.stderr
+    assert "supervisor started" in r.stderr
+    rows = _rows(solo)
+    assert all(rows[n]["running"] and rows[n]["listening"] for n in ("a", "b")), rows
+    assert solo.proxies() == ["ss-server", "ss-server"]
+    r = solo.cli("start")
+    assert r.returncode == 0 and "runs already" in r.stderr
+
+    solo.cli_json("remove-client", "b")  # the supervisor is told (SIGHUP) and stops b's proxy
+    wait_for(lambda: solo.proxies() == ["ss-server"], 10, "b's proxy gone")
+    assert set(_rows(solo)) == {"a"}
+
+    r = solo.cli("stop")
+    assert r.returncode == 0 and "stopped" in r.stderr, r.stderr
+    assert solo.proxies() == []
+    st = solo.cli_json("status")
+    assert st["supervisor_pid"] is None and st["clients"][0]["state"] == "no supervisor"
+    assert solo.cli_json(*init)["changed"] is False  # the supervisor's applies left it as is
+
+    solo.cli_json("remove-client", "a")  # no limit left: our qdiscs and the ifb go
+    assert "htb" not in solo.sh("tc", "qdisc", "show", "dev", "wan")
+    assert "bsrv-ifb0" not in solo.sh("ip", "link", "show")
+    assert json.loads(solo.sh("nft", "-j", "list", "table", "inet", "bonding_server"))
