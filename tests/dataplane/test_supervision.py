@@ -295,3 +295,39 @@ def test_state_changes_are_told(bin_dir: Path, run_dir: Path, conf_dir: Path) ->
         assert len(changes) >= n + 2  # stopped, running again
         await d.close()
     run(body)
+
+
+def test_a_good_config_after_a_failed_one_runs_at_once(bin_dir: Path, run_dir: Path,
+                                                       conf_dir: Path, tmp_path: Path) -> None:
+    async def body() -> None:
+        empty = tmp_path / "nokeys"
+        empty.mkdir()
+        d = dp(run_dir, bin_dir)
+        d.configure(CFG, empty)
+        assert d.status()["state"] == "failed"
+        t0 = time.monotonic()
+        d.configure(CFG, conf_dir)
+        await until(lambda: d.status()["state"] == "running", 5)
+        assert time.monotonic() - t0 < sup.HEALTHY_S  # not held back like a crash loop
+        assert d.status()["error"] == ""
+        await d.close()
+    run(body)
+
+
+def test_repeated_proxy_lines_are_logged_once(run_dir: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    from bonding.dataplane.backends import Launch
+
+    async def body() -> None:
+        script = ("echo '2026-01-01 00:00:01 ERROR: setting ipv6 dscp failed: 95'; "
+                  "echo '2026-01-01 00:00:02 ERROR: setting ipv6 dscp failed: 95'; "
+                  "echo 'INFO: something else'; sleep 600 & wait $!")
+        s = Supervisor(run_dir)
+        s.set(Launch("test", "sh", ("/bin/sh", "-c", script)))
+        await until(lambda: any("something else" in r.message for r in caplog.records))
+        await s.close()
+
+    with caplog.at_level("INFO", logger="bondingd.proxy"):
+        run(body)
+    infos = [r.message for r in caplog.records if r.levelname == "INFO"]
+    assert sum("dscp" in m for m in infos) == 1

@@ -8,18 +8,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from bonding.lab.topology import Lab, parse_links
-from bonding.lab.traffic import wait_all_up
+from bonding.lab.topology import PROXY_TOOLS, Lab, parse_links
+from bonding.lab.traffic import wait_all_up, wait_for
 
 LINKS = "50/10ms,30/20ms,20/40ms"
 TOOLS = {"iperf3": "iperf3", "mptcpize": "mptcpize", "nft": "nftables", "tc": "iproute2",
          "ethtool": "ethtool"}
 
 
-def lab_skip_reason() -> str | None:
+def lab_skip_reason(proxy: bool = False) -> str | None:
     if os.geteuid() != 0:
         return "the lab needs root (network namespaces, nftables, tc)"
-    missing = [f"{t} ({p})" for t, p in TOOLS.items() if shutil.which(t) is None]
+    tools = {**TOOLS, **PROXY_TOOLS} if proxy else TOOLS
+    missing = [f"{t} ({p})" for t, p in tools.items() if shutil.which(t) is None]
     if missing:
         return "missing tools for the lab: " + ", ".join(missing)
     return None
@@ -27,16 +28,38 @@ def lab_skip_reason() -> str | None:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
+    """bondingd alone: the router's own MPTCP traffic (no data plane)."""
     reason = lab_skip_reason()
     if reason:
         pytest.skip(reason)
     lab = Lab(f"t{os.getpid() % 100000}")
     try:
-        lab.up(parse_links(LINKS))
+        lab.up(parse_links(LINKS), proxy=False)
         assert wait_all_up(lab, 20), f"paths not up: {lab.status().get('paths')}"
         yield lab
     finally:
         lab.down()
+
+
+@pytest.fixture(scope="module")
+def full_lab() -> Iterator[Lab]:
+    """The full path: LAN host → router (data plane) → links → bonding-server → target."""
+    reason = lab_skip_reason(proxy=True)
+    if reason:
+        pytest.skip(reason)
+    lab = Lab(f"f{os.getpid() % 100000}")
+    try:
+        lab.up(parse_links(LINKS), proxy=True)
+        assert wait_all_up(lab, 20), f"paths not up: {lab.status().get('paths')}"
+        assert wait_proxy_running(lab, 10), f"proxy not running: {lab.status().get('proxy')}"
+        yield lab
+    finally:
+        lab.down()
+
+
+def wait_proxy_running(lab: Lab, timeout: float) -> bool:
+    return wait_for(lambda: (lab.status().get("proxy") or {}).get("state") == "running",
+                    timeout) is not None
 
 
 @pytest.fixture
@@ -53,3 +76,12 @@ def _reset(lab: Lab) -> None:
         lab.clear(link.name)
         lab.carrier(link.name, True)
     assert wait_all_up(lab, 20), f"paths not up: {lab.status().get('paths')}"
+
+
+@pytest.fixture
+def full(full_lab: Lab) -> Iterator[Lab]:
+    """The full-path lab with every fault cleared, every path up and the proxy running."""
+    _reset(full_lab)
+    assert wait_proxy_running(full_lab, 10), full_lab.status().get("proxy")
+    yield full_lab
+    _reset(full_lab)

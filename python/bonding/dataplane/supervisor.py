@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import time
 from collections import deque
@@ -39,6 +40,8 @@ RETRY_S: Final = 30.0  # a failed start is tried again after this
 STOP_TIMEOUT_S: Final = 3.0
 PID_FILE: Final = "proxy.pid"
 TAIL_LINES: Final = 5
+REPEAT_S: Final = 60.0
+_TIMESTAMP_RE: Final = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d\S*\s*")
 
 
 class State(StrEnum):
@@ -79,6 +82,7 @@ class Supervisor:
         self._proc: asyncio.subprocess.Process | None = None
         self._tail: deque[str] = deque(maxlen=TAIL_LINES)
         self._last_exit = ""
+        self._logged: dict[str, float] = {}
         self._orphan_checked = False
 
     # --- what to run ---------------------------------------------------------------------------
@@ -192,7 +196,7 @@ class Supervisor:
             reader = asyncio.get_running_loop().create_task(self._read(rfd, launch.program))
             # After a restart `error` keeps why it last died (restarts > 0 says it did).
             last_exit = f"restarted after: {self._last_exit}" if self._last_exit else ""
-            if self.state is not State.FAILED:
+            if quick < CRASH_LOOP:
                 self._set_state(State.RUNNING, last_exit)
             else:
                 self._changed()  # a new pid; failed until it survives HEALTHY_S
@@ -254,9 +258,23 @@ class Supervisor:
                 text = " ".join(line.decode(errors="replace").split())
                 if text:
                     self._tail.append(text[:300])
-                    log.info("%s: %s", program, text)
+                    self._log_line(program, text[:300])
         finally:
             transport.close()
+
+    def _log_line(self, program: str, text: str) -> None:
+        """Log a line of the proxy's, the same message at most once a minute (ss-redir says
+        'setting ipv6 dscp failed' for every connection on MPTCP sockets)."""
+        key = _TIMESTAMP_RE.sub("", text)
+        now = time.monotonic()
+        last = self._logged.get(key)
+        if last is not None and now - last < REPEAT_S:
+            log.debug("%s: %s", program, text)
+            return
+        if len(self._logged) > 256:
+            self._logged = {k: t for k, t in self._logged.items() if now - t < REPEAT_S}
+        self._logged[key] = now
+        log.info("%s: %s", program, text)
 
     # --- pid file and leftovers ----------------------------------------------------------------
     def _write_pid(self, pid: int) -> None:

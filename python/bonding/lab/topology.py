@@ -4,6 +4,13 @@
                   ──wan2── isp2 ──┼── inet ──┬── server   (aggregation server, 203.0.113.10)
                   ──wanN── ispN ──┘          └── target   (an internet host, 198.51.100.10)
 
+The full path (the default, `proxy=True`): the LAN host's ordinary TCP and UDP reach the router,
+whose bondingd runs the data plane (nftables tproxy on lan0, ss-redir under mptcpize), over all
+links as MPTCP subflows to the server, set up with `bonding-server` exactly as on a VPS (init
+--no-systemd, add-client, run), which speaks to the target with its own address.  The lab's
+bypass list leaves out the documentation ranges of the server and the target, so its
+"internet" is proxied.
+
 Each ISP namespace shapes its link with tbf in both directions (egress of `cpe` towards the
 router = download, egress of `up` towards the internet = upload) and delays it with the TUN stage
 of bonding.lab.delay (one-way delay D each way, so the link adds 2·D of RTT).  Faults (blackhole,
@@ -31,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bonding import uci
+from bonding import config, uci
 from bonding.lab.delay import python_env, setup_delay, start_delay
 
 STATE_ROOT = Path("/run/bonding-lab")
@@ -44,6 +51,14 @@ IPERF_PORT = 5201
 MAX_LINKS = 8
 QUEUE_MS = 50  # tbf queue: 50 ms of the link's rate, like a typical ISP shaper
 DELAY_TABLE = 10
+LAN_DEVICE = "lan0"
+CLIENT_NAME = "lab"
+PROXY_BACKEND = "shadowsocks-libev"
+# The built-in bypass list without the ranges the lab's internet lives in.
+LAB_BYPASS = tuple(n for n in config.DEFAULT_BYPASS
+                   if n not in ("198.51.100.0/24", "203.0.113.0/24"))
+PROXY_TOOLS = {"ss-redir": "shadowsocks-libev", "ss-server": "shadowsocks-libev",
+               "mptcpize": "mptcpize"}
 
 
 class LabError(Exception):
@@ -108,6 +123,9 @@ class LabState:
     daemon_pid: int | None = None
     pids: dict[str, int] = field(default_factory=dict)  # long-running helpers
     ubus_socket: str | None = None  # the router's ubusd, when the OpenWrt userland is found
+    proxy: bool = False  # the full path: data plane on the router, bonding-server on the server
+    server_state_dir: str | None = None
+    client_port: int | None = None
 
 
 def find_ubusd() -> Path | None:
@@ -185,16 +203,24 @@ class Lab:
         return [n for n in names if n.startswith(self.prefix + "-")]
 
     # --- build ----------------------------------------------------------------------------------
-    def up(self, links: Sequence[LinkSpec], *, daemon: bool = True,
-           config_extra: str = "") -> LabState:
+    def up(self, links: Sequence[LinkSpec], *, daemon: bool = True, config_extra: str = "",
+           proxy: bool = True) -> LabState:
+        """Build the lab; with `proxy`, the full path (data plane and bonding-server)."""
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces, nftables, tc)")
+        if proxy:
+            missing = [f"{t} (apt-get install {pkg})" for t, pkg in PROXY_TOOLS.items()
+                       if shutil.which(t) is None]
+            if missing:
+                raise LabError("the full path needs " + ", ".join(missing)
+                               + "; or build the lab without it (--no-proxy)")
         if self.existing_namespaces():
             raise LabError(f"lab '{self.prefix}' is already up: run `bonding-lab down "
                            f"--prefix {self.prefix}` first")
         try:
             self._build(links)
-            self._write_config(config_extra)
+            client = self._setup_server() if proxy else None
+            self._write_config(config_extra, client)
             self.start_ubusd()
             if daemon:
                 self.start_daemon()
@@ -297,17 +323,74 @@ class Lab:
         if r.returncode != 0:
             raise LabError(f"nft in {ns} failed: {r.stderr.strip()}")
 
-    def _write_config(self, extra: str) -> None:
+    # --- the aggregation server ----------------------------------------------------------------
+    def server_cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """`bonding-server --state-dir <lab>/server ARGS` in the server namespace."""
+        st = self.state or self.load()
+        assert st.server_state_dir is not None
+        cmd = nsx(st.namespaces["server"], sys.executable, "-m", "bonding.server.cli",
+                  "--state-dir", st.server_state_dir, *args)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                           env=python_env(), check=False)
+        if r.returncode != 0:
+            raise LabError(f"bonding-server {' '.join(args)} failed ({r.returncode}): "
+                           f"{(r.stderr or r.stdout).strip()}")
+        return r
+
+    def _setup_server(self) -> dict[str, Any]:
+        """bonding-server as on a VPS: init, add-client (its UCI and key), run."""
+        st = self.state
+        assert st is not None
+        st.proxy = True
+        st.server_state_dir = str(Path(st.state_dir) / "server")
+        self.save()
+        self.server_cli("init", "--no-systemd", "--user", "nobody", "--public-address",
+                        SERVER_ADDR)
+        client: dict[str, Any] = json.loads(
+            self.server_cli("add-client", "--name", CLIENT_NAME, "--json").stdout)
+        st.client_port = int(client["port"])
+        log = open(Path(st.state_dir) / "bonding-server.log", "ab")  # noqa: SIM115
+        try:
+            proc = subprocess.Popen(
+                nsx(st.namespaces["server"], sys.executable, "-m", "bonding.server.cli",
+                    "--state-dir", st.server_state_dir, "run"),
+                stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=python_env(),
+                start_new_session=True)
+        finally:
+            log.close()
+        st.pids["bonding-server"] = proc.pid
+        self.save()
+        deadline = time.monotonic() + 10
+        while not _listening(st.namespaces["server"], st.client_port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise LabError(f"bonding-server run did not listen on port {st.client_port}; "
+                               f"see {st.state_dir}/bonding-server.log")
+            time.sleep(0.05)
+        return client
+
+    def _write_config(self, extra: str, client: dict[str, Any] | None = None) -> None:
         assert self.state is not None
         cfg = Path(self.state.config_dir)
         cfg.mkdir(parents=True, exist_ok=True)
         Path(self.state.run_dir).mkdir(parents=True, exist_ok=True)
+        g: dict[str, str | tuple[str, ...]] = {
+            "log_level": "info",
+            "probe_target": (SERVER_ADDR, TARGET_ADDR),
+        }
+        server: dict[str, str | tuple[str, ...]] = {"address": SERVER_ADDR, "port": "65101"}
+        if client is not None:
+            g.update({"proxy": PROXY_BACKEND, "lan_device": LAN_DEVICE, "bypass": LAB_BYPASS})
+            server = {"address": str(client["address"]), "port": str(client["port"]),
+                      "protocol": str(client["protocol"]), "cipher": str(client["cipher"])}
+            secrets = uci.Package(config.SECRETS_PACKAGE, (
+                uci.Section("server", CLIENT_NAME, {"key": str(client["key"])}),))
+            path = cfg / config.SECRETS_PACKAGE
+            path.touch(mode=0o600)
+            path.chmod(0o600)
+            path.write_text(uci.dumps(secrets))
         sections = [
-            uci.Section("globals", "globals", {
-                "log_level": "info",
-                "probe_target": (SERVER_ADDR, TARGET_ADDR),
-            }),
-            uci.Section("server", "lab", {"address": SERVER_ADDR, "port": "65101"}),
+            uci.Section("globals", "globals", g),
+            uci.Section("server", CLIENT_NAME, server),
         ]
         for link in self.state.links:
             sections.append(uci.Section("path", link.name, {
@@ -453,7 +536,14 @@ class Lab:
                        "router_device": x.router_dev, "router_address": x.router_addr,
                        "isp_device": x.isp_dev, "gateway": x.isp_addr,
                        "isp_uplink_device": x.isp_up_dev} for x in st.links],
-            "server": {"namespace": st.namespaces["server"], "address": SERVER_ADDR},
+            "server": {"namespace": st.namespaces["server"], "address": SERVER_ADDR,
+                       "bonding_server": None if not st.proxy else {
+                           "state_dir": st.server_state_dir, "client": CLIENT_NAME,
+                           "port": st.client_port, "pid": st.pids.get("bonding-server"),
+                           "log": str(Path(st.state_dir) / "bonding-server.log")}},
+            "proxy": None if not st.proxy else {
+                "backend": PROXY_BACKEND, "lan_device": LAN_DEVICE,
+                "secrets": str(Path(st.config_dir) / config.SECRETS_PACKAGE)},
             "target": {"namespace": st.namespaces["target"], "address": TARGET_ADDR},
             "bondingd": {"namespace": st.namespaces["router"], "pid": st.daemon_pid,
                          "config_dir": st.config_dir, "run_dir": st.run_dir,
@@ -461,6 +551,12 @@ class Lab:
                          "log": st.daemon_log},
             "ubus": {"socket": st.ubus_socket, "pid": st.pids.get("ubusd")},
         }
+
+
+def _listening(ns: str, port: int) -> bool:
+    r = subprocess.run(nsx(ns, "ss", "-Hltn", f"sport = :{port}"), capture_output=True,
+                       text=True, check=False)
+    return bool(r.stdout.strip())
 
 
 def _kill_wait(pid: int, timeout: float) -> None:

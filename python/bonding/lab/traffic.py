@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
+import socket
+import struct
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bonding.lab.topology import IPERF_PORT, SERVER_ADDR, Lab, LabError, nsx
+from bonding.lab.delay import python_env
+from bonding.lab.topology import IPERF_PORT, SERVER_ADDR, TARGET_ADDR, Lab, LabError, nsx
 
 HEADER_RATIO = 1448 / 1514  # TCP payload per 1514-byte frame (timestamps on)
 
@@ -35,6 +40,8 @@ class Transfer:
     dst: str = SERVER_ADDR
     dst_role: str = "server"
     mptcp: bool = True
+    reverse: bool = False  # the server side sends (iperf3 -R)
+    omit: float = 0  # seconds left out of the report at the start (iperf3 -O)
 
     def start(self) -> None:
         st = self.lab.state or self.lab.load()
@@ -50,9 +57,12 @@ class Transfer:
                 self.stop()
                 raise LabError("iperf3 server did not start")
             time.sleep(0.05)
+        extra = (["-R"] if self.reverse else []) + (
+            ["-O", f"{self.omit:g}"] if self.omit else [])
         self.client = subprocess.Popen(
             nsx(st.namespaces[self.src_role], *wrap, "iperf3", "-c", self.dst, "-p",
-                str(IPERF_PORT), "-t", f"{self.seconds:g}", "-C", self.congestion, "-J"),
+                str(IPERF_PORT), "-t", f"{self.seconds:g}", "-C", self.congestion, "-J",
+                *extra),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def running(self) -> bool:
@@ -151,3 +161,182 @@ def wait_all_up(lab: Lab, timeout: float = 20.0) -> bool:
     st = lab.state or lab.load()
     names = [x.name for x in st.links]
     return wait_for(lambda: all(path_state(lab, n) == "up" for n in names), timeout) is not None
+
+
+# --- the full path: LAN host → router (proxy) → links → server → target ----------------------
+
+def lan_transfer(lab: Lab, seconds: float, *, reverse: bool = False,
+                 congestion: str = "cubic") -> Transfer:
+    """An iperf3 TCP upload from the LAN host to the target (plain TCP: the router bonds it).
+
+    `reverse`: the target sends (a download)."""
+    return Transfer(lab, seconds, congestion=congestion, src_role="lan", dst=TARGET_ADDR,
+                    dst_role="target", mptcp=False, reverse=reverse)
+
+
+# Tiny services for the target and clients for the LAN host, run as
+#   python3 -m bonding.lab.traffic serve {whoami,udp-echo,dns} --port N
+#   python3 -m bonding.lab.traffic ask {whoami,udp-echo,dns} HOST PORT
+# whoami answers a TCP connection with the peer's address; udp-echo sends a datagram back
+# prefixed with the sender's address; dns answers every A query with DNS_ANSWER.
+
+DNS_ANSWER = "192.0.2.53"
+DNS_NAME = "bonding.example"
+
+
+def _dns_answer(query: bytes) -> bytes | None:
+    if len(query) < 17:
+        return None
+    qid, flags, qd = struct.unpack("!HHH", query[:6])
+    if flags & 0x8000 or qd != 1:
+        return None
+    end = 12
+    while end < len(query) and query[end] != 0:
+        end += 1 + query[end]
+    qend = end + 5  # the root label, QTYPE, QCLASS
+    if qend > len(query):
+        return None
+    qtype = struct.unpack("!H", query[end + 1:end + 3])[0]
+    question = query[12:qend]
+    header = struct.pack("!HHHHHH", qid, 0x8180, 1, 1 if qtype == 1 else 0, 0, 0)
+    if qtype != 1:
+        return header + question
+    answer = struct.pack("!HHHLH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton(DNS_ANSWER)
+    return header + question + answer
+
+
+def dns_query(name: str, qid: int = 0x4242) -> bytes:
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
+    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + labels + b"\0" + \
+        struct.pack("!HH", 1, 1)
+
+
+def parse_dns_a(reply: bytes) -> list[str]:
+    """The A records of a reply to dns_query (answers right after the one question)."""
+    _qid, _flags, qd, an = struct.unpack("!HHHH", reply[:8])
+    pos = 12
+    for _ in range(qd):
+        while reply[pos] != 0:
+            pos += 1 + reply[pos]
+        pos += 5
+    out = []
+    for _ in range(an):
+        if reply[pos] & 0xC0 == 0xC0:
+            pos += 2
+        else:
+            while reply[pos] != 0:
+                pos += 1 + reply[pos]
+            pos += 1
+        rtype, _cls, _ttl, rdlen = struct.unpack("!HHLH", reply[pos:pos + 10])
+        pos += 10
+        if rtype == 1 and rdlen == 4:
+            out.append(socket.inet_ntoa(reply[pos:pos + 4]))
+        pos += rdlen
+    return out
+
+
+def serve(kind: str, port: int) -> None:
+    """Run one service forever (until killed)."""
+    if kind == "whoami":
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("0.0.0.0", port))
+        srv.listen(16)
+        print("ready", flush=True)
+        while True:
+            conn, peer = srv.accept()
+            with conn:
+                conn.sendall(f"{peer[0]}\n".encode())
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("0.0.0.0", port))
+    print("ready", flush=True)
+    while True:
+        data, peer = udp.recvfrom(65535)
+        if kind == "udp-echo":
+            udp.sendto(f"{peer[0]} ".encode() + data, peer)
+        else:
+            reply = _dns_answer(data)
+            if reply is not None:
+                udp.sendto(reply, peer)
+
+
+def ask(kind: str, host: str, port: int, timeout: float = 3.0) -> str:
+    """One request to a service; the answer as text (whoami, udp-echo) or the A records."""
+    if kind == "whoami":
+        with socket.create_connection((host, port), timeout=timeout) as c:
+            return c.makefile().readline().strip()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.settimeout(timeout)
+        if kind == "udp-echo":
+            u.sendto(b"ping", (host, port))
+            return u.recv(65535).decode()
+        u.sendto(dns_query(DNS_NAME), (host, port))
+        return " ".join(parse_dns_a(u.recv(65535)))
+
+
+class Service:
+    """A service of this module running in a lab namespace (a context manager)."""
+
+    def __init__(self, lab: Lab, role: str, kind: str, port: int) -> None:
+        st = lab.state or lab.load()
+        self.proc = subprocess.Popen(
+            nsx(st.namespaces[role], sys.executable, "-m", "bonding.lab.traffic", "serve", kind,
+                "--port", str(port)),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=python_env())
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            self.close()
+            raise LabError(f"service {kind} did not start in {role}: {line.strip()}")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def ask_from(lab: Lab, role: str, kind: str, host: str, port: int,
+             timeout: float = 3.0) -> str:
+    """ask() run in a lab namespace; raises LabError when no answer came."""
+    st = lab.state or lab.load()
+    r = subprocess.run(nsx(st.namespaces[role], sys.executable, "-m", "bonding.lab.traffic",
+                           "ask", kind, host, str(port), "--timeout", str(timeout)),
+                       capture_output=True, text=True, timeout=timeout + 10, env=python_env(),
+                       check=False)
+    if r.returncode != 0:
+        raise LabError(f"{kind} {host}:{port} from {role}: {r.stderr.strip()[-300:]}")
+    return r.stdout.strip()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python3 -m bonding.lab.traffic",
+                                description="lab services and their clients")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("kind", choices=["whoami", "udp-echo", "dns"])
+    s.add_argument("--port", type=int, required=True)
+    a = sub.add_parser("ask")
+    a.add_argument("kind", choices=["whoami", "udp-echo", "dns"])
+    a.add_argument("host")
+    a.add_argument("port", type=int)
+    a.add_argument("--timeout", type=float, default=3.0)
+    args = p.parse_args(argv)
+    if args.cmd == "serve":
+        serve(args.kind, args.port)
+        return 0
+    try:
+        print(ask(args.kind, args.host, args.port, args.timeout))
+    except OSError as e:
+        print(f"no answer: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
