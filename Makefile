@@ -6,7 +6,12 @@ PY := $(VENV)/bin/python
 OWRT_PREFIX ?= $(wildcard /opt/owrt)
 export OWRT_PREFIX
 
-.PHONY: all deps demo test lint unit lab bench clean
+.PHONY: all deps demo test lint unit lab bench clean feed
+
+# Shell that runs on the router (busybox ash): shellcheck'd and shfmt'd by `make lint`.
+PKG_SH := package/bonding/files/bonding.init package/bonding/files/bonding.iface \
+	package/bonding/files/bonding.defaults package/bonding/files/hook.example \
+	package/bonding-usb/files/bonding-usb.net package/bonding-usb/files/bonding-usb.usb
 
 all: test
 
@@ -17,9 +22,11 @@ demo: deps
 	$(VENV)/bin/bonding-lab demo $(if $(LINKS),--links $(LINKS))
 
 lint: deps
-	$(VENV)/bin/ruff check python tests bench
+	$(VENV)/bin/ruff check python tests bench tools
 	$(VENV)/bin/mypy
-	shellcheck -s sh tools/*.sh
+	$(VENV)/bin/mypy --strict tools/feed.py
+	shellcheck -s sh tools/*.sh sdk-build.sh $(PKG_SH)
+	shfmt -sr -s -d sdk-build.sh $(PKG_SH)
 	$(PY) tools/luci-pot.py --check
 
 unit: deps
@@ -27,6 +34,11 @@ unit: deps
 
 test: lint
 	$(VENV)/bin/pytest -q -rs tests
+
+# An installable opkg feed (OpenWrt 24.10) of the arch-all packages, without the SDK.
+feed:
+	@test -n "$(FEED_DIR)" || { echo "usage: make feed FEED_DIR=DIR [FEED_KEY=usign-key] [FEED_PYTHON=3.11]" >&2; exit 2; }
+	python3 tools/feed.py build --output "$(FEED_DIR)" $(if $(FEED_PYTHON),--python $(FEED_PYTHON)) $(if $(FEED_KEY),--sign "$(FEED_KEY)")
 
 bench: deps
 	$(PY) bench/run.py
