@@ -142,26 +142,46 @@ class Daemon:
         self.cfg = cfg
         self.params = Params.from_globals(cfg.globals)
         logging.getLogger().setLevel(LOG_LEVELS.get(cfg.globals.log_level, logging.INFO))
-        old = self.paths
-        self.paths = {}
-        for i, pc in enumerate(cfg.paths):
-            rt = old.pop(pc.name, None)
-            if rt is None:
-                rt = PathRuntime(cfg=pc, index=i)
-            else:
-                rt = replace(rt, cfg=pc, index=i, enabled_override=None, backup_override=None)
-            enabled = pc.enabled and cfg.globals.enabled
-            rt.health = hl.set_enabled(rt.health, enabled, time.monotonic())
-            self.paths[pc.name] = rt
-        for gone in old.values():  # removed from the config: stop probing
-            if gone.prober is not None:
-                gone.prober.close()
+        self._set_paths(cfg.paths or self._discovered(), reset_overrides=True)
         if self.dataplane is not None:
             for p in self.dataplane.configure(cfg, self.config_dir):
                 (log.error if p.severity is Severity.ERROR else log.warning)("config: %s", p)
                 self.problems.append(p)
         self._dirty = True
         return True
+
+    def _set_paths(self, pcs: Sequence[PathConfig], *, reset_overrides: bool) -> None:
+        old = self.paths
+        self.paths = {}
+        for i, pc in enumerate(pcs):
+            rt = old.pop(pc.name, None)
+            if rt is None:
+                rt = PathRuntime(cfg=pc, index=i)
+            else:
+                rt = replace(rt, cfg=pc, index=i)
+                if reset_overrides:
+                    rt.enabled_override = rt.backup_override = None
+            enabled = rt.enabled and self.cfg.globals.enabled
+            rt.health = hl.set_enabled(rt.health, enabled, time.monotonic())
+            self.paths[pc.name] = rt
+        for gone in old.values():  # removed from the config: stop probing
+            if gone.prober is not None:
+                gone.prober.close()
+        self._dirty = True
+
+    def _discovered(self) -> tuple[PathConfig, ...]:
+        """With no path sections: a path per netifd interface that has a default route."""
+        return tuple(PathConfig(name=n, interface=n)
+                     for n in self.netifd.wan_interfaces()[:config.MAX_PATHS])
+
+    def _sync_discovered(self) -> None:
+        if self.cfg.paths:
+            return
+        found = self._discovered()
+        if tuple(rt.cfg for rt in self.paths.values()) != found:
+            log.info("no path sections: bonding the WAN interfaces netifd has: %s",
+                     ", ".join(p.name for p in found) or "none")
+            self._set_paths(found, reset_overrides=False)
 
     # --- kernel view ----------------------------------------------------------------------------
     def resolve_paths(self) -> None:
@@ -602,7 +622,8 @@ class Daemon:
 
     def refresh_netifd(self) -> None:
         """Re-read netifd's interfaces (once at a time), then re-resolve the paths."""
-        if not any(rt.cfg.interface and not rt.cfg.device for rt in self.paths.values()):
+        if self.cfg.paths and not any(rt.cfg.interface and not rt.cfg.device
+                                      for rt in self.paths.values()):
             return
         if self._netifd_task is not None and not self._netifd_task.done():
             self._netifd_again = True
@@ -621,6 +642,7 @@ class Daemon:
                 except UbusError as e:
                     self.netifd.failed(f"network.interface dump: {e}")
                     log.warning("asking netifd: %s", e)
+            self._sync_discovered()
             self._safe_resolve()
             if not self._netifd_again:
                 return

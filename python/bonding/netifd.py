@@ -37,6 +37,11 @@ def parse_status(name: str, data: Mapping[str, Any]) -> Info | str:
     return Info(device=device, address=address, gateway=gateway)
 
 
+def _has_default(data: Mapping[str, Any]) -> bool:
+    return any(r.get("target") == "0.0.0.0" and r.get("mask") == 0
+               for r in data.get("route") or [])
+
+
 @dataclass
 class NetifdView:
     """The last `network.interface dump`, by interface name."""
@@ -67,6 +72,11 @@ class NetifdView:
         if data is None:
             return f"netifd has no interface '{name}': check `ubus list network.interface.*`"
         return parse_status(name, data)
+
+    def wan_interfaces(self) -> list[str]:
+        """Interfaces that are up with an IPv4 default route (what a WAN is), by name."""
+        return sorted(n for n, d in self.interfaces.items()
+                      if isinstance(parse_status(n, d), Info) and _has_default(d))
 
     def interface_of(self, device: str) -> str | None:
         """The interface whose (l3) device is `device`, when netifd has one."""

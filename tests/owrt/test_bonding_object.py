@@ -276,22 +276,58 @@ asyncio.run(main())
 '''
 
 
+def _standin(s: str) -> subprocess.Popen[str]:
+    from bonding.lab.delay import python_env
+
+    proc = subprocess.Popen([sys.executable, "-c", NETIFD_STANDIN, s], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=python_env())
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.stdin:
+        proc.stdin.close()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def test_without_path_sections_netifd_wans_are_bonded(olab: Lab) -> None:
+    s = sock(olab)
+    cfg = Path(olab.load().config_dir) / "bonding"
+    original = cfg.read_text()
+    standin = _standin(s)
+    try:
+        cfg.write_text(original.split("\nconfig path ")[0])
+        assert call("bonding", "reload", socket=s)["ok"]
+        assert until(lambda: list(call("bonding", "status", socket=s)["paths"]) == ["wanb"], 5)
+        assert until(lambda: call("bonding", "path", {"name": "wanb"}, socket=s)["state"] == "up",
+                     10)
+        assert call("bonding", "path", {"name": "wanb"}, socket=s)["device"] == "wan2"
+    finally:
+        cfg.write_text(original)
+        call("bonding", "reload", socket=s)
+        _stop(standin)
+    assert until(lambda: set(call("bonding", "status", socket=s)["paths"]) == {"wan1", "wan2"},
+                 5)
+    assert until(lambda: all(p["state"] == "up" for p in
+                             call("bonding", "status", socket=s)["paths"].values()), 10)
+
+
 def test_interface_paths_follow_netifd_over_ubus(olab: Lab) -> None:
     """A path given by netifd interface name: resolved from `network.interface dump`, down at
     once on netifd's ifdown event and on the hotplug `iface` call.  netifd itself does not run
     off OpenWrt, so a stand-in object answers `dump` in netifd's format and sends its events."""
-    from bonding.lab.delay import python_env
-
     s = sock(olab)
     st = olab.load()
     cfg = Path(st.config_dir) / "bonding"
     original = cfg.read_text()
-    standin = subprocess.Popen([sys.executable, "-c", NETIFD_STANDIN, s],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                               env=python_env())
+    standin = _standin(s)
     assert standin.stdin is not None and standin.stdout is not None
     try:
-        assert standin.stdout.readline().strip() == "ready"
         cfg.write_text(original.replace("\toption device 'wan2'\n\toption gateway '100.64.2.1'\n",
                                         "\toption interface 'wanb'\n"))
         assert call("bonding", "reload", socket=s)["ok"]
@@ -326,12 +362,6 @@ def test_interface_paths_follow_netifd_over_ubus(olab: Lab) -> None:
     finally:
         cfg.write_text(original)
         call("bonding", "reload", socket=s)
-        if standin.stdin:
-            standin.stdin.close()
-        try:
-            standin.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            standin.kill()
-            standin.wait()
+        _stop(standin)
     assert until(lambda: call("bonding", "path", {"name": "wan2"}, socket=s)["state"] == "up",
                  10)

@@ -21,6 +21,11 @@ def test_dump_lookup() -> None:
     assert v.lookup("dsl") == "netifd interface 'dsl' is down"
     assert "has no interface 'nope'" in str(v.lookup("nope"))
     assert v.interface_of("wwan0") == "lte" and v.interface_of("eth9") is None
+    # WAN discovery (no path sections): up, with an IPv4 default route
+    lan = {"interface": "lan", "up": True, "l3_device": "br-lan",
+           "ipv4-address": [{"address": "192.168.1.1", "mask": 24}], "route": []}
+    v.update({"interface": [WAN, LTE, DOWN, lan]})
+    assert v.wan_interfaces() == ["lte", "wan"]
 
 
 def test_before_any_dump_the_reason_is_given() -> None:
