@@ -126,6 +126,10 @@ class FakeHost:
             return "enabled\n" if units[0] in self.units_enabled else "disabled\n"
         if verb == "is-active":
             return "active\n" if units[0] in self.units_active else "inactive\n"
+        if verb == "show":
+            active = units[-1] in self.units_active
+            return (f"ActiveState={'active' if active else 'inactive'}\n"
+                    f"MainPID={4242 if active else 0}\nNRestarts=0\n")
         self.changes.append("systemctl " + " ".join(args))
         if verb == "enable":
             self.units_enabled.update(units)

@@ -49,6 +49,23 @@ def root_skip_reason() -> str | None:
     return None
 
 
+def tcp_memory_pressure() -> str | None:
+    """Why throughput cannot be measured here (the kernel's TCP memory is under pressure)."""
+    try:
+        lines = Path("/proc/net/protocols").read_text().splitlines()
+        limits = Path("/proc/sys/net/ipv4/tcp_mem").read_text().split()
+    except OSError:
+        return None
+    head = lines[0].split()
+    for line in lines[1:]:
+        cols = dict(zip(head, line.split(), strict=False))
+        if cols.get("protocol") == "TCP" and cols.get("press") == "yes":
+            return (f"the host's TCP memory is under pressure ({cols.get('memory')} pages in use, "
+                    f"tcp_mem {' '.join(limits)}): every socket is squeezed, rates measured now "
+                    "mean nothing (a kernel leak? see dmesg; reboot the machine)")
+    return None
+
+
 def run(cmd: Sequence[str], *, check: bool = True, timeout: float = 30,
         **kw: Any) -> subprocess.CompletedProcess[str]:
     r = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, check=False,
@@ -204,11 +221,11 @@ class World:
                                                 timeout=timeout + 10).stdout)
         return result
 
-    def iperf(self, local_port: int, *, reverse: bool, seconds: int = 6,
-              omit: int = 2) -> subprocess.Popen[str]:
+    def iperf(self, local_port: int, *, reverse: bool, seconds: int = 6, omit: int = 2,
+              bitrate: str | None = None) -> subprocess.Popen[str]:
         cmd = ["ip", "netns", "exec", self.ns("client"), "iperf3", "-c", "127.0.0.1", "-p",
                str(local_port), "-t", str(seconds), "-O", str(omit), "-J",
-               *(["-R"] if reverse else [])]
+               *(["-R"] if reverse else []), *(["-b", bitrate] if bitrate else [])]
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     # --- teardown -------------------------------------------------------------------------------

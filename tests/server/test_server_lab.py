@@ -21,6 +21,7 @@ from server_world import (
     SERVER_PRIVATE_ADDR,
     TARGET_ADDR,
     World,
+    tcp_memory_pressure,
     wait_for,
 )
 
@@ -87,6 +88,13 @@ def test_client_json_and_target_sees_server_address(world: World,
     assert new and all(line.endswith(SERVER_ADDR) for line in new), new
 
 
+@pytest.fixture
+def measurable() -> None:
+    reason = tcp_memory_pressure()
+    if reason:
+        pytest.skip(reason)
+
+
 def _measure(world: World, served: dict[str, Any], reverse: bool) -> dict[str, float]:
     """Both limited clients at once through their own tunnels; Mbit/s each received."""
     rates = {}
@@ -104,7 +112,7 @@ def _measure(world: World, served: dict[str, Any], reverse: bool) -> dict[str, f
 
 
 @pytest.mark.parametrize("direction", ["download", "upload"])
-def test_each_client_held_to_its_limit(world: World, served: dict[str, Any],
+def test_each_client_held_to_its_limit(world: World, served: dict[str, Any], measurable: None,
                                        direction: str) -> None:
     rates = _measure(world, served, reverse=direction == "download")
     print(f"\n{direction}: " + ", ".join(f"{n} {rates[n]:.2f} Mbit/s (limit {LIMITS[n]:g}, "
@@ -113,10 +121,14 @@ def test_each_client_held_to_its_limit(world: World, served: dict[str, Any],
         assert abs(rates[n] - limit) <= TOLERANCE * limit, (direction, rates)
 
 
-def test_client_without_limit_is_not_held(world: World, served: dict[str, Any]) -> None:
+def test_client_without_limit_is_not_held(world: World, served: dict[str, Any],
+                                          measurable: None) -> None:
+    # The sender is paced (-b): an unpaced multi-Gbit/s burst into ss-server's outbound MPTCP
+    # (fallback) socket once made this kernel (6.18) leak 2.3 GB of TCP memory accounting
+    # (WARNING in inet_sock_destruct), which squeezed every TCP socket on the machine after.
     c = served["free"]
     with world.tunnel(c["port"], c["key"], 11200, f"{TARGET_ADDR}:5203"):
-        p = world.iperf(11200, reverse=True, seconds=4, omit=1)
+        p = world.iperf(11200, reverse=True, seconds=4, omit=1, bitrate="300M")
         out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
     rate = json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e6
@@ -124,8 +136,8 @@ def test_client_without_limit_is_not_held(world: World, served: dict[str, Any]) 
     assert rate > 2 * max(LIMITS.values()), rate
 
 
-def test_status_counts_connections_subflows_and_bytes(world: World,
-                                                      served: dict[str, Any]) -> None:
+def test_status_counts_connections_subflows_and_bytes(world: World, served: dict[str, Any],
+                                                      measurable: None) -> None:
     c = served["c40"]
     before = {r["name"]: r for r in world.cli_json("status")["clients"]}
     with world.tunnel(c["port"], c["key"], 11300, f"{TARGET_ADDR}:5202"):

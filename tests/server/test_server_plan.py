@@ -205,6 +205,13 @@ def test_add_client_systemd_enables_the_unit(tmp_path: Path) -> None:
     host, store = _ready(tmp_path, systemd=True)
     _add(host, store, "a")
     assert "bonding-server@a.service" in host.units_active
+    (row,) = service.status(host, store, lambda: ({65101: 3}, {65101: 6}))["clients"]
+    assert (row["running"], row["pid"], row["connections"], row["subflows"]) == (True, 4242, 3, 6)
+    host.changes.clear()
+    _init(host, store, systemd=True)  # nothing changed: the proxies are left alone
+    assert host.changes == []
+    _init(host, store, systemd=True, user="proxies")  # a new user: the unit file changes
+    assert "systemctl try-restart bonding-server@a.service" in host.changes
     service.remove_client(host, store, "a")
     assert "bonding-server@a.service" not in host.units_enabled | host.units_active
 

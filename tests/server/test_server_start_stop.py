@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from server_world import SERVER_ADDR, World, run, wait_for
+from server_world import SERVER_ADDR, World, env, run, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -102,3 +104,32 @@ def test_start_reload_stop_and_kernel_state(solo: Solo) -> None:
     assert "htb" not in solo.sh("tc", "qdisc", "show", "dev", "wan")
     assert "bsrv-ifb0" not in solo.sh("ip", "link", "show")
     assert json.loads(solo.sh("nft", "-j", "list", "table", "inet", "bonding_server"))
+
+
+def test_many_clients_added_at_once_are_each_isolated(solo: Solo) -> None:
+    assert solo.cli("init", "--no-systemd", "--user", "nobody", "--public-address", SERVER_ADDR,
+                    "--interface", "wan").returncode == 0
+    procs = [subprocess.Popen(
+        ["ip", "netns", "exec", solo.ns("server"), sys.executable, "-m", "bonding.server",
+         "--state-dir", str(solo.state_dir), "--json", "add-client", "--name", f"n{i}",
+         *(["--rate-mbit", str(5 + i)] if i % 2 else [])],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+        for i in range(12)]
+    added = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        added.append(json.loads(out))
+    assert len({c["port"] for c in added}) == 12  # the lock kept the port choice apart
+    assert {c["port"] for c in added} == set(range(65101, 65113))
+    assert len({c["key"] for c in added}) == 12
+    classes = solo.sh("tc", "class", "show", "dev", "wan")
+    for c in added:
+        if c["rate_mbit"]:
+            assert f"1:{c['port']:x} root leaf" in classes
+            assert f"rate {c['rate_mbit']:g}Mbit" in classes
+    solo.start_supervisor()
+    st = solo.wait_running([c["name"] for c in added])
+    pids = {r["pid"] for r in st["clients"]}
+    assert len(pids) == 12  # one ss-server per client
+    assert solo.proxies() == ["ss-server"] * 12

@@ -14,6 +14,13 @@ SIGTERM.  On a VPS with systemd: ``bonding-server init`` then ``bonding-server a
 each client's proxy is the unit ``bonding-server@NAME.service``.
 
 Commands: init, add-client, remove-client, show-client, list, status, apply, start, stop, run.
+`status --json`: {"address", "mode": "supervisor"|"systemd", "supervisor_pid",
+"refused_packets", "clients": [{"name", "port", "rate_mbit", "running", "state", "pid",
+"restarts", "listening", "connections" (MPTCP), "subflows" (TCP), "bytes_in", "bytes_out"}]}
+(bytes of the client's port, from nft counters: in = client → server).  `list --json`:
+{"clients": [{"name", "port", "rate_mbit", "cipher", "created"}]}; no command prints a key
+except add-client and show-client.  One bonding-server per network namespace (its nft table
+and ifb device have fixed names).
 Client ports come from 65101–65534 (the first free one unless --port is given).  Exit codes:
 0 done, 1 runtime failure (not root, missing tool, not set up, a command failed), 2 usage error
 (bad name, rate, port or address; unknown client; duplicate name; port taken).  Errors go to

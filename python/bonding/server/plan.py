@@ -98,6 +98,11 @@ def ss_command(facts: Facts, config_path: str, user: str | None) -> list[str]:
 
     With ``user``, ss-server starts as root, reads its config, binds, then drops to the user
     (``-a``): the supervisor's way.  systemd starts it as the user instead (``User=``).
+    mptcpize turns every TCP socket of ss-server into MPTCP, the outbound ones to the internet
+    too (they fall back to TCP).  On the 6.18 kernel of the lab, an unpaced multi-Gbit/s
+    transfer through such a fallback socket once leaked ~2.3 GB of TCP memory accounting
+    (WARNING in inet_sock_destruct), leaving the whole host under TCP memory pressure; a proxy
+    that makes only its listener MPTCP (sing-box, xray) would not expose that path.
     """
     cmd = [facts.mptcpize, "run", facts.ss_server, "-c", config_path]
     return [*cmd, "-a", user] if user else cmd

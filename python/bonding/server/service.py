@@ -279,6 +279,13 @@ def init(host: HostAPI, store: Store, opts: InitOptions) -> Outcome:
         out.steps.append(Step("settings", cfg != old, _describe(cfg)))
         clients = store.clients()
         out.steps += reconcile(host, store, cfg, clients, gather_facts(host, store, cfg))
+    # Running proxies take new settings: systemd restarts a unit only when its command or its
+    # config changed; the supervisor, told always, restarts only those proxies itself.
+    proxy_steps = {"proxy configs", f"file {plan.UNIT_DIR}/{plan.TEMPLATE}"}
+    if cfg.systemd and clients and any(s.changed and s.what in proxy_steps for s in out.steps):
+        host.systemctl("try-restart", *(plan.unit_name(c.name) for c in clients))
+    elif not cfg.systemd and out.changed and store.supervisor_pid() is not None:
+        out.notes += _tell_supervisor(host, store, {})
     return out
 
 
@@ -485,8 +492,12 @@ def status(host: HostAPI, store: Store,
     for c in clients:
         row: dict[str, Any] = {"name": c.name, "port": c.port, "rate_mbit": c.rate_mbit}
         if cfg.systemd:
-            state = host.systemctl("is-active", plan.unit_name(c.name), check=False).strip()
-            row.update(running=state == "active", state=state, pid=None, restarts=None)
+            show = _systemd_show(host, plan.unit_name(c.name))
+            state = show.get("ActiveState", "unknown")
+            pid = int(show.get("MainPID", "0") or 0)
+            restarts = show.get("NRestarts", "")
+            row.update(running=state == "active", state=state, pid=pid or None,
+                       restarts=int(restarts) if restarts.isdigit() else None)
         else:
             info = (sup or {}).get("clients", {}).get(c.name, {})
             pid = info.get("pid")
@@ -503,6 +514,11 @@ def status(host: HostAPI, store: Store,
     return {"address": cfg.public_address, "mode": "systemd" if cfg.systemd else "supervisor",
             "supervisor_pid": None if cfg.systemd else (sup or {}).get("pid"),
             "refused_packets": counters.get("refused", (None, 0))[0], "clients": rows}
+
+
+def _systemd_show(host: HostAPI, unit: str) -> dict[str, str]:
+    text = host.systemctl("show", "-p", "ActiveState,MainPID,NRestarts", unit, check=False)
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
 def socket_counts() -> tuple[dict[int, int], dict[int, int]]:

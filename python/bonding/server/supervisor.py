@@ -42,6 +42,7 @@ STOP_GRACE_S = 5.0
 class Proxy:
     client: Client
     command: list[str]
+    config: bytes  # what ss-server read: a change (e.g. IPv6 appearing) restarts it
     proc: subprocess.Popen[bytes] | None = None
     state: str = "starting"  # running, restarting
     restarts: int = 0
@@ -154,13 +155,15 @@ class Supervisor:
         wanted = {c.name: c for c in clients}
         for name in list(self.proxies):
             p = self.proxies[name]
-            if wanted.get(name) != p.client or p.command != self._command(cfg, p.client, facts):
+            if (wanted.get(name) != p.client or p.command != self._command(cfg, p.client, facts)
+                    or p.config != plan.ss_config(p.client, facts.ipv6)):
                 log.info("client %s: %s", name, "removed" if name not in wanted else "changed")
                 self._terminate([p])
                 del self.proxies[name]
         for name, c in wanted.items():
             if name not in self.proxies:
-                self.proxies[name] = Proxy(c, self._command(cfg, c, facts))
+                self.proxies[name] = Proxy(c, self._command(cfg, c, facts),
+                                           plan.ss_config(c, facts.ipv6))
                 self._spawn(self.proxies[name])
         self.generation += 1
         self._dirty = True
