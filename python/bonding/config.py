@@ -283,6 +283,7 @@ class Usb:
     auto_dhcp: bool = True
     modem_mbim: bool = True
     metric_base: int = 40
+    apn: str | None = None  # for modems brought up by MBIM/QMI (DHCP netdevs need none)
 
 
 @dataclass(frozen=True)
@@ -368,10 +369,21 @@ _PATH: _Spec = {
     "probe_target": ("probe_targets", _ipv4, True),
 }
 
+_APN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,99}$")
+
+
+def _apn(raw: str) -> str:
+    if not _APN_RE.match(raw) or raw.endswith("\n"):
+        raise ValueError("not an APN: letters, digits, '.' and '-', at most 100 "
+                         "(ask the mobile operator, e.g. 'internet')")
+    return raw
+
+
 _USB: _Spec = {
     "auto_dhcp": ("auto_dhcp", _bool, False),
     "modem_mbim": ("modem_mbim", _bool, False),
     "metric_base": ("metric_base", _int(1, 1000), False),
+    "apn": ("apn", _apn, False),
 }
 
 MAX_PATHS: Final = 32

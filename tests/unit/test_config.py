@@ -172,6 +172,7 @@ GOOD: list[tuple[str, str, str | tuple[str, ...], str, object]] = [
     ("usb", "auto_dhcp", "0", "auto_dhcp", False),
     ("usb", "modem_mbim", "false", "modem_mbim", False),
     ("usb", "metric_base", "1000", "metric_base", 1000),
+    ("usb", "apn", "internet.v6-op.example", "apn", "internet.v6-op.example"),
 ]
 
 
@@ -276,6 +277,8 @@ BAD: list[tuple[str, str, str, str]] = [
     ("usb", "modem_mbim", "2", "not a boolean"),
     ("usb", "metric_base", "0", "out of range: use 1–1000"),
     ("usb", "metric_base", "1001", "out of range: use 1–1000"),
+    ("usb", "apn", "my apn", "not an APN"),
+    ("usb", "apn", "x" * 101, "not an APN"),
 ]
 
 
@@ -680,7 +683,7 @@ def test_as_dict_is_plain_data() -> None:
                              "protocol": "shadowsocks", "cipher": "chacha20-ietf-poly1305",
                              "enabled": True}]
     assert [p["name"] for p in d["paths"]] == ["wan1", "lte"]
-    assert d["usb"] == {"auto_dhcp": True, "modem_mbim": True, "metric_base": 40}
+    assert d["usb"] == {"auto_dhcp": True, "modem_mbim": True, "metric_base": 40, "apn": None}
     assert set(d["globals"]) == {f for f in Globals.__dataclass_fields__}
 
 

@@ -364,6 +364,13 @@ return view.extend({
 		o.datatype = 'and(uinteger,range(1,1000))';
 		o.placeholder = '40';
 
+		o = s.option(form.Value, 'apn', _('Modem APN'),
+			_('Access point name for modems brought up over MBIM or QMI (ask the mobile operator, e.g. "internet"). Tethered phones and DHCP dongles need none.'));
+		o.validate = function(section_id, value) {
+			return (value == null || value === '' || /^[A-Za-z0-9][A-Za-z0-9.-]{0,99}$/.test(value))
+				? true : _('Letters, digits, "." and "-", at most 100');
+		};
+
 		return m.render();
 	}
 });
