@@ -26,6 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="build the lab and start bondingd in the router")
     up.add_argument("--links", default=DEFAULT_LINKS, help="default: %(default)s")
     up.add_argument("--no-daemon", action="store_true", help="do not start bondingd")
+    up.add_argument("--no-proxy", action="store_true",
+                    help="no data plane and no bonding-server: bondingd for the router's own "
+                         "traffic only")
     up.add_argument("--json", action="store_true", help="describe the lab as JSON")
     sub.add_parser("down", help="kill everything in the lab and remove its namespaces")
     d = sub.add_parser("describe", help="namespaces, links, addresses, bondingd's files")
@@ -37,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("action", choices=["blackhole", "loss", "clear", "carrier-down",
                                       "carrier-up"])
     f.add_argument("pct", nargs="?", type=int, help="loss in percent (with 'loss')")
-    demo = sub.add_parser("demo", help="build, transfer, kill a link, restore it, tear down")
+    demo = sub.add_parser("demo", help="build the full path, transfer LAN host → target, "
+                                       "kill a link, restore it, tear down")
     demo.add_argument("--links", default=DEFAULT_LINKS, help="default: %(default)s")
     demo.add_argument("--victim", default=None, help="the link to kill (default: the first)")
     return p
@@ -55,6 +59,14 @@ def _print_description(desc: dict[str, object]) -> None:
     b = desc["bondingd"]
     print(f"bondingd: pid {b['pid']} in {b['namespace']}, "  # type: ignore[index]
           f"status {b['status']}, log {b['log']}")  # type: ignore[index]
+    srv = desc["server"]["bonding_server"]  # type: ignore[index]
+    if srv:
+        print(f"bonding-server: state {srv['state_dir']}, client '{srv['client']}' on port "
+              f"{srv['port']}, pid {srv['pid']}, log {srv['log']}")
+        print(f"proxy: {desc['proxy']['backend']} on {desc['proxy']['lan_device']}, "  # type: ignore[index]
+              f"keys in {desc['proxy']['secrets']}")  # type: ignore[index]
+    else:
+        print("no data plane (built with --no-proxy)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         lab = Lab(args.prefix)
         if args.cmd in ("up", "describe"):
             if args.cmd == "up":
-                lab.up(parse_links(args.links), daemon=not args.no_daemon)
+                lab.up(parse_links(args.links), daemon=not args.no_daemon,
+                       proxy=not args.no_proxy)
             desc = lab.describe()
             if args.json:
                 print(json.dumps(desc, indent=2))

@@ -42,13 +42,14 @@ class Transfer:
     mptcp: bool = True
     reverse: bool = False  # the server side sends (iperf3 -R)
     omit: float = 0  # seconds left out of the report at the start (iperf3 -O)
+    server_output: bool = True  # the receiver's own intervals in the report
 
     def start(self) -> None:
         st = self.lab.state or self.lab.load()
         need("iperf3", "iperf3")
         wrap = [need("mptcpize", "mptcpize"), "run"] if self.mptcp else []
         self.server = subprocess.Popen(
-            nsx(st.namespaces[self.dst_role], *wrap, "iperf3", "-s", "-1", "-p",
+            nsx(st.namespaces[self.dst_role], *wrap, "iperf3", "-s", "-1", "-J", "-p",
                 str(IPERF_PORT)),
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 5
@@ -58,7 +59,8 @@ class Transfer:
                 raise LabError("iperf3 server did not start")
             time.sleep(0.05)
         extra = (["-R"] if self.reverse else []) + (
-            ["-O", f"{self.omit:g}"] if self.omit else [])
+            ["-O", f"{self.omit:g}"] if self.omit else []) + (
+            ["--get-server-output"] if self.server_output else [])
         self.client = subprocess.Popen(
             nsx(st.namespaces[self.src_role], *wrap, "iperf3", "-c", self.dst, "-p",
                 str(IPERF_PORT), "-t", f"{self.seconds:g}", "-C", self.congestion, "-J",
@@ -111,6 +113,27 @@ def _listening(ns: str, port: int) -> bool:
 
 def received_bps(report: dict[str, Any]) -> float:
     return float(report["end"]["sum_received"]["bits_per_second"])
+
+
+def receiver_intervals(report: dict[str, Any]) -> list[tuple[float, float, float]]:
+    """(start, end, bits/s) per interval as the receiving side counted them."""
+    side = report
+    if not report.get("start", {}).get("test_start", {}).get("reverse"):
+        side = report.get("server_output_json") or {}
+    out = []
+    for iv in side.get("intervals", []):
+        s = iv["sum"]
+        if not s.get("omitted"):
+            out.append((float(s["start"]), float(s["end"]), float(s["bits_per_second"])))
+    return out
+
+
+def goodput_between(report: dict[str, Any], t0: float, t1: float) -> float | None:
+    """Mean receiver goodput (bit/s) over the intervals inside [t0, t1] of the transfer."""
+    ivs = [(a, b, r) for a, b, r in receiver_intervals(report) if a >= t0 - 1e-6
+           and b <= t1 + 1e-6]
+    span = sum(b - a for a, b, _ in ivs)
+    return sum((b - a) * r for a, b, r in ivs) / span if span > 0 else None
 
 
 class Rates:
