@@ -35,8 +35,8 @@ from bonding.server.model import (
     validate_rate,
     validate_user,
 )
-from bonding.server.store import Store, atomic_unlink, atomic_write, read_json
-from bonding.server.system import HostAPI, process_alive
+from bonding.server.store import Store, atomic_unlink, atomic_write, process_alive, read_json
+from bonding.server.system import HostAPI
 
 DEFAULT_USER = "bonding-server"
 PROXY_TOOLS = ("ss-server", "mptcpize")

@@ -70,7 +70,8 @@ def atomic_unlink(path: Path) -> bool:
     return True
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (also when it belongs to another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -125,7 +126,7 @@ class Store:
                     if not p.name.startswith(_TMP_PREFIX):
                         continue
                     pid = p.name.rsplit(".", 1)[-1]
-                    if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+                    if pid.isdigit() and int(pid) != os.getpid() and process_alive(int(pid)):
                         continue
                     with contextlib.suppress(OSError):
                         p.unlink()

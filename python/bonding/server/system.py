@@ -11,7 +11,6 @@ import contextlib
 import errno
 import ipaddress
 import json
-import os
 import pwd
 import re
 import shutil
@@ -284,12 +283,3 @@ class Host:
     def systemctl(self, *args: str, check: bool = True) -> str:
         return run(["systemctl", *args], check=check, timeout=90).stdout
 
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
