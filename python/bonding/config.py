@@ -274,6 +274,9 @@ class PathConfig:
     download_kbit: int | None = None
     upload_kbit: int | None = None
     probe_targets: tuple[str, ...] = ()  # replaces the global targets when set
+    # Congestion control of the subflows that join over this link (None: the global one);
+    # e.g. cubic on a clean wired link, bbr on a radio link that loses packets.
+    congestion_control: str | None = None
 
 
 @dataclass(frozen=True)
@@ -367,6 +370,7 @@ _PATH: _Spec = {
     "download_kbit": ("download_kbit", _int(1, 100_000_000, " kbit/s"), False),
     "upload_kbit": ("upload_kbit", _int(1, 100_000_000, " kbit/s"), False),
     "probe_target": ("probe_targets", _ipv4, True),
+    "congestion_control": ("congestion_control", _congestion, False),
 }
 
 _APN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,99}$")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bonding.config import Config, Globals, Server
+from bonding.config import Config, Globals, PathConfig, Server
 from bonding.dataplane import DataPlane, State
 from bonding.dataplane import supervisor as sup
 from bonding.dataplane.backends import launch
@@ -272,13 +272,23 @@ def test_congestion_control_that_the_kernel_lacks(bin_dir: Path, run_dir: Path,
         d.configure(CFG, conf_dir)
         assert d.congctl() is None
         (err,) = d.errors()
-        assert "congestion control 'bbr' is not available" in err
+        assert "congestion control 'bbr' (globals) is not available" in err
         assert "kmod-tcp-bbr" in err
         cubic = Config(globals=Globals(proxy="none", congestion_control="cubic"))
         d.configure(cubic, conf_dir)
         assert d.congctl() == "cubic" and d.errors() == []
         d.configure(Config(globals=Globals(proxy="none", congestion_control="")), conf_dir)
         assert d.congctl() is None and d.errors() == []
+        # a path's own: taken when the kernel has it, else the global one with an error
+        paths = (PathConfig(name="fibre", device="eth1", congestion_control="cubic"),
+                 PathConfig(name="lte", device="wwan0", congestion_control="bbr"),
+                 PathConfig(name="dsl", device="eth2"))
+        d.configure(Config(globals=Globals(proxy="none", congestion_control="cubic"),
+                           paths=paths), conf_dir)
+        assert d.congctl() == "cubic"
+        assert [d.path_congctl(n) for n in ("fibre", "lte", "dsl")] == ["cubic", None, None]
+        (err,) = d.errors()
+        assert "'bbr' (path lte) is not available" in err and "use the global one" in err
         await d.close()
     run(body)
 

@@ -146,6 +146,7 @@ GOOD: list[tuple[str, str, str | tuple[str, ...], str, object]] = [
     ("globals", "proxy_udp", "0", "proxy_udp", False),
     ("globals", "congestion_control", "cubic", "congestion_control", "cubic"),
     ("globals", "congestion_control", "", "congestion_control", ""),
+    ("path", "congestion_control", "cubic", "congestion_control", "cubic"),
     ("server", "cipher", "chacha20-ietf-poly1305", "cipher", "chacha20-ietf-poly1305"),
     ("server", "address", "203.0.113.5", "address", "203.0.113.5"),
     ("server", "address", "vps.example.com", "address", "vps.example.com"),
@@ -257,6 +258,7 @@ BAD: list[tuple[str, str, str, str]] = [
     ("globals", "bypass", "2001:db8::/32", "not an IPv4 network"),
     ("globals", "proxy_udp", "udp", "not a boolean"),
     ("globals", "congestion_control", "BBR!", "not a congestion control name"),
+    ("path", "congestion_control", "tcp bbr", "not a congestion control name"),
     ("server", "enabled", "maybe", "not a boolean"),
     ("path", "interface", "wan-2", "not a netifd interface name"),
     ("path", "interface", "a" * 16, "not a netifd interface name"),
@@ -580,8 +582,8 @@ def test_problem_str_from_parsing() -> None:
     assert [str(p) for p in problems] == [
         "error: bonding.globals.probe_interval_ms='abc': not a whole number ms: use 20–60000",
         "warning: bonding.wan1.probe_interval_ms='abc': unknown option of a 'path' section, "
-        "ignored; known: backup, device, download_kbit, enabled, gateway, interface, "
-        "probe_target, upload_kbit",
+        "ignored; known: backup, congestion_control, device, download_kbit, enabled, gateway, "
+        "interface, probe_target, upload_kbit",
     ]
 
 

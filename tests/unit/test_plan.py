@@ -363,6 +363,20 @@ def test_congctl_on_every_unicast_route(cc: str) -> None:
     assert [r for r in p.routes if r.type is RouteType.LOCAL] == [LOCAL_ROUTE]
 
 
+def test_a_path_s_own_congctl_goes_on_its_table_only() -> None:
+    lte = PathView(**{**pv(1).__dict__, "congctl": "bbr"})
+    p = mk([pv(0), lte], congctl="cubic")
+    by_table = {(r.table, r.dst): r.congctl for r in p.routes}
+    assert by_table[(BASE, "default")] == "cubic"
+    assert by_table[(BASE + 1, "default")] == "bbr"  # subflows joining over the LTE link
+    assert by_table[(RT, SERVERS[0])] == "cubic"  # the first subflow: the global one
+    assert by_table[(RT, "default")] == "cubic"
+    # and with no global one
+    p = mk([pv(0), lte])
+    assert {(r.table, r.congctl) for r in p.routes} == {
+        (BASE, None), (BASE + 1, "bbr"), (RT, None)}
+
+
 @pytest.mark.parametrize("cc", [None, ""])
 def test_no_congctl_means_the_system_default(cc: str | None) -> None:
     assert {r.congctl for r in mk([pv(0)], congctl=cc).routes} == {None}

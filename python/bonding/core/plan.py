@@ -20,7 +20,9 @@ route_table: the servers over every live non-backup path (ECMP, weighted by decl
 rate), so no single link is the master; the router's own default route on the first live path.
 Every unicast route carries `congctl` when a congestion control is asked for: the kernel then
 gives it to each TCP connection (MPTCP subflow) that leaves by that route, whatever the
-application (the proxy) chose.
+application (the proxy) chose.  A path's own congestion control goes on its table (the
+subflows that join over it); route_table (the first subflow, whichever link ECMP picks) keeps
+the global one.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class PathView:
     link_ok: bool
     backup: bool  # forced or degraded
     weight_kbit: int | None = None
+    congctl: str | None = None  # for subflows joining over this path; None: the plan's
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,8 @@ def plan(paths: Sequence[PathView], servers: Sequence[str], *, route_table: int,
             continue
         table = path_table_base + p.index
         rules.append(RuleWant(rule_priority + RULE_PATH_OFFSET + p.index, table, src=p.address))
-        routes.append(RouteWant(table, "default", 0, (Hop(p.ifindex, p.gateway),), congctl=cc))
+        routes.append(RouteWant(table, "default", 0, (Hop(p.ifindex, p.gateway),),
+                                congctl=p.congctl or cc))
     rules.append(RuleWant(rule_priority + RULE_TABLE_OFFSET, route_table))
 
     if active:

@@ -53,6 +53,7 @@ class DataPlane:
         self.ruleset: nft.Ruleset | None = None
         self._tproxy: TproxyWant | None = None
         self._congctl: str | None = None
+        self._path_congctl: dict[str, str | None] = {}
         self.nft_error = ""
         self.cc_error = ""
         self._removed_once = False  # a table left by an earlier bondingd is removed once
@@ -64,7 +65,8 @@ class DataPlane:
         Returns the problems of /etc/config/bonding_secrets (they never hold a key).
         """
         g = cfg.globals
-        self._congestion(g.congestion_control)
+        self._congestion(g.congestion_control, {p.name: p.congestion_control
+                                                for p in cfg.paths})
         if g.proxy == "none" or not g.enabled:
             self.ruleset = None
             self._tproxy = None
@@ -88,20 +90,27 @@ class DataPlane:
         self._sync_nft()
         return problems
 
-    def _congestion(self, wanted: str) -> None:
-        self.cc_error = ""
-        self._congctl = None
-        if not wanted:
-            return
+    def _congestion(self, wanted: str, per_path: dict[str, str | None]) -> None:
         have = self.cc_available()
-        if wanted in have:
-            self._congctl = wanted
-            return
-        self.cc_error = (f"congestion control '{wanted}' is not available in this kernel "
-                         f"(it has: {' '.join(have) or 'unknown'}): the bonded connections use "
-                         f"the system's default; install kmod-tcp-{wanted} or set option "
-                         "congestion_control ''")
-        log.warning("%s", self.cc_error)
+        errors = []
+
+        def check(value: str, where: str, fallback: str) -> bool:
+            if value in have:
+                return True
+            errors.append(f"congestion control '{value}' ({where}) is not available in this "
+                          f"kernel (it has: {' '.join(have) or 'unknown'}): {fallback}; "
+                          f"install kmod-tcp-{value} or change the option")
+            return False
+
+        self._congctl = wanted if wanted and check(
+            wanted, "globals", "the bonded connections use the system's default") else None
+        self._path_congctl = {}
+        for name, value in per_path.items():
+            if value and check(value, f"path {name}", "its subflows use the global one"):
+                self._path_congctl[name] = value
+        self.cc_error = "; ".join(errors)
+        for e in errors:
+            log.warning("%s", e)
 
     # --- what routing needs ---------------------------------------------------------------------
     def tproxy(self) -> TproxyWant | None:
@@ -109,7 +118,12 @@ class DataPlane:
         return self._tproxy
 
     def congctl(self) -> str | None:
+        """The global congestion control for plan() (None: the system's)."""
         return self._congctl
+
+    def path_congctl(self, name: str) -> str | None:
+        """A path's own congestion control (None: the global one)."""
+        return self._path_congctl.get(name)
 
     # --- nftables -------------------------------------------------------------------------------
     def _changed(self) -> None:
