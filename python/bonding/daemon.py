@@ -345,7 +345,9 @@ class Daemon:
                          ifindex=rt.ifindex, address=rt.address, gateway=rt.gateway,
                          state=self._state_for_plan(rt),
                          link_ok=rt.health.link_ok, backup=rt.backup,
-                         weight_kbit=rt.cfg.upload_kbit)
+                         weight_kbit=rt.cfg.upload_kbit,
+                         congctl=(self.dataplane.path_congctl(rt.cfg.name)
+                                  if self.dataplane is not None else None))
                 for rt in self.paths.values()]
 
     def _tables(self) -> set[int]:
