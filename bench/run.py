@@ -1,8 +1,16 @@
 """Benchmarks of bondingd in the lab against the bars of DESIGN.md section 6 (root).
 
-    .venv/bin/python bench/run.py [--quick] [detect|recover|aggregate|footprint ...]
+    .venv/bin/python bench/run.py [--quick] [detect|recover|aggregate|footprint|goodput|
+                                             goodput-hard|unshaped ...] [--cc bbr,cubic]
 
 Prints figures; asserts nothing.  Each part builds its own lab and removes it.
+
+goodput, goodput-hard, unshaped: one TCP connection LAN host → target through the full path
+(nftables tproxy, ss-redir under mptcpize, bonding-server), beside raw kernel MPTCP (iperf3 under
+mptcpize router → server, no proxy) over the same links in the same lab, as a fraction of the
+header-limited capacity Σ rate × 1448/1514.  Goodput is what the receiver counted over the
+steady part of the transfer (the first WARMUP_S and the last second left out).  Both variants
+get the congestion control bondingd puts on its routes (`--cc`: each value is a run).
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from bonding.lab.traffic import (
     HEADER_RATIO,
     Rates,
     Transfer,
+    goodput_between,
+    lan_transfer,
     path_state,
     received_bps,
     wait_all_up,
@@ -26,6 +36,18 @@ from bonding.lab.traffic import (
 )
 
 PREFIX = "bb"
+FULL_PREFIX = "bg"
+WARMUP_S = 4.0
+# (label, links, fault on wan1 or None, bar in % of Σ rate × 1448/1514)
+GOODPUT_CASES: list[tuple[str, str, int | None, float]] = [
+    ("2 links", "50/10ms,20/25ms", None, 97),
+    ("3 links", "50/10ms,30/20ms,20/40ms", None, 97),
+    ("4 links", "40/5ms,30/15ms,20/30ms,10/40ms", None, 97),
+]
+HARD_CASES: list[tuple[str, str, int | None, float]] = [
+    ("1:8 RTT spread", "50/5ms,30/20ms,20/40ms", None, 90),
+    ("1% loss on wan1", "50/10ms,30/20ms,20/40ms", 1, 90),
+]
 
 
 def _lab(links: str) -> Lab:
@@ -132,6 +154,104 @@ def aggregate(seconds: float) -> None:
             lab.down()
 
 
+def _set_cc(lab: Lab, cc: str, lossy: set[str]) -> None:
+    """`cc` everywhere, or 'mixed': bbr globally (the first subflow) and on the lossy links,
+    cubic on the clean ones (per-path option congestion_control)."""
+    links = [x.name for x in lab.load().links]
+    if cc == "mixed":
+        changes: dict[str, dict[str, str | None]] = {"globals": {"congestion_control": "bbr"}}
+        changes.update({n: {"congestion_control": None if n in lossy else "cubic"}
+                        for n in links})
+    else:
+        changes = {"globals": {"congestion_control": cc}}
+        changes.update({n: {"congestion_control": None} for n in links})
+    lab.set_options(changes)
+
+
+def _full_lab(links: str, cc: str) -> Lab:
+    lab = Lab(FULL_PREFIX)
+    lab.down()
+    lab.up(parse_links(links), proxy=True,
+           options={"congestion_control": "bbr" if cc == "mixed" else cc})
+    ok = wait_all_up(lab, 20) and wait_for(
+        lambda: lab.status().get("proxy", {}).get("state") == "running", 10) is not None
+    if not ok:
+        status = lab.status()
+        lab.down()
+        raise SystemExit(f"lab not ready: {status.get('paths')} {status.get('proxy')}")
+    return lab
+
+
+def _measure(lab: Lab, t: Transfer, seconds: float) -> tuple[float, dict[str, float]]:
+    """Steady goodput (bit/s, the receiver's count) and each link's wire rate meanwhile."""
+    t.start()
+    try:
+        time.sleep(WARMUP_S)
+        rates = Rates(lab)
+        time.sleep(seconds - WARMUP_S - 1)
+        wire = rates.sample()
+        report = t.result(timeout=seconds + 30)
+    finally:
+        t.stop()
+    got = goodput_between(report, WARMUP_S, seconds - 1)
+    return (got or 0.0), wire
+
+
+def _tcp_mem() -> int:
+    """Pages the kernel counts as used by TCP and MPTCP (a leak shows here)."""
+    text = Path("/proc/net/sockstat").read_text()
+    return int(text.split("TCP:")[1].split(" mem ")[1].split()[0])
+
+
+def goodput(cases: list[tuple[str, str, int | None, float]], seconds: float,
+            ccs: Sequence[str]) -> None:
+    """One TCP flow LAN host → target through the proxy, beside raw MPTCP router → server."""
+    for label, links, loss, bar in cases:
+        specs = parse_links(links)
+        cap = sum(x.rate_mbit for x in specs) * 1e6 * HEADER_RATIO
+        lab = _full_lab(links, ccs[0])
+        try:
+            if loss:
+                lab.loss("wan1", loss)
+            for cc in ccs:
+                _set_cc(lab, cc, lossy={"wan1"} if loss else set())
+                time.sleep(1.0)
+                mem0 = _tcp_mem()
+                proxy, wire = _measure(lab, lan_transfer(lab, seconds), seconds)
+                # -C as the routes: iperf3's own choice would hold for the first subflow
+                first = "bbr" if cc == "mixed" else cc
+                raw, _ = _measure(lab, Transfer(lab, seconds, congestion=first or None),
+                                  seconds)
+                links_pct = " ".join(f"{x.name} {100 * wire[x.name] / (x.rate_mbit * 1e6):.0f}%"
+                                     for x in lab.load().links)
+                leak = _tcp_mem() - mem0
+                print(f"goodput {label:16} {links:31} cc {cc or 'default':6} "
+                      f"proxy {proxy / 1e6:6.1f} Mbit/s = {100 * proxy / cap:5.1f}%  "
+                      f"raw MPTCP {raw / 1e6:6.1f} = {100 * raw / cap:5.1f}%  "
+                      f"of {cap / 1e6:.1f} (bar {bar:g}%)  wire: {links_pct}"
+                      + (f"  [tcp mem +{leak} pages]" if leak > 10000 else ""), flush=True)
+        finally:
+            lab.down()
+
+
+def unshaped(seconds: float, ccs: Sequence[str]) -> None:
+    """The proxy path against raw MPTCP with links the machine alone limits."""
+    links = "10000/0ms,10000/0ms"
+    lab = _full_lab(links, ccs[0])
+    try:
+        for cc in ccs:
+            _set_cc(lab, cc, lossy=set())
+            time.sleep(1.0)
+            proxy, _ = _measure(lab, lan_transfer(lab, seconds), seconds)
+            first = "bbr" if cc == "mixed" else cc
+            raw, _ = _measure(lab, Transfer(lab, seconds, congestion=first or None), seconds)
+            print(f"unshaped {links} cc {cc or 'default':6} proxy {proxy / 1e6:7.1f} Mbit/s, "
+                  f"raw MPTCP {raw / 1e6:7.1f} Mbit/s: proxy = {100 * proxy / raw:5.1f}% of "
+                  "raw (bar ≥ 50%)", flush=True)
+    finally:
+        lab.down()
+
+
 def footprint(seconds: float) -> None:
     """bondingd with 8 paths probing at the default rate: RSS and CPU."""
     lab = _lab(",".join(["10/5ms"] * 8))
@@ -158,15 +278,25 @@ def footprint(seconds: float) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("parts", nargs="*", default=["detect", "recover", "aggregate", "footprint"])
+    p.add_argument("parts", nargs="*", default=["detect", "recover", "aggregate", "footprint",
+                                                "goodput", "goodput-hard", "unshaped"])
     p.add_argument("--quick", action="store_true", help="fewer runs, shorter transfers")
+    p.add_argument("--cc", default="bbr,cubic,mixed",
+                   help="congestion controls bondingd puts on its routes, one run each "
+                        "(goodput parts; '' = the system's; mixed = bbr globally and on lossy "
+                        "links, cubic on clean ones; default: %(default)s)")
     a = p.parse_args(argv)
+    ccs = [c.strip() for c in a.cc.split(",")]
+    gs = 15.0 if a.quick else 25.0
     n = 4 if a.quick else 10
     parts: dict[str, Callable[[], None]] = {
         "detect": lambda: detect(n),
         "recover": lambda: recover(3 if a.quick else 6),
         "aggregate": lambda: aggregate(10 if a.quick else 20),
         "footprint": lambda: footprint(15 if a.quick else 60),
+        "goodput": lambda: goodput(GOODPUT_CASES, gs, ccs),
+        "goodput-hard": lambda: goodput(HARD_CASES, gs, ccs),
+        "unshaped": lambda: unshaped(gs, ccs),
     }
     for part in a.parts:
         if part not in parts:

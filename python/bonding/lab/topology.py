@@ -33,7 +33,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,8 +204,10 @@ class Lab:
 
     # --- build ----------------------------------------------------------------------------------
     def up(self, links: Sequence[LinkSpec], *, daemon: bool = True, config_extra: str = "",
-           proxy: bool = True) -> LabState:
-        """Build the lab; with `proxy`, the full path (data plane and bonding-server)."""
+           proxy: bool = True, options: Mapping[str, str] | None = None) -> LabState:
+        """Build the lab; with `proxy`, the full path (data plane and bonding-server).
+
+        `options`: more options of bondingd's globals section (e.g. congestion_control)."""
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces, nftables, tc)")
         if proxy:
@@ -220,7 +222,7 @@ class Lab:
         try:
             self._build(links)
             client = self._setup_server() if proxy else None
-            self._write_config(config_extra, client)
+            self._write_config(config_extra, client, options or {})
             self.start_ubusd()
             if daemon:
                 self.start_daemon()
@@ -257,15 +259,17 @@ class Lab:
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
         self.save()
         n = namespaces
-        self._veth(n["lan"], "eth0", n["router"], "lan0")
+        # Offloads stay on where nothing is emulated (LAN, server, target: real NICs have
+        # them); they are off on the links that are shaped, delayed and made lossy.
+        self._veth(n["lan"], "eth0", n["router"], "lan0", offload=True)
         self._addr(n["lan"], "eth0", f"{LAN_HOST}/24")
         self._addr(n["router"], "lan0", f"{LAN_ROUTER}/24")
         run(["ip", "-n", n["lan"], "route", "add", "default", "via", LAN_ROUTER])
-        self._veth(n["inet"], "srv", n["server"], "eth0")
+        self._veth(n["inet"], "srv", n["server"], "eth0", offload=True)
         self._addr(n["inet"], "srv", f"{INET_SERVER_SIDE}/24")
         self._addr(n["server"], "eth0", f"{SERVER_ADDR}/24")
         run(["ip", "-n", n["server"], "route", "add", "default", "via", INET_SERVER_SIDE])
-        self._veth(n["inet"], "tgt", n["target"], "eth0")
+        self._veth(n["inet"], "tgt", n["target"], "eth0", offload=True)
         self._addr(n["inet"], "tgt", "198.51.100.1/24")
         self._addr(n["target"], "eth0", f"{TARGET_ADDR}/24")
         run(["ip", "-n", n["target"], "route", "add", "default", "via", "198.51.100.1"])
@@ -303,12 +307,15 @@ class Lab:
              "add_addr_accepted", "8"])
         self.save()
 
-    def _veth(self, ns_a: str, dev_a: str, ns_b: str, dev_b: str) -> None:
+    def _veth(self, ns_a: str, dev_a: str, ns_b: str, dev_b: str, *,
+              offload: bool = False) -> None:
         run(["ip", "-n", ns_a, "link", "add", dev_a, "type", "veth", "peer", "name", dev_b,
              "netns", ns_b])
+        # Off: tbf and the loss rules see real 1514-byte frames.  On: like a real NIC (a veth
+        # has TSO and GSO but no GRO by default).
+        state = "on" if offload else "off"
         for ns, dev in ((ns_a, dev_a), (ns_b, dev_b)):
-            # Offloads off: tbf and the loss rules then see real 1514-byte frames.
-            run(nsx(ns, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off"),
+            run(nsx(ns, "ethtool", "-K", dev, "tso", state, "gso", state, "gro", state),
                 check=False)
             run(["ip", "-n", ns, "link", "set", dev, "up"])
 
@@ -368,7 +375,8 @@ class Lab:
             time.sleep(0.05)
         return client
 
-    def _write_config(self, extra: str, client: dict[str, Any] | None = None) -> None:
+    def _write_config(self, extra: str, client: dict[str, Any] | None = None,
+                      options: Mapping[str, str] | None = None) -> None:
         assert self.state is not None
         cfg = Path(self.state.config_dir)
         cfg.mkdir(parents=True, exist_ok=True)
@@ -388,6 +396,7 @@ class Lab:
             path.touch(mode=0o600)
             path.chmod(0o600)
             path.write_text(uci.dumps(secrets))
+        g.update(options or {})
         sections = [
             uci.Section("globals", "globals", g),
             uci.Section("server", CLIENT_NAME, server),
@@ -451,6 +460,26 @@ class Lab:
         _kill_wait(st.daemon_pid, timeout)
         st.daemon_pid = None
         self.save()
+
+    def set_options(self, changes: Mapping[str, Mapping[str, str | None]]) -> None:
+        """Change options of bondingd's config, by section name ('globals', 'wan1', …; None
+        removes the option), and reload it (SIGHUP)."""
+        st = self.state or self.load()
+        path = Path(st.config_dir) / "bonding"
+        pkg = uci.loads(path.read_text(), "bonding")
+        sections = []
+        for sec in pkg.sections:
+            change = changes.get(sec.name or "")
+            if change:
+                opts = {**sec.options, **{k: v for k, v in change.items() if v is not None}}
+                for k, v in change.items():
+                    if v is None:
+                        opts.pop(k, None)
+                sec = uci.Section(sec.type, sec.name, opts)
+            sections.append(sec)
+        path.write_text(uci.dumps(uci.Package("bonding", tuple(sections))))
+        if st.daemon_pid is not None:
+            os.kill(st.daemon_pid, signal.SIGHUP)
 
     def status(self) -> dict[str, Any]:
         """bondingd's snapshot (status.json), or {} when there is none yet."""

@@ -35,7 +35,10 @@ class Transfer:
     seconds: float
     server: subprocess.Popen[str] | None = None
     client: subprocess.Popen[str] | None = None
-    congestion: str = "cubic"  # OpenWrt's default; the host's (BBR) cannot be changed per netns
+    # iperf3 -C: OpenWrt's default; the host's (BBR) cannot be changed per netns.  None: the
+    # route's or the system's.  (On MPTCP, -C reaches the first subflow only: the others take
+    # the congestion control of the route they leave by when bondingd sets one.)
+    congestion: str | None = "cubic"
     src_role: str = "router"
     dst: str = SERVER_ADDR
     dst_role: str = "server"
@@ -63,8 +66,8 @@ class Transfer:
             ["--get-server-output"] if self.server_output else [])
         self.client = subprocess.Popen(
             nsx(st.namespaces[self.src_role], *wrap, "iperf3", "-c", self.dst, "-p",
-                str(IPERF_PORT), "-t", f"{self.seconds:g}", "-C", self.congestion, "-J",
-                *extra),
+                str(IPERF_PORT), "-t", f"{self.seconds:g}", "-J", *extra,
+                *(["-C", self.congestion] if self.congestion else [])),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def running(self) -> bool:
