@@ -479,6 +479,12 @@ class Lab:
             sections.append(sec)
         path.write_text(uci.dumps(uci.Package("bonding", tuple(sections))))
         if st.daemon_pid is not None:
+            # bondingd writes its status once its signal handlers are in place: a SIGHUP
+            # before that would end it.
+            status = Path(st.run_dir) / "status.json"
+            deadline = time.monotonic() + 10
+            while not status.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
             os.kill(st.daemon_pid, signal.SIGHUP)
 
     def status(self) -> dict[str, Any]:
