@@ -32,7 +32,7 @@ CORE = ("python3-bonding", "bonding", "bonding-usb", "bonding-server")
 DEPENDS = {
     "python3-bonding": ["libc", "python3-light", "python3-asyncio", "python3-logging",
                         "python3-ctypes", "python3-uci", "libubus"],
-    "bonding": ["libc", "python3-bonding", "ip-full", "kmod-nft-tproxy"],
+    "bonding": ["libc", "python3-bonding", "ip-full", "kmod-nft-tproxy", "kmod-tcp-bbr"],
     "bonding-usb": ["libc", "bonding", "kmod-usb-net-cdc-ether", "kmod-usb-net-rndis",
                     "kmod-usb-net-ipheth", "kmod-usb-net-rtl8152", "kmod-usb-net-cdc-ncm",
                     "kmod-usb-net-cdc-mbim", "kmod-usb-net-qmi-wwan", "kmod-usb-serial-option",

@@ -9,9 +9,9 @@ ruleset, and never touches anyone else's tables):
     table inet bonding { ... }
 
 On OpenWrt the same text is also written to :data:`FW4_INCLUDE` (``/var/run/bonding/fw4.nft``),
-the path the package's fw4 include points at (``config include 'bonding'``, type ``nftables``,
-position ``ruleset-append``): fw4 deletes only its own table on reload, but ``fw4 flush`` and a
-firewall restart after a flush re-read the include, which brings our table back.
+which the package links from ``/usr/share/nftables.d/ruleset-post/30-bonding.nft``: fw4 deletes
+only its own table on reload, and a firewall restart after ``fw4 flush`` re-reads the include,
+which brings our table back (fw4 skips the link while the file does not exist).
 
 What the table does (IPv4; IPv6 is routed natively, not bonded):
 - hook ``prerouting`` at priority ``mangle`` (-150, where tproxy must run, after conntrack);
