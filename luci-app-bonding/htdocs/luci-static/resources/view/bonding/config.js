@@ -342,6 +342,18 @@ return view.extend({
 		o.datatype = 'and(uinteger,range(1,100000000))';
 		o.optional = true;
 
+		o = s.option(form.Value, 'congestion_control', _('TCP congestion control'),
+			_('For the subflows over this link. Empty: the global setting. cubic suits clean wired links, bbr lossy radio links.'));
+		o.value('bbr', 'BBR');
+		o.value('cubic', 'CUBIC');
+		o.optional = true;
+		o.modalonly = true;
+		o.validate = function(section_id, value) {
+			if (value == null || value === '' || /^[a-z][a-z0-9_]{0,15}$/.test(value))
+				return true;
+			return _('Expecting: %s').format(_('a congestion control name like bbr or cubic'));
+		};
+
 		o = s.option(form.DynamicList, 'probe_target', _('Probe targets'),
 			_('IPv4 addresses probed through this link. Empty: the global probe targets.'));
 		o.datatype = 'ip4addr(1)';
