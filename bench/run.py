@@ -31,6 +31,7 @@ from bonding.lab.traffic import (
     lan_transfer,
     path_state,
     received_bps,
+    rss_kb,
     wait_all_up,
     wait_for,
 )
@@ -267,8 +268,7 @@ def footprint(seconds: float) -> None:
         c0, t0 = cpu(), time.monotonic()
         time.sleep(seconds)
         c1, t1 = cpu(), time.monotonic()
-        rss = next(int(x.split()[1]) for x in Path(f"/proc/{pid}/status").read_text()
-                   .splitlines() if x.startswith("VmRSS:"))
+        rss = rss_kb(pid)
         print(f"bondingd, 8 paths probing: RSS {rss / 1024:.1f} MB, CPU "
               f"{100 * (c1 - c0) / (t1 - t0):.2f}% of one core over {seconds:g} s "
               f"(bar: ≤ 25 MB, ≤ 2%)")

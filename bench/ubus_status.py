@@ -21,18 +21,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bonding.lab.topology import Lab, find_ubusd, parse_links
-from bonding.lab.traffic import wait_all_up
+from bonding.lab.traffic import rss_kb, wait_all_up
 from bonding.ubus import Ubus
 
 
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))]
-
-
-def _rss_kb(pid: int) -> int:
-    return next(int(x.split()[1]) for x in Path(f"/proc/{pid}/status").read_text().splitlines()
-                if x.startswith("VmRSS:"))
 
 
 async def _timed_calls(sock: str, n: int) -> list[float]:
@@ -68,9 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         st = lab.load()
         assert st.ubus_socket and st.daemon_pid
         asyncio.run(_timed_calls(st.ubus_socket, 500))  # warm-up
-        rss0 = _rss_kb(st.daemon_pid)
+        rss0 = rss_kb(st.daemon_pid)
         lat = asyncio.run(_timed_calls(st.ubus_socket, a.calls))
-        rss1 = _rss_kb(st.daemon_pid)
+        rss1 = rss_kb(st.daemon_pid)
         ms = [x * 1000 for x in lat]
         print(f"status through the binding, 8 paths, {len(ms)} calls: "
               f"p50 {statistics.median(ms):.2f} ms, p99 {_pct(ms, 0.99):.2f} ms, "

@@ -112,7 +112,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._dirty = True
         self._reconcile_pending = False
-        self._hooks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # hook runs, ubus connect
         self.rtnl: Rtnl | None = None
         self.pm: MptcpPM | None = None
         self.reconciler: Reconciler | None = None
@@ -396,7 +396,7 @@ class Daemon:
         env = dict(os.environ, ACTION=action, PATH_NAME=rt.cfg.name,
                    INTERFACE=rt.cfg.interface or rt.cfg.name, DEVICE=rt.device or "",
                    STATE=str(state), PREVIOUS=str(previous), REASON=rt.health.reason)
-        self._hooks_keep(asyncio.get_running_loop().create_task(self._hook_scripts(env)))
+        self._keep(asyncio.get_running_loop().create_task(self._hook_scripts(env)))
 
     def _emit(self, rt: PathRuntime, previous: State) -> None:
         """The `bonding.path` event on ubus (dropped, with a debug line, when not connected)."""
@@ -599,7 +599,7 @@ class Daemon:
         self.bus.add_object(api.OBJECT, api.methods(self))
         self.bus.subscribe("network.interface", self._on_netifd_event)
         task = asyncio.get_running_loop().create_task(self._connect_ubus())
-        self._hooks_keep(task)
+        self._keep(task)
 
     async def _connect_ubus(self) -> None:
         assert self.bus is not None
@@ -649,9 +649,9 @@ class Daemon:
             if not self._netifd_again:
                 return
 
-    def _hooks_keep(self, task: asyncio.Task[None]) -> None:
-        self._hooks.add(task)
-        task.add_done_callback(self._hooks.discard)
+    def _keep(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # --- MPTCP subflows ---------------------------------------------------------------------------
     def sample_subflows(self) -> None:

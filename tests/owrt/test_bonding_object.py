@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from bonding.lab.topology import Lab, parse_links
-from bonding.lab.traffic import Transfer, wait_all_up, wait_for
+from bonding.lab.traffic import Transfer, rss_kb, wait_all_up, wait_for
 from bonding.ubus import Ubus, UbusError, UbusStatus, call
 
 LINKS = "30/10ms,20/20ms"
@@ -68,13 +68,6 @@ def ubus_cli(prefix: Path, lab: Lab, *args: str,
              timeout: float = 10) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(prefix / "bin" / "ubus"), "-s", sock(lab), *args],
                           capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def test_list_shows_methods_with_argument_types(olab: Lab, owrt_prefix: Path) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -188,13 +188,18 @@ def xray_config(cfg: Config, server: Server, key: str) -> dict[str, Any]:
     }
 
 
-def xray(cfg: Config, secrets: Secrets, run_dir: Path, path: str) -> Launch:
+def _run_json(program: str, make: Callable[[Config, Server, str], dict[str, Any]],
+              cfg: Config, secrets: Secrets, run_dir: Path, path: str) -> Launch:
+    """`PROGRAM run -c RUN_DIR/PROGRAM.json` with the config `make` builds (xray, sing-box)."""
     server, key = pick_server(cfg, secrets)
-    conf = xray_config(cfg, server, key)
-    bins = find("xray", path)
-    file = run_dir / "xray.json"
-    return Launch("xray", "xray", (bins["xray"], "run", "-c", str(file)),
-                  {file.name: _json(conf)}, server.name)
+    bins = find(program, path)
+    file = run_dir / f"{program}.json"
+    return Launch(program, program, (bins[program], "run", "-c", str(file)),
+                  {file.name: _json(make(cfg, server, key))}, server.name)
+
+
+def xray(cfg: Config, secrets: Secrets, run_dir: Path, path: str) -> Launch:
+    return _run_json("xray", xray_config, cfg, secrets, run_dir, path)
 
 
 # --- sing-box ---------------------------------------------------------------------------------
@@ -226,12 +231,7 @@ def sing_box_config(cfg: Config, server: Server, key: str) -> dict[str, Any]:
 
 
 def sing_box(cfg: Config, secrets: Secrets, run_dir: Path, path: str) -> Launch:
-    server, key = pick_server(cfg, secrets)
-    conf = sing_box_config(cfg, server, key)
-    bins = find("sing-box", path)
-    file = run_dir / "sing-box.json"
-    return Launch("sing-box", "sing-box", (bins["sing-box"], "run", "-c", str(file)),
-                  {file.name: _json(conf)}, server.name)
+    return _run_json("sing-box", sing_box_config, cfg, secrets, run_dir, path)
 
 
 BACKENDS: Final = {"shadowsocks-libev": ss_libev, "xray": xray, "sing-box": sing_box}

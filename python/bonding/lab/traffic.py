@@ -156,6 +156,15 @@ class Rates:
         return out
 
 
+def rss_kb(pid: int) -> int:
+    """Resident memory of process ``pid`` in kB (VmRSS)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise LabError(f"process {pid} has no VmRSS (a kernel thread, or gone)")
+
+
 def wait_for(pred: Callable[[], bool], timeout: float, step: float = 0.02) -> float | None:
     """Seconds until pred() was true, or None on timeout."""
     start = time.monotonic()

@@ -198,6 +198,16 @@ def _htb_class(dev: str, client: Client) -> list[str]:
             f"qdisc add dev {dev} parent {cls} bfifo limit {limit}"]
 
 
+def _u32(dev: str, parent: str, field: str, port: int, action: str, ipv6: bool) -> list[str]:
+    """u32 filters on ``dev`` matching ``field`` (sport/dport) == port, IPv4 and IPv6."""
+    out = [f"filter add dev {dev} parent {parent} protocol ip prio 10 u32 "
+           f"match ip {field} {port} 0xffff {action}"]
+    if ipv6:
+        out.append(f"filter add dev {dev} parent {parent} protocol ipv6 prio 11 u32 "
+                   f"match ip6 {field} {port} 0xffff {action}")
+    return out
+
+
 def tc_commands(clients: Sequence[Client], dev: str, ipv6: bool) -> list[str]:
     """``tc -batch`` lines that build the shaping on ``dev`` and the ifb (both empty before)."""
     limited = [c for c in clients if c.rate_mbit is not None]
@@ -205,30 +215,16 @@ def tc_commands(clients: Sequence[Client], dev: str, ipv6: bool) -> list[str]:
         return []
     lines = [f"qdisc replace dev {dev} root handle 1: htb default 0"]
     for c in limited:
-        cls = f"1:{c.port:x}"
         lines += _htb_class(dev, c)
-        lines.append(f"filter add dev {dev} parent 1: protocol ip prio 10 u32 "
-                     f"match ip sport {c.port} 0xffff flowid {cls}")
-        if ipv6:
-            lines.append(f"filter add dev {dev} parent 1: protocol ipv6 prio 11 u32 "
-                         f"match ip6 sport {c.port} 0xffff flowid {cls}")
+        lines += _u32(dev, "1:", "sport", c.port, f"flowid 1:{c.port:x}", ipv6)
     lines.append(f"qdisc replace dev {dev} handle ffff: ingress")
     for c in limited:
-        lines.append(f"filter add dev {dev} parent ffff: protocol ip prio 10 u32 "
-                     f"match ip dport {c.port} 0xffff action mirred egress redirect dev {IFB}")
-        if ipv6:
-            lines.append(f"filter add dev {dev} parent ffff: protocol ipv6 prio 11 u32 "
-                         f"match ip6 dport {c.port} 0xffff "
-                         f"action mirred egress redirect dev {IFB}")
+        lines += _u32(dev, "ffff:", "dport", c.port, f"action mirred egress redirect dev {IFB}",
+                      ipv6)
     lines.append(f"qdisc replace dev {IFB} root handle 1: htb default 0")
     for c in limited:
-        cls = f"1:{c.port:x}"
         lines += _htb_class(IFB, c)
-        lines.append(f"filter add dev {IFB} parent 1: protocol ip prio 10 u32 "
-                     f"match ip dport {c.port} 0xffff flowid {cls}")
-        if ipv6:
-            lines.append(f"filter add dev {IFB} parent 1: protocol ipv6 prio 11 u32 "
-                         f"match ip6 dport {c.port} 0xffff flowid {cls}")
+        lines += _u32(IFB, "1:", "dport", c.port, f"flowid 1:{c.port:x}", ipv6)
     return lines
 
 
