@@ -14,6 +14,7 @@ fixture kills every process in them and deletes them at the end, also when a tes
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -21,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -75,10 +77,29 @@ def run(cmd: Sequence[str], *, check: bool = True, timeout: float = 30,
     return r
 
 
-def env() -> dict[str, str]:
+def env(pythonpath: str = PYTHONPATH) -> dict[str, str]:
     e = dict(os.environ)
-    e["PYTHONPATH"] = os.pathsep.join(p for p in (PYTHONPATH, e.get("PYTHONPATH")) if p)
+    e["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, e.get("PYTHONPATH")) if p)
     return e
+
+
+_public: list[str] = []
+
+
+def public_pythonpath() -> str:
+    """A copy of the package that any user can read, for the runs as another user.
+
+    The checkout may sit in a directory only root can enter (`mktemp -d` makes them 0700), and
+    then an unprivileged `python -m bonding.server` could not import it.  Removed at exit.
+    """
+    if not _public:
+        top = tempfile.mkdtemp(prefix="bonding-public-")
+        os.chmod(top, 0o755)
+        shutil.copytree(Path(PYTHONPATH) / "bonding", Path(top) / "bonding",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        atexit.register(shutil.rmtree, top, True)
+        _public.append(top)
+    return _public[0]
 
 
 def wait_for(pred: Any, timeout: float, what: str, step: float = 0.1) -> None:
@@ -174,6 +195,7 @@ class World:
                    f"--regid={user}", "--clear-groups", sys.executable, "-m", "bonding.server",
                    "--state-dir", str(self.state_dir), *args]
             kw["cwd"] = "/"
+            return run(cmd, check=check, timeout=timeout, env=env(public_pythonpath()), **kw)
         return run(cmd, check=check, timeout=timeout, env=env(), **kw)
 
     def cli_json(self, *args: str) -> Any:
