@@ -1,9 +1,10 @@
 # bonding: top-level targets.  `make demo` runs the lab (root), `make test` the whole suite.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The OpenWrt userland (ubusd, libubus, uci, pyuci) built outside this repo for tests/owrt and the
-# lab's ubusd: taken from /opt/owrt when it is there; otherwise those tests skip and say why.
-OWRT_PREFIX ?= $(wildcard /opt/owrt)
+# The OpenWrt userland (ubusd, libubus, uci, pyuci, procd, rpcd, uhttpd, opkg) the tests run
+# against, built outside this repo by tools/owrt-userland.sh from upstream sources (OWRT_SRC, or
+# ../shared/owrt-src when it is there): `make deps` builds it when it is missing or out of date.
+OWRT_PREFIX ?= /opt/owrt
 export OWRT_PREFIX
 
 .PHONY: all deps demo test lint unit lab bench clean feed
@@ -17,6 +18,7 @@ all: test
 
 deps:
 	VENV=$(VENV) sh tools/install-deps.sh
+	sh tools/owrt-userland.sh --prefix "$(OWRT_PREFIX)"
 
 demo: deps
 	$(VENV)/bin/bonding-lab demo $(if $(LINKS),--links $(LINKS))
@@ -26,7 +28,7 @@ lint: deps
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict tools/feed.py
 	shellcheck -s sh tools/*.sh sdk-build.sh $(PKG_SH)
-	shfmt -sr -s -d sdk-build.sh $(PKG_SH)
+	shfmt -sr -s -d sdk-build.sh tools/owrt-userland.sh $(PKG_SH)
 	$(PY) tools/luci-pot.py --check
 
 unit: deps
