@@ -131,7 +131,7 @@ fi
 
 # Where the sources come from.
 if [ -z "$SRC" ] && [ -z "$GIT_BASE" ]; then
-	for cand in "${OWRT_SRC-}" "$here/../../shared/owrt-src" "$here/../shared/owrt-src" /work/shared/owrt-src; do
+	for cand in "${OWRT_SRC-}" "$here/../../shared/owrt-src" /work/shared/owrt-src; do
 		if [ -n "$cand" ] && [ -f "$cand/libubox.tar.gz" ]; then
 			SRC=$(cd "$cand" && pwd)
 			break
