@@ -27,6 +27,7 @@ log = logging.getLogger("bondingd.api")
 
 OBJECT = "bonding"
 EVENT_PATH = "bonding.path"
+EVENT_SERVER = "bonding.server"
 IFACE_ACTIONS = ("ifup", "ifdown", "ifupdate")
 MAX_NAME = 64
 

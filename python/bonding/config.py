@@ -192,6 +192,7 @@ def _netifd_name(raw: str) -> str:
 
 LOG_LEVELS: Final = ("debug", "info", "notice", "warning", "error")
 PROXIES: Final = ("none", "shadowsocks-libev", "xray", "sing-box")
+FAILBACK: Final = ("return", "stay")
 # Destinations that never go through the proxy unless `list bypass` replaces this list: the
 # local, private and reserved ranges of RFC 6890 (IPv4).
 DEFAULT_BYPASS: Final = (
@@ -247,6 +248,18 @@ class Globals:
     # TCP congestion control of the bonded subflows, set as 'congctl' on our routes ("": the
     # system's default).  bbr keeps a lossy link (4G, Wi-Fi) busy where cubic backs off.
     congestion_control: str = "bbr"
+    # Server failover: every enabled server is probed through the live paths (a TCP connect to
+    # its port) every server_probe_interval_ms; the active one is declared down after
+    # server_down_count failed rounds in a row (a round fails when no path got an answer) and
+    # new connections go to the next server by priority.  A server that stopped answering is
+    # up again after server_up_count good rounds in a row.  server_failback: 'return' goes back
+    # to a preferred server once it has answered for server_hold_s (connections through the
+    # proxy are restarted then), 'stay' keeps the server in use until it fails.
+    server_probe_interval_ms: int = 500
+    server_down_count: int = 3
+    server_up_count: int = 3
+    server_failback: str = "return"
+    server_hold_s: int = 60
 
 
 @dataclass(frozen=True)
@@ -259,6 +272,7 @@ class Server:
     protocol: str = "shadowsocks"
     cipher: str = "chacha20-ietf-poly1305"
     enabled: bool = True
+    priority: int = 10  # lower is preferred; equal priorities in file order
 
 
 @dataclass(frozen=True)
@@ -307,6 +321,13 @@ class Config:
             return self.globals.probe_targets
         return self.server_addresses()
 
+    def ordered_servers(self) -> tuple[Server, ...]:
+        """The enabled servers, preferred first: by priority, then in file order."""
+        return tuple(sorted((s for s in self.servers if s.enabled), key=lambda s: s.priority))
+
+    def server(self, name: str) -> Server | None:
+        return next((s for s in self.servers if s.name == name), None)
+
     def server_addresses(self) -> tuple[str, ...]:
         """The enabled servers given as IPv4 addresses (routes and default probe targets)."""
         return tuple(s.address for s in self.servers if s.enabled and _is_ipv4(s.address))
@@ -351,6 +372,11 @@ _GLOBALS: _Spec = {
     "bypass": ("bypass", _ipv4_net, True),
     "proxy_udp": ("proxy_udp", _bool, False),
     "congestion_control": ("congestion_control", _congestion, False),
+    "server_probe_interval_ms": ("server_probe_interval_ms", _int(100, 60000, " ms"), False),
+    "server_down_count": ("server_down_count", _int(1, 100), False),
+    "server_up_count": ("server_up_count", _int(1, 100), False),
+    "server_failback": ("server_failback", _choice(*FAILBACK), False),
+    "server_hold_s": ("server_hold_s", _int(0, 86400, " s"), False),
 }
 
 _SERVER: _Spec = {
@@ -359,6 +385,7 @@ _SERVER: _Spec = {
     "protocol": ("protocol", _choice("shadowsocks", "vless"), False),
     "cipher": ("cipher", _cipher, False),
     "enabled": ("enabled", _bool, False),
+    "priority": ("priority", _int(0, 1000), False),
 }
 
 _PATH: _Spec = {
@@ -624,6 +651,17 @@ def secrets_from_sections(sections: Sequence[uci.Section]) -> tuple[Secrets, lis
     return Secrets(keys), problems
 
 
+def secrets_mode_problem(path: Path, mode: int) -> Problem | None:
+    """The problem of a bonding_secrets file others may read: an error when every user can
+    (any local user or service gets the keys), a warning when its group can."""
+    if not mode & 0o077:
+        return None
+    who = "every user" if mode & 0o007 else "its group"
+    return Problem(Severity.ERROR if mode & 0o007 else Severity.WARNING, "(file)", None, None,
+                   f"{path} has mode {mode & 0o777:04o}: {who} can read or change the keys; "
+                   f"chmod 600 {path}", package=SECRETS_PACKAGE)
+
+
 def load_secrets(config_dir: Path) -> tuple[Secrets, list[Problem]]:
     """Read `<config_dir>/bonding_secrets`; a missing file means no keys (a warning)."""
     path = config_dir / SECRETS_PACKAGE
@@ -637,10 +675,9 @@ def load_secrets(config_dir: Path) -> tuple[Secrets, list[Problem]]:
     except OSError as e:
         return Secrets(), [Problem(Severity.ERROR, "(file)", None, None, f"{path}: {e.strerror}",
                                    package=SECRETS_PACKAGE)]
-    if mode & 0o077:
-        problems.append(Problem(Severity.WARNING, "(file)", None, None,
-                                f"{path} has mode {mode & 0o777:04o}: others can read the keys; "
-                                f"chmod 600 {path}", package=SECRETS_PACKAGE))
+    mode_problem = secrets_mode_problem(path, mode)
+    if mode_problem is not None:
+        problems.append(mode_problem)
     try:
         package = uci.load(config_dir, SECRETS_PACKAGE)
     except uci.UciParseError as e:

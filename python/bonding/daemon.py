@@ -32,19 +32,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bonding import __version__, api, config, netifd
+from bonding import __version__, api, config, netifd, secretsfile
 from bonding.actions import Reconciler
 from bonding.config import Config, PathConfig, Severity
 from bonding.core import health as hl
 from bonding.core.health import Health, Params, State
 from bonding.core.plan import PathView, plan
+from bonding.core.servers import ServerState
 from bonding.dataplane import DataPlane
+from bonding.failover import Change, Failover
 from bonding.netlink.core import NetlinkError
 from bonding.netlink.diag import SubflowCounter
 from bonding.netlink.monitor import AddrEvent, Event, LinkEvent, LinkMonitor, Resync
 from bonding.netlink.mptcp import MptcpPM
 from bonding.netlink.rtnl import Rtnl
 from bonding.probe import PathProber
+from bonding.serverprobe import Via
 from bonding.ubus import Ubus, UbusError, UbusLibraryError
 
 log = logging.getLogger("bondingd")
@@ -102,6 +105,7 @@ class Daemon:
         self.ubus_socket = ubus_socket
         self.cfg = Config()
         self.problems: list[config.Problem] = []
+        self._from_file = False  # the config in use was read from a file (not the defaults)
         self.params = Params()
         self.paths: dict[str, PathRuntime] = {}
         self.started = time.monotonic()
@@ -128,6 +132,8 @@ class Daemon:
         self.subflows: Counter[str] | None = None  # established subflows by local address
         self._subflows_at = 0.0
         self._probe_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self.failover = Failover(paths=self._server_probe_paths, on_active=self._server_active,
+                                 on_state=self._server_changed)
 
     # --- config ---------------------------------------------------------------------------------
     def load_config(self) -> bool:
@@ -139,12 +145,18 @@ class Daemon:
         if any(p.severity is Severity.ERROR for p in problems):
             log.error("config has errors: keeping the last good config")
             return False
+        from_file = not any(p.section == "(file)" for p in problems)  # not the defaults
+        previous = self.cfg if self._from_file and from_file else None
+        self._from_file = from_file
         self.cfg = cfg
         self.params = Params.from_globals(cfg.globals)
         logging.getLogger().setLevel(LOG_LEVELS.get(cfg.globals.log_level, logging.INFO))
         self._set_paths(cfg.paths or self._discovered(), reset_overrides=True)
+        if previous is not None:
+            self._prune_secrets(previous, cfg)
+        self.failover.configure(cfg)
         if self.dataplane is not None:
-            for p in self.dataplane.configure(cfg, self.config_dir):
+            for p in self.dataplane.configure(cfg, self.config_dir, server=self.failover.active):
                 (log.error if p.severity is Severity.ERROR else log.warning)("config: %s", p)
                 self.problems.append(p)
         self._dirty = True
@@ -385,6 +397,52 @@ class Daemon:
         self._dirty = True
         self.write_status()
 
+    # --- servers ----------------------------------------------------------------------------------
+    def _server_probe_paths(self) -> list[Via]:
+        """The paths servers are probed through: those carrying traffic (every path with a link
+        when none passes its probes, as routing does)."""
+        usable = [rt for rt in self.paths.values() if rt.enabled and rt.device and rt.address
+                  and rt.health.link_ok and rt.health.state is not State.DISABLED]
+        live = [rt for rt in usable if self._state_for_plan(rt).live] or usable
+        return [Via(rt.cfg.name, rt.device or "", rt.address or "") for rt in live]
+
+    def _server_active(self, name: str | None) -> None:
+        """The server in use changed: the proxy follows (the rest keeps running)."""
+        if self.dataplane is not None:
+            self.dataplane.set_server(name)
+        self._dirty = True
+
+    def _server_changed(self, ch: Change) -> None:
+        log.info("server %s: %s → %s (%s)", ch.name, ch.previous, ch.state, ch.reason)
+        self._send_event(api.EVENT_SERVER, {"name": ch.name, "state": str(ch.state),
+                                            "previous": str(ch.previous), "reason": ch.reason})
+        self._dirty = True
+        action = ("server-down" if ch.state is ServerState.DOWN else
+                  "server-active" if ch.state is ServerState.ACTIVE else
+                  "server-up" if ch.previous is ServerState.DOWN
+                  and ch.state is ServerState.STANDBY else None)
+        if action is None or self.hooks_dir is None or not self.hooks_dir.is_dir():
+            return
+        env = dict(os.environ, ACTION=action, SERVER_NAME=ch.name, ADDRESS=ch.address,
+                   STATE=str(ch.state), PREVIOUS=str(ch.previous), REASON=ch.reason,
+                   ACTIVE_SERVER=ch.active or "")
+        self._keep(asyncio.get_running_loop().create_task(self._hook_scripts(env)))
+
+    def _prune_secrets(self, previous: Config, cfg: Config) -> None:
+        """Drop the keys of server sections this reload removed from bonding_secrets."""
+        gone = {s.name for s in previous.servers} - {s.name for s in cfg.servers}
+        if not gone:
+            return
+        try:
+            removed = secretsfile.prune(self.config_dir, gone)
+        except (OSError, secretsfile.SecretsFileError) as e:
+            log.error("%s: cannot remove the keys of removed servers (%s): %s",
+                      self.config_dir / config.SECRETS_PACKAGE, ", ".join(sorted(gone)), e)
+            return
+        for name in removed:
+            log.warning("%s: removed the key of server '%s' (its server section is gone)",
+                        self.config_dir / config.SECRETS_PACKAGE, name)
+
     # --- hooks ----------------------------------------------------------------------------------
     def _run_hooks(self, rt: PathRuntime, previous: State) -> None:
         state = rt.health.state
@@ -399,16 +457,20 @@ class Daemon:
         self._keep(asyncio.get_running_loop().create_task(self._hook_scripts(env)))
 
     def _emit(self, rt: PathRuntime, previous: State) -> None:
-        """The `bonding.path` event on ubus (dropped, with a debug line, when not connected)."""
-        data = {"name": rt.cfg.name, "state": str(rt.health.state), "previous": str(previous),
-                "reason": rt.health.reason}
-        log.debug("event %s %s", api.EVENT_PATH, json.dumps(data))
+        """The `bonding.path` event on ubus."""
+        self._send_event(api.EVENT_PATH, {
+            "name": rt.cfg.name, "state": str(rt.health.state), "previous": str(previous),
+            "reason": rt.health.reason})
+
+    def _send_event(self, event: str, data: dict[str, Any]) -> None:
+        """An event on ubus (dropped, with a debug line, when not connected)."""
+        log.debug("event %s %s", event, json.dumps(data))
         if self.bus is None or not self.bus.connected:
             return
         try:
-            self.bus.send_event(api.EVENT_PATH, data)
+            self.bus.send_event(event, data)
         except UbusError as e:
-            log.warning("sending %s: %s", api.EVENT_PATH, e)
+            log.warning("sending %s: %s", event, e)
 
     async def _hook_scripts(self, env: dict[str, str]) -> None:
         assert self.hooks_dir is not None
@@ -497,9 +559,8 @@ class Daemon:
             "counters_at": round(self.counters_at, 3),  # uptime when the byte counters were read
             "enabled": self.cfg.globals.enabled,
             "fail_open": self.fail_open,
-            "servers": [{"name": s.name, "address": s.address, "port": s.port,
-                         "protocol": s.protocol, "enabled": s.enabled}
-                        for s in self.cfg.servers],
+            "servers": self.failover.status(),
+            "active_server": self.failover.active_status(),
             "paths": {name: self.path_status(rt, detail) for name, rt in self.paths.items()},
             "proxy": (self.dataplane.status() if self.dataplane is not None else
                       {"backend": "none", "state": "disabled", "pid": None, "restarts": 0,
@@ -731,6 +792,7 @@ class Daemon:
         await self._stop.wait()
         log.info("stopping: removing our routes, rules and endpoints")
         ticker.cancel()
+        self.failover.close()
         for rt in self.paths.values():
             if rt.prober is not None:
                 rt.prober.close()
@@ -776,6 +838,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def check_config(config_dir: Path) -> int:
+    """Validate /etc/config/bonding and, held against it, /etc/config/bonding_secrets."""
     cfg, problems = config.load(config_dir)
     for pc in cfg.paths:
         if pc.device and not Path("/sys/class/net", pc.device).exists():
@@ -783,10 +846,14 @@ def check_config(config_dir: Path) -> int:
                 Severity.WARNING, pc.name, "device", pc.device,
                 f"device '{pc.device}' does not exist (now): the path stays down until it "
                 "appears; check the name with `ip link`"))
+    if not any(p.severity is Severity.ERROR for p in problems):
+        problems += secretsfile.check_file(config_dir, cfg)
     for prob in problems:
         print(prob)
     errors = sum(1 for p in problems if p.severity is Severity.ERROR)
     where = config_dir / config.PACKAGE
+    if any(p.package == config.SECRETS_PACKAGE for p in problems):
+        where = config_dir / f"{{{config.PACKAGE},{config.SECRETS_PACKAGE}}}"
     if errors:
         print(f"{where}: {errors} error(s): fix them, then `bondingd --check-config` again",
               file=sys.stderr)

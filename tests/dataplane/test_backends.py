@@ -292,6 +292,28 @@ def test_the_first_enabled_server_is_used(tmp_path: Path, bins: str) -> None:
     assert la.server == "vps1"
 
 
+def test_the_preferred_server_is_used_without_a_choice(tmp_path: Path, bins: str) -> None:
+    later = replace(SERVER, name="vps2", address="198.51.100.7", priority=5)
+    cfg = replace(CFG, servers=(SERVER, later))
+    la = launch(cfg, Secrets({"vps1": KEY, "vps2": KEY}), tmp_path, bins)
+    assert la.server == "vps2"  # priority 5 before the default 10
+
+
+@pytest.mark.parametrize("proxy", ["xray", "sing-box", "shadowsocks-libev"])
+def test_the_server_asked_for_is_used(tmp_path: Path, bins: str, proxy: str) -> None:
+    two = replace(SERVER, name="vps2", address="198.51.100.7", port=65102)
+    cfg = replace(CFG, globals=replace(CFG.globals, proxy=proxy), servers=(SERVER, two))
+    secrets = Secrets({"vps1": KEY, "vps2": KEY + "-2"})
+    one = launch(cfg, secrets, tmp_path, bins, server="vps1")
+    other = launch(cfg, secrets, tmp_path, bins, server="vps2")
+    assert (one.server, other.server) == ("vps1", "vps2")
+    assert one.key() != other.key()  # a switch restarts the proxy
+    (text,) = other.files.values()
+    assert "198.51.100.7" in text and "65102" in text and KEY + "-2" in text
+    assert "203.0.113.10" not in text
+    assert launch(cfg, secrets, tmp_path, bins, server="vps1").key() == one.key()
+
+
 @pytest.mark.parametrize(("cfg", "secrets", "message"), [
     (replace(CFG, servers=()), SECRETS, "no enabled server"),
     (replace(CFG, servers=(replace(SERVER, enabled=False),)), SECRETS, "no enabled server"),
@@ -304,3 +326,13 @@ def test_what_cannot_start_says_why(tmp_path: Path, bins: str, cfg: Config, secr
     with pytest.raises(BackendError, match=message) as ei:
         launch(cfg, secrets, tmp_path, bins)
     assert KEY not in str(ei.value)
+
+
+@pytest.mark.parametrize(("name", "cfg"), [
+    ("ghost", CFG),
+    ("vps1", replace(CFG, servers=(replace(SERVER, enabled=False),))),
+])
+def test_a_server_asked_for_that_is_not_enabled(tmp_path: Path, bins: str, name: str,
+                                                cfg: Config) -> None:
+    with pytest.raises(BackendError, match=f"server '{name}' is not an enabled server section"):
+        launch(cfg, SECRETS, tmp_path, bins, server=name)

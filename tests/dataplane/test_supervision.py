@@ -196,8 +196,9 @@ def test_data_plane_runs_the_proxy_and_loads_the_table(bin_dir: Path, run_dir: P
         assert d.configure(CFG, conf_dir) == []
         await until(lambda: d.status()["state"] == "running")
         st = d.status()
-        assert set(st) == STATUS_KEYS
+        assert set(st) == STATUS_KEYS | {"server"}
         assert (st["backend"], st["error"], st["restarts"]) == ("shadowsocks-libev", "", 0)
+        assert st["server"] == "vps1"
         assert alive(st["pid"])
         assert KEY not in repr(st)
         calls = nft_calls(bin_dir)
@@ -228,6 +229,52 @@ def test_missing_program_fails_clearly_and_removes_the_table(bin_dir: Path, run_
         write(bin_dir / "ss-redir", "#!/bin/sh\nexec sleep 600\n")
         await until(lambda: d.status()["state"] == "running", 5)
         assert "tproxy" in nft_calls(bin_dir)[-1]
+        await d.close()
+    run(body)
+
+
+def test_set_server_restarts_the_proxy_only_when_the_server_changes(
+        bin_dir: Path, run_dir: Path, conf_dir: Path) -> None:
+    two = Config(globals=CFG.globals,
+                 servers=(Server(name="vps1", address="203.0.113.10"),
+                          Server(name="vps2", address="203.0.113.20", port=65102),
+                          Server(name="vps3", address="203.0.113.30")))
+    write(conf_dir / "bonding_secrets", f"config server 'vps1'\n\toption key '{KEY}'\n"
+          f"config server 'vps2'\n\toption key '{KEY}-2'\n", 0o600)
+
+    def conf() -> dict[str, object]:
+        import json
+        data: dict[str, object] = json.loads((run_dir / "ss-redir.json").read_text())
+        return data
+
+    async def body() -> None:
+        d = dp(run_dir, bin_dir)
+        assert d.configure(two, conf_dir, server="vps1") == []
+        await until(lambda: d.status()["state"] == "running")
+        first = d.status()["pid"]
+        assert conf()["server"] == "203.0.113.10" and d.status()["server"] == "vps1"
+        calls = len(nft_calls(bin_dir))
+        d.set_server("vps1")  # no change: the process and its connections are kept
+        await asyncio.sleep(0.3)
+        assert d.status()["pid"] == first
+        d.set_server("vps2")
+        await until(lambda: d.status()["pid"] not in (None, first)
+                    and d.status()["state"] == "running")
+        assert not alive(first)
+        assert (conf()["server"], conf()["server_port"], conf()["password"]) == \
+            ("203.0.113.20", 65102, f"{KEY}-2")
+        assert d.status()["server"] == "vps2"
+        # the nftables table is the same for every server: not reloaded
+        assert len(nft_calls(bin_dir)) == calls
+        # a reload that keeps the active server keeps the process
+        second = d.status()["pid"]
+        assert d.configure(two, conf_dir, server="vps2") == []
+        await asyncio.sleep(0.3)
+        assert d.status()["pid"] == second
+        # a server without a key: failed, saying which
+        d.set_server("vps3")
+        await until(lambda: d.status()["state"] == "failed")
+        assert "no key for server 'vps3'" in d.status()["error"]
         await d.close()
     run(body)
 

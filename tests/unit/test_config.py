@@ -88,7 +88,7 @@ def test_section_defaults() -> None:
     assert problems == []
     assert cfg.servers == (Server(name="vps", address="203.0.113.1", port=65101,
                                   protocol="shadowsocks", cipher="chacha20-ietf-poly1305",
-                                  enabled=True),)
+                                  enabled=True, priority=10),)
     assert cfg.paths == (PathConfig(name="wan1", interface="wan", device=None, gateway=None,
                                     enabled=True, backup=False, download_kbit=None,
                                     upload_kbit=None, probe_targets=()),)
@@ -147,6 +147,16 @@ GOOD: list[tuple[str, str, str | tuple[str, ...], str, object]] = [
     ("globals", "congestion_control", "cubic", "congestion_control", "cubic"),
     ("globals", "congestion_control", "", "congestion_control", ""),
     ("path", "congestion_control", "cubic", "congestion_control", "cubic"),
+    ("globals", "server_probe_interval_ms", "100", "server_probe_interval_ms", 100),
+    ("globals", "server_probe_interval_ms", "60000", "server_probe_interval_ms", 60000),
+    ("globals", "server_down_count", "1", "server_down_count", 1),
+    ("globals", "server_up_count", "100", "server_up_count", 100),
+    ("globals", "server_failback", "stay", "server_failback", "stay"),
+    ("globals", "server_failback", "return", "server_failback", "return"),
+    ("globals", "server_hold_s", "0", "server_hold_s", 0),
+    ("globals", "server_hold_s", "86400", "server_hold_s", 86400),
+    ("server", "priority", "0", "priority", 0),
+    ("server", "priority", "1000", "priority", 1000),
     ("server", "cipher", "chacha20-ietf-poly1305", "cipher", "chacha20-ietf-poly1305"),
     ("server", "address", "203.0.113.5", "address", "203.0.113.5"),
     ("server", "address", "vps.example.com", "address", "vps.example.com"),
@@ -259,6 +269,13 @@ BAD: list[tuple[str, str, str, str]] = [
     ("globals", "proxy_udp", "udp", "not a boolean"),
     ("globals", "congestion_control", "BBR!", "not a congestion control name"),
     ("path", "congestion_control", "tcp bbr", "not a congestion control name"),
+    ("globals", "server_probe_interval_ms", "99", "out of range: use 100–60000 ms"),
+    ("globals", "server_down_count", "0", "out of range: use 1–100"),
+    ("globals", "server_up_count", "many", "not a whole number: use 1–100"),
+    ("globals", "server_failback", "back", "not one of: return, stay"),
+    ("globals", "server_hold_s", "-1", "out of range: use 0–86400 s"),
+    ("server", "priority", "1001", "out of range: use 0–1000"),
+    ("server", "priority", "first", "not a whole number: use 0–1000"),
     ("server", "enabled", "maybe", "not a boolean"),
     ("path", "interface", "wan-2", "not a netifd interface name"),
     ("path", "interface", "a" * 16, "not a netifd interface name"),
@@ -683,7 +700,7 @@ def test_as_dict_is_plain_data() -> None:
     assert d["globals"]["probe_targets"] == ("192.0.2.1", "198.51.100.1")
     assert d["servers"] == [{"name": "vps", "address": "203.0.113.1", "port": 443,
                              "protocol": "shadowsocks", "cipher": "chacha20-ietf-poly1305",
-                             "enabled": True}]
+                             "enabled": True, "priority": 10}]
     assert [p["name"] for p in d["paths"]] == ["wan1", "lte"]
     assert d["usb"] == {"auto_dhcp": True, "modem_mbim": True, "metric_base": 40, "apn": None}
     assert set(d["globals"]) == {f for f in Globals.__dataclass_fields__}
@@ -773,14 +790,23 @@ def test_secrets_missing_file_is_a_warning(tmp_path: Path) -> None:
     assert "does not exist" in str(problems[0])
 
 
-def test_secrets_readable_by_others_is_a_warning(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("mode", "severity", "who"), [
+    (0o644, ERROR, "every user"),
+    (0o604, ERROR, "every user"),
+    (0o602, ERROR, "every user"),
+    (0o640, WARNING, "its group"),
+    (0o660, WARNING, "its group"),
+])
+def test_secrets_readable_by_others(tmp_path: Path, mode: int, severity: Severity,
+                                    who: str) -> None:
     f = tmp_path / "bonding_secrets"
     f.write_text(f"config server 'vps1'\n\toption key '{SECRET}'\n")
-    f.chmod(0o644)
+    f.chmod(mode)
     secrets, problems = config.load_secrets(tmp_path)
-    assert secrets.key("vps1") == SECRET
-    assert len(problems) == 1 and problems[0].severity is WARNING
-    assert "mode 0644" in str(problems[0]) and "chmod 600" in str(problems[0])
+    assert secrets.key("vps1") == SECRET  # still used: the daemon keeps serving
+    assert len(problems) == 1 and problems[0].severity is severity
+    assert f"mode {mode:04o}: {who}" in str(problems[0]) and "chmod 600" in str(problems[0])
+    assert SECRET not in str(problems[0])
 
 
 @pytest.mark.parametrize(("text", "where_", "message"), [

@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -99,8 +99,8 @@ def find(backend: str, path: str) -> dict[str, str]:
 
 
 def pick_server(cfg: Config, secrets: Secrets) -> tuple[Server, str]:
-    """The first enabled server and its key."""
-    enabled = [s for s in cfg.servers if s.enabled]
+    """The preferred enabled server (by priority, then file order) and its key."""
+    enabled = cfg.ordered_servers()
     if not enabled:
         raise BackendError("no enabled server: add a 'config server' section (bonding-server "
                            "add-client prints one)")
@@ -237,9 +237,16 @@ def sing_box(cfg: Config, secrets: Secrets, run_dir: Path, path: str) -> Launch:
 BACKENDS: Final = {"shadowsocks-libev": ss_libev, "xray": xray, "sing-box": sing_box}
 
 
-def launch(cfg: Config, secrets: Secrets, run_dir: Path, path: str | None = None) -> Launch:
-    """What to run for cfg.globals.proxy (not 'none'); BackendError says why not."""
+def launch(cfg: Config, secrets: Secrets, run_dir: Path, path: str | None = None, *,
+           server: str | None = None) -> Launch:
+    """What to run for cfg.globals.proxy (not 'none') towards `server` (a server section's
+    name; None: the preferred enabled one); BackendError says why not."""
     backend = cfg.globals.proxy
     if backend not in BACKENDS:
         raise BackendError(f"unknown proxy '{backend}'")
+    if server is not None:
+        chosen = cfg.server(server)
+        if chosen is None or not chosen.enabled:
+            raise BackendError(f"server '{server}' is not an enabled server section")
+        cfg = replace(cfg, servers=(chosen,))  # the generators take the preferred server
     return BACKENDS[backend](cfg, secrets, run_dir, search_path(path))

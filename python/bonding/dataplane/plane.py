@@ -1,7 +1,8 @@
 """The data plane bondingd runs: the proxy, its nftables table, and what routing needs of it.
 
     dp = DataPlane(run_dir, on_change=...)
-    problems = dp.configure(cfg, config_dir)   # at start and on every reload
+    problems = dp.configure(cfg, config_dir, server=NAME)   # at start and on every reload
+    dp.set_server(NAME)                        # server failover: the proxy follows
     plan(..., tproxy=dp.tproxy(), congctl=dp.congctl())
     status["proxy"] = dp.status()
     await dp.close()                           # on stop
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bonding.config import Config, Problem, load_secrets
+from bonding.config import Config, Problem, Secrets, load_secrets
 from bonding.core.plan import TproxyWant
 from bonding.dataplane import backends, nft
 from bonding.dataplane.backends import BackendError
@@ -57,38 +58,57 @@ class DataPlane:
         self.nft_error = ""
         self.cc_error = ""
         self._removed_once = False  # a table left by an earlier bondingd is removed once
+        self._cfg: Config | None = None
+        self._secrets: Secrets | None = None
+        self.server: str | None = None  # the server section the proxy connects to
 
     # --- config ---------------------------------------------------------------------------------
-    def configure(self, cfg: Config, config_dir: Path) -> list[Problem]:
+    def configure(self, cfg: Config, config_dir: Path, *,
+                  server: str | None = None) -> list[Problem]:
         """Take a (validated) config: start, restart, keep or stop the proxy to match it.
 
+        `server`: the server section the proxy connects to (None: the preferred enabled one).
         Returns the problems of /etc/config/bonding_secrets (they never hold a key).
         """
         g = cfg.globals
         self._congestion(g.congestion_control, {p.name: p.congestion_control
                                                 for p in cfg.paths})
+        self._cfg = cfg
+        self.server = server
         if g.proxy == "none" or not g.enabled:
             self.ruleset = None
             self._tproxy = None
+            self._secrets = None
             self.supervisor.set(None)
             self._sync_nft()
             return []
-        secrets, problems = load_secrets(config_dir)
+        self._secrets, problems = load_secrets(config_dir)
         self.ruleset = nft.build(g, cfg.server_addresses())
         self._tproxy = TproxyWant(g.tproxy_mark, g.tproxy_mask, g.tproxy_table)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._launch()
+        self._sync_nft()
+        return problems
+
+    def set_server(self, server: str | None) -> None:
+        """Point the proxy at another server (restarted only when that changes its launch)."""
+        self.server = server
+        if self._secrets is not None:
+            self._launch()
+
+    def _launch(self) -> None:
+        cfg, secrets, server = self._cfg, self._secrets, self.server
+        assert cfg is not None and secrets is not None
 
         def make() -> backends.Launch:
-            return backends.launch(cfg, secrets, self.run_dir, self.path)
+            return backends.launch(cfg, secrets, self.run_dir, self.path, server=server)
 
         try:
             launch = make()
         except BackendError as e:
-            self.supervisor.fail(g.proxy, str(e), retry=make)
+            self.supervisor.fail(cfg.globals.proxy, str(e), retry=make)
         else:
             self.supervisor.set(launch)
-        self._sync_nft()
-        return problems
 
     def _congestion(self, wanted: str, per_path: dict[str, str | None]) -> None:
         have = self.cc_available()
@@ -150,8 +170,11 @@ class DataPlane:
 
     # --- status and stop ------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        """The `proxy` object of the status: backend, state, pid, restarts, since, error."""
+        """The `proxy` object of the status: backend, server, state, pid, restarts, since,
+        error."""
         st = self.supervisor.status()
+        launch = self.supervisor.launch
+        st["server"] = launch.server if launch is not None else self.server
         if st["backend"] is None and st["state"] == str(State.DISABLED):
             st["backend"] = "none"
         errors = [e for e in (st["error"], self.nft_error and f"nftables: {self.nft_error}")

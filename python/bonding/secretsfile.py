@@ -1,0 +1,158 @@
+"""/etc/config/bonding_secrets against /etc/config/bonding: checks, and pruning removed servers.
+
+check() holds the keys against the servers (`bondingd --check-config` prints its problems like
+the config's; none ever carries a key):
+- an enabled server without a key: an error when a proxy is configured (the data plane cannot
+  use that server, nor fail over to it), a warning otherwise;
+- a key of the wrong shape for its server's cipher: the Shadowsocks-2022 ciphers take base64 of
+  exactly 16 (aes-128) or 32 bytes (`iPSK:uPSK` pairs: each part so); a password shorter than
+  16 characters for the others is a warning (guessable);
+- a key whose server section does not exist: a warning (nothing uses it).
+The file's mode is checked where it is read (bonding.config.load_secrets).
+
+prune() removes the sections of servers that a reload took out of /etc/config/bonding.  What is
+safe: bondingd prunes only servers that were in the previous config it applied and are gone
+from the new one, both read from the file (never when the file is missing or has errors, so a
+deleted or broken /etc/config/bonding never wipes the keys), and never a key for a server it has
+not seen (a key written before its server section, e.g. by a script, is kept).  The file is
+rewritten as libuci's commit does it: the file locked (flock) while it is re-read and replaced,
+the new text written to a temporary file beside it, synced and renamed over it, mode 0600.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import fcntl
+import os
+import tempfile
+from collections.abc import Collection
+from pathlib import Path
+from typing import Final
+
+from bonding import uci
+from bonding.config import (
+    SECRETS_PACKAGE,
+    Config,
+    Problem,
+    Secrets,
+    Severity,
+    load_secrets,
+    secrets_mode_problem,
+)
+
+SS2022_KEY_BYTES: Final = {"2022-blake3-aes-128-gcm": 16, "2022-blake3-aes-256-gcm": 32,
+                           "2022-blake3-chacha20-poly1305": 32}
+MIN_PASSWORD: Final = 16
+
+
+class SecretsFileError(Exception):
+    """bonding_secrets cannot be rewritten (unparsable); the message never quotes it."""
+
+
+def _b64_len(text: str) -> int | None:
+    try:
+        return len(base64.b64decode(text, validate=True))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def check(cfg: Config, secrets: Secrets) -> list[Problem]:
+    """Problems of the keys against the servers of `cfg` (never quoting a key)."""
+    problems: list[Problem] = []
+
+    def problem(sev: Severity, section: str, message: str) -> None:
+        problems.append(Problem(sev, section, "key", None, message, package=SECRETS_PACKAGE))
+
+    proxy = cfg.globals.proxy != "none"
+    for s in cfg.servers:
+        key = secrets.key(s.name)
+        if key is None:
+            if s.enabled:
+                problem(Severity.ERROR if proxy else Severity.WARNING, s.name,
+                        f"missing: enabled server '{s.name}' has no key; add config server "
+                        f"'{s.name}' with option key as bonding-server add-client printed it"
+                        + ("" if proxy else " (not needed while option proxy is 'none')"))
+            continue
+        want = SS2022_KEY_BYTES.get(s.cipher)
+        if want is not None:
+            if any(_b64_len(part) != want for part in key.split(":")):
+                problem(Severity.ERROR, s.name,
+                        f"not a key for {s.cipher}: it takes base64 of exactly {want} bytes "
+                        f"(openssl rand -base64 {want}), or 'iPSK:uPSK' of two such keys "
+                        "(value not shown)")
+        elif len(key) < MIN_PASSWORD:
+            problem(Severity.WARNING, s.name,
+                    f"shorter than {MIN_PASSWORD} characters: a guessable password; use the "
+                    "key bonding-server add-client printed (value not shown)")
+    known = {s.name for s in cfg.servers}
+    for name in secrets.names():
+        if name not in known:
+            problems.append(Problem(
+                Severity.WARNING, name, None, None,
+                f"no server section '{name}' in /etc/config/bonding: this key is not used",
+                package=SECRETS_PACKAGE))
+    return problems
+
+
+def check_file(config_dir: Path, cfg: Config) -> list[Problem]:
+    """The problems of `<config_dir>/bonding_secrets`: its own (mode, syntax, sections) and,
+    when it could be read, those of check()."""
+    secrets, problems = load_secrets(config_dir)
+    path = config_dir / SECRETS_PACKAGE
+    try:
+        mode_problem = secrets_mode_problem(path, path.stat().st_mode)
+    except OSError:
+        mode_problem = None
+    unread = [p for p in problems if p.section == "(file)" and p.severity is Severity.ERROR
+              and p != mode_problem]
+    return problems if unread else problems + check(cfg, secrets)
+
+
+def prune(config_dir: Path, names: Collection[str]) -> list[str]:
+    """Remove the `server` sections called `names` from bonding_secrets; returns those removed.
+
+    A missing file removes nothing.  SecretsFileError when the file does not parse (it is then
+    left as it is)."""
+    path = config_dir / SECRETS_PACKAGE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return []
+    tmp: str | None = None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read()
+        try:
+            pkg = uci.loads(data, SECRETS_PACKAGE, str(path))
+        except uci.UciParseError as e:
+            at = f" at line {e.line}" if e.line > 0 else ""
+            raise SecretsFileError(f"not a valid UCI file{at}: {e.reason}") from None
+        removed = [s.name for s in pkg.sections
+                   if s.type == "server" and s.name is not None and s.name in names]
+        if not removed:
+            return []
+        keep = tuple(uci.Section(s.type, s.name, s.options, sid=s.sid) for s in pkg.sections
+                     if not (s.type == "server" and s.name in removed))
+        text = uci.dumps(uci.Package(SECRETS_PACKAGE, keep))
+        tfd, tmp = tempfile.mkstemp(prefix=f".{SECRETS_PACKAGE}.uci-", dir=config_dir)
+        with os.fdopen(tfd, "wb") as out:
+            os.fchmod(out.fileno(), 0o600)
+            out.write(text.encode("utf-8", "surrogateescape"))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        dfd = os.open(config_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        return removed
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        os.close(fd)

@@ -1,0 +1,185 @@
+"""Server probing: a TCP connect to each server's port through each live path, on asyncio.
+
+Every round, for every server the caller names, one non-blocking TCP connect per path, bound to
+the path's device and source address (so it leaves by that link, as the proxy's subflows do).
+The handshake completing proves the server's proxy listens; the socket is then closed with a
+reset (SO_LINGER 0: no TIME_WAIT left behind, nothing sent to the proxy).  A refusal, a reset,
+an unreachable error or no answer within the timeout is a failed attempt.  A server's round ends
+when every attempt has, and is reported as a bonding.core.servers.Round.
+
+Plain TCP, not MPTCP: the probe asks whether the server listens, not how well the paths carry.
+Cost: a SYN, a SYN-ACK, an ACK and a RST per server, path and round, and no task per attempt
+(loop callbacks only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import logging
+import os
+import socket
+import struct
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from bonding.core.servers import Attempt, Round
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A server to probe this round."""
+
+    name: str
+    address: str  # an IPv4 address
+    port: int
+
+
+@dataclass(frozen=True)
+class Via:
+    """A path to probe through."""
+
+    name: str
+    device: str
+    source: str
+
+
+@dataclass
+class _Pending:
+    server: str
+    left: int
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+def _error_text(code: int) -> str:
+    if code == errno.ECONNREFUSED:
+        return "connection refused"
+    return os.strerror(code).lower() if code else "failed"
+
+
+class ServerProber:
+    """Probes the servers `targets()` names through the paths `paths()` names, every interval.
+
+    `timeout_s(server, path)` bounds each attempt; `on_round(server, Round)` gets each result.
+    """
+
+    def __init__(self, *, interval_s: float, targets: Callable[[], Sequence[Target]],
+                 paths: Callable[[], Sequence[Via]], timeout_s: Callable[[str, str], float],
+                 on_round: Callable[[str, Round], None]) -> None:
+        self.interval_s = interval_s
+        self.targets = targets
+        self.paths = paths
+        self.timeout_s = timeout_s
+        self.on_round = on_round
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.Handle | None = None
+        self._next_at = 0.0
+        self._open: dict[int, tuple[socket.socket, asyncio.TimerHandle]] = {}
+        self._stopped = False
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._next_at = self._loop.time()
+        self._timer = self._loop.call_soon(self._tick)
+
+    def close(self) -> None:
+        """Stop now: no attempt is started or reported after this."""
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+        for fd, (sock, timer) in list(self._open.items()):
+            timer.cancel()
+            self._drop(fd, sock)
+
+    def _tick(self) -> None:
+        assert self._loop is not None
+        if self._stopped:
+            return
+        try:
+            self.round()
+        except Exception:  # a probe must never stop the rounds
+            log.exception("server probe round failed")
+        now = self._loop.time()
+        self._next_at += self.interval_s
+        if self._next_at < now:  # fell behind: do not burst
+            self._next_at = now + self.interval_s
+        self._timer = self._loop.call_at(self._next_at, self._tick)
+
+    def round(self) -> None:
+        """Start one round now."""
+        targets = self.targets()
+        paths = self.paths()
+        for t in targets:
+            pending = _Pending(t.name, len(paths))
+            if not paths:
+                self.on_round(t.name, Round(()))
+                continue
+            for via in paths:
+                self._connect(pending, t, via)
+
+    def _done(self, pending: _Pending, attempt: Attempt) -> None:
+        pending.attempts.append(attempt)
+        pending.left -= 1
+        if pending.left == 0 and not self._stopped:
+            self.on_round(pending.server, Round(tuple(pending.attempts)))
+
+    def _connect(self, pending: _Pending, t: Target, via: Via) -> None:
+        assert self._loop is not None
+        try:
+            ipaddress.IPv4Address(t.address)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+                                 | socket.SOCK_CLOEXEC)
+        except (ValueError, OSError) as e:
+            self._done(pending, Attempt(via.name, False, error=f"cannot probe: {e}"))
+            return
+        started = time.monotonic()
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, via.device.encode())
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.bind((via.source, 0))
+            code = sock.connect_ex((t.address, t.port))
+        except OSError as e:
+            sock.close()
+            self._done(pending, Attempt(via.name, False, error=_error_text(e.errno or 0)))
+            return
+        if code == 0:  # connected at once (a local server)
+            sock.close()
+            self._done(pending, Attempt(via.name, True, (time.monotonic() - started) * 1000))
+            return
+        if code != errno.EINPROGRESS:
+            sock.close()
+            self._done(pending, Attempt(via.name, False, error=_error_text(code)))
+            return
+        fd = sock.fileno()
+        timeout = self.timeout_s(t.name, via.name)
+
+        def expired() -> None:
+            self._drop(fd, sock)
+            self._done(pending, Attempt(via.name, False,
+                                        error=f"no answer within {timeout * 1000:.0f} ms"))
+
+        def writable() -> None:
+            entry = self._open.get(fd)
+            if entry is None:
+                return
+            entry[1].cancel()
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            rtt = (time.monotonic() - started) * 1000
+            self._drop(fd, sock)
+            if err == 0:
+                self._done(pending, Attempt(via.name, True, rtt))
+            else:
+                self._done(pending, Attempt(via.name, False, error=_error_text(err)))
+
+        self._open[fd] = (sock, self._loop.call_later(timeout, expired))
+        self._loop.add_writer(fd, writable)
+
+    def _drop(self, fd: int, sock: socket.socket) -> None:
+        self._open.pop(fd, None)
+        if self._loop is not None:
+            self._loop.remove_writer(fd)
+        sock.close()
