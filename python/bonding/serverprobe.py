@@ -110,7 +110,9 @@ class ServerProber:
         self._timer = self._loop.call_at(self._next_at, self._tick)
 
     def round(self) -> None:
-        """Start one round now."""
+        """Start one round now (on the running loop)."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         targets = self.targets()
         paths = self.paths()
         for t in targets:

@@ -11,7 +11,7 @@ Health, per server:
 - down after `down_count` failed rounds in a row (refused, reset or timed out through every path);
 - up after `up_count` good rounds in a row; a server never judged is up on its first good round;
   one that fell recently needs more: `up_count` doubled for each extra fall in FLAP_WINDOW_S,
-  up to 8×.
+  up to 8× (failing again while still held down after `up_count` good rounds counts as a fall).
 
 The active server (the one the data plane uses), among the enabled servers, preferred first:
 - at start, the most preferred one that is not known to be down (no waiting for probes);
@@ -131,9 +131,13 @@ def on_round(h: Health, r: Round, p: Params, now: float) -> Health:
             return replace(h, up=True, since=now, reason=words)
         return replace(h, reason=f"recovering: {good} of {needed} good rounds")
     fails = h.fail_streak + 1
+    relapse = h.up is False and h.good_streak >= p.up_count
     h = replace(h, fail_streak=fails, good_streak=0)
     if h.up is False:
-        return replace(h, reason=r.failure())
+        # Failing again after answering long enough to count as up by the plain rule: a flap
+        # too, so the penalty lasts as long as the flapping does.
+        falls = (*(t for t in h.falls if now - t <= FLAP_WINDOW_S), now) if relapse else h.falls
+        return replace(h, reason=r.failure(), falls=falls)
     if fails >= p.down_count:
         falls = h.falls
         if h.up is True:

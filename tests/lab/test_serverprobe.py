@@ -1,0 +1,255 @@
+"""Server probing (bonding.serverprobe) against the real kernel, in two throwaway namespaces.
+
+    client ──wan1 (100.64.1.0/24)── server (203.0.113.10 on lo)
+           ──wan2 (100.64.2.0/24)──
+
+The client has a routing table per link, chosen by source address (as bondingd sets up); the
+prober runs in a worker thread inside the client namespace, the listener in one inside the
+server namespace.  Faults are nftables drops in the server namespace, per link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import ctypes
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from bonding.core.servers import Round
+from bonding.serverprobe import ServerProber, Target, Via
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create network namespaces"),
+    pytest.mark.skipif(shutil.which("nft") is None, reason="needs nftables `nft`"),
+]
+
+T = TypeVar("T")
+CLONE_NEWNET = 0x40000000
+SERVER = "203.0.113.10"
+PORT = 65101
+VIAS = (Via("wan1", "wan1", "100.64.1.2"), Via("wan2", "wan2", "100.64.2.2"))
+
+
+def _enter(path: str) -> None:
+    """setns() this thread into the namespace (os.setns is Python 3.12+)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({path}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+class Space:
+    def __init__(self, role: str) -> None:
+        self.name = f"bsp{role}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        self.pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=2, initializer=_enter, initargs=(f"/run/netns/{self.name}",))
+
+    def ip(self, *args: str) -> str:
+        return subprocess.run(["ip", "-n", self.name, *args], check=True, capture_output=True,
+                              text=True, timeout=10).stdout
+
+    def sh(self, *args: str, stdin: str | None = None) -> str:
+        return subprocess.run(["ip", "netns", "exec", self.name, *args], check=True, input=stdin,
+                              capture_output=True, text=True, timeout=10).stdout
+
+    def run(self, fn: Callable[..., T], *args: Any, timeout: float = 30) -> T:
+        return self.pool.submit(fn, *args).result(timeout=timeout)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        subprocess.run(["ip", "netns", "del", self.name], check=False)
+
+
+class Listener:
+    """A TCP server in the server namespace that counts connections and bytes received."""
+
+    def __init__(self, space: Space) -> None:
+        self.sock: socket.socket = space.run(self._open)
+        self.accepted = 0
+        self.received = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _open() -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((SERVER, PORT))
+        s.listen(64)
+        s.settimeout(0.1)
+        return s
+
+    def _loop(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            conn.settimeout(0.5)
+            with contextlib.suppress(OSError):
+                self.received += len(conn.recv(4096))
+            conn.close()
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+
+@pytest.fixture
+def world() -> Iterator[tuple[Space, Space]]:
+    client, server = Space("c"), Space("s")
+    try:
+        for s in (client, server):
+            s.ip("link", "set", "lo", "up")
+        server.ip("addr", "add", f"{SERVER}/32", "dev", "lo")
+        for i in (1, 2):
+            client.ip("link", "add", f"wan{i}", "type", "veth", "peer", "name", f"isp{i}",
+                      "netns", server.name)
+            client.ip("addr", "add", f"100.64.{i}.2/24", "dev", f"wan{i}")
+            server.ip("addr", "add", f"100.64.{i}.1/24", "dev", f"isp{i}")
+            client.ip("link", "set", f"wan{i}", "up")
+            server.ip("link", "set", f"isp{i}", "up")
+            client.ip("route", "add", "default", "via", f"100.64.{i}.1", "table", str(100 + i))
+            client.ip("rule", "add", "from", f"100.64.{i}.2", "lookup", str(100 + i))
+        server.sh("nft", "-f", "-", stdin="add table inet t\n"
+                  "add chain inet t in { type filter hook input priority 0; }\n")
+        yield client, server
+    finally:
+        client.close()
+        server.close()
+
+
+def drop(server: Space, link: str | None) -> None:
+    server.sh("nft", "flush", "chain", "inet", "t", "in")
+    if link:
+        server.sh("nft", "add", "rule", "inet", "t", "in", "iifname", link, "drop")
+
+
+def one_round(client: Space, timeout_s: float = 0.4, port: int = PORT,
+              vias: tuple[Via, ...] = VIAS) -> tuple[Round, float]:
+    """One round of the prober in the client namespace: the result and how long it took."""
+    async def body() -> tuple[Round, float]:
+        got: asyncio.Future[Round] = asyncio.get_running_loop().create_future()
+        p = ServerProber(interval_s=60, targets=lambda: [Target("vps", SERVER, port)],
+                         paths=lambda: vias, timeout_s=lambda s, v: timeout_s,
+                         on_round=lambda name, r: got.set_result(r))
+        t0 = time.monotonic()
+        p.round()
+        r = await asyncio.wait_for(got, 5)
+        took = time.monotonic() - t0
+        p.close()
+        return r, took
+    return client.run(lambda: asyncio.run(body()))
+
+
+def test_a_listening_server_answers_through_every_path(world: tuple[Space, Space]) -> None:
+    client, server = world
+    lis = Listener(server)
+    try:
+        r, took = one_round(client)
+        assert r.ok
+        assert sorted((a.path, a.ok) for a in r.attempts) == [("wan1", True), ("wan2", True)]
+        assert all(a.rtt_ms is not None and 0 <= a.rtt_ms < 100 for a in r.attempts)
+        assert took < 0.2
+        time.sleep(0.3)
+        assert lis.accepted == 2 and lis.received == 0  # nothing is sent to the proxy
+        # closed with a reset: nothing left on the client, not even TIME_WAIT
+        assert client.sh("ss", "-Htan", f"dst {SERVER}").strip() == ""
+    finally:
+        lis.close()
+
+
+def test_nothing_listening_is_refused_at_once(world: tuple[Space, Space]) -> None:
+    client, _ = world
+    r, took = one_round(client)
+    assert not r.ok
+    assert {a.error for a in r.attempts} == {"connection refused"}
+    assert took < 0.2
+    assert "wan1 connection refused" in r.failure() and "wan2 connection refused" in r.failure()
+
+
+def test_each_probe_leaves_by_its_own_link(world: tuple[Space, Space]) -> None:
+    client, server = world
+    lis = Listener(server)
+    try:
+        drop(server, "isp2")  # the second link is a blackhole
+        r, took = one_round(client, timeout_s=0.3)
+        by = {a.path: a for a in r.attempts}
+        assert by["wan1"].ok and not by["wan2"].ok
+        assert by["wan2"].error == "no answer within 300 ms"
+        assert r.ok  # one path dying is not the server dying
+        assert 0.28 < took < 0.6
+        drop(server, "isp1")
+        r, _ = one_round(client, timeout_s=0.3)
+        by = {a.path: a for a in r.attempts}
+        assert not by["wan1"].ok and by["wan2"].ok
+    finally:
+        drop(server, None)
+        lis.close()
+    # the timed-out attempts are gone too
+    assert client.sh("ss", "-Htan", f"dst {SERVER}").strip() == ""
+
+
+def test_rounds_repeat_and_close_stops_them(world: tuple[Space, Space]) -> None:
+    client, server = world
+    lis = Listener(server)
+
+    async def body() -> list[tuple[float, Round]]:
+        seen: list[tuple[float, Round]] = []
+        p = ServerProber(interval_s=0.1, targets=lambda: [Target("vps", SERVER, PORT)],
+                         paths=lambda: VIAS, timeout_s=lambda s, v: 0.3,
+                         on_round=lambda name, r: seen.append((time.monotonic(), r)))
+        p.start()
+        await asyncio.sleep(0.55)
+        p.close()
+        n = len(seen)
+        await asyncio.sleep(0.3)
+        assert len(seen) == n  # nothing reported after close
+        return seen
+
+    try:
+        seen = client.run(lambda: asyncio.run(body()))
+    finally:
+        lis.close()
+    assert 5 <= len(seen) <= 7
+    assert all(r.ok for _, r in seen)
+
+
+def test_no_path_is_a_round_that_judges_nothing(world: tuple[Space, Space]) -> None:
+    client, _ = world
+    r, _ = one_round(client, vias=())
+    assert not r.judged
+
+
+def test_a_path_whose_address_is_gone_fails_with_the_reason(world: tuple[Space, Space]) -> None:
+    client, server = world
+    lis = Listener(server)
+    try:
+        r, _ = one_round(client, vias=(VIAS[0], Via("wan3", "wan3", "100.64.3.2")))
+    finally:
+        lis.close()
+    by = {a.path: a for a in r.attempts}
+    assert by["wan1"].ok
+    assert not by["wan3"].ok and by["wan3"].error == "no such device"
