@@ -111,6 +111,14 @@ def _num(v: Any, fmt: str) -> str:
     return "-" if not isinstance(v, int | float) else format(v, fmt)
 
 
+def _table(cols: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Left-aligned columns two spaces apart, the header first."""
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
+              for i, c in enumerate(cols)]
+    return ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
+            for r in (cols, *rows)]
+
+
 def format_status(st: Mapping[str, Any], now: float | None = None) -> str:
     now = time.time() if now is None else now
     paths: Mapping[str, Any] = st.get("paths", {})
@@ -127,9 +135,18 @@ def format_status(st: Mapping[str, Any], now: float | None = None) -> str:
     lines = [head]
     if "_source" in st:
         lines.append(f"(from {st['_source']}: bondingd not reachable over ubus)")
-    for s in st.get("servers", []):
-        lines.append(f"server {s.get('name')}: {s.get('address')}:{s.get('port')} "
-                     f"{s.get('protocol')}{'' if s.get('enabled', True) else ' (disabled)'}")
+    active = st.get("active_server")
+    if isinstance(active, Mapping):
+        lines.append(f"active server: {active.get('name') or 'none'} ({active.get('reason')}); "
+                     f"failback {active.get('failback')}, hold {active.get('hold_s')} s")
+    servers = st.get("servers", [])
+    lines += _table(("SERVER", "STATE", "ADDRESS", "PROTOCOL", "RTT", "SINCE", "REASON"), [
+        (str(s.get("name")), str(s.get("state") or ("standby" if s.get("enabled", True)
+                                                     else "disabled")),
+         f"{s.get('address')}:{s.get('port')}", str(s.get("protocol")),
+         _num(s.get("rtt_ms"), ".1f") + ("ms" if s.get("rtt_ms") is not None else ""),
+         _age(s.get("since"), now), str(s.get("reason") or ""))
+        for s in servers]) if servers else []
     cols = ("PATH", "STATE", "DEVICE", "RTT", "JITTER", "LOSS", "RX", "TX", "SUBFL", "SINCE",
             "REASON")
     rows = []
@@ -143,10 +160,7 @@ def format_status(st: Mapping[str, Any], now: float | None = None) -> str:
                      _rate(p.get("rx_bps")), _rate(p.get("tx_bps")),
                      _num(p.get("subflows"), "d"), _age(p.get("since"), now),
                      p.get("error") or p.get("reason") or ""))
-    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
-              for i, c in enumerate(cols)]
-    for r in (cols, *rows):
-        lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    lines += _table(cols, rows)
     for title, key in (("config", "config_problems"), ("error", "errors")):
         lines += [f"{title}: {x}" for x in st.get(key, [])]
     return "\n".join(lines)
@@ -174,7 +188,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="ubus call timeout in seconds (default: %(default)s)")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    sub.add_parser("status", help="every path: state, reason, RTT, loss, rates, subflows")
+    sub.add_parser("status", help="every server (active, standby, down) and every path: state, "
+                                  "reason, RTT, loss, rates, subflows")
     sp = sub.add_parser("path", help="one path in detail, with per-target probe results")
     sp.add_argument("name")
     sp = sub.add_parser("set-path", help="enable/disable a path or force it to backup "

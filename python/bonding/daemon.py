@@ -411,12 +411,14 @@ class Daemon:
         if self.dataplane is not None:
             self.dataplane.set_server(name)
         self._dirty = True
+        self.write_status()
 
     def _server_changed(self, ch: Change) -> None:
         log.info("server %s: %s → %s (%s)", ch.name, ch.previous, ch.state, ch.reason)
         self._send_event(api.EVENT_SERVER, {"name": ch.name, "state": str(ch.state),
                                             "previous": str(ch.previous), "reason": ch.reason})
         self._dirty = True
+        self.write_status()
         action = ("server-down" if ch.state is ServerState.DOWN else
                   "server-active" if ch.state is ServerState.ACTIVE else
                   "server-up" if ch.previous is ServerState.DOWN

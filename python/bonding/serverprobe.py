@@ -2,13 +2,15 @@
 
 Every round, for every server the caller names, one non-blocking TCP connect per path, bound to
 the path's device and source address (so it leaves by that link, as the proxy's subflows do).
-The handshake completing proves the server's proxy listens; the socket is then closed with a
-reset (SO_LINGER 0: no TIME_WAIT left behind, nothing sent to the proxy).  A refusal, a reset,
-an unreachable error or no answer within the timeout is a failed attempt.  A server's round ends
-when every attempt has, and is reported as a bonding.core.servers.Round.
+The handshake completing proves the server's proxy listens; the socket is then closed at once,
+nothing sent.  An orderly close (FIN), not a reset: the proxy reads end-of-file and closes
+without a word, where a reset makes ss-server log an error for every probe.  The price is a
+TIME_WAIT socket per probe on the router for a minute (a few hundred, a few hundred bytes each).
+A refusal, a reset, an unreachable error or no answer within the timeout is a failed attempt.  A
+server's round ends when every attempt has, and is reported as a bonding.core.servers.Round.
 
 Plain TCP, not MPTCP: the probe asks whether the server listens, not how well the paths carry.
-Cost: a SYN, a SYN-ACK, an ACK and a RST per server, path and round, and no task per attempt
+Cost: a handshake and a close per server, path and round, and no task per attempt
 (loop callbacks only).
 """
 
@@ -20,7 +22,6 @@ import ipaddress
 import logging
 import os
 import socket
-import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -141,7 +142,6 @@ class ServerProber:
         started = time.monotonic()
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, via.device.encode())
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.bind((via.source, 0))
             code = sock.connect_ex((t.address, t.port))
         except OSError as e:

@@ -13,7 +13,19 @@ NOW = 1_800_000_000.0
 STATUS = {
     "version": "0.1.0", "uptime": 3700.0, "enabled": True, "fail_open": False,
     "servers": [{"name": "vps1", "address": "203.0.113.10", "port": 65101,
-                 "protocol": "shadowsocks", "enabled": True}],
+                 "protocol": "shadowsocks", "enabled": True, "priority": 10, "state": "down",
+                 "active": False, "since": NOW - 30, "rtt_ms": None,
+                 "reason": "no answer through any live path: wan connection refused "
+                           "(3 rounds in a row)"},
+                {"name": "vps2", "address": "198.51.100.20", "port": 65102,
+                 "protocol": "shadowsocks", "enabled": True, "priority": 10,
+                 "state": "active", "active": True, "since": NOW - 29, "rtt_ms": 31.25,
+                 "reason": "vps1 stopped answering"},
+                {"name": "old", "address": "192.0.2.99", "port": 1, "protocol": "shadowsocks",
+                 "enabled": False, "priority": 10, "state": "disabled", "active": False,
+                 "since": NOW - 900, "rtt_ms": None, "reason": "disabled in the config"}],
+    "active_server": {"name": "vps2", "reason": "vps1 stopped answering", "since": NOW - 29,
+                      "failback": "return", "hold_s": 60},
     "proxy": {"backend": "shadowsocks-libev", "state": "running", "pid": 12, "restarts": 0,
               "since": NOW - 50, "error": ""},
     "paths": {
@@ -46,6 +58,32 @@ def test_table_shows_every_path_with_reason_and_units() -> None:
     assert rows["dsl"].split()[1:4] == ["down", "eth2", "-"]
     assert rows["dsl"].endswith("carrier lost on eth2")
     assert lines[-1] == "config: warning: bonding.x: unknown section type 'foo'"
+
+
+def test_table_shows_every_server_and_which_is_active() -> None:
+    lines = ctl.format_status(STATUS, now=NOW).splitlines()
+    assert lines[1] == ("active server: vps2 (vps1 stopped answering); failback return, "
+                        "hold 60 s")
+    assert lines[2].split() == ["SERVER", "STATE", "ADDRESS", "PROTOCOL", "RTT", "SINCE",
+                                "REASON"]
+    rows = {ln.split()[0]: ln for ln in lines[3:6]}
+    assert rows["vps1"].split()[1:6] == ["down", "203.0.113.10:65101", "shadowsocks", "-",
+                                        "30s"]
+    assert rows["vps1"].endswith("wan connection refused (3 rounds in a row)")
+    assert rows["vps2"].split()[1:6] == ["active", "198.51.100.20:65102", "shadowsocks",
+                                        "31.2ms", "29s"]
+    assert rows["old"].split()[1] == "disabled"
+
+
+def test_an_older_status_without_server_states() -> None:
+    old = {**STATUS, "servers": [{"name": "vps1", "address": "203.0.113.10", "port": 65101,
+                                  "protocol": "shadowsocks", "enabled": False}]}
+    del old["active_server"]
+    lines = ctl.format_status(old, now=NOW).splitlines()
+    assert lines[1].split() == ["SERVER", "STATE", "ADDRESS", "PROTOCOL", "RTT", "SINCE",
+                                "REASON"]
+    assert lines[2].split() == ["vps1", "disabled", "203.0.113.10:65101", "shadowsocks", "-",
+                                "-"]
 
 
 def write_snapshot(tmp_path: Path) -> Path:

@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--no-proxy", action="store_true",
                     help="no data plane and no bonding-server: bondingd for the router's own "
                          "traffic only")
+    up.add_argument("--servers", type=int, choices=[1, 2], default=1,
+                    help="aggregation servers (2: server failover; default: %(default)s)")
     up.add_argument("--json", action="store_true", help="describe the lab as JSON")
     sub.add_parser("down", help="kill everything in the lab and remove its namespaces")
     d = sub.add_parser("describe", help="namespaces, links, addresses, bondingd's files")
@@ -40,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("action", choices=["blackhole", "loss", "clear", "carrier-down",
                                       "carrier-up"])
     f.add_argument("pct", nargs="?", type=int, help="loss in percent (with 'loss')")
+    sv = sub.add_parser("server", help="faults on an aggregation server: stop (its proxies), "
+                                       "start, blackhole (drop all it receives), clear")
+    sv.add_argument("role", choices=["server", "server2"])
+    sv.add_argument("action", choices=["stop", "start", "blackhole", "clear"])
     demo = sub.add_parser("demo", help="build the full path, transfer LAN host → target, "
                                        "kill a link, restore it, tear down")
     demo.add_argument("--links", default=DEFAULT_LINKS, help="default: %(default)s")
@@ -67,6 +73,10 @@ def _print_description(desc: dict[str, object]) -> None:
               f"keys in {desc['proxy']['secrets']}")  # type: ignore[index]
     else:
         print("no data plane (built with --no-proxy)")
+    servers: list[dict[str, object]] = desc.get("servers", [])  # type: ignore[assignment]
+    for x in servers[1:]:
+        print(f"{x['role']}: {x['address']} (section '{x['section']}'), port {x['port']}, "
+              f"pid {x['pid']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd in ("up", "describe"):
             if args.cmd == "up":
                 lab.up(parse_links(args.links), daemon=not args.no_daemon,
-                       proxy=not args.no_proxy)
+                       proxy=not args.no_proxy, servers=args.servers)
             desc = lab.describe()
             if args.json:
                 print(json.dumps(desc, indent=2))
@@ -99,6 +109,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lab.clear(args.name)
             else:
                 lab.carrier(args.name, args.action == "carrier-up")
+        elif args.cmd == "server":
+            if args.role not in lab.server_roles():
+                raise LabError(f"no {args.role} in this lab: build it with --servers 2")
+            if args.action == "stop":
+                lab.stop_server(args.role)
+            elif args.action == "start":
+                lab.start_server(args.role)
+            else:
+                lab.server_blackhole(args.role, args.action == "blackhole")
         elif args.cmd == "demo":
             return run_demo(parse_links(args.links), prefix=args.prefix, victim=args.victim)
     except LabError as e:

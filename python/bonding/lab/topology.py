@@ -1,7 +1,7 @@
 """The lab: a bonding router and its world in network namespaces on one Linux machine.
 
-    lan ── router ──wan1── isp1 ──┐
-                  ──wan2── isp2 ──┼── inet ──┬── server   (aggregation server, 203.0.113.10)
+    lan ── router ──wan1── isp1 ──┐          ┌── server   (aggregation server, 203.0.113.10)
+                  ──wan2── isp2 ──┼── inet ──┼── server2  (a second one, 203.0.113.20: servers=2)
                   ──wanN── ispN ──┘          └── target   (an internet host, 198.51.100.10)
 
 The full path (the default, `proxy=True`): the LAN host's ordinary TCP and UDP reach the router,
@@ -9,7 +9,8 @@ whose bondingd runs the data plane (nftables tproxy on lan0, ss-redir under mptc
 links as MPTCP subflows to the server, set up with `bonding-server` exactly as on a VPS (init
 --no-systemd, add-client, run), which speaks to the target with its own address.  The lab's
 bypass list leaves out the documentation ranges of the server and the target, so its
-"internet" is proxied.
+"internet" is proxied.  With `servers=2` a second aggregation server is set up the same way and
+bondingd gets both (sections 'lab' and 'lab2', the first preferred): server failover.
 
 Each ISP namespace shapes its link with tbf in both directions (egress of `cpe` towards the
 router = download, egress of `up` towards the internet = upload) and delays it with the TUN stage
@@ -43,6 +44,8 @@ from bonding.lab.delay import python_env, setup_delay, start_delay
 
 STATE_ROOT = Path("/run/bonding-lab")
 SERVER_ADDR = "203.0.113.10"
+SERVER2_ADDR = "203.0.113.20"
+INET_SERVER2_SIDE = "203.0.113.17"  # 203.0.113.16/28, inside the first server's /24
 TARGET_ADDR = "198.51.100.10"
 INET_SERVER_SIDE = "203.0.113.1"
 LAN_ROUTER = "192.0.2.1"
@@ -126,6 +129,8 @@ class LabState:
     proxy: bool = False  # the full path: data plane on the router, bonding-server on the server
     server_state_dir: str | None = None
     client_port: int | None = None
+    servers: int = 1  # aggregation servers: 'server', then 'server2'
+    client_ports: dict[str, int] = field(default_factory=dict)  # server role → client port
 
 
 def find_ubusd() -> Path | None:
@@ -204,10 +209,14 @@ class Lab:
 
     # --- build ----------------------------------------------------------------------------------
     def up(self, links: Sequence[LinkSpec], *, daemon: bool = True, config_extra: str = "",
-           proxy: bool = True, options: Mapping[str, str] | None = None) -> LabState:
+           proxy: bool = True, options: Mapping[str, str] | None = None,
+           servers: int = 1) -> LabState:
         """Build the lab; with `proxy`, the full path (data plane and bonding-server).
 
-        `options`: more options of bondingd's globals section (e.g. congestion_control)."""
+        `options`: more options of bondingd's globals section (e.g. congestion_control);
+        `servers`: 1 or 2 aggregation servers."""
+        if servers not in (1, 2):
+            raise LabError(f"{servers} servers: the lab builds 1 or 2")
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces, nftables, tc)")
         if proxy:
@@ -220,9 +229,9 @@ class Lab:
             raise LabError(f"lab '{self.prefix}' is already up: run `bonding-lab down "
                            f"--prefix {self.prefix}` first")
         try:
-            self._build(links)
-            client = self._setup_server() if proxy else None
-            self._write_config(config_extra, client, options or {})
+            self._build(links, servers)
+            clients = ([self._setup_server(r) for r in self.server_roles()] if proxy else None)
+            self._write_config(config_extra, clients, options or {})
             self.start_ubusd()
             if daemon:
                 self.start_daemon()
@@ -232,11 +241,12 @@ class Lab:
         assert self.state is not None
         return self.state
 
-    def _build(self, specs: Sequence[LinkSpec]) -> None:
+    def _build(self, specs: Sequence[LinkSpec], servers: int = 1) -> None:
         if self.state_dir.exists():
             shutil.rmtree(self.state_dir)
         self.state_dir.mkdir(parents=True)
         roles = ["lan", "router", "inet", "server", "target"]
+        roles += ["server2"] if servers == 2 else []
         roles += [f"isp{i}" for i in range(1, len(specs) + 1)]
         namespaces = {r: self.ns(r) for r in roles}
         links = [
@@ -253,7 +263,10 @@ class Lab:
                        "server": [SERVER_ADDR], "target": [TARGET_ADDR],
                        "inet": [INET_SERVER_SIDE, "198.51.100.1"]},
             state_dir=str(sd), config_dir=str(sd / "etc"), run_dir=str(sd / "run"),
-            daemon_log=str(sd / "bondingd.log"))
+            daemon_log=str(sd / "bondingd.log"), servers=servers)
+        if servers == 2:
+            self.state.addresses["server2"] = [SERVER2_ADDR]
+            self.state.addresses["inet"].append(INET_SERVER2_SIDE)
         for ns in namespaces.values():
             run(["ip", "netns", "add", ns])
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
@@ -269,6 +282,11 @@ class Lab:
         self._addr(n["inet"], "srv", f"{INET_SERVER_SIDE}/24")
         self._addr(n["server"], "eth0", f"{SERVER_ADDR}/24")
         run(["ip", "-n", n["server"], "route", "add", "default", "via", INET_SERVER_SIDE])
+        if servers == 2:
+            self._veth(n["inet"], "srv2", n["server2"], "eth0", offload=True)
+            self._addr(n["inet"], "srv2", f"{INET_SERVER2_SIDE}/28")
+            self._addr(n["server2"], "eth0", f"{SERVER2_ADDR}/28")
+            run(["ip", "-n", n["server2"], "route", "add", "default", "via", INET_SERVER2_SIDE])
         self._veth(n["inet"], "tgt", n["target"], "eth0", offload=True)
         self._addr(n["inet"], "tgt", "198.51.100.1/24")
         self._addr(n["target"], "eth0", f"{TARGET_ADDR}/24")
@@ -302,9 +320,10 @@ class Lab:
                 log.close()
             assert self.state is not None
             self.state.pids[f"delay-{link.name}"] = proc.pid
-        # The server accepts many subflows per connection.
-        run(["ip", "-n", n["server"], "mptcp", "limits", "set", "subflows", "8",
-             "add_addr_accepted", "8"])
+        # The servers accept many subflows per connection.
+        for role in self.server_roles():
+            run(["ip", "-n", n[role], "mptcp", "limits", "set", "subflows", "8",
+                 "add_addr_accepted", "8"])
         self.save()
 
     def _veth(self, ns_a: str, dev_a: str, ns_b: str, dev_b: str, *,
@@ -331,12 +350,22 @@ class Lab:
             raise LabError(f"nft in {ns} failed: {r.stderr.strip()}")
 
     # --- the aggregation server ----------------------------------------------------------------
-    def server_cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """`bonding-server --state-dir <lab>/server ARGS` in the server namespace."""
+    def server_roles(self) -> list[str]:
+        """The aggregation servers' roles: 'server' (preferred), then 'server2'."""
+        st = self.state or self.load()
+        return ["server", "server2"][:st.servers]
+
+    def _server_dir(self, role: str) -> str:
         st = self.state or self.load()
         assert st.server_state_dir is not None
-        cmd = nsx(st.namespaces["server"], sys.executable, "-m", "bonding.server.cli",
-                  "--state-dir", st.server_state_dir, *args)
+        return st.server_state_dir if role == "server" else str(Path(st.state_dir) / role)
+
+    def server_cli(self, *args: str, timeout: float = 60,
+                   role: str = "server") -> subprocess.CompletedProcess[str]:
+        """`bonding-server --state-dir <lab>/server ARGS` in the server namespace (`role`)."""
+        st = self.state or self.load()
+        cmd = nsx(st.namespaces[role], sys.executable, "-m", "bonding.server.cli",
+                  "--state-dir", self._server_dir(role), *args)
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                            env=python_env(), check=False)
         if r.returncode != 0:
@@ -344,38 +373,75 @@ class Lab:
                            f"{(r.stderr or r.stdout).strip()}")
         return r
 
-    def _setup_server(self) -> dict[str, Any]:
+    def _setup_server(self, role: str = "server") -> dict[str, Any]:
         """bonding-server as on a VPS: init, add-client (its UCI and key), run."""
         st = self.state
         assert st is not None
         st.proxy = True
         st.server_state_dir = str(Path(st.state_dir) / "server")
         self.save()
+        address = SERVER_ADDR if role == "server" else SERVER2_ADDR
         self.server_cli("init", "--no-systemd", "--user", "nobody", "--public-address",
-                        SERVER_ADDR)
+                        address, role=role)
         client: dict[str, Any] = json.loads(
-            self.server_cli("add-client", "--name", CLIENT_NAME, "--json").stdout)
-        st.client_port = int(client["port"])
-        log = open(Path(st.state_dir) / "bonding-server.log", "ab")  # noqa: SIM115
+            self.server_cli("add-client", "--name", CLIENT_NAME, "--json", role=role).stdout)
+        st.client_ports[role] = int(client["port"])
+        if role == "server":
+            st.client_port = int(client["port"])
+        self.start_server(role)
+        return client
+
+    def start_server(self, role: str = "server") -> int:
+        """`bonding-server run` (its proxies) in a server namespace; waits until it listens."""
+        st = self.state or self.load()
+        port = st.client_ports[role]
+        log = open(Path(st.state_dir) / f"bonding-{role}.log", "ab")  # noqa: SIM115
         try:
             proc = subprocess.Popen(
-                nsx(st.namespaces["server"], sys.executable, "-m", "bonding.server.cli",
-                    "--state-dir", st.server_state_dir, "run"),
+                nsx(st.namespaces[role], sys.executable, "-m", "bonding.server.cli",
+                    "--state-dir", self._server_dir(role), "run"),
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=python_env(),
                 start_new_session=True)
         finally:
             log.close()
-        st.pids["bonding-server"] = proc.pid
+        st.pids[f"bonding-{role}"] = proc.pid
         self.save()
         deadline = time.monotonic() + 10
-        while not _listening(st.namespaces["server"], st.client_port):
+        while not _listening(st.namespaces[role], port):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise LabError(f"bonding-server run did not listen on port {st.client_port}; "
-                               f"see {st.state_dir}/bonding-server.log")
+                raise LabError(f"bonding-server run did not listen on port {port}; "
+                               f"see {st.state_dir}/bonding-{role}.log")
             time.sleep(0.05)
-        return client
+        return proc.pid
 
-    def _write_config(self, extra: str, client: dict[str, Any] | None = None,
+    def stop_server(self, role: str = "server", timeout: float = 5.0) -> None:
+        """Kill every process of a server namespace at once (`bonding-server run` and its
+        proxies, SIGKILL): the server's proxy is gone, as in a crash."""
+        st = self.state or self.load()
+        ns = st.namespaces[role]
+        st.pids.pop(f"bonding-{role}", None)
+        self.save()
+        pids = run(["ip", "netns", "pids", ns], check=False).stdout.split()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while run(["ip", "netns", "pids", ns], check=False).stdout.split():
+            if time.monotonic() > deadline:
+                raise LabError(f"processes of {ns} still alive after SIGKILL")
+            time.sleep(0.02)
+
+    def server_blackhole(self, role: str = "server", on: bool = True) -> None:
+        """Drop everything that reaches a server namespace, silently (or stop doing so)."""
+        st = self.state or self.load()
+        ns = st.namespaces[role]
+        script = "table inet labfault {}\ndelete table inet labfault\n"
+        if on:
+            script += ("table inet labfault {\n\tchain in {\n\t\ttype filter hook input "
+                       "priority 0; policy drop;\n\t}\n}\n")
+        self._nft(ns, script)
+
+    def _write_config(self, extra: str, clients: Sequence[dict[str, Any]] | None = None,
                       options: Mapping[str, str] | None = None) -> None:
         assert self.state is not None
         cfg = Path(self.state.config_dir)
@@ -385,22 +451,25 @@ class Lab:
             "log_level": "info",
             "probe_target": (SERVER_ADDR, TARGET_ADDR),
         }
-        server: dict[str, str | tuple[str, ...]] = {"address": SERVER_ADDR, "port": "65101"}
-        if client is not None:
+        servers = [uci.Section("server", CLIENT_NAME, {"address": SERVER_ADDR,
+                                                       "port": "65101"})]
+        if clients is not None:
             g.update({"proxy": PROXY_BACKEND, "lan_device": LAN_DEVICE, "bypass": LAB_BYPASS})
-            server = {"address": str(client["address"]), "port": str(client["port"]),
-                      "protocol": str(client["protocol"]), "cipher": str(client["cipher"])}
-            secrets = uci.Package(config.SECRETS_PACKAGE, (
-                uci.Section("server", CLIENT_NAME, {"key": str(client["key"])}),))
+            # one section per server: 'lab', 'lab2' (in order: the first is preferred)
+            names = [CLIENT_NAME + ("" if i == 0 else str(i + 1)) for i in range(len(clients))]
+            servers = [uci.Section("server", n, {
+                "address": str(c["address"]), "port": str(c["port"]),
+                "protocol": str(c["protocol"]), "cipher": str(c["cipher"])})
+                for n, c in zip(names, clients, strict=True)]
+            secrets = uci.Package(config.SECRETS_PACKAGE, tuple(
+                uci.Section("server", n, {"key": str(c["key"])})
+                for n, c in zip(names, clients, strict=True)))
             path = cfg / config.SECRETS_PACKAGE
             path.touch(mode=0o600)
             path.chmod(0o600)
             path.write_text(uci.dumps(secrets))
         g.update(options or {})
-        sections = [
-            uci.Section("globals", "globals", g),
-            uci.Section("server", CLIENT_NAME, server),
-        ]
+        sections = [uci.Section("globals", "globals", g), *servers]
         for link in self.state.links:
             sections.append(uci.Section("path", link.name, {
                 "device": link.router_dev,
@@ -576,6 +645,11 @@ class Lab:
                            "state_dir": st.server_state_dir, "client": CLIENT_NAME,
                            "port": st.client_port, "pid": st.pids.get("bonding-server"),
                            "log": str(Path(st.state_dir) / "bonding-server.log")}},
+            "servers": [{"role": r, "namespace": st.namespaces[r],
+                         "address": SERVER_ADDR if r == "server" else SERVER2_ADDR,
+                         "section": CLIENT_NAME + ("" if r == "server" else "2"),
+                         "port": st.client_ports.get(r),
+                         "pid": st.pids.get(f"bonding-{r}")} for r in self.server_roles()],
             "proxy": None if not st.proxy else {
                 "backend": PROXY_BACKEND, "lan_device": LAN_DEVICE,
                 "secrets": str(Path(st.config_dir) / config.SECRETS_PACKAGE)},
