@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -50,6 +51,31 @@ def full_lab() -> Iterator[Lab]:
     lab = Lab(f"f{os.getpid() % 100000}")
     try:
         lab.up(parse_links(LINKS), proxy=True)
+        assert wait_all_up(lab, 20), f"paths not up: {lab.status().get('paths')}"
+        assert wait_proxy_running(lab, 10), f"proxy not running: {lab.status().get('proxy')}"
+        yield lab
+    finally:
+        lab.down()
+
+
+@pytest.fixture(scope="module")
+def two() -> Iterator[Lab]:
+    """The full path with two aggregation servers ('lab' preferred, 'lab2'), failback 'return'
+    after 4 s, and a hook that logs every server action to <state_dir>/hooks/events.log."""
+    reason = lab_skip_reason(proxy=True)
+    if reason:
+        pytest.skip(reason)
+    lab = Lab(f"s{os.getpid() % 100000}")
+    try:
+        lab.up(parse_links(LINKS), servers=2, daemon=False,
+               options={"server_hold_s": "4", "server_failback": "return"})
+        hooks = Path(lab.load().state_dir) / "hooks"
+        hooks.mkdir()
+        script = hooks / "50-log"
+        script.write_text('#!/bin/sh\necho "$ACTION $SERVER_NAME $PREVIOUS>$STATE '
+                          f'active=$ACTIVE_SERVER" >> {hooks / "events.log"}\n')
+        script.chmod(0o755)
+        lab.start_daemon("--hooks-dir", str(hooks))
         assert wait_all_up(lab, 20), f"paths not up: {lab.status().get('paths')}"
         assert wait_proxy_running(lab, 10), f"proxy not running: {lab.status().get('proxy')}"
         yield lab

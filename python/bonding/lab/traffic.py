@@ -309,6 +309,54 @@ def ask(kind: str, host: str, port: int, timeout: float = 3.0) -> str:
         return " ".join(parse_dns_a(u.recv(65535)))
 
 
+def until_answer(kind: str, host: str, port: int, expect: str, t0: float, limit: float,
+                 attempt: float = 0.5, pause: float = 0.05) -> float | None:
+    """New connections one after another until one gets `expect`: seconds since `t0`
+    (time.monotonic(), the same clock in every namespace), or None after `limit` seconds."""
+    while time.monotonic() - t0 < limit:
+        try:
+            if ask(kind, host, port, attempt) == expect:
+                return time.monotonic() - t0
+        except OSError:
+            pass
+        time.sleep(pause)
+    return None
+
+
+class NewConnections:
+    """`until_answer` run in a lab namespace, started beforehand so that no process start-up
+    is timed: `go(t0)` right after the fault, then `result()`."""
+
+    def __init__(self, lab: Lab, role: str, kind: str, host: str, port: int, expect: str,
+                 limit: float = 15.0) -> None:
+        st = lab.state or lab.load()
+        self.limit = limit
+        self.proc = subprocess.Popen(
+            nsx(st.namespaces[role], sys.executable, "-m", "bonding.lab.traffic", "until", kind,
+                host, str(port), expect, "--limit", str(limit)),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=python_env())
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            self.close()
+            raise LabError(f"the connection loop did not start in {role}")
+
+    def go(self, t0: float) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{t0!r}\n")
+        self.proc.stdin.flush()
+
+    def result(self) -> float | None:
+        """Seconds from t0 to the first expected answer, None when none came in time."""
+        out, _ = self.proc.communicate(timeout=self.limit + 10)
+        return None if out.strip() in ("", "none") else float(out)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
 class Service:
     """A service of this module running in a lab namespace (a context manager)."""
 
@@ -361,9 +409,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("host")
     a.add_argument("port", type=int)
     a.add_argument("--timeout", type=float, default=3.0)
+    u = sub.add_parser("until", help="print 'ready', read t0 (monotonic) from stdin, then open "
+                                     "connections until one answers EXPECT; print the seconds "
+                                     "since t0 (or 'none')")
+    u.add_argument("kind", choices=["whoami", "udp-echo", "dns"])
+    u.add_argument("host")
+    u.add_argument("port", type=int)
+    u.add_argument("expect")
+    u.add_argument("--limit", type=float, default=15.0)
     args = p.parse_args(argv)
     if args.cmd == "serve":
         serve(args.kind, args.port)
+        return 0
+    if args.cmd == "until":
+        print("ready", flush=True)
+        t0 = float(sys.stdin.readline())
+        took = until_answer(args.kind, args.host, args.port, args.expect, t0, args.limit)
+        print("none" if took is None else f"{took:.4f}")
         return 0
     try:
         print(ask(args.kind, args.host, args.port, args.timeout))
