@@ -1,9 +1,12 @@
 """Benchmarks of bondingd in the lab against the bars of DESIGN.md section 6 (root).
 
-    .venv/bin/python bench/run.py [--quick] [detect|recover|aggregate|footprint|goodput|
-                                             goodput-hard|unshaped ...] [--cc bbr,cubic]
+    .venv/bin/python bench/run.py [--quick] [detect|recover|aggregate|footprint|failover|
+                                             goodput|goodput-hard|unshaped ...] [--cc bbr,cubic]
 
 Prints figures; asserts nothing.  Each part builds its own lab and removes it.
+
+failover: two aggregation servers, the first killed or blackholed, 5 times each: seconds until a
+new TCP connection from the LAN host reaches the target through the second (median of 5).
 
 goodput, goodput-hard, unshaped: one TCP connection LAN host → target through the full path
 (nftables tproxy, ss-redir under mptcpize, bonding-server), beside raw kernel MPTCP (iperf3 under
@@ -22,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bonding.lab.topology import Lab, LinkSpec, parse_links
+from bonding.lab.topology import Lab, LabError, LinkSpec, parse_links
 from bonding.lab.traffic import (
     HEADER_RATIO,
     Rates,
@@ -253,6 +256,71 @@ def unshaped(seconds: float, ccs: Sequence[str]) -> None:
         lab.down()
 
 
+FAILOVER_PREFIX = "bf"
+FAILOVER_PORT = 8094
+
+
+def failover(runs: int) -> None:
+    """Two servers; the first killed (every process of its namespace) or blackholed: time until
+    a new TCP connection from the LAN host reaches the target through the second (bar ≤ 3 s),
+    and until bondingd declared it (the active server's `since`)."""
+    from bonding.lab.topology import SERVER2_ADDR, SERVER_ADDR, TARGET_ADDR
+    from bonding.lab.traffic import NewConnections, Service, ask_from
+
+    lab = Lab(FAILOVER_PREFIX)
+    lab.down()
+    hold = 3
+    lab.up(parse_links("50/10ms,30/20ms,20/40ms"), servers=2,
+           options={"server_hold_s": str(hold), "server_failback": "return"})
+
+    def who() -> str | None:
+        try:
+            return ask_from(lab, "lan", "whoami", TARGET_ADDR, FAILOVER_PORT, timeout=1)
+        except LabError:
+            return None
+
+    try:
+        if not wait_all_up(lab, 20):
+            raise SystemExit(f"paths did not come up: {lab.status()}")
+        with Service(lab, "target", "whoami", FAILOVER_PORT):
+            for how in ("kill", "blackhole"):
+                conn, noticed = [], []
+                for i in range(runs):
+                    # back on the first server (it may need 12 s of answers after many falls)
+                    if wait_for(lambda: (lab.status().get("active_server") or {}).get("name")
+                                == "lab" and who() == SERVER_ADDR, 60) is None:
+                        print(f"  {how}: not back on the first server within 60 s")
+                        break
+                    time.sleep(0.13 * i)  # spread the fault's phase against probe rounds
+                    loop = NewConnections(lab, "lan", "whoami", TARGET_ADDR, FAILOVER_PORT,
+                                          SERVER2_ADDR, limit=15)
+                    try:
+                        t0, w0 = time.monotonic(), time.time()
+                        if how == "kill":
+                            lab.stop_server("server")
+                        else:
+                            lab.server_blackhole("server", True)
+                        loop.go(t0)
+                        took = loop.result()
+                    finally:
+                        loop.close()
+                    if took is None:
+                        print(f"  {how}: no new connection through the second server in 15 s")
+                    else:
+                        conn.append(took)
+                        noticed.append(lab.status()["active_server"]["since"] - w0)
+                    if how == "kill":
+                        lab.start_server("server")
+                    else:
+                        lab.server_blackhole("server", False)
+                if conn:
+                    print(f"server failover ({how}), new connection through the second server: "
+                          f"{_fmt(conn)}  (bar ≤ 3 s, median)")
+                    print(f"  declared (active server switched): {_fmt(noticed)}")
+    finally:
+        lab.down()
+
+
 def footprint(seconds: float) -> None:
     """bondingd with 8 paths probing at the default rate: RSS and CPU."""
     lab = _lab(",".join(["10/5ms"] * 8))
@@ -279,7 +347,8 @@ def footprint(seconds: float) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("parts", nargs="*", default=["detect", "recover", "aggregate", "footprint",
-                                                "goodput", "goodput-hard", "unshaped"])
+                                                "failover", "goodput", "goodput-hard",
+                                                "unshaped"])
     p.add_argument("--quick", action="store_true", help="fewer runs, shorter transfers")
     p.add_argument("--cc", default="bbr,cubic,mixed",
                    help="congestion controls bondingd puts on its routes, one run each "
@@ -294,6 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "recover": lambda: recover(3 if a.quick else 6),
         "aggregate": lambda: aggregate(10 if a.quick else 20),
         "footprint": lambda: footprint(15 if a.quick else 60),
+        "failover": lambda: failover(5),
         "goodput": lambda: goodput(GOODPUT_CASES, gs, ccs),
         "goodput-hard": lambda: goodput(HARD_CASES, gs, ccs),
         "unshaped": lambda: unshaped(gs, ccs),
