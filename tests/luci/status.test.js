@@ -113,13 +113,54 @@ test('RTT, jitter, loss, subflows and time in state come from the reply', async 
 	assert.match(h.text(node.byId('bonding-summary')), /2 of 5 links up/);
 });
 
-test('server, proxy and config problems are shown', async () => {
+function serverRow(node, name) {
+	return node.find(n => n.tag === 'tr' && n.attrs['data-server'] === name);
+}
+
+test('servers, proxy and config problems are shown', async () => {
 	const { node } = await openStatus();
-	assert.match(h.text(node.byId('bonding-servers')), /vps1.*203\.0\.113\.10:65101.*shadowsocks/);
+	assert.match(h.text(serverRow(node, 'vps1')), /vps1.*203\.0\.113\.10:65101.*shadowsocks/);
 	const proxy = node.byId('bonding-proxy');
 	assert.equal(proxy.attrs['data-state'], 'running');
-	assert.match(h.text(proxy), /xray.*running.*PID 1234/);
+	assert.match(h.text(proxy), /xray.*to server vps2.*running.*PID 1234/);
 	assert.match(h.text(node.byId('bonding-config-problems')), /bonding\.cable\.foo/);
+});
+
+test('which server is active and why; every server with its state, reason and RTT', async () => {
+	const { node } = await openStatus();
+	const act = node.byId('bonding-active-server');
+	assert.equal(act.attrs['data-server'], 'vps2');
+	assert.match(h.text(act), /Active server vps2: vps1 stopped answering/);
+	assert.match(h.text(act), /answered for 60 s/);
+	const down = serverRow(node, 'vps1');
+	assert.equal(down.attrs['data-state'], 'down');
+	assert.deepEqual(badges(down), [ 'down' ]);
+	assert.match(reason(down), /wan connection refused, wwan connection refused \(3 rounds in a row\)/);
+	const up = serverRow(node, 'vps2');
+	assert.deepEqual(badges(up), [ 'active' ]);
+	const cells = up.byTag('td').map(h.text);
+	assert.ok(cells.includes('31.2 ms'), cells.join(' | '));
+	assert.ok(cells.includes('29s'), 'in state since 29 s before now');
+	assert.ok(cells.includes('priority 20') || cells.some(c => /priority 20/.test(c)));
+	const rtt = up.byTag('td').find(td => td.attrs['data-title'] === 'RTT');
+	assert.equal(rtt.attrs.title, 'wan 31.2 ms, wwan 190.4 ms');
+	assert.deepEqual(badges(serverRow(node, 'spare')), [ 'disabled' ]);
+});
+
+test('failback stay is said; an older bondingd without server states still renders', async () => {
+	const st = h.fixture('status.json');
+	st.active_server.failback = 'stay';
+	let page = await openStatus({ replies: { status: () => st } });
+	assert.match(h.text(page.node.byId('bonding-active-server')), /stays until it fails/);
+
+	const old = h.fixture('status.json');
+	delete old.active_server;
+	old.servers = [ { name: 'vps1', address: '203.0.113.10', port: 65101, protocol: 'shadowsocks', enabled: true } ];
+	page = await openStatus({ replies: { status: () => old } });
+	assert.equal(page.node.byId('bonding-active-server'), null);
+	const row = serverRow(page.node, 'vps1');
+	assert.deepEqual(badges(row), [ 'standby' ]);
+	assert.match(reason(row), /Ready to take over/);
 });
 
 test('daemon down (rpc rejected): a clear message, no exception, then recovery', async () => {

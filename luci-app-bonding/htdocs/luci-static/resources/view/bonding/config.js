@@ -92,6 +92,8 @@ return view.extend({
 		s.tab('thresholds', _('Degraded links'),
 			_('A degraded link still works but is much worse than the best link; it is kept as a backup until it recovers.'));
 		s.tab('dataplane', _('Transparent proxy'));
+		s.tab('failover', _('Server failover'),
+			_('Every enabled server is probed through every working link (a TCP connection to its port). When the server in use stops answering through all of them, new connections go to the next server by priority.'));
 		s.tab('advanced', _('Advanced'));
 
 		o = s.taboption('general', form.Flag, 'enabled', _('Enable bonding'),
@@ -191,6 +193,29 @@ return view.extend({
 			_('Send UDP (DNS, calls, games) through the proxy as well as TCP.'));
 		o.default = o.enabled;
 
+		o = s.taboption('failover', form.ListValue, 'server_failback', _('After a failover'),
+			_('Return: go back to a preferred server once it has answered for the hold time; the connections through the proxy restart then. Stay: keep the server in use until it fails.'));
+		o.value('return', _('Return to the preferred server'));
+		o.value('stay', _('Stay on the server in use'));
+		o.default = 'return';
+
+		o = intOption(s, 'failover', 'server_hold_s', _('Hold time (s)'),
+			_('How long a preferred server must answer without a break before traffic goes back to it.'),
+			0, 86400, '60');
+		o.depends('server_failback', 'return');
+
+		o = intOption(s, 'failover', 'server_probe_interval_ms', _('Server probe interval (ms)'),
+			_('Time between two probe rounds of the servers.'),
+			100, 60000, '500');
+
+		o = intOption(s, 'failover', 'server_down_count', _('Failed rounds to fail over'),
+			_('The server in use is declared down after this many rounds in a row without an answer through any link.'),
+			1, 100, '3');
+
+		o = intOption(s, 'failover', 'server_up_count', _('Good rounds to come back'),
+			_('A server that stopped answering counts as answering again after this many good rounds in a row (more when it keeps failing).'),
+			1, 100, '3');
+
 		o = intOption(s, 'advanced', 'mptcp_subflows', _('MPTCP subflows'),
 			_('Kernel limit of subflows per MPTCP connection; one per link is used.'),
 			0, 8, '8');
@@ -228,7 +253,7 @@ return view.extend({
 
 		/* --- servers ------------------------------------------------------------------------ */
 		s = m.section(form.GridSection, 'server', _('Aggregation servers'),
-			_('The server (a VPS) that merges the links. Create its entry with "bonding-server add-client" on the server, which prints these values.'));
+			_('The server (a VPS) that merges the links. Create its entry with "bonding-server add-client" on the server, which prints these values. With several, the preferred one that answers is used and the others take over when it fails (see Server failover above).'));
 		s.addremove = true;
 		s.anonymous = false;
 		s.nodescriptions = true;
@@ -245,6 +270,11 @@ return view.extend({
 		o = s.option(form.Value, 'port', _('Port'));
 		o.datatype = 'and(port,range(1,65535))';
 		o.placeholder = '65101';
+
+		o = s.option(form.Value, 'priority', _('Priority'),
+			_('Lower is preferred; servers of equal priority in the order of this list. The preferred server that answers carries the traffic.'));
+		o.datatype = 'and(uinteger,range(0,1000))';
+		o.placeholder = '10';
 
 		o = s.option(form.ListValue, 'protocol', _('Protocol'));
 		o.value('shadowsocks', 'Shadowsocks');

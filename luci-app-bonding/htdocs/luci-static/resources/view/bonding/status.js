@@ -61,7 +61,9 @@ const STATE_STYLE = {
 	degraded: 'background:#ef6c00;color:#fff',
 	backup:   'background:#1565c0;color:#fff',
 	down:     'background:#c62828;color:#fff',
-	disabled: 'background:#757575;color:#fff'
+	disabled: 'background:#757575;color:#fff',
+	active:   'background:#2e7d32;color:#fff',
+	standby:  'background:#1565c0;color:#fff'
 };
 
 function isObject(v) {
@@ -119,6 +121,8 @@ function stateLabel(state) {
 	case 'backup':   return _('backup');
 	case 'down':     return _('down');
 	case 'disabled': return _('disabled');
+	case 'active':   return _('active');
+	case 'standby':  return _('standby');
 	default:         return String(state || _('unknown'));
 	}
 }
@@ -130,6 +134,17 @@ function badge(state) {
 		'style': (STATE_STYLE[state] || 'background:#999;color:#fff') +
 			';border-radius:3px;padding:1px 6px;margin-right:4px;white-space:nowrap'
 	}, [ stateLabel(state) ]);
+}
+
+/* A server's state in words, where bondingd gave no reason. */
+function serverWords(state) {
+	switch (state) {
+	case 'active':   return _('New connections go through this server.');
+	case 'standby':  return _('Ready to take over when the active server stops answering.');
+	case 'down':     return _('Does not answer through any link.');
+	case 'disabled': return _('Disabled in the configuration.');
+	default:         return _('bondingd reported an unknown state.');
+	}
 }
 
 /*
@@ -590,28 +605,62 @@ return view.extend({
 	renderServer: function(st) {
 		const servers = Array.isArray(st.servers) ? st.servers : [];
 		const proxy = isObject(st.proxy) ? st.proxy : null;
+		const active = isObject(st.active_server) ? st.active_server : null;
+		const now = Date.now() / 1000;
 		const rows = [
 			E('tr', { 'class': 'tr table-titles' }, [
 				E('th', { 'class': 'th' }, [ _('Server') ]),
+				E('th', { 'class': 'th' }, [ _('State') ]),
+				E('th', { 'class': 'th' }, [ _('Reason') ]),
 				E('th', { 'class': 'th' }, [ _('Address') ]),
 				E('th', { 'class': 'th' }, [ _('Protocol') ]),
-				E('th', { 'class': 'th' }, [ _('Enabled') ])
+				E('th', { 'class': 'th' }, [ _('RTT') ]),
+				E('th', { 'class': 'th' }, [ _('In state for') ])
 			])
 		];
 
-		for (const s of servers)
-			rows.push(E('tr', { 'class': 'tr' }, [
-				E('td', { 'class': 'td' }, [ String(s.name) ]),
-				E('td', { 'class': 'td' }, [ '%s:%s'.format(s.address, s.port) ]),
-				E('td', { 'class': 'td' }, [ String(s.protocol || '–') ]),
-				E('td', { 'class': 'td' }, [ s.enabled === false ? _('no') : _('yes') ])
+		for (const s of servers) {
+			/* An older bondingd gives no state: enabled or not is all there is. */
+			const state = String(s.state || (s.enabled === false ? 'disabled' : 'standby'));
+			const paths = isObject(s.paths) ? s.paths : {};
+			const perPath = Object.keys(paths).sort().map(n => isObject(paths[n]) && paths[n].ok
+				? '%s %s'.format(n, formatMs(paths[n].rtt_ms))
+				: '%s %s'.format(n, (isObject(paths[n]) && paths[n].error) || _('no answer')));
+
+			rows.push(E('tr', { 'class': 'tr', 'data-server': String(s.name), 'data-state': state }, [
+				E('td', { 'class': 'td', 'data-title': _('Server') }, [
+					E('strong', {}, [ String(s.name) ]),
+					isNum(s.priority) ? E('div', { 'style': 'opacity:.8' }, [ _('priority %d').format(s.priority) ]) : ''
+				]),
+				E('td', { 'class': 'td', 'data-title': _('State') }, [ badge(state) ]),
+				E('td', { 'class': 'td bonding-reason', 'data-title': _('Reason'), 'style': 'min-width:14em' }, [
+					s.reason ? String(s.reason) : serverWords(state)
+				]),
+				E('td', { 'class': 'td', 'data-title': _('Address') }, [ '%s:%s'.format(s.address, s.port) ]),
+				E('td', { 'class': 'td', 'data-title': _('Protocol') }, [ String(s.protocol || '–') ]),
+				E('td', { 'class': 'td', 'data-title': _('RTT'), 'title': perPath.join(', ') }, [ formatMs(s.rtt_ms) ]),
+				E('td', { 'class': 'td', 'data-title': _('In state for') }, [
+					isNum(s.since) ? formatDuration(now - s.since) : '–'
+				])
+			]));
+		}
+
+		const out = [];
+
+		if (active)
+			out.push(E('p', { 'id': 'bonding-active-server', 'data-server': active.name || '' }, [
+				E('strong', {}, [ _('Active server') ]), ' ',
+				active.name ? String(active.name) : E('em', {}, [ _('none') ]),
+				active.reason ? ': %s'.format(active.reason) : '',
+				' ',
+				E('small', {}, [ active.failback == 'stay'
+					? _('(after a failover the server in use stays until it fails)')
+					: _('(back to a preferred server once it has answered for %d s)').format(active.hold_s) ])
 			]));
 
-		const out = [
-			servers.length
-				? E('table', { 'class': 'table', 'id': 'bonding-servers' }, rows)
-				: E('p', {}, [ E('em', {}, [ _('No aggregation server configured.') ]) ])
-		];
+		out.push(servers.length
+			? E('table', { 'class': 'table', 'id': 'bonding-servers' }, rows)
+			: E('p', {}, [ E('em', {}, [ _('No aggregation server configured.') ]) ]));
 
 		if (!proxy) {
 			out.push(E('p', { 'id': 'bonding-proxy' }, [ E('em', {}, [ _('bondingd reports no proxy state.') ]) ]));
@@ -624,6 +673,7 @@ return view.extend({
 		out.push(E('p', { 'id': 'bonding-proxy', 'data-state': pstate }, [
 			E('strong', {}, [ _('Proxy') ]), ' ',
 			String(proxy.backend || '–'), ' ',
+			proxy.server ? _('to server %s').format(proxy.server) : '', ' ',
 			E('span', {
 				'class': 'bonding-badge',
 				'style': (STATE_STYLE[style] || 'background:#999;color:#fff') + ';border-radius:3px;padding:1px 6px'
