@@ -18,10 +18,13 @@ Servers are probed only while bonding is enabled and a proxy is configured: with
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import logging
+import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bonding.config import Config, Server
@@ -30,6 +33,17 @@ from bonding.core.servers import ServerState
 from bonding.serverprobe import ServerProber, Target, Via
 
 log = logging.getLogger("bondingd.servers")
+
+RESOLVE_S = 300.0  # a server's host name is resolved again after this
+RESOLVE_RETRY_S = 30.0  # ... or after this when it did not resolve
+
+
+def _is_ipv4(value: str) -> bool:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,9 @@ class Failover:
         self.prober: ServerProber | None = None
         self._prober_key: tuple[object, ...] = ()
         self.timeout_ms = (250.0, 1000.0)
+        self._names: dict[str, tuple[str, float]] = {}  # host → (address or "!why", until)
+        self._resolving: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- config ---------------------------------------------------------------------------------
     @property
@@ -130,11 +147,56 @@ class Failover:
             self.prober.close()
             self.prober = None
         self._prober_key = ()
+        for task in list(self._tasks):
+            task.cancel()
 
     # --- probing --------------------------------------------------------------------------------
     def _targets(self) -> list[Target]:
-        return [Target(rt.cfg.name, rt.cfg.address, rt.cfg.port)
-                for rt in self.servers.values() if rt.cfg.enabled]
+        out = []
+        for rt in self.servers.values():
+            if not rt.cfg.enabled:
+                continue
+            addr = rt.cfg.address
+            if _is_ipv4(addr):
+                out.append(Target(rt.cfg.name, addr, rt.cfg.port))
+            elif ":" in addr:  # IPv6: the paths have IPv4 sources; left unjudged, never down
+                rt.health = replace(rt.health, reason="not probed: the paths have no IPv6 "
+                                                      "address to probe an IPv6 server from")
+            else:
+                got = self._resolve(addr)
+                if got is None:
+                    rt.health = replace(rt.health, reason=f"not probed yet: resolving {addr}")
+                elif got.startswith("!"):
+                    out.append(Target(rt.cfg.name, addr, rt.cfg.port, error=got[1:]))
+                else:
+                    out.append(Target(rt.cfg.name, got, rt.cfg.port))
+        return out
+
+    def _resolve(self, host: str) -> str | None:
+        """The IPv4 address of `host` as last resolved ("!" + why when it did not resolve), or
+        None before the first answer; resolved again in the background when stale."""
+        now = time.monotonic()
+        known = self._names.get(host)
+        if known is None or (now > known[1] and host not in self._resolving):
+            self._resolving.add(host)
+            loop = asyncio.get_running_loop()
+            self._tasks.add(task := loop.create_task(self._lookup(host)))
+            task.add_done_callback(self._tasks.discard)
+        return None if known is None else known[0]
+
+    async def _lookup(self, host: str) -> None:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, None, family=socket.AF_INET, type=socket.SOCK_STREAM)
+            result, ttl = str(infos[0][4][0]), RESOLVE_S
+        except (OSError, IndexError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or "no address"
+            result, ttl = f"!cannot resolve {host}: {why}", RESOLVE_RETRY_S
+        finally:
+            self._resolving.discard(host)
+        if self._names.get(host, ("",))[0] != result:
+            log.info("server address %s: %s", host, result.lstrip("!"))
+        self._names[host] = (result, time.monotonic() + ttl)
 
     def _timeout(self, server: str, path: str) -> float:
         rt = self.servers.get(server)

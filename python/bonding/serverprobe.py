@@ -38,6 +38,8 @@ class Target:
     name: str
     address: str  # an IPv4 address
     port: int
+    error: str = ""  # set: it cannot be probed (e.g. its name does not resolve); every attempt
+    # fails with this
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,9 @@ class ServerProber:
 
     def _connect(self, pending: _Pending, t: Target, via: Via) -> None:
         assert self._loop is not None
+        if t.error:
+            self._done(pending, Attempt(via.name, False, error=t.error))
+            return
         try:
             ipaddress.IPv4Address(t.address)
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
