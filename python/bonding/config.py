@@ -330,10 +330,10 @@ class Config:
 
     def server_addresses(self) -> tuple[str, ...]:
         """The enabled servers given as IPv4 addresses (routes and default probe targets)."""
-        return tuple(s.address for s in self.servers if s.enabled and _is_ipv4(s.address))
+        return tuple(s.address for s in self.servers if s.enabled and is_ipv4(s.address))
 
 
-def _is_ipv4(value: str) -> bool:
+def is_ipv4(value: str) -> bool:
     try:
         ipaddress.IPv4Address(value)
     except ValueError:

@@ -19,7 +19,6 @@ Servers are probed only while bonding is enabled and a proxy is configured: with
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 import time
@@ -27,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bonding.config import Config, Server
+from bonding.config import Config, Server, is_ipv4
 from bonding.core import servers as sv
 from bonding.core.servers import ServerState
 from bonding.serverprobe import ServerProber, Target, Via
@@ -36,14 +35,6 @@ log = logging.getLogger("bondingd.servers")
 
 RESOLVE_S = 300.0  # a server's host name is resolved again after this
 RESOLVE_RETRY_S = 30.0  # ... or after this when it did not resolve
-
-
-def _is_ipv4(value: str) -> bool:
-    try:
-        ipaddress.IPv4Address(value)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -157,7 +148,7 @@ class Failover:
             if not rt.cfg.enabled:
                 continue
             addr = rt.cfg.address
-            if _is_ipv4(addr):
+            if is_ipv4(addr):
                 out.append(Target(rt.cfg.name, addr, rt.cfg.port))
             elif ":" in addr:  # IPv6: the paths have IPv4 sources; left unjudged, never down
                 rt.health = replace(rt.health, reason="not probed: the paths have no IPv6 "

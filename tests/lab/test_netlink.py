@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import ctypes
 import errno
 import json
 import os
@@ -23,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
+from netns_thread import enter_netns
 
 from bonding.netlink import (
     AddrEvent,
@@ -46,19 +46,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2 `ip`"),
 ]
 
-CLONE_NEWNET = 0x40000000
 T = TypeVar("T")
-
-
-def _enter_netns(path: str) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns({path}): {os.strerror(err)}")
-    finally:
-        os.close(fd)
 
 
 class NetNs:
@@ -69,7 +57,7 @@ class NetNs:
         self.path = f"/run/netns/{self.name}"
         subprocess.run(["ip", "netns", "add", self.name], check=True)
         self.pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, initializer=_enter_netns, initargs=(self.path,))
+            max_workers=1, initializer=enter_netns, initargs=(self.path,))
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)

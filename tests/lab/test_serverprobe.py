@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import ctypes
 import os
 import shutil
 import socket
@@ -24,6 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
+from netns_thread import enter_netns
 
 from bonding.core.servers import Round
 from bonding.serverprobe import ServerProber, Target, Via
@@ -35,22 +35,9 @@ pytestmark = [
 ]
 
 T = TypeVar("T")
-CLONE_NEWNET = 0x40000000
 SERVER = "203.0.113.10"
 PORT = 65101
 VIAS = (Via("wan1", "wan1", "100.64.1.2"), Via("wan2", "wan2", "100.64.2.2"))
-
-
-def _enter(path: str) -> None:
-    """setns() this thread into the namespace (os.setns is Python 3.12+)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns({path}): {os.strerror(err)}")
-    finally:
-        os.close(fd)
 
 
 class Space:
@@ -58,7 +45,7 @@ class Space:
         self.name = f"bsp{role}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
         subprocess.run(["ip", "netns", "add", self.name], check=True)
         self.pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=2, initializer=_enter, initargs=(f"/run/netns/{self.name}",))
+            max_workers=2, initializer=enter_netns, initargs=(f"/run/netns/{self.name}",))
 
     def ip(self, *args: str) -> str:
         return subprocess.run(["ip", "-n", self.name, *args], check=True, capture_output=True,
