@@ -43,7 +43,7 @@ procd openwrt/procd 2c1834abae171261f2d9161e5a28c36cbcc394a4
 rpcd openwrt/rpcd 4476687403d8c6e988eaa1ecc892e998838e6da9
 uhttpd openwrt/uhttpd f682ccabee9ed5f39dd3b0aaf96228975eeb478d
 opkg-lede openwrt/opkg-lede 38eccbb1fd694d4798ac1baf88f9ba83d1eac616
-openwrt-files openwrt/openwrt 9d87f090f0365e49ff49533ca47e61ba09918969"
+openwrt-files bondingshouldbefree/openwrt 9d87f090f0365e49ff49533ca47e61ba09918969"
 # The PyPI bindings built against the prefix.
 PY_PACKAGES="pyuci==0.10.3 ubus==0.1.3"
 DEBS="cmake pkg-config libjson-c-dev libcrypt-dev libbsd-dev gcc make"
