@@ -44,6 +44,8 @@ rpcd openwrt/rpcd 4476687403d8c6e988eaa1ecc892e998838e6da9
 uhttpd openwrt/uhttpd f682ccabee9ed5f39dd3b0aaf96228975eeb478d
 opkg-lede openwrt/opkg-lede 38eccbb1fd694d4798ac1baf88f9ba83d1eac616
 openwrt-files bondingshouldbefree/openwrt 9d87f090f0365e49ff49533ca47e61ba09918969"
+# Bump when the build steps below change what lands in the prefix (the stamp holds it).
+RECIPE=2
 # The PyPI bindings built against the prefix.
 PY_PACKAGES="pyuci==0.10.3 ubus==0.1.3"
 DEBS="cmake pkg-config libjson-c-dev libcrypt-dev libbsd-dev gcc make"
@@ -101,11 +103,11 @@ case "$PREFIX" in
 *) PREFIX=$(pwd)/$PREFIX ;;
 esac
 
-# The inputs of this build: the recipe (this file) and the commits.  The stamp holds their hash.
+# The inputs of this build: the recipe version, the commits, the bindings and the Python.
 inputs_hash() {
 	{
-		cat "$0"
-		echo "$COMPONENTS"
+		echo "recipe $RECIPE"
+		echo "$COMPONENTS" | cut -d' ' -f1,3
 		echo "$PY_PACKAGES"
 		"$PYTHON" -c 'import sys; print(sys.version)'
 	} |
