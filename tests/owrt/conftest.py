@@ -69,3 +69,56 @@ def owrt_python(request: pytest.FixtureRequest, owrt_prefix: Path,
     if r.returncode != 0:
         _skip(request, f"no pyuci: {py} cannot import uci: {r.stderr.strip()[-200:]}")
     return py
+
+
+# --- a scratch OpenWrt root with the real procd, rpcd, opkg (tests/owrt/router_root.py) ---------
+
+OUR_PACKAGES = ("python3-bonding", "bonding", "bonding-usb", "bonding-server", "luci-app-bonding")
+
+
+@pytest.fixture(scope="session")
+def worker_tag() -> str:
+    """A prefix for this run's network namespaces and links (another run may be going on)."""
+    return f"ow{os.getpid() % 100000}"
+
+
+@pytest.fixture(scope="session")
+def owrt_feed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Our feed, as `make feed` builds it, for the host's Python (the scratch root runs it)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+    import feed
+
+    out = tmp_path_factory.mktemp("owrt-feed")
+    pyver = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert feed.main(["build", "--output", str(out), "--python", pyver]) == 0
+    return out
+
+
+def base_packages(feed_dir: Path) -> list[str]:
+    """What our packages depend on that is not ours (libc, python3-light, libubus, ...): the
+    scratch root's opkg status declares them installed, so opkg resolves the rest for real."""
+    deps: set[str] = set()
+    for para in (feed_dir / "Packages").read_text().split("\n\n"):
+        for line in para.splitlines():
+            if line.startswith("Depends: "):
+                deps |= {d.strip().split(" ")[0] for d in line[9:].split(",")}
+    return sorted(deps - set(OUR_PACKAGES))
+
+
+@pytest.fixture(scope="session")
+def router_prereqs(owrt_prefix: Path) -> Path:
+    """Root, the tools the scratch root is made of, and the prefix's procd/rpcd/opkg."""
+    import shutil
+
+    if os.geteuid() != 0:
+        pytest.skip("the scratch OpenWrt root needs root (namespaces, mounts)")
+    for tool in ("busybox", "nsenter", "unshare", "ip"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed (make deps installs it)")
+    for rel in ("sbin/procd", "sbin/rpcd", "bin/uhttpd", "bin/opkg-cl", "openwrt/etc/rc.common"):
+        if not (owrt_prefix / rel).exists():
+            pytest.fail(f"{owrt_prefix}/{rel} is missing: rebuild the prefix with "
+                        "tools/owrt-userland.sh")
+    return owrt_prefix
