@@ -67,6 +67,20 @@ EXECUTABLE_DIRS = ("sbin/", "bin/", "usr/sbin/", "usr/bin/", "etc/init.d/", "usr
 BUSYBOX_KEEP = {"ip"}  # a real program on OpenWrt too (ip-full)
 MASKS = ("/work", "/opt", "/root", "/home")
 
+# /etc/config/bonding for the root's two links, as a user would set it with uci
+CONFIGURE = """
+uci set bonding.wan.device=wan1
+uci set bonding.wan.gateway=100.64.1.1
+uci set bonding.wanb=path
+uci set bonding.wanb.interface=wanb
+uci set bonding.wanb.device=wan2
+uci set bonding.wanb.gateway=100.64.2.1
+uci delete bonding.globals.probe_target
+uci add_list bonding.globals.probe_target=203.0.113.10
+uci add_list bonding.globals.probe_target=198.51.100.10
+uci commit bonding
+"""
+
 
 class RootError(Exception):
     """The scratch root could not be built or a command in it failed."""
@@ -279,7 +293,12 @@ class RouterRoot:
                           ("share/ucode", "/usr/share/ucode")):
             self.path(dest).mkdir(parents=True, exist_ok=True)
             self.link(dest, f"{self.prefix}/{rel}")
-        self.path("/usr/share/rpcd/acl.d").mkdir(parents=True, exist_ok=True)
+        # rpcd's package installs its ACL for the anonymous session (session login, access)
+        unauth = [p for p in (self.prefix / "share/rpcd/acl.d/unauthenticated.json",
+                              self.prefix / ".build/rpcd/unauthenticated.json") if p.is_file()]
+        if not unauth:
+            raise RootError(f"no rpcd unauthenticated.json under {self.prefix}")
+        self.copy(unauth[0], "/usr/share/rpcd/acl.d/unauthenticated.json")
         # python3: OpenWrt's site-packages, with python3-uci's module in it
         site = f"/usr/lib/python{PYVER}/site-packages"
         self.path(site).mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ import bonding
 
 from .conftest import base_packages
 from .procs import CLIENT, ECHO_SERVER, Helper
-from .router_root import PYVER, RootError, RouterRoot, state_diff
+from .router_root import CONFIGURE, PYVER, RootError, RouterRoot, state_diff
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))
@@ -30,18 +30,6 @@ import feed  # noqa: E402
 ECHO_PORT = 5201
 RESPAWN_TIMEOUT_S = 5  # procd's default for `procd_set_param respawn` (threshold 3600, 5 s, 5)
 
-CONFIGURE = """
-uci set bonding.wan.device=wan1
-uci set bonding.wan.gateway=100.64.1.1
-uci set bonding.wanb=path
-uci set bonding.wanb.interface=wanb
-uci set bonding.wanb.device=wan2
-uci set bonding.wanb.gateway=100.64.2.1
-uci delete bonding.globals.probe_target
-uci add_list bonding.globals.probe_target=203.0.113.10
-uci add_list bonding.globals.probe_target=198.51.100.10
-uci commit bonding
-"""
 
 
 class Router:
