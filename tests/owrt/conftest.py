@@ -1,4 +1,5 @@
-"""Fixtures for tests that use the OpenWrt userland (uci, ubusd, libubus, pyuci).
+"""Fixtures for tests that use the OpenWrt userland (uci, ubusd, libubus, pyuci; and, in a
+scratch OpenWrt root built by router_root.py, procd, rpcd, uhttpd and opkg).
 
 That userland is not packaged for Debian and never goes into this repo: build it outside (for
 example into /opt/owrt, see DESIGN.md §5) and point OWRT_PREFIX at the prefix:
@@ -73,9 +74,6 @@ def owrt_python(request: pytest.FixtureRequest, owrt_prefix: Path,
 
 # --- a scratch OpenWrt root with the real procd, rpcd, opkg (tests/owrt/router_root.py) ---------
 
-OUR_PACKAGES = ("python3-bonding", "bonding", "bonding-usb", "bonding-server", "luci-app-bonding")
-
-
 @pytest.fixture(scope="session")
 def worker_tag() -> str:
     """A prefix for this run's network namespaces and links (another run may be going on)."""
@@ -87,24 +85,14 @@ def owrt_feed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Our feed, as `make feed` builds it, for the host's Python (the scratch root runs it)."""
     import sys
 
+    from .router_root import pyver
+
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
     import feed
 
     out = tmp_path_factory.mktemp("owrt-feed")
-    pyver = f"{sys.version_info.major}.{sys.version_info.minor}"
-    assert feed.main(["build", "--output", str(out), "--python", pyver]) == 0
+    assert feed.main(["build", "--output", str(out), "--python", pyver()]) == 0
     return out
-
-
-def base_packages(feed_dir: Path) -> list[str]:
-    """What our packages depend on that is not ours (libc, python3-light, libubus, ...): the
-    scratch root's opkg status declares them installed, so opkg resolves the rest for real."""
-    deps: set[str] = set()
-    for para in (feed_dir / "Packages").read_text().split("\n\n"):
-        for line in para.splitlines():
-            if line.startswith("Depends: "):
-                deps |= {d.strip().split(" ")[0] for d in line[9:].split(",")}
-    return sorted(deps - set(OUR_PACKAGES))
 
 
 @pytest.fixture(scope="session")

@@ -31,15 +31,15 @@ when setup fails too.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import select
 import shlex
 import shutil
 import subprocess
-import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -50,8 +50,7 @@ REPO = HERE.parents[1]
 INIT = HERE / "root_init.py"
 PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 UBUS_SOCKET = "/var/run/ubus/ubus.sock"
-PYVER = f"{sys.version_info.major}.{sys.version_info.minor}"
-HOST_PYTHON = "/usr/bin/python3"
+HOST_PYTHON = "/usr/bin/python3"  # the host's, which runs bondingd in the root (Debian's)
 
 # the host's files a router's identity needs are kept; OpenWrt's first-boot and preinit files
 # have nothing to do here
@@ -80,6 +79,13 @@ uci add_list bonding.globals.probe_target=203.0.113.10
 uci add_list bonding.globals.probe_target=198.51.100.10
 uci commit bonding
 """
+
+
+@functools.cache
+def pyver() -> str:
+    """The major.minor of the host's python3: /usr/lib/python<it>/site-packages in the root."""
+    return subprocess.run([HOST_PYTHON, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
 
 
 class RootError(Exception):
@@ -300,12 +306,12 @@ class RouterRoot:
             raise RootError(f"no rpcd unauthenticated.json under {self.prefix}")
         self.copy(unauth[0], "/usr/share/rpcd/acl.d/unauthenticated.json")
         # python3: OpenWrt's site-packages, with python3-uci's module in it
-        site = f"/usr/lib/python{PYVER}/site-packages"
+        site = f"/usr/lib/python{pyver()}/site-packages"
         self.path(site).mkdir(parents=True, exist_ok=True)
         self.write("/usr/lib/python3/dist-packages/openwrt-site-packages.pth", site + "\n")
-        pyuci = sorted((self.prefix / "venv").glob(f"lib/python{PYVER}/site-packages/uci.*.so"))
+        pyuci = sorted((self.prefix / "venv").glob(f"lib/python{pyver()}/site-packages/uci.*.so"))
         if not pyuci:
-            raise RootError(f"no pyuci for python {PYVER} in {self.prefix}/venv")
+            raise RootError(f"no pyuci for python {pyver()} in {self.prefix}/venv")
         self.copy(pyuci[0], f"{site}/{pyuci[0].name}")
         for d in ("/etc/config", "/etc/rc.d", "/var/lock", "/usr/lib/opkg/info"):
             self.path(d).mkdir(parents=True, exist_ok=True)
@@ -440,3 +446,29 @@ def state_diff(before: Mapping[str, list[str]],
         if a != b:
             out[k] = {"gone": sorted(b - a), "new": sorted(a - b)}
     return out
+
+
+OUR_PACKAGES = ("python3-bonding", "bonding", "bonding-usb", "bonding-server", "luci-app-bonding")
+
+
+def base_packages(feed_dir: Path) -> list[str]:
+    """What our packages depend on that is not ours (libc, python3-light, libubus, ...): the
+    scratch root's opkg status declares them installed, so opkg resolves the rest for real."""
+    deps: set[str] = set()
+    for para in (feed_dir / "Packages").read_text().split("\n\n"):
+        for line in para.splitlines():
+            if line.startswith("Depends: "):
+                deps |= {d.strip().split(" ")[0] for d in line[9:].split(",")}
+    return sorted(deps - set(OUR_PACKAGES))
+
+
+@contextlib.contextmanager
+def booted(prefix: Path, feed_dir: Path, workdir: Path, tag: str) -> Iterator[RouterRoot]:
+    """A started root whose opkg knows our feed and has what it depends on; closed after."""
+    root = RouterRoot(prefix, workdir / "stage", tag)
+    root.start(base_packages(feed_dir))
+    try:
+        root.add_feed(feed_dir)
+        yield root
+    finally:
+        root.close()

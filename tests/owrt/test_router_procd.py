@@ -19,9 +19,8 @@ import pytest
 
 import bonding
 
-from .conftest import base_packages
 from .procs import CLIENT, ECHO_SERVER, Helper
-from .router_root import CONFIGURE, PYVER, RootError, RouterRoot, state_diff
+from .router_root import CONFIGURE, RootError, RouterRoot, booted, pyver, state_diff
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))
@@ -46,17 +45,12 @@ class Router:
 @pytest.fixture(scope="module")
 def router(router_prereqs: Path, owrt_feed: Path, tmp_path_factory: pytest.TempPathFactory,
            worker_tag: str) -> Iterator[Router]:
-    root = RouterRoot(router_prereqs, tmp_path_factory.mktemp("procd-root") / "stage",
-                      f"{worker_tag}p")
-    root.start(base_packages(owrt_feed))
-    try:
-        root.add_feed(owrt_feed)
+    with booted(router_prereqs, owrt_feed, tmp_path_factory.mktemp("procd-root"),
+                f"{worker_tag}p") as root:
         r = Router(root)
         r.files_before = root.files()
         r.kernel_before = root.kernel_state()
         yield r
-    finally:
-        root.close()
 
 
 def service(root: RouterRoot) -> dict[str, Any]:
@@ -88,7 +82,7 @@ def test_opkg_installs_the_feed_and_its_postinst_starts_bondingd(router: Router)
     for name in ("python3-bonding", "bonding"):
         assert f"Installing {name} ({bonding.__version__}-1) to root" in out, out
     assert "luci-app-bonding" not in out and "bonding-usb" not in out
-    items = feed.load_items(REPO, PYVER)
+    items = feed.load_items(REPO, pyver())
     for name in ("python3-bonding", "bonding"):
         for i in items[name]:
             p = root.path(i.path)
@@ -107,7 +101,7 @@ def test_opkg_installs_the_feed_and_its_postinst_starts_bondingd(router: Router)
     assert root.path("/etc/rc.d/S95bonding").is_symlink()
     root.wait(lambda: service(root).get("running"), 10, "bondingd started by the postinst")
     # python3-bonding's postinst compiled the byte code next to the sources
-    pyc = root.path(f"/usr/lib/python{PYVER}/site-packages/bonding/__pycache__")
+    pyc = root.path(f"/usr/lib/python{pyver()}/site-packages/bonding/__pycache__")
     assert any(pyc.glob("daemon.*.pyc"))
     router.conffiles = root.path("/usr/lib/opkg/info/bonding.conffiles").read_text().split()
     assert "/etc/config/bonding" in router.conffiles
@@ -265,5 +259,5 @@ def test_opkg_remove_leaves_only_the_conffiles(router: Router) -> None:
     assert set(left) <= set(router.conffiles), left
     assert "/etc/config/bonding" in left  # changed by the user: opkg keeps it
     assert not root.path("/etc/rc.d/S95bonding").is_symlink()
-    assert not root.path(f"/usr/lib/python{PYVER}/site-packages/bonding").exists()
+    assert not root.path(f"/usr/lib/python{pyver()}/site-packages/bonding").exists()
     assert root.sh("opkg list-installed").stdout.find("bonding") == -1

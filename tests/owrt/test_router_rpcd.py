@@ -23,8 +23,7 @@ import pytest
 
 from bonding.lab.topology import nsx
 
-from .conftest import base_packages
-from .router_root import CONFIGURE, RouterRoot
+from .router_root import CONFIGURE, RouterRoot, booted
 
 ACL = Path(__file__).resolve().parents[2] / "luci-app-bonding/root/usr/share/rpcd/acl.d"
 SECRET = "c2VjcmV0LWtleS1vZi10aGUtc2VydmVyLXZwczE="
@@ -49,11 +48,8 @@ PERMISSION_DENIED = 6  # UBUS_STATUS_PERMISSION_DENIED
 @pytest.fixture(scope="module")
 def rpc_root(router_prereqs: Path, owrt_feed: Path, tmp_path_factory: pytest.TempPathFactory,
              worker_tag: str) -> Iterator[RouterRoot]:
-    root = RouterRoot(router_prereqs, tmp_path_factory.mktemp("rpcd-root") / "stage",
-                      f"{worker_tag}a")
-    root.start(base_packages(owrt_feed))
-    try:
-        root.add_feed(owrt_feed)
+    with booted(router_prereqs, owrt_feed, tmp_path_factory.mktemp("rpcd-root"),
+                f"{worker_tag}a") as root:
         root.sh("opkg update && opkg install luci-app-bonding", timeout=180)
         assert root.path("/usr/share/rpcd/acl.d/luci-app-bonding.json").is_file()
         root.sh(CONFIGURE)
@@ -90,8 +86,6 @@ config login
                               "-U", "/var/run/ubus/ubus.sock", "-t", "10"])
         root.wait(lambda: all_paths(root), 20, "bondingd with both paths")
         yield root
-    finally:
-        root.close()
 
 
 def all_paths(root: RouterRoot) -> bool:
