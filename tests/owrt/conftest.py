@@ -34,6 +34,15 @@ def _skip(request: pytest.FixtureRequest, reason: str) -> None:
     pytest.skip(reason)
 
 
+def say(config: pytest.Config, line: str) -> None:
+    """Print a line on the terminal, also under -q and output capture (timings)."""
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    cm = config.pluginmanager.get_plugin("capturemanager")
+    if tr is not None and cm is not None:
+        with cm.global_and_fixture_disabled():
+            tr.write_line(f"\n[tests/owrt] {line}")
+
+
 @pytest.fixture(scope="session")
 def owrt_prefix(request: pytest.FixtureRequest) -> Path:
     """The OpenWrt userland prefix from OWRT_PREFIX (skips when unset or without bin/uci)."""

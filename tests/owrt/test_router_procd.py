@@ -19,6 +19,7 @@ import pytest
 
 import bonding
 
+from .conftest import say
 from .procs import CLIENT, ECHO_SERVER, Helper
 from .router_root import CONFIGURE, RootError, RouterRoot, booted, pyver, state_diff
 
@@ -44,9 +45,12 @@ class Router:
 
 @pytest.fixture(scope="module")
 def router(router_prereqs: Path, owrt_feed: Path, tmp_path_factory: pytest.TempPathFactory,
-           worker_tag: str) -> Iterator[Router]:
+           worker_tag: str, request: pytest.FixtureRequest) -> Iterator[Router]:
+    t0 = time.monotonic()
     with booted(router_prereqs, owrt_feed, tmp_path_factory.mktemp("procd-root"),
                 f"{worker_tag}p") as root:
+        say(request.config, f"scratch OpenWrt root with ubusd and procd up in "
+            f"{time.monotonic() - t0:.1f} s")
         r = Router(root)
         r.files_before = root.files()
         r.kernel_before = root.kernel_state()
@@ -76,9 +80,13 @@ def all_up(root: RouterRoot) -> bool:
     return states(root) == {"wan": "up", "wanb": "up"}
 
 
-def test_opkg_installs_the_feed_and_its_postinst_starts_bondingd(router: Router) -> None:
+def test_opkg_installs_the_feed_and_its_postinst_starts_bondingd(
+        router: Router, request: pytest.FixtureRequest) -> None:
     root = router.root
+    t0 = time.monotonic()
     out = root.sh("opkg update && opkg install bonding", timeout=180).stdout
+    say(request.config, f"opkg update + install bonding (postinst included): "
+        f"{time.monotonic() - t0:.1f} s")
     for name in ("python3-bonding", "bonding"):
         assert f"Installing {name} ({bonding.__version__}-1) to root" in out, out
     assert "luci-app-bonding" not in out and "bonding-usb" not in out
@@ -137,7 +145,8 @@ def test_enable_and_start_run_bondingd_under_procd(router: Router) -> None:
     root.sh("reload_config")
 
 
-def test_procd_respawns_bondingd_after_kill_9(router: Router) -> None:
+def test_procd_respawns_bondingd_after_kill_9(router: Router,
+                                              request: pytest.FixtureRequest) -> None:
     root = router.root
     before = service(root)["pid"]
     root.sh(f"kill -9 {before}")
@@ -153,8 +162,8 @@ def test_procd_respawns_bondingd_after_kill_9(router: Router) -> None:
             "i=$((i + 1)); done")
     root.wait(lambda: all_up(root), 20, "both paths up again")
     back = time.monotonic() - t0
-    print(f"\nrespawned by procd after {respawned:.1f} s (respawn timeout "
-          f"{RESPAWN_TIMEOUT_S} s), paths up after {back:.1f} s")
+    say(request.config, f"procd respawned bondingd {respawned:.1f} s after kill -9 (respawn "
+        f"timeout {RESPAWN_TIMEOUT_S} s), paths up after {back:.1f} s")
     assert respawned <= RESPAWN_TIMEOUT_S + 3
     assert service(root)["pid"] == pid, "bondingd died of a SIGHUP while it started"
     # the new bondingd took over what the killed one left: the same rules, no duplicates
@@ -162,7 +171,8 @@ def test_procd_respawns_bondingd_after_kill_9(router: Router) -> None:
               "the same rules, routes and endpoints as before the kill")
 
 
-def test_uci_commit_and_reload_config_reload_by_sighup(router: Router) -> None:
+def test_uci_commit_and_reload_config_reload_by_sighup(router: Router,
+                                                       request: pytest.FixtureRequest) -> None:
     root = router.root
     server = Helper(root.up_ns, ECHO_SERVER, "203.0.113.10", str(ECHO_PORT))
     client = None
@@ -182,7 +192,6 @@ def test_uci_commit_and_reload_config_reload_by_sighup(router: Router) -> None:
             return text.count("reloading /etc/config") > log_before
 
         waited = root.wait(reloaded, 10, "bondingd to log a reload (procd's trigger: 1 s)")
-        print(f"\nreload_config -> SIGHUP -> reloaded in {waited:.1f} s")
         assert service(root)["pid"] == pid, "bondingd was restarted, not reloaded"
         root.wait(lambda: status(root)["paths"]["wanb"]["forced_backup"] is True, 5,
                   "the new config live in status")
@@ -195,6 +204,8 @@ def test_uci_commit_and_reload_config_reload_by_sighup(router: Router) -> None:
                   "wan2's endpoint flagged backup")
         assert client.ask("after") == "after", "the open connection did not survive the reload"
         assert service(root)["pid"] == pid
+        say(request.config, f"uci commit + reload_config -> procd trigger -> SIGHUP: bondingd "
+            f"reloaded {waited:.1f} s later, same pid, TCP connection kept")
     finally:
         if client is not None:
             client.stop()
