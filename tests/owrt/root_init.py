@@ -77,7 +77,8 @@ def build(stage: str, masks: list[str]) -> str:
     for d in ("/run/lock", "/run/ubus", "/tmp/log"):
         os.makedirs(root + d, exist_ok=True)
     for m in masks:
-        mount("tmpfs", root + m, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=16m")
+        if os.path.isdir(root + m):
+            mount("tmpfs", root + m, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=16m")
     os.chroot(root)
     os.chdir("/")
     return root
