@@ -300,11 +300,10 @@ class RouterRoot:
             self.path(dest).mkdir(parents=True, exist_ok=True)
             self.link(dest, f"{self.prefix}/{rel}")
         # rpcd's package installs its ACL for the anonymous session (session login, access)
-        unauth = [p for p in (self.prefix / "share/rpcd/acl.d/unauthenticated.json",
-                              self.prefix / ".build/rpcd/unauthenticated.json") if p.is_file()]
-        if not unauth:
-            raise RootError(f"no rpcd unauthenticated.json under {self.prefix}")
-        self.copy(unauth[0], "/usr/share/rpcd/acl.d/unauthenticated.json")
+        unauth = self.prefix / "share/rpcd/acl.d/unauthenticated.json"
+        if not unauth.is_file():
+            raise RootError(f"no {unauth}: rebuild the prefix (tools/owrt-userland.sh)")
+        self.copy(unauth, "/usr/share/rpcd/acl.d/unauthenticated.json")
         # python3: OpenWrt's site-packages, with python3-uci's module in it
         site = f"/usr/lib/python{pyver()}/site-packages"
         self.path(site).mkdir(parents=True, exist_ok=True)
