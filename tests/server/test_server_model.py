@@ -205,21 +205,11 @@ def test_client_uci_is_exactly_the_agreed_format() -> None:
     assert client_uci(CLIENT, SERVER) == UCI
 
 
-def test_a_sing_box_server_tells_the_router_to_send_udp_inside_the_bonded_connection(
-        tmp_path: Path) -> None:
+def test_a_sing_box_server_tells_the_router_to_send_udp_inside_the_bonded_connection() -> None:
     text = client_uci(SB_CLIENT, SB_SERVER)
     assert "\toption cipher '2022-blake3-aes-128-gcm'\n\toption udp_over_tcp '1'\n" in text
     assert "set bonding.home_1.udp_over_tcp='1'\n" in text
-    bonding, secrets, _ = _parts(text)
-    (tmp_path / "bonding").write_text(bonding)
-    (tmp_path / "bonding_secrets").write_text(secrets)
-    os.chmod(tmp_path / "bonding_secrets", 0o600)
-    cfg, problems = config.load(tmp_path)
-    assert [p for p in problems if p.severity is config.Severity.ERROR] == []
-    (server,) = cfg.servers
-    assert (server.cipher, server.udp_over_tcp) == ("2022-blake3-aes-128-gcm", True)
-    keys, _ = config.load_secrets(tmp_path)
-    assert keys.key("home_1") == SB_KEY
+    assert "udp_over_tcp" not in client_uci(CLIENT, SERVER)  # ss-server has none
 
 
 def _parts(text: str) -> tuple[str, str, str]:
@@ -228,20 +218,28 @@ def _parts(text: str) -> tuple[str, str, str]:
     return bonding + "\n", secrets + "\n", batch
 
 
-def test_pasted_uci_is_what_the_router_reads(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("client", "server", "cipher", "uot"), [
+    (CLIENT, SERVER, CIPHER, False),
+    (SB_CLIENT, SB_SERVER, "2022-blake3-aes-128-gcm", True),
+])
+def test_pasted_uci_is_what_the_router_reads(tmp_path: Path, client: Client,
+                                             server: ServerConfig, cipher: str,
+                                             uot: bool) -> None:
     """The two sections, pasted into the router's files, load with bonding.config."""
-    bonding, secrets, _ = _parts(client_uci(CLIENT, SERVER))
+    bonding, secrets, _ = _parts(client_uci(client, server))
     (tmp_path / "bonding").write_text(bonding)
     (tmp_path / "bonding_secrets").write_text(secrets)
     os.chmod(tmp_path / "bonding_secrets", 0o600)
     cfg, problems = config.load(tmp_path)
     assert [p for p in problems if p.severity is config.Severity.ERROR] == []
-    (server,) = cfg.servers
-    assert (server.name, server.address, server.port, server.protocol, server.cipher,
-            server.enabled) == ("home_1", "203.0.113.10", 65101, "shadowsocks", CIPHER, True)
+    (srv,) = cfg.servers
+    assert (srv.name, srv.address, srv.port, srv.protocol, srv.cipher, srv.enabled,
+            srv.udp_over_tcp) == ("home_1", "203.0.113.10", 65101, "shadowsocks", cipher, True,
+                                  uot)
     keys, problems = config.load_secrets(tmp_path)
     assert problems == []
-    assert keys.key("home_1") == CLIENT.key
+    assert keys.key("home_1") == client.key
+    assert config.key_problem(srv.cipher, client.key) is None  # bondingd takes the key
 
 
 def test_uci_batch_with_real_uci(tmp_path: Path) -> None:
