@@ -20,15 +20,17 @@ from bonding.config import Config, Globals, Server
 from bonding.dataplane.anchor import TOS, Anchor
 from bonding.dataplane.plane import DataPlane
 from bonding.netlink.core import NetlinkError
-from bonding.netlink.rtnl import RT_SCOPE_LINK, RT_TABLE_MAIN, Nexthop
+from bonding.netlink.rtnl import RT_SCOPE_LINK, RT_TABLE_MAIN, Nexthop, Route
 
 
 class FakeRtnl:
     """Records route_replace / route_del the way bonding.netlink.rtnl.Rtnl takes them."""
 
-    def __init__(self, calls: list[tuple[Any, ...]], fail: int | None = None) -> None:
+    def __init__(self, calls: list[tuple[Any, ...]], fail: int | None = None,
+                 main: tuple[Route, ...] = ()) -> None:
         self.calls = calls
         self.fail = fail
+        self.main = main
 
     def __enter__(self) -> FakeRtnl:
         return self
@@ -45,6 +47,10 @@ class FakeRtnl:
         if self.fail is not None:
             raise NetlinkError(self.fail, "replace route default/0 table 254")
         self.calls.append(("replace", table, dst, prefixlen, tuple(hops), kw))
+
+    def routes(self, table: int) -> list[Route]:
+        assert table == RT_TABLE_MAIN
+        return list(self.main)
 
     def route_del(self, table: int, dst: str, prefixlen: int, metric: int | None = None,
                   **kw: Any) -> None:
@@ -64,11 +70,27 @@ def test_the_route_is_lo_with_a_tos_in_the_main_table() -> None:
     assert calls[-1] == ("del", RT_TABLE_MAIN, "default", 0, 0, {"tos": TOS})
 
 
+LEFT = Route(table=RT_TABLE_MAIN, dst="default", prefixlen=0, nexthops=(Nexthop(None, 1),),
+             metric=None, protocol=200, scope=RT_SCOPE_LINK, type=1, tos=TOS)
+
+
+def test_one_left_by_an_earlier_bondingd_is_removed_and_nothing_else() -> None:
+    calls: list[tuple[Any, ...]] = []
+    Anchor(lambda: FakeRtnl(calls)).set(False)  # type: ignore[arg-type, return-value]
+    assert calls == []  # none there: the main table is only read
+    theirs = Route(table=RT_TABLE_MAIN, dst="default", prefixlen=0,
+                   nexthops=(Nexthop("192.0.2.1", 2),), metric=10, protocol=3, scope=0, type=1)
+    Anchor(lambda: FakeRtnl(calls, main=(theirs,))).set(False)  # type: ignore[arg-type, return-value]
+    assert calls == []
+    Anchor(lambda: FakeRtnl(calls, main=(theirs, LEFT))).set(False)  # type: ignore[arg-type, return-value]
+    assert calls == [("del", RT_TABLE_MAIN, "default", 0, 0, {"tos": TOS})]
+
+
 def test_removing_what_is_not_there_is_fine_other_errors_are_not() -> None:
     calls: list[tuple[Any, ...]] = []
-    Anchor(lambda: FakeRtnl(calls, errno.ESRCH)).set(False)  # type: ignore[arg-type, return-value]
+    Anchor(lambda: FakeRtnl(calls, errno.ESRCH, (LEFT,))).set(False)  # type: ignore[arg-type, return-value]
     with pytest.raises(NetlinkError):
-        Anchor(lambda: FakeRtnl(calls, errno.EPERM)).set(False)  # type: ignore[arg-type, return-value]
+        Anchor(lambda: FakeRtnl(calls, errno.EPERM, (LEFT,))).set(False)  # type: ignore[arg-type, return-value]
 
 
 class Recorder:

@@ -306,6 +306,15 @@ def test_the_real_sing_box_accepts_every_config_we_generate(tmp_path: Path, ciph
     assert r.returncode == 0, r.stderr
 
 
+def test_the_program_version(tmp_path: Path, bins: str) -> None:
+    assert backends.program_version("sing-box", str(Path(real_sing_box()).parent)) == \
+        "sing-box 1.14.4"  # the one tools/install-deps.sh pins
+    (Path(bins) / "ss-redir").write_text("#!/bin/sh\necho\necho 'shadowsocks-libev 3.3.5'\n")
+    assert backends.program_version("shadowsocks-libev", bins) == "shadowsocks-libev 3.3.5"
+    with pytest.raises(BackendError, match="printed no version"):
+        backends.program_version("xray", bins)  # the stand-in prints nothing
+
+
 def test_the_real_sing_box_rejects_what_is_wrong(tmp_path: Path) -> None:
     """The check above is not an empty one: the same binary refuses a bad field and a bad key."""
     sb = real_sing_box()

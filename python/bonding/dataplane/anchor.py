@@ -51,7 +51,9 @@ class Anchor:
                                  tos=TOS)
                 log.info("route 'default dev lo tos %#x' in the main table: sing-box keeps its "
                          "connections when a WAN's default route changes", TOS)
-            else:
+            elif self.present or any(  # not known: one an earlier bondingd left?
+                    r.dst == "default" and r.tos == TOS and r.protocol == RTPROT_BONDING
+                    for r in nl.routes(RT_TABLE_MAIN)):
                 try:
                     nl.route_del(RT_TABLE_MAIN, "default", 0, METRIC, tos=TOS)
                 except NetlinkError as e:

@@ -18,8 +18,11 @@ TCP to an aggregation server (:func:`launch` takes the one to use, or the first 
 - ``shadowsocks-libev``: ``mptcpize run ss-redir -c FILE -T [-u]`` (mptcpize turns its TCP
   sockets into MPTCP ones; Debian, the lab's fallback).
 
-UDP: ss-libev and xray relay it over Shadowsocks UDP, from a socket whose source address is
-fixed when the flow starts: a flow dies with its link.  Every JSON file holds the key: mode 0600.
+UDP otherwise goes over Shadowsocks UDP.  sing-box sends it from a connected socket whose source
+address is fixed when the flow starts: the flow dies with its link (measured in the lab).
+ss-redir sends from an unbound socket: its datagrams follow the server's route once bondingd
+moves it off a dead link, and the server sees the flow come from a new address.  Every JSON file
+holds the key: mode 0600.
 The proxy's own connections are marked with :func:`bonding.dataplane.nft.proxy_mark` where the
 backend can (ss-libev cannot, and needs not: see bonding.dataplane.nft).
 """
@@ -253,7 +256,7 @@ def sing_box_config(cfg: Config, server: Server, key: str) -> dict[str, Any]:
         outbound["udp_over_tcp"] = {"enabled": True, "version": 2}
         dns = {k: v for k, v in outbound.items() if k not in ("tcp_multi_path", "udp_over_tcp")}
         outbounds.append({**dns, "tag": "bonding-dns", "network": "udp"})
-        # (the rule without "action": sing-box before 1.11, OpenWrt 24.10's, reads it too)
+        # (a rule without "action" routes to its "outbound": sing-box before 1.11 reads it too)
         route["rules"] = [{"network": "udp", "port": DNS_PORT, "outbound": "bonding-dns"}]
     return {
         "log": {"level": SING_BOX_LOG.get(g.log_level, "warn"), "timestamp": False},
