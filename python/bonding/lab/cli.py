@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from bonding import __version__
 from bonding.lab.demo import run_demo
-from bonding.lab.topology import Lab, LabError, parse_links
+from bonding.lab.topology import PROXY_BACKEND, PROXY_TOOLS, Lab, LabError, parse_links
 
 DEFAULT_LINKS = "50/10ms,30/20ms,20/40ms"
 
@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--no-proxy", action="store_true",
                     help="no data plane and no bonding-server: bondingd for the router's own "
                          "traffic only")
+    up.add_argument("--proxy", default=PROXY_BACKEND, choices=sorted(PROXY_TOOLS),
+                    help="the proxy on the router and the server (default: %(default)s)")
     up.add_argument("--json", action="store_true", help="describe the lab as JSON")
     sub.add_parser("down", help="kill everything in the lab and remove its namespaces")
     d = sub.add_parser("describe", help="namespaces, links, addresses, bondingd's files")
@@ -44,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
                                        "kill a link, restore it, tear down")
     demo.add_argument("--links", default=DEFAULT_LINKS, help="default: %(default)s")
     demo.add_argument("--victim", default=None, help="the link to kill (default: the first)")
+    demo.add_argument("--proxy", default=PROXY_BACKEND, choices=sorted(PROXY_TOOLS),
+                      help="the proxy on the router and the server (default: %(default)s)")
     return p
 
 
@@ -76,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd in ("up", "describe"):
             if args.cmd == "up":
                 lab.up(parse_links(args.links), daemon=not args.no_daemon,
-                       proxy=not args.no_proxy)
+                       proxy=not args.no_proxy, backend=args.proxy)
             desc = lab.describe()
             if args.json:
                 print(json.dumps(desc, indent=2))
@@ -100,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 lab.carrier(args.name, args.action == "carrier-up")
         elif args.cmd == "demo":
-            return run_demo(parse_links(args.links), prefix=args.prefix, victim=args.victim)
+            return run_demo(parse_links(args.links), prefix=args.prefix, victim=args.victim,
+                            backend=args.proxy)
     except LabError as e:
         print(f"bonding-lab: {e}", file=sys.stderr)
         return 2

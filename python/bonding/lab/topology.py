@@ -5,9 +5,10 @@
                   ──wanN── ispN ──┘          └── target   (an internet host, 198.51.100.10)
 
 The full path (the default, `proxy=True`): the LAN host's ordinary TCP and UDP reach the router,
-whose bondingd runs the data plane (nftables tproxy on lan0, ss-redir under mptcpize), over all
-links as MPTCP subflows to the server, set up with `bonding-server` exactly as on a VPS (init
---no-systemd, add-client, run), which speaks to the target with its own address.  The lab's
+whose bondingd runs the data plane (nftables tproxy on lan0 and the proxy: sing-box by default,
+or ss-redir under mptcpize), over all links as MPTCP subflows to the server, set up with
+`bonding-server` exactly as on a VPS (init --no-systemd --proxy, add-client, run) with the same
+proxy, which speaks to the target with its own address.  The lab's
 bypass list leaves out the documentation ranges of the server and the target, so its
 "internet" is proxied.
 
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bonding import config, uci
-from bonding.lab.delay import python_env, setup_delay, start_delay
+from bonding.lab.delay import python_env, setup_delay, start_delay, tool_path
 
 STATE_ROOT = Path("/run/bonding-lab")
 SERVER_ADDR = "203.0.113.10"
@@ -53,12 +54,25 @@ QUEUE_MS = 50  # tbf queue: 50 ms of the link's rate, like a typical ISP shaper
 DELAY_TABLE = 10
 LAN_DEVICE = "lan0"
 CLIENT_NAME = "lab"
-PROXY_BACKEND = "shadowsocks-libev"
+PROXY_BACKEND = "sing-box"  # on both ends; "shadowsocks-libev" is the fallback
 # The built-in bypass list without the ranges the lab's internet lives in.
 LAB_BYPASS = tuple(n for n in config.DEFAULT_BYPASS
                    if n not in ("198.51.100.0/24", "203.0.113.0/24"))
-PROXY_TOOLS = {"ss-redir": "shadowsocks-libev", "ss-server": "shadowsocks-libev",
-               "mptcpize": "mptcpize"}
+# What each proxy needs on this machine (program → how to get it).
+PROXY_TOOLS = {
+    "sing-box": {"sing-box": "make deps (tools/install-deps.sh puts it in .venv/bin)"},
+    "shadowsocks-libev": {"ss-redir": "apt-get install shadowsocks-libev",
+                          "ss-server": "apt-get install shadowsocks-libev",
+                          "mptcpize": "apt-get install mptcpize"},
+}
+
+
+def missing_proxy_tools(backend: str) -> list[str]:
+    """The programs of `backend` the lab cannot find, each with how to get it."""
+    if backend not in PROXY_TOOLS:
+        raise LabError(f"proxy {backend!r}: the lab runs {' or '.join(PROXY_TOOLS)}")
+    return [f"{t} ({how})" for t, how in PROXY_TOOLS[backend].items()
+            if shutil.which(t, path=tool_path()) is None]
 
 
 class LabError(Exception):
@@ -124,6 +138,7 @@ class LabState:
     pids: dict[str, int] = field(default_factory=dict)  # long-running helpers
     ubus_socket: str | None = None  # the router's ubusd, when the OpenWrt userland is found
     proxy: bool = False  # the full path: data plane on the router, bonding-server on the server
+    backend: str = PROXY_BACKEND  # the proxy on both ends
     server_state_dir: str | None = None
     client_port: int | None = None
 
@@ -204,23 +219,26 @@ class Lab:
 
     # --- build ----------------------------------------------------------------------------------
     def up(self, links: Sequence[LinkSpec], *, daemon: bool = True, config_extra: str = "",
-           proxy: bool = True, options: Mapping[str, str] | None = None) -> LabState:
-        """Build the lab; with `proxy`, the full path (data plane and bonding-server).
+           proxy: bool = True, options: Mapping[str, str] | None = None,
+           backend: str = PROXY_BACKEND) -> LabState:
+        """Build the lab; with `proxy`, the full path (data plane and bonding-server, both
+        running `backend`).
 
         `options`: more options of bondingd's globals section (e.g. congestion_control)."""
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces, nftables, tc)")
         if proxy:
-            missing = [f"{t} (apt-get install {pkg})" for t, pkg in PROXY_TOOLS.items()
-                       if shutil.which(t) is None]
+            missing = missing_proxy_tools(backend)
             if missing:
-                raise LabError("the full path needs " + ", ".join(missing)
+                raise LabError(f"the full path with {backend} needs " + ", ".join(missing)
                                + "; or build the lab without it (--no-proxy)")
         if self.existing_namespaces():
             raise LabError(f"lab '{self.prefix}' is already up: run `bonding-lab down "
                            f"--prefix {self.prefix}` first")
         try:
             self._build(links)
+            assert self.state is not None
+            self.state.backend = backend
             client = self._setup_server() if proxy else None
             self._write_config(config_extra, client, options or {})
             self.start_ubusd()
@@ -352,7 +370,7 @@ class Lab:
         st.server_state_dir = str(Path(st.state_dir) / "server")
         self.save()
         self.server_cli("init", "--no-systemd", "--user", "nobody", "--public-address",
-                        SERVER_ADDR)
+                        SERVER_ADDR, "--proxy", st.backend)
         client: dict[str, Any] = json.loads(
             self.server_cli("add-client", "--name", CLIENT_NAME, "--json").stdout)
         st.client_port = int(client["port"])
@@ -387,9 +405,11 @@ class Lab:
         }
         server: dict[str, str | tuple[str, ...]] = {"address": SERVER_ADDR, "port": "65101"}
         if client is not None:
-            g.update({"proxy": PROXY_BACKEND, "lan_device": LAN_DEVICE, "bypass": LAB_BYPASS})
+            g.update({"proxy": self.state.backend, "lan_device": LAN_DEVICE,
+                      "bypass": LAB_BYPASS})
             server = {"address": str(client["address"]), "port": str(client["port"]),
-                      "protocol": str(client["protocol"]), "cipher": str(client["cipher"])}
+                      "protocol": str(client["protocol"]), "cipher": str(client["cipher"]),
+                      "udp_over_tcp": "1" if client.get("udp_over_tcp") else "0"}
             secrets = uci.Package(config.SECRETS_PACKAGE, (
                 uci.Section("server", CLIENT_NAME, {"key": str(client["key"])}),))
             path = cfg / config.SECRETS_PACKAGE
@@ -577,7 +597,7 @@ class Lab:
                            "port": st.client_port, "pid": st.pids.get("bonding-server"),
                            "log": str(Path(st.state_dir) / "bonding-server.log")}},
             "proxy": None if not st.proxy else {
-                "backend": PROXY_BACKEND, "lan_device": LAN_DEVICE,
+                "backend": st.backend, "lan_device": LAN_DEVICE,
                 "secrets": str(Path(st.config_dir) / config.SECRETS_PACKAGE)},
             "target": {"namespace": st.namespaces["target"], "address": TARGET_ADDR},
             "bondingd": {"namespace": st.namespaces["router"], "pid": st.daemon_pid,
