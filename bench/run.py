@@ -1,7 +1,8 @@
 """Benchmarks of bondingd in the lab against the bars of DESIGN.md section 6 (root).
 
     .venv/bin/python bench/run.py [--quick] [detect|recover|aggregate|footprint|failover|
-                                             goodput|goodput-hard|unshaped ...] [--cc bbr,cubic]
+                                             goodput|goodput-hard|unshaped|udp-failover ...]
+                                  [--cc bbr,cubic] [--proxy sing-box,shadowsocks-libev]
 
 Prints figures; asserts nothing.  Each part builds its own lab and removes it.
 
@@ -9,11 +10,17 @@ failover: two aggregation servers, the first killed or blackholed, 5 times each:
 new TCP connection from the LAN host reaches the target through the second (median of 5).
 
 goodput, goodput-hard, unshaped: one TCP connection LAN host → target through the full path
-(nftables tproxy, ss-redir under mptcpize, bonding-server), beside raw kernel MPTCP (iperf3 under
+(nftables tproxy, the proxy on both ends, bonding-server), beside raw kernel MPTCP (iperf3 under
 mptcpize router → server, no proxy) over the same links in the same lab, as a fraction of the
 header-limited capacity Σ rate × 1448/1514.  Goodput is what the receiver counted over the
 steady part of the transfer (the first WARMUP_S and the last second left out).  Both variants
 get the congestion control bondingd puts on its routes (`--cc`: each value is a run).
+
+udp-failover: a 50 pps "voice" stream LAN host → UDP echo at the target through the full path;
+the link that carries most of it is blackholed, 5 times: the longest time without an echo
+(median, bar ≤ 1 s) and the datagrams lost; then the stream's round trip in steady state and
+with 1% loss on wan1 (what UDP inside a TCP connection costs: head-of-line waits).  Each proxy
+of `--proxy` is a run.
 """
 
 from __future__ import annotations
@@ -25,13 +32,27 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bonding.lab.topology import Lab, LabError, LinkSpec, parse_links
+from bonding.lab.topology import (
+    PROXY_BACKEND,
+    SERVER2_ADDR,
+    SERVER_ADDR,
+    TARGET_ADDR,
+    Lab,
+    LabError,
+    LinkSpec,
+    parse_links,
+)
 from bonding.lab.traffic import (
     HEADER_RATIO,
+    NewConnections,
     Rates,
+    Service,
+    Stream,
     Transfer,
+    ask_from,
     goodput_between,
     lan_transfer,
+    longest_silence,
     path_state,
     received_bps,
     rss_kb,
@@ -172,10 +193,10 @@ def _set_cc(lab: Lab, cc: str, lossy: set[str]) -> None:
     lab.set_options(changes)
 
 
-def _full_lab(links: str, cc: str) -> Lab:
+def _full_lab(links: str, cc: str, backend: str = PROXY_BACKEND) -> Lab:
     lab = Lab(FULL_PREFIX)
     lab.down()
-    lab.up(parse_links(links), proxy=True,
+    lab.up(parse_links(links), proxy=True, backend=backend,
            options={"congestion_control": "bbr" if cc == "mixed" else cc})
     ok = wait_all_up(lab, 20) and wait_for(
         lambda: lab.status().get("proxy", {}).get("state") == "running", 10) is not None
@@ -256,21 +277,74 @@ def unshaped(seconds: float, ccs: Sequence[str]) -> None:
         lab.down()
 
 
+def _stream_rtts(lab: Lab, seconds: float) -> tuple[list[float], int, int]:
+    r = Stream(lab, "lan", TARGET_ADDR, 7007, seconds).result()
+    return sorted((a[2] - a[1]) * 1000 for a in r["arrivals"]), r["lost"], r["sent"]
+
+
+def _pct(xs: Sequence[float], p: float) -> float:
+    return xs[min(len(xs) - 1, int(p * len(xs)))] if xs else float("nan")
+
+
+def udp_failover(runs: int, backends: Sequence[str]) -> None:
+    """The voice stream's gap when the link carrying most of it is blackholed; its RTT."""
+    for backend in backends:
+        lab = _full_lab("50/10ms,30/20ms,20/40ms", "bbr", backend)
+        try:
+            gaps, lost = [], []
+            with Service(lab, "target", "udp-echo", 7007):
+                for _ in range(runs):
+                    s = Stream(lab, "lan", TARGET_ADDR, 7007, 8.0)
+                    try:
+                        time.sleep(2.0)
+                        rates = Rates(lab)
+                        time.sleep(1.0)
+                        r = rates.sample()
+                        victim = max(r, key=lambda n: r[n])
+                        t0 = time.time()
+                        lab.blackhole(victim)
+                        wait_for(lambda v=victim, lb=lab: path_state(lb, v) == "down", 3, 0.01)
+                        report = s.result()
+                    finally:
+                        s.stop()
+                        lab.clear(victim)
+                    gaps.append(longest_silence(report, start=t0))
+                    lost.append(report["lost"])
+                    wait_all_up(lab, 20)
+                    time.sleep(1.0)
+                print(f"udp-failover {backend:17} gap when the stream's busiest link is "
+                      f"blackholed: {_fmt(gaps)}, datagrams lost {sorted(lost)} of 400 "
+                      f"(bar: gap ≤ 1 s)", flush=True)
+                for loss in (0, 1):
+                    if loss:
+                        lab.loss("wan1", loss)
+                    rtt, lo, n = _stream_rtts(lab, 10.0)
+                    print(f"udp-failover {backend:17} round trip, {loss}% loss on wan1: "
+                          f"p50 {_pct(rtt, 0.5):.0f} ms, p99 {_pct(rtt, 0.99):.0f} ms, max "
+                          f"{rtt[-1] if rtt else float('nan'):.0f} ms, lost {lo} of {n}",
+                          flush=True)
+                lab.clear("wan1")
+        finally:
+            lab.down()
+
+
 FAILOVER_PREFIX = "bf"
 FAILOVER_PORT = 8094
 
 
-def failover(runs: int) -> None:
+def failover(runs: int, backends: Sequence[str]) -> None:
     """Two servers; the first killed (every process of its namespace) or blackholed: time until
     a new TCP connection from the LAN host reaches the target through the second (bar ≤ 3 s),
-    and until bondingd declared it (the active server's `since`)."""
-    from bonding.lab.topology import SERVER2_ADDR, SERVER_ADDR, TARGET_ADDR
-    from bonding.lab.traffic import NewConnections, Service, ask_from
+    and until bondingd declared it (the active server's `since`), per proxy."""
+    for backend in backends:
+        _failover(runs, backend)
 
+
+def _failover(runs: int, backend: str) -> None:
     lab = Lab(FAILOVER_PREFIX)
     lab.down()
     hold = 3
-    lab.up(parse_links("50/10ms,30/20ms,20/40ms"), servers=2,
+    lab.up(parse_links("50/10ms,30/20ms,20/40ms"), servers=2, backend=backend,
            options={"server_hold_s": str(hold), "server_failback": "return"})
 
     def who() -> str | None:
@@ -314,8 +388,8 @@ def failover(runs: int) -> None:
                     else:
                         lab.server_blackhole("server", False)
                 if conn:
-                    print(f"server failover ({how}), new connection through the second server: "
-                          f"{_fmt(conn)}  (bar ≤ 3 s, median)")
+                    print(f"server failover {backend} ({how}), new connection through the "
+                          f"second server: {_fmt(conn)}  (bar ≤ 3 s, median)")
                     print(f"  declared (active server switched): {_fmt(noticed)}")
     finally:
         lab.down()
@@ -348,12 +422,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("parts", nargs="*", default=["detect", "recover", "aggregate", "footprint",
                                                 "failover", "goodput", "goodput-hard",
-                                                "unshaped"])
+                                                "unshaped", "udp-failover"])
     p.add_argument("--quick", action="store_true", help="fewer runs, shorter transfers")
     p.add_argument("--cc", default="bbr,cubic,mixed",
                    help="congestion controls bondingd puts on its routes, one run each "
                         "(goodput parts; '' = the system's; mixed = bbr globally and on lossy "
                         "links, cubic on clean ones; default: %(default)s)")
+    p.add_argument("--proxy", default="sing-box,shadowsocks-libev",
+                   help="proxies for failover and udp-failover, one run each (default: "
+                        "%(default)s)")
     a = p.parse_args(argv)
     ccs = [c.strip() for c in a.cc.split(",")]
     gs = 15.0 if a.quick else 25.0
@@ -363,10 +440,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "recover": lambda: recover(3 if a.quick else 6),
         "aggregate": lambda: aggregate(10 if a.quick else 20),
         "footprint": lambda: footprint(15 if a.quick else 60),
-        "failover": lambda: failover(5),
+        "failover": lambda: failover(5, [x.strip() for x in a.proxy.split(",")]),
         "goodput": lambda: goodput(GOODPUT_CASES, gs, ccs),
         "goodput-hard": lambda: goodput(HARD_CASES, gs, ccs),
         "unshaped": lambda: unshaped(gs, ccs),
+        "udp-failover": lambda: udp_failover(3 if a.quick else 5,
+                                             [x.strip() for x in a.proxy.split(",")]),
     }
     for part in a.parts:
         if part not in parts:

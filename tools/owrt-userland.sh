@@ -43,7 +43,9 @@ procd openwrt/procd 2c1834abae171261f2d9161e5a28c36cbcc394a4
 rpcd openwrt/rpcd 4476687403d8c6e988eaa1ecc892e998838e6da9
 uhttpd openwrt/uhttpd f682ccabee9ed5f39dd3b0aaf96228975eeb478d
 opkg-lede openwrt/opkg-lede 38eccbb1fd694d4798ac1baf88f9ba83d1eac616
-openwrt-files openwrt/openwrt 9d87f090f0365e49ff49533ca47e61ba09918969"
+openwrt-files bondingshouldbefree/openwrt 9d87f090f0365e49ff49533ca47e61ba09918969"
+# Bump when the build steps below change what lands in the prefix (the stamp holds it).
+RECIPE=3
 # The PyPI bindings built against the prefix.
 PY_PACKAGES="pyuci==0.10.3 ubus==0.1.3"
 DEBS="cmake pkg-config libjson-c-dev libcrypt-dev libbsd-dev gcc make"
@@ -101,11 +103,11 @@ case "$PREFIX" in
 *) PREFIX=$(pwd)/$PREFIX ;;
 esac
 
-# The inputs of this build: the recipe (this file) and the commits.  The stamp holds their hash.
+# The inputs of this build: the recipe version, the commits, the bindings and the Python.
 inputs_hash() {
 	{
-		cat "$0"
-		echo "$COMPONENTS"
+		echo "recipe $RECIPE"
+		echo "$COMPONENTS" | cut -d' ' -f1,3
 		echo "$PY_PACKAGES"
 		"$PYTHON" -c 'import sys; print(sys.version)'
 	} |
@@ -264,6 +266,10 @@ pf="$files/package/system/procd/files"
 mkdir -p "$ow/lib/functions" "$ow/sbin" "$ow/etc/init.d"
 cp "$pf/procd.sh" "$ow/lib/functions/procd.sh"
 cp "$pf/reload_config" "$pf/service" "$ow/sbin/"
+chmod 0755 "$ow/sbin/reload_config" "$ow/sbin/service"
+# rpcd's package installs its ACL for the anonymous session (what session login needs).
+mkdir -p "$PREFIX/share/rpcd/acl.d"
+cp "$WORK/rpcd/unauthenticated.json" "$PREFIX/share/rpcd/acl.d/"
 cp "$pf"/hotplug*.json "$ow/etc/"
 for f in etc/rc.common lib/functions.sh lib/functions/procd.sh lib/config/uci.sh; do
 	[ -f "$ow/$f" ] || die "the base shell library has no $f (openwrt-files tarball incomplete?)"

@@ -7,6 +7,8 @@ device that does not exist yet) are reported and the rest is used.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -206,6 +208,26 @@ DEFAULT_BYPASS: Final = (
 CIPHERS: Final = ("chacha20-ietf-poly1305", "aes-256-gcm", "aes-128-gcm",
                   "2022-blake3-aes-128-gcm", "2022-blake3-aes-256-gcm",
                   "2022-blake3-chacha20-poly1305")
+# Shadowsocks-2022 (SIP022) ciphers take as key the base64 of exactly this many random bytes;
+# the older AEAD ciphers derive theirs from any password.
+SS2022_KEY_BYTES: Final = {"2022-blake3-aes-128-gcm": 16, "2022-blake3-aes-256-gcm": 32,
+                           "2022-blake3-chacha20-poly1305": 32}
+
+
+def key_problem(cipher: str, key: str) -> str | None:
+    """What is wrong with `key` for `cipher` (None: nothing).  Never quotes the key."""
+    need = SS2022_KEY_BYTES.get(cipher)
+    if need is None:
+        return None
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError):
+        return (f"the key is not base64, which cipher {cipher} needs (a {need}-byte key: "
+                f"openssl rand -base64 {need})")
+    if len(raw) != need:
+        return (f"the key decodes to {len(raw)} bytes; cipher {cipher} needs exactly {need} "
+                f"(openssl rand -base64 {need})")
+    return None
 
 
 @dataclass(frozen=True)
@@ -273,6 +295,9 @@ class Server:
     cipher: str = "chacha20-ietf-poly1305"
     enabled: bool = True
     priority: int = 10  # lower is preferred; equal priorities in file order
+    # The server takes UDP inside the bonded TCP connection (sing-box's UDP over TCP v2:
+    # bonding-server with sing-box does): UDP flows then survive the death of a link.
+    udp_over_tcp: bool = False
 
 
 @dataclass(frozen=True)
@@ -386,6 +411,7 @@ _SERVER: _Spec = {
     "cipher": ("cipher", _cipher, False),
     "enabled": ("enabled", _bool, False),
     "priority": ("priority", _int(0, 1000), False),
+    "udp_over_tcp": ("udp_over_tcp", _bool, False),
 }
 
 _PATH: _Spec = {

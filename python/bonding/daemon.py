@@ -647,6 +647,10 @@ class Daemon:
                                            time.monotonic())
                     self._after_change(rt, before)
             self.schedule_reconcile()
+        elif names:
+            # ifup/ifupdate: the links again, for a path that netifd's ifdown took down (one
+            # with a device of its own; refresh_netifd does it for the others)
+            self._safe_resolve()
         self.refresh_netifd()
         return {"handled": bool(names), "path": names[0] if names else None}
 
@@ -763,6 +767,10 @@ class Daemon:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        # procd sends SIGHUP on every config change, also while bondingd starts: from here on
+        # it is caught (not fatal), and one that comes before the start is done reloads after it
+        hup_while_starting: list[int] = []
+        loop.add_signal_handler(signal.SIGHUP, hup_while_starting.append, signal.SIGHUP)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.dataplane = DataPlane(self.run_dir, on_change=self._dataplane_changed)
         self.load_config()
@@ -788,6 +796,8 @@ class Daemon:
         self._start_ubus()
         self._safe_resolve()
         self.reconcile()
+        if hup_while_starting:
+            self.reload()
         log.info("bondingd %s started: %d paths, config %s", __version__, len(self.paths),
                  self.config_dir / config.PACKAGE)
         ticker = loop.create_task(self._tick())

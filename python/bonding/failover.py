@@ -224,8 +224,9 @@ class Failover:
             self.choice = sv.choose(self.choice, cands, self.params, now)
         if self.choice.active != before:
             self.choice_wall = time.time()
-            log.warning("active server: %s → %s (%s)", before or "none",
-                        self.choice.active or "none", self.choice.reason)
+            (log.warning if before is not None else log.info)(
+                "active server: %s → %s (%s)", before or "none", self.choice.active or "none",
+                self.choice.reason)
             if notify_active:
                 self.on_active(self.choice.active)
         for rt in self.servers.values():

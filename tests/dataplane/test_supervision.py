@@ -275,6 +275,9 @@ def test_set_server_restarts_the_proxy_only_when_the_server_changes(
         d.set_server("vps3")
         await until(lambda: d.status()["state"] == "failed")
         assert "no key for server 'vps3'" in d.status()["error"]
+        d.set_server("ghost")
+        await until(lambda: "server 'ghost' is not an enabled server section"
+                    in d.status()["error"])
         await d.close()
     run(body)
 

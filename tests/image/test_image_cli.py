@@ -207,7 +207,7 @@ def test_outputs_and_their_modes(tmp_path: Path, capsys: pytest.CaptureFixture[s
         g.script.read_text()
     files = (g.out / "files").resolve()
     assert (f"make image PROFILE='glinet_gl-mt6000' PACKAGES='bonding luci-app-bonding "
-            f"xray-core' FILES='{files}'") in g.stdout
+            f"sing-box' FILES='{files}'") in g.stdout
     # the key is in the private files only
     assert "Zm9vYmFyYmF6cXV4MTIzNA" not in g.stdout + g.stderr
     assert "Zm9vYmFyYmF6cXV4MTIzNA" not in (g.out / "imagebuilder.sh").read_text()

@@ -9,7 +9,7 @@ import pytest
 
 from .conftest import generate
 
-BASE = ["bonding", "luci-app-bonding", "xray-core"]
+BASE = ["bonding", "luci-app-bonding", "sing-box"]
 
 # flag → the packages it must add (checked against the release branches' Makefiles)
 EXPECTED = {
@@ -60,7 +60,7 @@ def test_all_flags_together_is_the_union(tmp_path: Path, release: str) -> None:
 def test_no_luci_removes_luci_and_leaves_out_the_app(tmp_path: Path, release: str) -> None:
     g = generate(tmp_path, ["--no-luci", "--release", release])
     assert g.rc == 0
-    assert g.packages() == ["bonding", "xray-core", "-luci"]
+    assert g.packages() == ["bonding", "sing-box", "-luci"]
 
 
 def test_luci_lang(tmp_path: Path) -> None:

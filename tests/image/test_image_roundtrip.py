@@ -68,7 +68,7 @@ def test_documented_entry(tmp_path: Path) -> None:
         "x", "203.0.113.10", 65101, "shadowsocks", "chacha20-ietf-poly1305", True)
     assert cfg.targets_for(cfg.paths[0]) == ("203.0.113.10",)  # probes go to that server
     assert [(p.name, p.interface) for p in cfg.paths] == [("wan", "wan"), ("wan2", "wan2")]
-    assert cfg.globals.enabled and cfg.globals.proxy == "xray"
+    assert cfg.globals.enabled and cfg.globals.proxy == "sing-box"
     assert cfg.usb.auto_dhcp
     assert secrets.section("x") is not None
     assert secrets.section("x").options == {"key": "SECRET"}  # type: ignore[union-attr]
@@ -93,8 +93,9 @@ def server_state(tmp_path: Path) -> tuple[Path, str, int]:
     state = tmp_path / "server-state"
     store = Store(state)
     store.ensure_dirs()
-    store.save_server(ServerConfig(public_address="203.0.113.10", systemd=False, user="nobody"))
-    client = new_client("x", 65107, None)
+    store.save_server(ServerConfig(public_address="203.0.113.10", systemd=False, user="nobody",
+                                   proxy="sing-box"))
+    client = new_client("x", 65107, None, "2022-blake3-aes-128-gcm")
     store.write(client)
     return state, client.key, client.port
 
@@ -113,5 +114,7 @@ def test_bonding_server_entry(tmp_path: Path, server_state: tuple[Path, str, int
     (srv,) = cfg.servers
     assert (srv.name, srv.address, srv.port, srv.protocol) == (
         "x", "203.0.113.10", port, "shadowsocks")
+    # a sing-box server: Shadowsocks-2022 and UDP inside the bonded connection
+    assert (srv.cipher, srv.udp_over_tcp) == ("2022-blake3-aes-128-gcm", True)
     sec = secrets.section("x")
     assert sec is not None and sec.options == {"key": key}

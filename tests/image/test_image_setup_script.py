@@ -79,10 +79,10 @@ def test_dsa_router_one_more_wan_and_usb(any_root: Root, tmp_path: Path) -> None
 
     b = sections(root.read("bonding"))
     assert b == {
-        "globals": ("globals", {"enabled": "1", "proxy": "xray"}),
+        "globals": ("globals", {"enabled": "1", "proxy": "sing-box"}),
         "home": ("server", {"address": "203.0.113.10", "port": "65101",
                             "protocol": "shadowsocks", "cipher": "chacha20-ietf-poly1305",
-                            "enabled": "1"}),
+                            "udp_over_tcp": "0", "enabled": "1"}),
         "usb": ("usb", {"auto_dhcp": "1", "modem_mbim": "0"}),
         "wan": ("path", {"interface": "wan"}),
         "wan2": ("path", {"interface": "wan2"}),
@@ -300,7 +300,7 @@ def test_first_boot_over_the_bonding_packages_own_config(any_root: Root, tmp_pat
 
     cfg = _bonding_config(any_root)
     assert [(s.name, s.address, s.port) for s in cfg.servers] == [("home", "203.0.113.10", 65101)]
-    assert cfg.globals.enabled and cfg.globals.proxy == "xray"
+    assert cfg.globals.enabled and cfg.globals.proxy == "sing-box"
     # what the package ships and the flags do not ask about stays as shipped
     assert cfg.globals.probe_targets == shipped.globals.probe_targets
     assert cfg.globals.probe_interval_ms == shipped.globals.probe_interval_ms

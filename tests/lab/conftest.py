@@ -9,21 +9,24 @@ from pathlib import Path
 
 import pytest
 
-from bonding.lab.topology import PROXY_TOOLS, Lab, parse_links
+from bonding.lab.topology import Lab, missing_proxy_tools, parse_links
 from bonding.lab.traffic import wait_all_up, wait_for
 
 LINKS = "50/10ms,30/20ms,20/40ms"
 TOOLS = {"iperf3": "iperf3", "mptcpize": "mptcpize", "nft": "nftables", "tc": "iproute2",
          "ethtool": "ethtool"}
+BACKENDS = ("sing-box", "shadowsocks-libev")  # the default on both ends, and the fallback
 
 
-def lab_skip_reason(proxy: bool = False) -> str | None:
+def lab_skip_reason(proxy: str | None = None) -> str | None:
     if os.geteuid() != 0:
         return "the lab needs root (network namespaces, nftables, tc)"
-    tools = {**TOOLS, **PROXY_TOOLS} if proxy else TOOLS
-    missing = [f"{t} ({p})" for t, p in tools.items() if shutil.which(t) is None]
+    missing = [f"{t} ({p})" for t, p in TOOLS.items() if shutil.which(t) is None]
     if missing:
         return "missing tools for the lab: " + ", ".join(missing)
+    if proxy is not None and missing_proxy_tools(proxy):
+        # not a skip: make deps installs every proxy the lab runs
+        pytest.fail(f"{proxy} for the lab: missing " + ", ".join(missing_proxy_tools(proxy)))
     return None
 
 
@@ -42,15 +45,17 @@ def lab() -> Iterator[Lab]:
         lab.down()
 
 
-@pytest.fixture(scope="module")
-def full_lab() -> Iterator[Lab]:
-    """The full path: LAN host → router (data plane) → links → bonding-server → target."""
-    reason = lab_skip_reason(proxy=True)
+@pytest.fixture(scope="module", params=BACKENDS)
+def full_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """The full path: LAN host → router (data plane) → links → bonding-server → target, with
+    sing-box on both ends, then with ss-redir/ss-server under mptcpize."""
+    backend: str = request.param
+    reason = lab_skip_reason(proxy=backend)
     if reason:
         pytest.skip(reason)
-    lab = Lab(f"f{os.getpid() % 100000}")
+    lab = Lab(f"f{os.getpid() % 100000}{backend[1]}")
     try:
-        lab.up(parse_links(LINKS), proxy=True)
+        lab.up(parse_links(LINKS), proxy=True, backend=backend)
         assert wait_all_up(lab, 20), f"paths not up: {lab.status().get('paths')}"
         assert wait_proxy_running(lab, 10), f"proxy not running: {lab.status().get('proxy')}"
         yield lab
@@ -58,16 +63,18 @@ def full_lab() -> Iterator[Lab]:
         lab.down()
 
 
-@pytest.fixture(scope="module")
-def two() -> Iterator[Lab]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def two(request: pytest.FixtureRequest) -> Iterator[Lab]:
     """The full path with two aggregation servers ('lab' preferred, 'lab2'), failback 'return'
-    after 4 s, and a hook that logs every server action to <state_dir>/hooks/events.log."""
-    reason = lab_skip_reason(proxy=True)
+    after 4 s, and a hook that logs every server action to <state_dir>/hooks/events.log; with
+    sing-box on both ends, then with ss-redir/ss-server under mptcpize."""
+    backend: str = request.param
+    reason = lab_skip_reason(proxy=backend)
     if reason:
         pytest.skip(reason)
-    lab = Lab(f"s{os.getpid() % 100000}")
+    lab = Lab(f"s{os.getpid() % 100000}{backend[1]}")
     try:
-        lab.up(parse_links(LINKS), servers=2, daemon=False,
+        lab.up(parse_links(LINKS), servers=2, daemon=False, backend=backend,
                options={"server_hold_s": "4", "server_failback": "return"})
         hooks = Path(lab.load().state_dir) / "hooks"
         hooks.mkdir()

@@ -1,4 +1,5 @@
-"""Fixtures for tests that use the OpenWrt userland (uci, ubusd, libubus, pyuci).
+"""Fixtures for tests that use the OpenWrt userland (uci, ubusd, libubus, pyuci; and, in a
+scratch OpenWrt root built by router_root.py, procd, rpcd, uhttpd and opkg).
 
 That userland is not packaged for Debian and never goes into this repo: build it outside (for
 example into /opt/owrt, see DESIGN.md §5) and point OWRT_PREFIX at the prefix:
@@ -31,6 +32,15 @@ def _skip(request: pytest.FixtureRequest, reason: str) -> None:
             with cm.global_and_fixture_disabled():
                 tr.write_line(f"\n[tests/owrt] skipping: {reason}", yellow=True)
     pytest.skip(reason)
+
+
+def say(config: pytest.Config, line: str) -> None:
+    """Print a line on the terminal, also under -q and output capture (timings)."""
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    cm = config.pluginmanager.get_plugin("capturemanager")
+    if tr is not None and cm is not None:
+        with cm.global_and_fixture_disabled():
+            tr.write_line(f"\n[tests/owrt] {line}")
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +79,43 @@ def owrt_python(request: pytest.FixtureRequest, owrt_prefix: Path,
     if r.returncode != 0:
         _skip(request, f"no pyuci: {py} cannot import uci: {r.stderr.strip()[-200:]}")
     return py
+
+
+# --- a scratch OpenWrt root with the real procd, rpcd, opkg (tests/owrt/router_root.py) ---------
+
+@pytest.fixture(scope="session")
+def worker_tag() -> str:
+    """A prefix for this run's network namespaces and links (another run may be going on)."""
+    return f"ow{os.getpid() % 100000}"
+
+
+@pytest.fixture(scope="session")
+def owrt_feed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Our feed, as `make feed` builds it, for the host's Python (the scratch root runs it)."""
+    import sys
+
+    from .router_root import pyver
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+    import feed
+
+    out = tmp_path_factory.mktemp("owrt-feed")
+    assert feed.main(["build", "--output", str(out), "--python", pyver()]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def router_prereqs(owrt_prefix: Path) -> Path:
+    """Root, the tools the scratch root is made of, and the prefix's procd/rpcd/opkg."""
+    import shutil
+
+    if os.geteuid() != 0:
+        pytest.skip("the scratch OpenWrt root needs root (namespaces, mounts)")
+    for tool in ("busybox", "nsenter", "unshare", "ip"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed (make deps installs it)")
+    for rel in ("sbin/procd", "sbin/rpcd", "bin/uhttpd", "bin/opkg-cl", "openwrt/etc/rc.common"):
+        if not (owrt_prefix / rel).exists():
+            pytest.fail(f"{owrt_prefix}/{rel} is missing: rebuild the prefix with "
+                        "tools/owrt-userland.sh")
+    return owrt_prefix

@@ -6,8 +6,6 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from .conftest import PKG
 
 INIT = PKG / "bonding" / "files" / "bonding.init"
@@ -26,7 +24,6 @@ for f in procd_open_instance procd_close_instance procd_set_param procd_append_p
 	procd_close_trigger; do
 	eval "$f() { rec $f \"\$@\"; }"
 done
-procd_running() { rec procd_running "$@"; [ "$RUNNING" = 1 ]; }
 start() { rec start "$@"; }
 . "$INIT"
 rec vars "START=$START" "STOP=$STOP" "USE_PROCD=$USE_PROCD"
@@ -34,12 +31,11 @@ rec vars "START=$START" "STOP=$STOP" "USE_PROCD=$USE_PROCD"
 """
 
 
-def source(busybox: str, tmp_path: Path, *calls: str, running: bool = False) -> list[str]:
+def source(busybox: str, tmp_path: Path, *calls: str) -> list[str]:
     log = tmp_path / "calls"
     log.write_text("")
     r = subprocess.run([busybox, "ash", "-c", HARNESS, "harness", *calls],
-                       env={"PATH": "/nonexistent", "LOG": str(log), "INIT": str(INIT),
-                            "RUNNING": "1" if running else "0"},
+                       env={"PATH": "/nonexistent", "LOG": str(log), "INIT": str(INIT)},
                        capture_output=True, text=True, timeout=10)
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""
@@ -63,25 +59,24 @@ def test_start_service_asks_for_one_respawning_bondingd_logging_to_syslog(
     assert "procd_set_param [stdout] [1]" in params
     assert "procd_set_param [stderr] [1]" in params
     assert sum(p.startswith("procd_set_param [command]") for p in params) == 1
-    # no `file` parameter: procd would restart bondingd on config changes instead of reloading
-    assert not any(p.startswith("procd_set_param [file]") for p in params)
     assert calls.count("procd_open_instance [bondingd]") == 1
+
+
+def test_a_config_change_is_a_sighup_not_a_restart(busybox: str, tmp_path: Path) -> None:
+    """procd keeps the checksums of the instance's `file`s: when `start` (rc.common's reload)
+    finds one changed it restarts the instance, or sends reload_signal when there is one."""
+    calls = source(busybox, tmp_path, "start_service")
+    params = calls[calls.index("procd_open_instance [bondingd]") + 1:
+                   calls.index("procd_close_instance")]
+    assert "procd_set_param [file] [/etc/config/bonding] [/etc/config/bonding_secrets]" in params
+    assert "procd_set_param [reload_signal] [HUP]" in params
+    # rc.common's reload is `start` (procd decides); no reload_service of its own
+    assert "reload_service()" not in INIT.read_text()
 
 
 def test_config_changes_reload(busybox: str, tmp_path: Path) -> None:
     calls = source(busybox, tmp_path, "service_triggers")
     assert "procd_add_reload_trigger [bonding] [bonding_secrets]" in calls
-
-
-@pytest.mark.parametrize("running", [True, False])
-def test_reload_sends_sighup_or_starts(busybox: str, tmp_path: Path, running: bool) -> None:
-    calls = source(busybox, tmp_path, "reload_service", running=running)
-    after = calls[calls.index("vars [START=95] [STOP=10] [USE_PROCD=1]") + 1:]
-    if running:
-        assert after == ["procd_running [bonding] [bondingd]",
-                         "procd_send_signal [bonding] [bondingd] [HUP]"]
-    else:
-        assert after == ["procd_running [bonding] [bondingd]", "start"]
 
 
 def test_check_command(busybox: str, tmp_path: Path) -> None:

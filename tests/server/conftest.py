@@ -9,13 +9,15 @@ import pytest
 from server_world import World, root_skip_reason
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+@pytest.fixture(scope="module", params=["sing-box", "shadowsocks-libev"])
+def world(tmp_path_factory: pytest.TempPathFactory,
+          request: pytest.FixtureRequest) -> Iterator[World]:
+    """The world with bonding-server running sing-box (the default), then ss-server."""
     reason = root_skip_reason()
     if reason:
         pytest.skip(reason)
     base = tmp_path_factory.mktemp("bonding-server")
-    w = World(f"bst{os.getpid() % 100000}", base / "state")
+    w = World(f"bst{os.getpid() % 100000}", base / "state", proxy=request.param)
     try:
         w.build()
         yield w

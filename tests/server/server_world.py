@@ -39,13 +39,16 @@ SERVER_PRIVATE_ADDR = "10.77.0.1"
 ECHO_PORT = 7
 TOOLS = {"ss-server": "shadowsocks-libev", "ss-tunnel": "shadowsocks-libev",
          "mptcpize": "mptcpize", "iperf3": "iperf3", "nft": "nftables", "tc": "iproute2",
-         "ip": "iproute2", "ss": "iproute2"}
+         "ip": "iproute2", "ss": "iproute2", "sing-box": "make deps"}
+# sing-box as tools/install-deps.sh installs it: beside the venv's python (else on $PATH)
+VENV_BIN = str(Path(sys.executable).parent)
+PATH = os.pathsep.join([VENV_BIN, os.environ.get("PATH", "")])
 
 
 def root_skip_reason() -> str | None:
     if os.geteuid() != 0:
         return "needs root (network namespaces, nftables, tc)"
-    missing = [f"{t} ({p})" for t, p in TOOLS.items() if shutil.which(t) is None]
+    missing = [f"{t} ({p})" for t, p in TOOLS.items() if shutil.which(t, path=PATH) is None]
     if missing:
         return "missing tools: " + ", ".join(missing)
     return None
@@ -80,6 +83,7 @@ def run(cmd: Sequence[str], *, check: bool = True, timeout: float = 30,
 def env(pythonpath: str = PYTHONPATH) -> dict[str, str]:
     e = dict(os.environ)
     e["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, e.get("PYTHONPATH")) if p)
+    e["PATH"] = PATH
     return e
 
 
@@ -112,9 +116,10 @@ def wait_for(pred: Any, timeout: float, what: str, step: float = 0.1) -> None:
 
 
 class World:
-    def __init__(self, prefix: str, state_dir: Path) -> None:
+    def __init__(self, prefix: str, state_dir: Path, proxy: str = "sing-box") -> None:
         self.prefix = prefix
         self.state_dir = state_dir
+        self.proxy = proxy  # the server's (bonding-server init --proxy); the clients' likewise
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs = state_dir.parent / f"{prefix}-logs"
         self.supervisor: subprocess.Popen[bytes] | None = None
@@ -219,16 +224,36 @@ class World:
 
     # --- the client side ------------------------------------------------------------------------
     @contextlib.contextmanager
-    def tunnel(self, port: int, key: str, local_port: int, dest: str) -> Iterator[None]:
-        """ss-tunnel (MPTCP, TCP and UDP) in the client: 127.0.0.1:local_port → dest."""
-        p = self.spawn("client", [
-            "mptcpize", "run", "ss-tunnel", "-s", SERVER_ADDR, "-p", str(port), "-k", key,
-            "-m", "chacha20-ietf-poly1305", "-b", "127.0.0.1", "-l", str(local_port), "-L", dest,
-            "-u", "-t", "30"], f"tunnel-{local_port}")
+    def tunnel(self, client: dict[str, Any], local_port: int, dest: str, *,
+               key: str | None = None, udp_over_tcp: bool = False) -> Iterator[None]:
+        """A tunnel (MPTCP, TCP and UDP) in the client: 127.0.0.1:local_port → dest, through
+        the client's proxy on the server (``key`` instead of the client's own, to try a wrong
+        one).  sing-box speaks every cipher (UDP over TCP too), ss-tunnel the older ones."""
+        key = client["key"] if key is None else key
+        if client["cipher"].startswith("2022-") or udp_over_tcp:
+            host, port = dest.rsplit(":", 1)
+            conf = self.logs / f"tunnel-{local_port}.json"
+            conf.write_text(json.dumps({
+                "log": {"level": "warn"},
+                "inbounds": [{"type": "direct", "listen": "127.0.0.1",
+                              "listen_port": local_port, "override_address": host,
+                              "override_port": int(port)}],
+                "outbounds": [{"type": "shadowsocks", "server": SERVER_ADDR,
+                               "server_port": client["port"], "method": client["cipher"],
+                               "password": key, "tcp_multi_path": True,
+                               **({"udp_over_tcp": {"enabled": True, "version": 2}}
+                                  if udp_over_tcp else {})}]}))
+            cmd = ["env", "GODEBUG=multipathtcp=0", shutil.which("sing-box", path=PATH) or
+                   "sing-box", "run", "--disable-color", "-c", str(conf)]
+        else:
+            cmd = ["mptcpize", "run", "ss-tunnel", "-s", SERVER_ADDR, "-p",
+                   str(client["port"]), "-k", key, "-m", client["cipher"], "-b", "127.0.0.1",
+                   "-l", str(local_port), "-L", dest, "-u", "-t", "30"]
+        p = self.spawn("client", cmd, f"tunnel-{local_port}")
         try:
             wait_for(lambda: run(["ip", "netns", "exec", self.ns("client"), "ss", "-Hltn",
                                   f"sport = :{local_port}"]).stdout.strip() != "",
-                     10, f"ss-tunnel on {local_port}")
+                     10, f"tunnel on {local_port}")
             yield
         finally:
             _stop(p)

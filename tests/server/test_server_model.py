@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,17 +23,25 @@ from bonding.server.model import (
     client_json,
     client_uci,
     default_name,
+    new_client,
     new_key,
     pick_port,
     validate_address,
+    validate_cipher,
     validate_name,
     validate_port,
+    validate_proxy,
     validate_rate,
 )
 
-SERVER = ServerConfig(public_address="203.0.113.10", systemd=False, user="nobody")
+SERVER = ServerConfig(public_address="203.0.113.10", systemd=False, user="nobody",
+                      proxy="shadowsocks-libev")
+SB_SERVER = replace(SERVER, proxy="sing-box")
 CLIENT = Client(name="home_1", port=65101, key="k3y-ABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789abc",
                 rate_mbit=20.0, created=1.0)
+SB_KEY = base64.b64encode(bytes(range(16))).decode()
+SB_CLIENT = Client(name="home_1", port=65101, key=SB_KEY, cipher="2022-blake3-aes-128-gcm",
+                   created=1.0)
 
 
 @pytest.mark.parametrize("name", ["a", "lab", "home_office", "X9", "_", "a" * 32])
@@ -109,20 +120,57 @@ def test_keys_are_strong_and_distinct() -> None:
         assert re.fullmatch(r"[A-Za-z0-9_-]{43}", k)  # 256 bits, safe inside UCI quotes
 
 
+@pytest.mark.parametrize(("cipher", "size"), [("2022-blake3-aes-128-gcm", 16),
+                                              ("2022-blake3-aes-256-gcm", 32),
+                                              ("2022-blake3-chacha20-poly1305", 32)])
+def test_shadowsocks_2022_keys_are_random_bytes_of_the_cipher_size(cipher: str,
+                                                                   size: int) -> None:
+    keys = {new_key(cipher) for _ in range(50)}
+    assert len(keys) == 50
+    for k in keys:
+        assert len(base64.b64decode(k, validate=True)) == size
+        assert config.key_problem(cipher, k) is None  # what the router's bondingd checks
+    c = new_client("x", 65101, None, cipher)
+    assert c.cipher == cipher and config.key_problem(cipher, c.key) is None
+
+
 def test_record_round_trip_and_damage() -> None:
     assert Client.from_json(CLIENT.to_json()) == CLIENT
+    assert Client.from_json(SB_CLIENT.to_json()) == SB_CLIENT
     raw = CLIENT.to_json()
+    sb = SB_CLIENT.to_json()
     for broken in ({**raw, "port": 80}, {**raw, "name": "a-b"}, {**raw, "key": "short"},
-                   {**raw, "cipher": "rc4-md5"}, {**raw, "rate_mbit": -1}):
+                   {**raw, "cipher": "rc4-md5"}, {**raw, "rate_mbit": -1},
+                   {**sb, "key": base64.b64encode(bytes(32)).decode()},  # 32 bytes for AES-128
+                   {**raw, "cipher": "2022-blake3-aes-128-gcm"}):  # not base64 of 16 bytes
         with pytest.raises((ValueError, UsageError)):
             Client.from_json(broken)
     assert "k3y" not in repr(CLIENT)  # the key never shows in a repr (logs, tracebacks)
 
 
+def test_proxy_and_cipher_choices() -> None:
+    assert validate_proxy("sing-box") == "sing-box"
+    with pytest.raises(UsageError, match="bad proxy 'xray': use one of sing-box, "
+                                         "shadowsocks-libev"):
+        validate_proxy("xray")
+    assert validate_cipher("2022-blake3-chacha20-poly1305", "sing-box")
+    with pytest.raises(UsageError, match=r"shadowsocks-libev.*speaks chacha20-ietf-poly1305"):
+        validate_cipher("2022-blake3-aes-128-gcm", "shadowsocks-libev")
+    # settings written before sing-box existed are an ss-libev server's
+    old = {k: v for k, v in SERVER.to_json().items() if k != "proxy"}
+    assert ServerConfig.from_json(json.loads(json.dumps(old))).proxy == "shadowsocks-libev"
+    assert ServerConfig.from_json(SB_SERVER.to_json()) == SB_SERVER
+
+
 def test_client_json() -> None:
     assert client_json(CLIENT, SERVER) == {
         "name": "home_1", "address": "203.0.113.10", "port": 65101, "protocol": "shadowsocks",
-        "cipher": "chacha20-ietf-poly1305", "key": CLIENT.key, "rate_mbit": 20.0}
+        "cipher": "chacha20-ietf-poly1305", "key": CLIENT.key, "rate_mbit": 20.0,
+        "udp_over_tcp": False}
+    assert client_json(SB_CLIENT, SB_SERVER) == {
+        "name": "home_1", "address": "203.0.113.10", "port": 65101, "protocol": "shadowsocks",
+        "cipher": "2022-blake3-aes-128-gcm", "key": SB_KEY, "rate_mbit": None,
+        "udp_over_tcp": True}
 
 
 UCI = """\
@@ -157,26 +205,41 @@ def test_client_uci_is_exactly_the_agreed_format() -> None:
     assert client_uci(CLIENT, SERVER) == UCI
 
 
+def test_a_sing_box_server_tells_the_router_to_send_udp_inside_the_bonded_connection() -> None:
+    text = client_uci(SB_CLIENT, SB_SERVER)
+    assert "\toption cipher '2022-blake3-aes-128-gcm'\n\toption udp_over_tcp '1'\n" in text
+    assert "set bonding.home_1.udp_over_tcp='1'\n" in text
+    assert "udp_over_tcp" not in client_uci(CLIENT, SERVER)  # ss-server has none
+
+
 def _parts(text: str) -> tuple[str, str, str]:
     bonding, rest = text.split("\n\n# /etc/config/bonding_secrets (mode 0600)\n", 1)
     secrets, batch = rest.split("\n\n# or in one go:\n", 1)
     return bonding + "\n", secrets + "\n", batch
 
 
-def test_pasted_uci_is_what_the_router_reads(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("client", "server", "cipher", "uot"), [
+    (CLIENT, SERVER, CIPHER, False),
+    (SB_CLIENT, SB_SERVER, "2022-blake3-aes-128-gcm", True),
+])
+def test_pasted_uci_is_what_the_router_reads(tmp_path: Path, client: Client,
+                                             server: ServerConfig, cipher: str,
+                                             uot: bool) -> None:
     """The two sections, pasted into the router's files, load with bonding.config."""
-    bonding, secrets, _ = _parts(client_uci(CLIENT, SERVER))
+    bonding, secrets, _ = _parts(client_uci(client, server))
     (tmp_path / "bonding").write_text(bonding)
     (tmp_path / "bonding_secrets").write_text(secrets)
     os.chmod(tmp_path / "bonding_secrets", 0o600)
     cfg, problems = config.load(tmp_path)
     assert [p for p in problems if p.severity is config.Severity.ERROR] == []
-    (server,) = cfg.servers
-    assert (server.name, server.address, server.port, server.protocol, server.cipher,
-            server.enabled) == ("home_1", "203.0.113.10", 65101, "shadowsocks", CIPHER, True)
+    (srv,) = cfg.servers
+    assert (srv.name, srv.address, srv.port, srv.protocol, srv.cipher, srv.enabled,
+            srv.udp_over_tcp) == ("home_1", "203.0.113.10", 65101, "shadowsocks", cipher, True,
+                                  uot)
     keys, problems = config.load_secrets(tmp_path)
     assert problems == []
-    assert keys.key("home_1") == CLIENT.key
+    assert keys.key("home_1") == client.key
+    assert config.key_problem(srv.cipher, client.key) is None  # bondingd takes the key
 
 
 def test_uci_batch_with_real_uci(tmp_path: Path) -> None:

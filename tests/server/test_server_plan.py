@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -80,14 +81,15 @@ def test_shaping_per_client_both_directions() -> None:
 
 
 def test_units_and_proxy_config() -> None:
-    cfg = ServerConfig("203.0.113.10", True, "bonding-server")
+    cfg = ServerConfig("203.0.113.10", True, "bonding-server", proxy="shadowsocks-libev")
     units = plan.units(cfg, FACTS)
     tmpl = units["/etc/systemd/system/bonding-server@.service"]
     assert "User=bonding-server\n" in tmpl
-    assert "LoadCredential=ss.json:/srv/bs/run/%i.ss.json\n" in tmpl
+    assert "LoadCredential=proxy.json:/srv/bs/run/%i.ss.json\n" in tmpl
     assert ("ExecStart=/usr/bin/mptcpize run /usr/bin/ss-server -c "
-            "${CREDENTIALS_DIRECTORY}/ss.json\n") in tmpl
+            "${CREDENTIALS_DIRECTORY}/proxy.json\n") in tmpl
     assert "Restart=always" in tmpl
+    assert "GODEBUG" not in tmpl
     svc = units["/etc/systemd/system/bonding-server.service"]
     assert "ExecStart=/usr/bin/bonding-server --state-dir /srv/bs apply\n" in svc
     assert "net.mptcp.enabled = 1" in units["/etc/sysctl.d/90-bonding-server.conf"]
@@ -97,6 +99,35 @@ def test_units_and_proxy_config() -> None:
                   "timeout": plan.SS_TIMEOUT_S, "no_delay": True, "fast_open": False}
     assert plan.ss_command(FACTS, "/x.json", "nobody") == [
         "/usr/bin/mptcpize", "run", "/usr/bin/ss-server", "-c", "/x.json", "-a", "nobody"]
+    run = plan.proxy_run("shadowsocks-libev", FACTS, "/x.json", "nobody")
+    assert (run.user, run.config_on_stdin, run.env) == (None, False, {})  # ss-server drops -a
+
+
+def test_sing_box_units_and_proxy_config() -> None:
+    cfg = ServerConfig("203.0.113.10", True, "bonding-server", proxy="sing-box")
+    tmpl = plan.units(cfg, FACTS)["/etc/systemd/system/bonding-server@.service"]
+    assert "Description=bonding-server: sing-box proxy for client %i\n" in tmpl
+    assert "User=bonding-server\n" in tmpl
+    assert "LoadCredential=proxy.json:/srv/bs/run/%i.sing-box.json\n" in tmpl
+    assert "Environment=GODEBUG=multipathtcp=0\n" in tmpl
+    assert ("ExecStart=/usr/bin/sing-box run --disable-color -c "
+            "${CREDENTIALS_DIRECTORY}/proxy.json\n") in tmpl
+    assert "mptcpize" not in tmpl
+    sb = json.loads(plan.proxy_config("sing-box", A, True))
+    (inb,) = sb["inbounds"]
+    # MPTCP on the clients' listener only; the outbound is plain (GODEBUG keeps Go's default
+    # MPTCP listener off everywhere tcp_multi_path does not ask for it)
+    assert inb == {"type": "shadowsocks", "tag": "client", "listen": "::", "listen_port": 65101,
+                   "tcp_multi_path": True, "method": A.cipher, "password": A.key}
+    assert sb["outbounds"] == [{"type": "direct", "tag": "internet"}]
+    assert sb["route"] == {"final": "internet"}
+    assert json.loads(plan.proxy_config("sing-box", A, False))["inbounds"][0]["listen"] == \
+        "0.0.0.0"
+    run = plan.proxy_run("sing-box", FACTS, "/srv/bs/run/a.sing-box.json", "nobody")
+    # the supervisor starts it as the proxy user and hands it the root-only config on stdin
+    assert run.argv == ("/usr/bin/sing-box", "run", "--disable-color", "-c", "stdin")
+    assert (run.user, run.config_on_stdin, dict(run.env)) == (
+        "nobody", True, {"GODEBUG": "multipathtcp=0"})
 
 
 # --- init, idempotent -----------------------------------------------------------------------------
@@ -155,9 +186,12 @@ def test_init_errors(tmp_path: Path) -> None:
         service.init(FakeHost(), store, service.InitOptions(public_address="203.0.113.10",
                                                             systemd=True))
     host = FakeHost()
-    host.missing = {"ss-server"}
+    host.missing = {"sing-box", "ss-server"}  # no sing-box: ss-libev, and that is missing too
     with pytest.raises(ServerError, match=r"ss-server \(apt-get install shadowsocks-libev\)"):
         _init(host, store)
+    host.missing = {"sing-box"}
+    with pytest.raises(ServerError, match=r"missing: sing-box \(install sing-box 1.12 or later"):
+        _init(host, store, proxy="sing-box")
     with pytest.raises(ServerError, match="user 'bonding-server' does not exist"):
         _init(FakeHost(), store, user=None)
     with pytest.raises(UsageError, match="interface 'eth9' does not exist"):
@@ -165,8 +199,67 @@ def test_init_errors(tmp_path: Path) -> None:
     assert not store.server_file.exists()  # nothing written by a failed init
     out = service.init(FakeHost(), store, service.InitOptions(user="nobody"))
     assert "no systemd" in out.steps[0].detail  # the default where systemd does not run
-    assert out.notes == ["public address 203.0.113.10 (from the routing table; pass "
+    assert out.notes == ["proxy sing-box (installed; choose with --proxy)",
+                         "public address 203.0.113.10 (from the routing table; pass "
                          "--public-address if the clients see another one)"]
+
+
+def test_sing_box_is_the_default_when_installed_and_ss_libev_stays_selectable(
+        tmp_path: Path) -> None:
+    host = FakeHost()
+    host.missing = {"sing-box"}
+    out = _init(host, Store(tmp_path / "a"))
+    assert store_proxy(tmp_path / "a") == "shadowsocks-libev"
+    assert "proxy shadowsocks-libev (sing-box is not installed; choose with --proxy)" in out.notes
+    _init(FakeHost(), Store(tmp_path / "b"))
+    assert store_proxy(tmp_path / "b") == "sing-box"
+    _init(FakeHost(), Store(tmp_path / "c"), proxy="shadowsocks-libev")
+    assert store_proxy(tmp_path / "c") == "shadowsocks-libev"
+    _init(FakeHost(), Store(tmp_path / "c"))  # a later init keeps the choice
+    assert store_proxy(tmp_path / "c") == "shadowsocks-libev"
+
+
+def store_proxy(state: Path) -> str:
+    return Store(state).require_server().proxy
+
+
+def test_switching_the_proxy_rewrites_the_configs_and_keeps_the_clients(tmp_path: Path) -> None:
+    host, store = FakeHost(), Store(tmp_path / "s")
+    _init(host, store, proxy="shadowsocks-libev")
+    old = _add(host, store, "old")  # chacha20-ietf-poly1305: both proxies speak it
+    assert old.cipher == "chacha20-ietf-poly1305"
+    assert store.proxy_config_path("old", "ss").exists()
+    _init(host, store, proxy="sing-box")
+    assert not store.proxy_config_path("old", "ss").exists()
+    inb = json.loads(store.proxy_config_path("old", "sing-box").read_bytes())["inbounds"][0]
+    assert (inb["method"], inb["password"]) == (old.cipher, old.key)
+    new = _add(host, store, "new")
+    assert new.cipher == "2022-blake3-aes-128-gcm"
+    # ss-libev cannot serve a Shadowsocks-2022 client: refused, nothing changed
+    before = _files(store), store.require_server()
+    with pytest.raises(UsageError, match=r"shadowsocks-libev does not speak the cipher of "
+                                         r"client\(s\) new \(2022-blake3-aes-128-gcm\)"):
+        _init(host, store, proxy="shadowsocks-libev")
+    assert (_files(store), store.require_server()) == before
+
+
+@pytest.mark.parametrize(("cipher", "size"), [(None, 16), ("2022-blake3-chacha20-poly1305", 32),
+                                              ("chacha20-ietf-poly1305", None)])
+def test_add_client_cipher(tmp_path: Path, cipher: str | None, size: int | None) -> None:
+    host, store = _ready(tmp_path)
+    c, _, _ = service.add_client(host, store, service.AddOptions("a", cipher=cipher))
+    assert c.cipher == (cipher or "2022-blake3-aes-128-gcm")
+    if size is not None:
+        assert len(base64.b64decode(c.key)) == size
+
+
+def test_add_client_cipher_the_proxy_does_not_speak(tmp_path: Path) -> None:
+    host, store = FakeHost(), Store(tmp_path / "s")
+    _init(host, store, proxy="shadowsocks-libev")
+    with pytest.raises(UsageError, match="bad cipher '2022-blake3-aes-128-gcm'"):
+        service.add_client(host, store, service.AddOptions(
+            "a", cipher="2022-blake3-aes-128-gcm"))
+    assert store.names() == []
 
 
 # --- clients --------------------------------------------------------------------------------------
@@ -191,7 +284,8 @@ def test_add_client_applies_limit_and_keeps_counters(tmp_path: Path) -> None:
     a = _add(host, store, "a", "20")
     assert (a.port, a.rate_mbit) == (65101, 20.0)
     assert store.load("a") == a
-    assert json.loads(store.ss_config_path("a").read_bytes())["password"] == a.key
+    sb = json.loads(store.proxy_config_path("a", "sing-box").read_bytes())
+    assert sb["inbounds"][0]["password"] == a.key
     assert any("classid 1:fe4d htb rate 20000kbit" in x for x in host.tc["eth0"])
     host.counters = {"c_a_out": (10, 12345)}
     b = _add(host, store)  # default name and the next port
@@ -247,7 +341,7 @@ def test_failed_apply_rolls_the_new_record_back(tmp_path: Path) -> None:
     assert e.value.exit_code == 1
     assert _files(store) == before
     assert host.table == table  # the firewall went back to the old client list
-    assert not store.ss_config_path("b").exists()
+    assert not store.proxy_config_path("b", "sing-box").exists()
 
 
 def test_remove_client(tmp_path: Path) -> None:
@@ -257,7 +351,7 @@ def test_remove_client(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="unknown client 'nosuch'"):
         service.remove_client(host, store, "nosuch")
     service.remove_client(host, store, "a")
-    assert store.names() == ["b"] and not store.ss_config_path("a").exists()
+    assert store.names() == ["b"] and not store.proxy_config_path("a", "sing-box").exists()
     assert "eth0" not in host.tc  # no client with a limit left: the shaping is gone
     assert "c_a_in" not in (host.table or "") and "c_b_in" in (host.table or "")
 
@@ -286,7 +380,9 @@ def test_cli_flow_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     code, out, err = _main(capsys, host, state, "add-client", "--name", "lab", "--json")
     assert code == 0, err
     lab = json.loads(out)
-    assert set(lab) == {"name", "address", "port", "protocol", "cipher", "key", "rate_mbit"}
+    assert set(lab) == {"name", "address", "port", "protocol", "cipher", "key", "rate_mbit",
+                        "udp_over_tcp"}
+    assert (lab["cipher"], lab["udp_over_tcp"]) == ("2022-blake3-aes-128-gcm", True)
     assert "no supervisor is running" in err
     code, out, _ = _main(capsys, host, state, "show-client", "lab")
     assert code == 0 and f"\toption key '{lab['key']}'\n" in out
@@ -307,9 +403,11 @@ def test_cli_flow_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert code == 2 and json.loads(out) == {"error": err.split("error: ", 1)[1].strip(),
                                              "exit": 2}
     assert _files(Store(state)) == before
-    host.missing = {"mptcpize"}
+    host.missing = {"sing-box"}
     code, _, err = _main(capsys, host, state, "add-client", "--name", "x")
-    assert code == 1 and "mptcpize (apt-get install mptcpize)" in err
+    assert code == 1 and "missing: sing-box (install sing-box" in err
+    code, _, err = _main(capsys, host, state, "add-client", "--name", "x", "--cipher", "rc4")
+    assert code == 2 and "bad cipher 'rc4'" in err
     assert _files(Store(state)) == before
 
 

@@ -45,7 +45,7 @@ class Solo(World):
                 names.append(Path(f"/proc/{pid}/comm").read_text().strip())
             except OSError:
                 continue
-        return sorted(n for n in names if n == "ss-server")
+        return sorted(n for n in names if n in ("sing-box", "ss-server"))
 
 
 @pytest.fixture
@@ -85,12 +85,12 @@ def test_start_reload_stop_and_kernel_state(solo: Solo) -> None:
     assert "supervisor started" in r.stderr
     rows = _rows(solo)
     assert all(rows[n]["running"] and rows[n]["listening"] for n in ("a", "b")), rows
-    assert solo.proxies() == ["ss-server", "ss-server"]
+    assert solo.proxies() == ["sing-box", "sing-box"]  # the default where it is installed
     r = solo.cli("start")
     assert r.returncode == 0 and "runs already" in r.stderr
 
     solo.cli_json("remove-client", "b")  # the supervisor is told (SIGHUP) and stops b's proxy
-    wait_for(lambda: solo.proxies() == ["ss-server"], 10, "b's proxy gone")
+    wait_for(lambda: solo.proxies() == ["sing-box"], 10, "b's proxy gone")
     assert set(_rows(solo)) == {"a"}
 
     r = solo.cli("stop")
@@ -131,5 +131,5 @@ def test_many_clients_added_at_once_are_each_isolated(solo: Solo) -> None:
     solo.start_supervisor()
     st = solo.wait_running([c["name"] for c in added])
     pids = {r["pid"] for r in st["clients"]}
-    assert len(pids) == 12  # one ss-server per client
-    assert solo.proxies() == ["ss-server"] * 12
+    assert len(pids) == 12  # one proxy per client
+    assert solo.proxies() == ["sing-box"] * 12

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,7 @@ GOOD: list[tuple[str, str, str | tuple[str, ...], str, object]] = [
     ("server", "cipher", "2022-blake3-chacha20-poly1305", "cipher",
      "2022-blake3-chacha20-poly1305"),
     ("server", "enabled", "0", "enabled", False),
+    ("server", "udp_over_tcp", "1", "udp_over_tcp", True),
     ("path", "interface", "wan_6", "interface", "wan_6"),
     ("path", "device", "wwan0.1", "device", "wwan0.1"),
     ("path", "device", "x" * 15, "device", "x" * 15),
@@ -277,6 +279,7 @@ BAD: list[tuple[str, str, str, str]] = [
     ("server", "priority", "1001", "out of range: use 0–1000"),
     ("server", "priority", "first", "not a whole number: use 0–1000"),
     ("server", "enabled", "maybe", "not a boolean"),
+    ("server", "udp_over_tcp", "yes please", "not a boolean"),
     ("path", "interface", "wan-2", "not a netifd interface name"),
     ("path", "interface", "a" * 16, "not a netifd interface name"),
     ("path", "device", "eth/0", "not a network device name"),
@@ -700,7 +703,7 @@ def test_as_dict_is_plain_data() -> None:
     assert d["globals"]["probe_targets"] == ("192.0.2.1", "198.51.100.1")
     assert d["servers"] == [{"name": "vps", "address": "203.0.113.1", "port": 443,
                              "protocol": "shadowsocks", "cipher": "chacha20-ietf-poly1305",
-                             "enabled": True, "priority": 10}]
+                             "enabled": True, "priority": 10, "udp_over_tcp": False}]
     assert [p["name"] for p in d["paths"]] == ["wan1", "lte"]
     assert d["usb"] == {"auto_dhcp": True, "modem_mbim": True, "metric_base": 40, "apn": None}
     assert set(d["globals"]) == {f for f in Globals.__dataclass_fields__}
@@ -851,3 +854,24 @@ def test_secrets_unknown_option_and_section_are_warnings(tmp_path: Path) -> None
     secrets, problems = config.load_secrets(tmp_path)
     assert secrets.key("vps1") == SECRET
     assert where(problems) == [(WARNING, "vps1", "uuid", None), (WARNING, "c", None, None)]
+
+
+@pytest.mark.parametrize(("cipher", "key", "problem"), [
+    ("chacha20-ietf-poly1305", "any password at all", None),
+    ("2022-blake3-aes-128-gcm", base64.b64encode(b"k" * 16).decode(), None),
+    ("2022-blake3-aes-256-gcm", base64.b64encode(b"k" * 32).decode(), None),
+    ("2022-blake3-chacha20-poly1305", base64.b64encode(b"k" * 32).decode(), None),
+    ("2022-blake3-aes-128-gcm", base64.b64encode(b"k" * 32).decode(),
+     "decodes to 32 bytes; cipher 2022-blake3-aes-128-gcm needs exactly 16"),
+    ("2022-blake3-chacha20-poly1305", base64.b64encode(b"k" * 16).decode(),
+     "decodes to 16 bytes; cipher 2022-blake3-chacha20-poly1305 needs exactly 32"),
+    ("2022-blake3-aes-128-gcm", "not-base64-at-all!", "not base64"),
+])
+def test_shadowsocks_2022_keys_are_base64_of_the_cipher_size(cipher: str, key: str,
+                                                             problem: str | None) -> None:
+    got = config.key_problem(cipher, key)
+    if problem is None:
+        assert got is None
+    else:
+        assert got is not None and problem in got and key not in got
+        assert "openssl rand -base64" in got

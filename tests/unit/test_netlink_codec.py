@@ -164,6 +164,9 @@ def test_single_hop_route_round_trip() -> None:
                                prefsrc="192.0.2.1")
     dev_only = rtnl.encode_route(5, "default", 0, [Nexthop(None, 9)])
     assert dev_only[6] == rtnl.RT_SCOPE_LINK  # a route without gateway is scope link
+    tos = rtnl.encode_route(254, "default", 0, [Nexthop(None, 1)], tos=0x1C)
+    assert tos[3] == 0x1C and dev_only[3] == 0  # rtm_tos: only packets of that TOS match
+    assert rtnl.parse_route(Message(rtnl.RTM_NEWROUTE, 0, 0, 0, tos)).tos == 0x1C
     v6 = rtnl.encode_route(300, "2001:db8::", 32, [Nexthop("fe80::1", 2), Nexthop("fe80::2", 3)])
     r6 = rtnl.parse_route(Message(rtnl.RTM_NEWROUTE, 0, 0, 0, v6))
     assert r6.family == socket.AF_INET6 and r6.dst == "2001:db8::" and len(r6.nexthops) == 2

@@ -2,32 +2,44 @@
 
 Every backend listens on 127.0.0.1:tproxy_port for the connections and datagrams nftables hands
 it by tproxy, and speaks Shadowsocks (an AEAD cipher: encrypted and authenticated) over Multipath
-TCP to the first enabled aggregation server:
+TCP to an aggregation server (:func:`launch` takes the one to use, or the first enabled one):
 
-- ``shadowsocks-libev``: ``mptcpize run ss-redir -c FILE -T [-u]`` (mptcpize turns its TCP
-  sockets into MPTCP ones; Debian, the lab and CI).  The JSON file holds the key: mode 0600.
+- ``sing-box``: ``sing-box run -c FILE``; a ``tproxy`` inbound and a ``shadowsocks`` outbound
+  with ``tcp_multi_path`` and ``routing_mark`` (sing-box's option/ structs; checked by the
+  real binary in the tests).  With the server's ``udp_over_tcp``, UDP rides the bonded MPTCP
+  connection (UDP over TCP v2), one per LAN flow, and so survives the death of the link it
+  used; DNS (UDP port 53) takes Shadowsocks UDP instead, through a second outbound: a query is
+  short and retried, and is not worth an MPTCP connection of its own.  Run with
+  ``GODEBUG=multipathtcp=0``, as upstream's release builds are linked: Go would otherwise make
+  every listener MPTCP, the tproxy one too; ``tcp_multi_path`` still asks for it where wanted.
 - ``xray``: ``xray run -c FILE``; a ``dokodemo-door`` inbound with ``followRedirect`` and
   ``sockopt.tproxy = "tproxy"``, a ``shadowsocks`` outbound with ``sockopt.tcpMptcp`` and
   ``sockopt.mark``.  Field names are those of Xray-core's infra/conf structs.
-- ``sing-box``: ``sing-box run -c FILE``; a ``tproxy`` inbound and a ``shadowsocks`` outbound
-  with ``tcp_multi_path`` and ``routing_mark`` (sing-box's option/ structs).
+- ``shadowsocks-libev``: ``mptcpize run ss-redir -c FILE -T [-u]`` (mptcpize turns its TCP
+  sockets into MPTCP ones; Debian, the lab's fallback).
 
-UDP: ss-libev relays it over Shadowsocks UDP, xray and sing-box too (``network``).  The proxy's
-own connections are marked with :func:`bonding.dataplane.nft.proxy_mark` where the backend can
-(ss-libev cannot, and needs not: see bonding.dataplane.nft).
+UDP otherwise goes over Shadowsocks UDP.  sing-box sends it from a connected socket whose source
+address is fixed when the flow starts: the flow dies with its link (measured in the lab).
+ss-redir sends from an unbound socket: its datagrams follow the server's route once bondingd
+moves it off a dead link, and the server sees the flow come from a new address.  Every JSON file
+holds the key: mode 0600.
+The proxy's own connections are marked with :func:`bonding.dataplane.nft.proxy_mark` where the
+backend can (ss-libev cannot, and needs not: see bonding.dataplane.nft).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import subprocess
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from bonding.config import Config, Secrets, Server
+from bonding.config import Config, Secrets, Server, key_problem
 from bonding.dataplane.nft import LISTEN_ADDRESS, proxy_mark
 
 # Where a procd or systemd service finds programs, after $PATH.
@@ -35,9 +47,11 @@ SEARCH_DIRS: Final = ("/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin
                       "/usr/local/bin")
 SS_LIBEV_CIPHERS: Final = ("chacha20-ietf-poly1305", "aes-256-gcm", "aes-128-gcm")
 SS_TIMEOUT_S: Final = 600  # idle TCP connections are closed after this (ss-libev "timeout")
-XRAY_LOG: Final = {"debug": "debug", "info": "info", "notice": "warning", "warning": "warning",
-                   "error": "error"}
-SING_BOX_LOG: Final = {"debug": "debug", "info": "info", "notice": "warn", "warning": "warn",
+# bondingd's log level → the proxy's.  Both log every connection at "info": that is for
+# bondingd's debug level only, or logd would be flooded.
+XRAY_LOG: Final = {"debug": "info", "info": "warning", "notice": "warning",
+                   "warning": "warning", "error": "error"}
+SING_BOX_LOG: Final = {"debug": "info", "info": "warn", "notice": "warn", "warning": "warn",
                        "error": "error"}
 
 
@@ -54,10 +68,12 @@ class Launch:
     argv: tuple[str, ...]
     files: Mapping[str, str] = field(default_factory=dict)
     server: str = ""  # the server section it connects to
+    env: Mapping[str, str] = field(default_factory=dict)  # added to bondingd's environment
 
     def key(self) -> tuple[object, ...]:
         """Equal keys: the running process already does what this launch asks."""
-        return (self.backend, self.argv, tuple(sorted(self.files.items())))
+        return (self.backend, self.argv, tuple(sorted(self.files.items())),
+                tuple(sorted(self.env.items())))
 
 
 @dataclass(frozen=True)
@@ -98,13 +114,16 @@ def find(backend: str, path: str) -> dict[str, str]:
     return found
 
 
-def pick_server(cfg: Config, secrets: Secrets) -> tuple[Server, str]:
-    """The preferred enabled server (by priority, then file order) and its key."""
-    enabled = cfg.ordered_servers()
-    if not enabled:
-        raise BackendError("no enabled server: add a 'config server' section (bonding-server "
-                           "add-client prints one)")
-    server = enabled[0]
+def pick_server(cfg: Config, secrets: Secrets, server: Server | None = None,
+                ) -> tuple[Server, str]:
+    """`server` (default: the preferred enabled one, by priority then file order) and its key,
+    checked for its cipher."""
+    if server is None:
+        enabled = cfg.ordered_servers()
+        if not enabled:
+            raise BackendError("no enabled server: add a 'config server' section "
+                               "(bonding-server add-client prints one)")
+        server = enabled[0]
     key = secrets.key(server.name)
     if key is None:
         raise BackendError(f"no key for server '{server.name}': add it to "
@@ -113,6 +132,10 @@ def pick_server(cfg: Config, secrets: Secrets) -> tuple[Server, str]:
     if server.protocol != "shadowsocks":
         raise BackendError(f"server '{server.name}': protocol '{server.protocol}' is not "
                            "supported by the data plane yet: use shadowsocks")
+    bad = key_problem(server.cipher, key)
+    if bad is not None:
+        raise BackendError(f"server '{server.name}': {bad}; fix option key in "
+                           f"/etc/config/bonding_secrets (config server '{server.name}')")
     return server, key
 
 
@@ -143,8 +166,7 @@ def ss_libev_config(cfg: Config, server: Server, key: str) -> dict[str, Any]:
     }
 
 
-def ss_libev(cfg: Config, secrets: Secrets, run_dir: Path, path: str) -> Launch:
-    server, key = pick_server(cfg, secrets)
+def ss_libev(cfg: Config, server: Server, key: str, run_dir: Path, path: str) -> Launch:
     conf = ss_libev_config(cfg, server, key)
     bins = find("shadowsocks-libev", path)
     file = run_dir / "ss-redir.json"
@@ -189,26 +211,32 @@ def xray_config(cfg: Config, server: Server, key: str) -> dict[str, Any]:
 
 
 def _run_json(program: str, make: Callable[[Config, Server, str], dict[str, Any]],
-              cfg: Config, secrets: Secrets, run_dir: Path, path: str) -> Launch:
-    """`PROGRAM run -c RUN_DIR/PROGRAM.json` with the config `make` builds (xray, sing-box)."""
-    server, key = pick_server(cfg, secrets)
+              cfg: Config, server: Server, key: str, run_dir: Path, path: str, *,
+              flags: tuple[str, ...] = (), env: Mapping[str, str] | None = None) -> Launch:
+    """`PROGRAM run [FLAGS] -c RUN_DIR/PROGRAM.json` with the config `make` builds."""
     bins = find(program, path)
     file = run_dir / f"{program}.json"
-    return Launch(program, program, (bins[program], "run", "-c", str(file)),
-                  {file.name: _json(make(cfg, server, key))}, server.name)
+    return Launch(program, program, (bins[program], "run", *flags, "-c", str(file)),
+                  {file.name: _json(make(cfg, server, key))}, server.name, env or {})
 
 
-def xray(cfg: Config, secrets: Secrets, run_dir: Path, path: str) -> Launch:
-    return _run_json("xray", xray_config, cfg, secrets, run_dir, path)
+def xray(cfg: Config, server: Server, key: str, run_dir: Path, path: str) -> Launch:
+    return _run_json("xray", xray_config, cfg, server, key, run_dir, path)
 
 
 # --- sing-box ---------------------------------------------------------------------------------
 
+SING_BOX_ENV: Final = {"GODEBUG": "multipathtcp=0"}  # MPTCP only where tcp_multi_path asks
+SING_BOX_FLAGS: Final = ("--disable-color",)  # plain lines for bondingd's log
+DNS_PORT: Final = 53
+UDP_TIMEOUT_S: Final = 60  # a UDP flow is forgotten this long after its last packet
+
+
 def sing_box_config(cfg: Config, server: Server, key: str) -> dict[str, Any]:
-    """sing-box JSON: tproxy in, shadowsocks over MPTCP (tcp_multi_path) out."""
+    """sing-box JSON: tproxy in, Shadowsocks over MPTCP (tcp_multi_path) out."""
     g = cfg.globals
     inbound: dict[str, Any] = {"type": "tproxy", "tag": "tproxy-in", "listen": LISTEN_ADDRESS,
-                               "listen_port": g.tproxy_port}
+                               "listen_port": g.tproxy_port, "udp_timeout": UDP_TIMEOUT_S}
     outbound: dict[str, Any] = {
         "type": "shadowsocks",
         "tag": "bonding",
@@ -219,34 +247,59 @@ def sing_box_config(cfg: Config, server: Server, key: str) -> dict[str, Any]:
         "tcp_multi_path": True,
         "routing_mark": proxy_mark(g.tproxy_mask),
     }
+    outbounds = [outbound]
+    route: dict[str, Any] = {"final": "bonding"}
     if not g.proxy_udp:
         inbound["network"] = "tcp"
+        del inbound["udp_timeout"]
         outbound["network"] = "tcp"
+    elif server.udp_over_tcp:
+        outbound["udp_over_tcp"] = {"enabled": True, "version": 2}
+        dns = {k: v for k, v in outbound.items() if k not in ("tcp_multi_path", "udp_over_tcp")}
+        outbounds.append({**dns, "tag": "bonding-dns", "network": "udp"})
+        # (a rule without "action" routes to its "outbound": sing-box before 1.11 reads it too)
+        route["rules"] = [{"network": "udp", "port": DNS_PORT, "outbound": "bonding-dns"}]
     return {
         "log": {"level": SING_BOX_LOG.get(g.log_level, "warn"), "timestamp": False},
         "inbounds": [inbound],
-        "outbounds": [outbound],
-        "route": {"final": "bonding"},
+        "outbounds": outbounds,
+        "route": route,
     }
 
 
-def sing_box(cfg: Config, secrets: Secrets, run_dir: Path, path: str) -> Launch:
-    return _run_json("sing-box", sing_box_config, cfg, secrets, run_dir, path)
+def sing_box(cfg: Config, server: Server, key: str, run_dir: Path, path: str) -> Launch:
+    return _run_json("sing-box", sing_box_config, cfg, server, key, run_dir, path,
+                     flags=SING_BOX_FLAGS, env=SING_BOX_ENV)
 
 
 BACKENDS: Final = {"shadowsocks-libev": ss_libev, "xray": xray, "sing-box": sing_box}
 
 
 def launch(cfg: Config, secrets: Secrets, run_dir: Path, path: str | None = None, *,
-           server: str | None = None) -> Launch:
-    """What to run for cfg.globals.proxy (not 'none') towards `server` (a server section's
-    name; None: the preferred enabled one); BackendError says why not."""
+           server: Server | None = None) -> Launch:
+    """What to run for cfg.globals.proxy (not 'none') towards `server` (default: the preferred
+    enabled one); BackendError says why not."""
     backend = cfg.globals.proxy
     if backend not in BACKENDS:
         raise BackendError(f"unknown proxy '{backend}'")
-    if server is not None:
-        chosen = cfg.server(server)
-        if chosen is None or not chosen.enabled:
-            raise BackendError(f"server '{server}' is not an enabled server section")
-        cfg = replace(cfg, servers=(chosen,))  # the generators take the preferred server
-    return BACKENDS[backend](cfg, secrets, run_dir, search_path(path))
+    srv, key = pick_server(cfg, secrets, server)
+    return BACKENDS[backend](cfg, srv, key, run_dir, search_path(path))
+
+
+VERSION_ARGS: Final = {"sing-box": ("version",), "xray": ("version",), "ss-redir": ("-h",)}
+
+
+def program_version(backend: str, path: str | None = None) -> str:
+    """The backend and its program's version, like 'sing-box 1.14.4' (the demo prints it);
+    BackendError when the program is missing or names no version."""
+    program = BINARIES[backend][0].name
+    where = find(backend, search_path(path))[program]
+    try:
+        r = subprocess.run([where, *VERSION_ARGS[program]], capture_output=True, text=True,
+                           timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise BackendError(f"{where}: cannot run it: {e}") from None
+    m = re.search(r"(\d+\.\d+(?:\.\d+)?)", r.stdout + r.stderr)
+    if m is None:
+        raise BackendError(f"{where} printed no version")
+    return f"{backend} {m.group(1)}"

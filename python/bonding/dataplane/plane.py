@@ -10,7 +10,9 @@
 The nftables table is loaded while the proxy runs or is being restarted, and removed while it is
 failed or disabled: LAN traffic then takes the router's ordinary routes (fail open, not bonded)
 instead of being handed to a proxy that is not there.  A reload that changes nothing about the
-proxy keeps the process and its connections.
+proxy keeps the process and its connections.  While the proxy is sing-box, the route of
+bonding.dataplane.anchor keeps its network monitor from closing every connection when a WAN's
+default route changes.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from bonding.config import Config, Problem, Secrets, load_secrets
 from bonding.core.plan import TproxyWant
 from bonding.dataplane import backends, nft
+from bonding.dataplane.anchor import Anchor
 from bonding.dataplane.backends import BackendError
 from bonding.dataplane.supervisor import State, Supervisor
 
@@ -42,7 +45,7 @@ class DataPlane:
     def __init__(self, run_dir: Path, *, on_change: Callable[[], None] | None = None,
                  path: str | None = None, nft_cmd: str = "nft", fw4: bool | None = None,
                  cc_available: Callable[[], tuple[str, ...]] = available_congestion_control,
-                 ) -> None:
+                 anchor: Anchor | None = None) -> None:
         self.run_dir = run_dir
         self.on_change = on_change
         self.path = path
@@ -57,6 +60,8 @@ class DataPlane:
         self._path_congctl: dict[str, str | None] = {}
         self.nft_error = ""
         self.cc_error = ""
+        self.anchor = anchor or Anchor()
+        self.anchor_error = ""
         self._removed_once = False  # a table left by an earlier bondingd is removed once
         self._cfg: Config | None = None
         self._secrets: Secrets | None = None
@@ -75,6 +80,7 @@ class DataPlane:
                                                 for p in cfg.paths})
         self._cfg = cfg
         self.server = server
+        self._anchor(g.enabled and g.proxy == "sing-box")
         if g.proxy == "none" or not g.enabled:
             self.ruleset = None
             self._tproxy = None
@@ -101,7 +107,12 @@ class DataPlane:
         assert cfg is not None and secrets is not None
 
         def make() -> backends.Launch:
-            return backends.launch(cfg, secrets, self.run_dir, self.path, server=server)
+            chosen = None
+            if server is not None:
+                chosen = cfg.server(server)
+                if chosen is None or not chosen.enabled:
+                    raise BackendError(f"server '{server}' is not an enabled server section")
+            return backends.launch(cfg, secrets, self.run_dir, self.path, server=chosen)
 
         try:
             launch = make()
@@ -131,6 +142,15 @@ class DataPlane:
         self.cc_error = "; ".join(errors)
         for e in errors:
             log.warning("%s", e)
+
+    def _anchor(self, want: bool) -> None:
+        try:
+            self.anchor.set(want)
+            self.anchor_error = ""
+        except OSError as e:
+            self.anchor_error = (f"route 'default dev lo tos {0x1c:#x}' (keeps sing-box's "
+                                 f"connections when a WAN's default route changes): {e}")
+            log.error("%s", self.anchor_error)
 
     # --- what routing needs ---------------------------------------------------------------------
     def tproxy(self) -> TproxyWant | None:
@@ -184,8 +204,8 @@ class DataPlane:
 
     def errors(self) -> list[str]:
         """Problems for the status' `errors` list (the proxy's own are in `proxy.error`)."""
-        return [e for e in (self.cc_error, self.nft_error and f"nftables: {self.nft_error}")
-                if e]
+        return [e for e in (self.cc_error, self.nft_error and f"nftables: {self.nft_error}",
+                            self.anchor_error) if e]
 
     async def close(self) -> None:
         """Stop the proxy, remove the nftables table and the fw4 include."""
@@ -198,4 +218,5 @@ class DataPlane:
             log.error("nftables: %s", e)
         self.nft.forget_include()
         self._tproxy = None
+        self._anchor(False)
 

@@ -41,7 +41,9 @@ STOP_TIMEOUT_S: Final = 3.0
 PID_FILE: Final = "proxy.pid"
 TAIL_LINES: Final = 5
 REPEAT_S: Final = 60.0
-_TIMESTAMP_RE: Final = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d\S*\s*")
+# What changes between two otherwise equal lines: ss-libev's date, sing-box's seconds counter.
+_TIMESTAMP_RE: Final = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d\S*\s*|"
+                                  r"(?<=^[A-Z]{4})\[\d+\]|(?<=^[A-Z]{5})\[\d+\]")
 
 
 class State(StrEnum):
@@ -177,7 +179,8 @@ class Supervisor:
                 try:
                     proc = await asyncio.create_subprocess_exec(
                         *launch.argv, stdin=asyncio.subprocess.DEVNULL, stdout=wfd,
-                        stderr=wfd, start_new_session=True)
+                        stderr=wfd, start_new_session=True,
+                        env={**os.environ, **launch.env} if launch.env else None)
                 except BaseException:
                     os.close(rfd)
                     raise

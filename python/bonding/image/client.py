@@ -6,8 +6,8 @@ Two forms are accepted (interfaces.md):
   section of /etc/config/bonding_secrets with ``option key``, and optionally the ``uci batch``
   heredoc that says the same again.  When both the sections and the batch are there they must
   agree.
-- the ``--json`` form: ``{"name", "address", "port", "protocol", "cipher", "key", "rate_mbit"}``
-  (a list of such objects is taken too).
+- the ``--json`` form: ``{"name", "address", "port", "protocol", "cipher", "key", "rate_mbit",
+  "udp_over_tcp"}`` (a list of such objects is taken too).
 
 Every value is checked with bondingd's own validators (`bonding.config`), so what is accepted here
 is what the router's daemon accepts, and each problem names the entry, the field and the value.
@@ -15,8 +15,6 @@ is what the router's daemon accepts, and each problem names the entry, the field
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 import shlex
@@ -29,14 +27,8 @@ from bonding import config, uci
 DEFAULT_CIPHER: Final = "chacha20-ietf-poly1305"  # what add-client hands out (interfaces.md)
 DEFAULT_PROTOCOL: Final = "shadowsocks"
 
-# Shadowsocks-2022 ciphers take a base64 key of exactly this many bytes (SIP022).
-_SS2022_KEY_BYTES: Final = {
-    "2022-blake3-aes-128-gcm": 16,
-    "2022-blake3-aes-256-gcm": 32,
-    "2022-blake3-chacha20-poly1305": 32,
-}
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9_]{1,32}")
-_FIELDS: Final = ("address", "port", "protocol", "cipher")
+_FIELDS: Final = ("address", "port", "protocol", "cipher", "udp_over_tcp")
 
 
 class ClientError(ValueError):
@@ -53,6 +45,7 @@ class ServerEntry:
     protocol: str
     cipher: str
     key: str
+    udp_over_tcp: bool = False  # the server takes UDP inside the bonded connection
 
 
 def _check_key(where: str, name: str, key: str, cipher: str) -> None:
@@ -64,16 +57,9 @@ def _check_key(where: str, name: str, key: str, cipher: str) -> None:
     errors = [p.message for p in problems if p.severity is config.Severity.ERROR]
     if errors:
         raise ClientError(f"{where}: key: " + "; ".join(errors))
-    need = _SS2022_KEY_BYTES.get(cipher)
-    if need is not None:
-        try:
-            raw = base64.b64decode(key, validate=True)
-        except (binascii.Error, ValueError):
-            raise ClientError(f"{where}: key is not base64, which cipher {cipher} needs "
-                              f"(a {need}-byte key: openssl rand -base64 {need})") from None
-        if len(raw) != need:
-            raise ClientError(f"{where}: key decodes to {len(raw)} bytes; cipher {cipher} "
-                              f"needs exactly {need}")
+    bad = config.key_problem(cipher, key)
+    if bad is not None:
+        raise ClientError(f"{where}: {bad}")
 
 
 def make_entry(where: str, name: str, options: Mapping[str, str], key: str | None) -> ServerEntry:
@@ -101,7 +87,8 @@ def make_entry(where: str, name: str, options: Mapping[str, str], key: str | Non
             else f"{p.option or 'section'}: {p.message}" for p in errors))
     (srv,) = cfg.servers
     _check_key(where, srv.name, key, srv.cipher)
-    return ServerEntry(srv.name, srv.address, srv.port, srv.protocol, srv.cipher, key)
+    return ServerEntry(srv.name, srv.address, srv.port, srv.protocol, srv.cipher, key,
+                       srv.udp_over_tcp)
 
 
 # --- the text form ------------------------------------------------------------------------------
@@ -242,9 +229,12 @@ def _json_entry(obj: Any, where: str) -> ServerEntry:
     for f in ("name", "address", "key", "protocol", "cipher"):
         if f in obj and not isinstance(obj[f], str):
             raise ClientError(f"{where}: '{f}' is {obj[f]!r}; a string")
+    uot = obj.get("udp_over_tcp", False)
+    if not isinstance(uot, bool):
+        raise ClientError(f"{where}: 'udp_over_tcp' is {uot!r}; true or false")
     opts = {"address": obj["address"], "port": str(port),
             "protocol": obj.get("protocol", DEFAULT_PROTOCOL),
-            "cipher": obj.get("cipher", DEFAULT_CIPHER)}
+            "cipher": obj.get("cipher", DEFAULT_CIPHER), "udp_over_tcp": str(int(uot))}
     return make_entry(where, obj["name"], opts, obj["key"])
 
 

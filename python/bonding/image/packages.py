@@ -57,7 +57,7 @@ PROXIES: Final[Mapping[str, Mapping[str, Entry]]] = {
         "openwrt/packages before 24.10); use --proxy xray or --proxy sing-box on the router "
         "(the server side speaks the same Shadowsocks AEAD ciphers)")),
 }
-DEFAULT_PROXY: Final = "xray"
+DEFAULT_PROXY: Final = "sing-box"  # the backend the lab and CI run (real sing-box)
 
 # Feature flags → packages.  Keys are the flag names without the leading "--".
 FEATURES: Final[Mapping[str, Mapping[str, Entry]]] = {

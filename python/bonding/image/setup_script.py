@@ -239,6 +239,7 @@ def render(plan: Plan) -> str:
             f"u set {b}.port={sq(str(s.port))}",
             f"u set {b}.protocol={sq(s.protocol)}",
             f"u set {b}.cipher={sq(s.cipher)}",
+            f"u set {b}.udp_over_tcp='{int(s.udp_over_tcp)}'",
             f"u set {b}.enabled='1'",
             f"u set bonding_secrets.{s.name}=server",
             f"u set bonding_secrets.{s.name}.key={sq(s.key)}",

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from bonding import __version__
 from bonding.lab.demo import run_demo
-from bonding.lab.topology import Lab, LabError, parse_links
+from bonding.lab.topology import PROXY_BACKEND, PROXY_TOOLS, Lab, LabError, parse_links
 
 DEFAULT_LINKS = "50/10ms,30/20ms,20/40ms"
 
@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
                          "traffic only")
     up.add_argument("--servers", type=int, choices=[1, 2], default=1,
                     help="aggregation servers (2: server failover; default: %(default)s)")
+    up.add_argument("--proxy", default=PROXY_BACKEND, choices=sorted(PROXY_TOOLS),
+                    help="the proxy on the router and the server (default: %(default)s)")
     up.add_argument("--json", action="store_true", help="describe the lab as JSON")
     sub.add_parser("down", help="kill everything in the lab and remove its namespaces")
     d = sub.add_parser("describe", help="namespaces, links, addresses, bondingd's files")
@@ -50,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                                        "kill a link, restore it, tear down")
     demo.add_argument("--links", default=DEFAULT_LINKS, help="default: %(default)s")
     demo.add_argument("--victim", default=None, help="the link to kill (default: the first)")
+    demo.add_argument("--proxy", default=PROXY_BACKEND, choices=sorted(PROXY_TOOLS),
+                      help="the proxy on the router and the server (default: %(default)s)")
     return p
 
 
@@ -86,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd in ("up", "describe"):
             if args.cmd == "up":
                 lab.up(parse_links(args.links), daemon=not args.no_daemon,
-                       proxy=not args.no_proxy, servers=args.servers)
+                       proxy=not args.no_proxy, backend=args.proxy, servers=args.servers)
             desc = lab.describe()
             if args.json:
                 print(json.dumps(desc, indent=2))
@@ -119,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 lab.server_blackhole(args.role, args.action == "blackhole")
         elif args.cmd == "demo":
-            return run_demo(parse_links(args.links), prefix=args.prefix, victim=args.victim)
+            return run_demo(parse_links(args.links), prefix=args.prefix, victim=args.victim,
+                            backend=args.proxy)
     except LabError as e:
         print(f"bonding-lab: {e}", file=sys.stderr)
         return 2

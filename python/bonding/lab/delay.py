@@ -278,11 +278,20 @@ def _run(cmd: list[str]) -> None:
         raise DelayError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
 
 
+def tool_path() -> str:
+    """$PATH with the venv's bin first: where tools/install-deps.sh puts sing-box."""
+    venv_bin = str(Path(sys.executable).parent)
+    rest = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d and d != venv_bin]
+    return os.pathsep.join([venv_bin, *rest])
+
+
 def python_env() -> dict[str, str]:
-    """The environment for a child Python that must import this package (as the lab runs it)."""
+    """The environment for a child Python that must import this package (as the lab runs it);
+    its $PATH finds the lab's tools (:func:`tool_path`)."""
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    env["PATH"] = tool_path()
     return env
 
 

@@ -1,10 +1,11 @@
 """`make demo`: the full path in the lab.
 
 One plain TCP connection (iperf3) from the LAN host to the target: the router hands it to its
-proxy, which carries it over every link as MPTCP subflows to the aggregation server, which
-speaks to the target.  The demo prints what each link carries against the header-limited
-capacity (Σ rate × 1448/1514), kills one link silently mid-transfer (nftables drop at its ISP),
-shows how fast bondingd noticed and that the transfer went on, restores it, and tears down.
+proxy (sing-box by default, on the server too; its name and version are printed), which carries
+it over every link as MPTCP subflows to the aggregation server, which speaks to the target.
+The demo prints what each link carries against the header-limited capacity (Σ rate ×
+1448/1514), kills one link silently mid-transfer (nftables drop at its ISP), shows how fast
+bondingd noticed and that the transfer went on, restores it, and tears down.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from bonding.lab.topology import Lab, LabError, LinkSpec
+from bonding.dataplane.backends import BackendError, program_version
+from bonding.lab.delay import tool_path
+from bonding.lab.topology import PROXY_BACKEND, Lab, LabError, LinkSpec
 from bonding.lab.traffic import (
     HEADER_RATIO,
     Rates,
@@ -47,15 +50,20 @@ def _watch(rates: Rates, seconds: float) -> list[dict[str, float]]:
 
 
 def run_demo(links: Sequence[LinkSpec], *, prefix: str = "bl", victim: str | None = None,
-             out: Callable[[str], object] = print) -> int:
+             out: Callable[[str], object] = print, backend: str = PROXY_BACKEND) -> int:
     lab = Lab(prefix)
     if lab.existing_namespaces():
         out(f"removing a lab '{prefix}' left from before")
         lab.down()
-    out(f"building the lab: {len(links)} links " + ", ".join(map(str, links))
-        + "; bonding-server on the server, bondingd + ss-redir on the router")
     try:
-        lab.up(links, proxy=True)
+        version = program_version(backend, tool_path())
+    except BackendError as e:
+        raise LabError(f"{e}; run `make deps`") from None
+    out(f"building the lab: {len(links)} links " + ", ".join(map(str, links))
+        + f"; proxy {version} on both ends: bonding-server on the server, bondingd on the "
+        "router")
+    try:
+        lab.up(links, proxy=True, backend=backend)
         # The set-up bench/run.py measures best for clean links: bbr for the first subflow
         # (the global default), cubic on each link (a path's own option).
         lab.set_options({x.name: {"congestion_control": "cubic"} for x in lab.load().links})
@@ -80,9 +88,9 @@ def _demo(lab: Lab, links: Sequence[LinkSpec], victim: str | None,
     proxy = lab.status()["proxy"]
     say("congestion control: bbr for the first subflow (global default), cubic on every link "
         "(option congestion_control per path: clean links)")
-    say(f"bondingd: all paths up; proxy {proxy['backend']} running (pid {proxy['pid']}); "
-        "MPTCP endpoints: " + ", ".join(f"{e.get('address')} id {e.get('id')}"
-                                          for e in endpoints(lab)))
+    say(f"bondingd: all paths up; proxy {program_version(proxy['backend'], tool_path())} "
+        f"running (pid {proxy['pid']}); MPTCP endpoints: "
+        + ", ".join(f"{e.get('address')} id {e.get('id')}" for e in endpoints(lab)))
     cap = sum(x.rate_mbit for x in links) * 1e6
     hcap = cap * HEADER_RATIO
     total = WARMUP_S + 3 * PHASE_S + 2

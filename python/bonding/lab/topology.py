@@ -5,9 +5,10 @@
                   ──wanN── ispN ──┘          └── target   (an internet host, 198.51.100.10)
 
 The full path (the default, `proxy=True`): the LAN host's ordinary TCP and UDP reach the router,
-whose bondingd runs the data plane (nftables tproxy on lan0, ss-redir under mptcpize), over all
-links as MPTCP subflows to the server, set up with `bonding-server` exactly as on a VPS (init
---no-systemd, add-client, run), which speaks to the target with its own address.  The lab's
+whose bondingd runs the data plane (nftables tproxy on lan0 and the proxy: sing-box by default,
+or ss-redir under mptcpize), over all links as MPTCP subflows to the server, set up with
+`bonding-server` exactly as on a VPS (init --no-systemd --proxy, add-client, run) with the same
+proxy, which speaks to the target with its own address.  The lab's
 bypass list leaves out the documentation ranges of the server and the target, so its
 "internet" is proxied.  With `servers=2` a second aggregation server is set up the same way and
 bondingd gets both (sections 'lab' and 'lab2', the first preferred): server failover.
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bonding import config, uci
-from bonding.lab.delay import python_env, setup_delay, start_delay
+from bonding.lab.delay import python_env, setup_delay, start_delay, tool_path
 
 STATE_ROOT = Path("/run/bonding-lab")
 SERVER_ADDR = "203.0.113.10"
@@ -56,12 +57,25 @@ QUEUE_MS = 50  # tbf queue: 50 ms of the link's rate, like a typical ISP shaper
 DELAY_TABLE = 10
 LAN_DEVICE = "lan0"
 CLIENT_NAME = "lab"
-PROXY_BACKEND = "shadowsocks-libev"
+PROXY_BACKEND = "sing-box"  # on both ends; "shadowsocks-libev" is the fallback
 # The built-in bypass list without the ranges the lab's internet lives in.
 LAB_BYPASS = tuple(n for n in config.DEFAULT_BYPASS
                    if n not in ("198.51.100.0/24", "203.0.113.0/24"))
-PROXY_TOOLS = {"ss-redir": "shadowsocks-libev", "ss-server": "shadowsocks-libev",
-               "mptcpize": "mptcpize"}
+# What each proxy needs on this machine (program → how to get it).
+PROXY_TOOLS = {
+    "sing-box": {"sing-box": "make deps (tools/install-deps.sh puts it in .venv/bin)"},
+    "shadowsocks-libev": {"ss-redir": "apt-get install shadowsocks-libev",
+                          "ss-server": "apt-get install shadowsocks-libev",
+                          "mptcpize": "apt-get install mptcpize"},
+}
+
+
+def missing_proxy_tools(backend: str) -> list[str]:
+    """The programs of `backend` the lab cannot find, each with how to get it."""
+    if backend not in PROXY_TOOLS:
+        raise LabError(f"proxy {backend!r}: the lab runs {' or '.join(PROXY_TOOLS)}")
+    return [f"{t} ({how})" for t, how in PROXY_TOOLS[backend].items()
+            if shutil.which(t, path=tool_path()) is None]
 
 
 class LabError(Exception):
@@ -127,6 +141,7 @@ class LabState:
     pids: dict[str, int] = field(default_factory=dict)  # long-running helpers
     ubus_socket: str | None = None  # the router's ubusd, when the OpenWrt userland is found
     proxy: bool = False  # the full path: data plane on the router, bonding-server on the server
+    backend: str = PROXY_BACKEND  # the proxy on both ends
     server_state_dir: str | None = None
     client_port: int | None = None
     servers: int = 1  # aggregation servers: 'server', then 'server2'
@@ -210,8 +225,9 @@ class Lab:
     # --- build ----------------------------------------------------------------------------------
     def up(self, links: Sequence[LinkSpec], *, daemon: bool = True, config_extra: str = "",
            proxy: bool = True, options: Mapping[str, str] | None = None,
-           servers: int = 1) -> LabState:
-        """Build the lab; with `proxy`, the full path (data plane and bonding-server).
+           backend: str = PROXY_BACKEND, servers: int = 1) -> LabState:
+        """Build the lab; with `proxy`, the full path (data plane and bonding-server, both
+        running `backend`).
 
         `options`: more options of bondingd's globals section (e.g. congestion_control);
         `servers`: 1 or 2 aggregation servers."""
@@ -220,16 +236,17 @@ class Lab:
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces, nftables, tc)")
         if proxy:
-            missing = [f"{t} (apt-get install {pkg})" for t, pkg in PROXY_TOOLS.items()
-                       if shutil.which(t) is None]
+            missing = missing_proxy_tools(backend)
             if missing:
-                raise LabError("the full path needs " + ", ".join(missing)
+                raise LabError(f"the full path with {backend} needs " + ", ".join(missing)
                                + "; or build the lab without it (--no-proxy)")
         if self.existing_namespaces():
             raise LabError(f"lab '{self.prefix}' is already up: run `bonding-lab down "
                            f"--prefix {self.prefix}` first")
         try:
             self._build(links, servers)
+            assert self.state is not None
+            self.state.backend = backend
             clients = ([self._setup_server(r) for r in self.server_roles()] if proxy else None)
             self._write_config(config_extra, clients, options or {})
             self.start_ubusd()
@@ -382,7 +399,7 @@ class Lab:
         self.save()
         address = SERVER_ADDR if role == "server" else SERVER2_ADDR
         self.server_cli("init", "--no-systemd", "--user", "nobody", "--public-address",
-                        address, role=role)
+                        address, "--proxy", st.backend, role=role)
         client: dict[str, Any] = json.loads(
             self.server_cli("add-client", "--name", CLIENT_NAME, "--json", role=role).stdout)
         st.client_ports[role] = int(client["port"])
@@ -454,12 +471,14 @@ class Lab:
         servers = [uci.Section("server", CLIENT_NAME, {"address": SERVER_ADDR,
                                                        "port": "65101"})]
         if clients is not None:
-            g.update({"proxy": PROXY_BACKEND, "lan_device": LAN_DEVICE, "bypass": LAB_BYPASS})
+            g.update({"proxy": self.state.backend, "lan_device": LAN_DEVICE,
+                      "bypass": LAB_BYPASS})
             # one section per server: 'lab', 'lab2' (in order: the first is preferred)
             names = [CLIENT_NAME + ("" if i == 0 else str(i + 1)) for i in range(len(clients))]
             servers = [uci.Section("server", n, {
                 "address": str(c["address"]), "port": str(c["port"]),
-                "protocol": str(c["protocol"]), "cipher": str(c["cipher"])})
+                "protocol": str(c["protocol"]), "cipher": str(c["cipher"]),
+                "udp_over_tcp": "1" if c.get("udp_over_tcp") else "0"})
                 for n, c in zip(names, clients, strict=True)]
             secrets = uci.Package(config.SECRETS_PACKAGE, tuple(
                 uci.Section("server", n, {"key": str(c["key"])})
@@ -651,7 +670,7 @@ class Lab:
                          "port": st.client_ports.get(r),
                          "pid": st.pids.get(f"bonding-{r}")} for r in self.server_roles()],
             "proxy": None if not st.proxy else {
-                "backend": PROXY_BACKEND, "lan_device": LAN_DEVICE,
+                "backend": st.backend, "lan_device": LAN_DEVICE,
                 "secrets": str(Path(st.config_dir) / config.SECRETS_PACKAGE)},
             "target": {"namespace": st.namespaces["target"], "address": TARGET_ADDR},
             "bondingd": {"namespace": st.namespaces["router"], "pid": st.daemon_pid,

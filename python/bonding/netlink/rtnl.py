@@ -357,10 +357,12 @@ def encode_route(
     family: int | None = None,
     scope: int | None = None,
     congctl: str | None = None,
+    tos: int = 0,
 ) -> bytes:
     """Build the RTM_NEWROUTE/RTM_DELROUTE payload (rtmsg + attributes).
 
     `congctl`: the TCP congestion control of connections using the route (RTAX_CC_ALGO).
+    `tos`: the route matches only packets of this TOS (0: all).
     """
     if family is None:
         probe = dst if dst != "default" else next(
@@ -381,7 +383,7 @@ def encode_route(
             scope = RT_SCOPE_LINK
         else:
             scope = RT_SCOPE_UNIVERSE
-    hdr = RTMSG.pack(family, prefixlen, 0, 0, table if table < 256 else RT_TABLE_UNSPEC,
+    hdr = RTMSG.pack(family, prefixlen, 0, tos, table if table < 256 else RT_TABLE_UNSPEC,
                      protocol, scope, rtype, 0)
     attrs = [nla_u32(RTA_TABLE, table)]
     if dst != "default":
@@ -530,11 +532,12 @@ class Rtnl:
         family: int | None = None,
         scope: int | None = None,
         congctl: str | None = None,
+        tos: int = 0,
     ) -> None:
         """Create or replace a route; two or more nexthops make it multipath."""
         payload = encode_route(table, dst, prefixlen, nexthops, metric=metric,
                                protocol=protocol, rtype=rtype, prefsrc=prefsrc, family=family,
-                               scope=scope, congctl=congctl)
+                               scope=scope, congctl=congctl, tos=tos)
         self.nl.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, payload,
                         f"replace route {dst}/{prefixlen} table {table}")
 

@@ -8,13 +8,14 @@ In the lab (no systemd; run inside the server's network namespace, as root)::
     ip netns exec NS bonding-server --state-dir DIR run &      # the foreground supervisor
 
 `add-client --json` prints {"name", "address", "port", "protocol", "cipher", "key",
-"rate_mbit"}; `run` starts one ``mptcpize run ss-server`` per client, restarts one that dies,
-re-reads the records on SIGHUP (add-client and remove-client send it) and stops them all on
-SIGTERM.  On a VPS with systemd: ``bonding-server init`` then ``bonding-server add-client``;
-each client's proxy is the unit ``bonding-server@NAME.service``.
+"rate_mbit", "udp_over_tcp"}; `run` starts one proxy per client (sing-box, the default when it
+is installed, or ``mptcpize run ss-server``: `init --proxy`), restarts one that dies, re-reads
+the records on SIGHUP (add-client and remove-client send it) and stops them all on SIGTERM.
+On a VPS with systemd: ``bonding-server init`` then ``bonding-server add-client``; each
+client's proxy is the unit ``bonding-server@NAME.service``.
 
 Commands: init, add-client, remove-client, show-client, list, status, apply, start, stop, run.
-`status --json`: {"address", "mode": "supervisor"|"systemd", "supervisor_pid",
+`status --json`: {"address", "proxy", "mode": "supervisor"|"systemd", "supervisor_pid",
 "refused_packets", "clients": [{"name", "port", "rate_mbit", "running", "state", "pid",
 "restarts", "listening", "connections" (MPTCP), "subflows" (TCP), "bytes_in", "bytes_out"}]}
 (bytes of the client's port, from nft counters: in = client → server).  `list --json`:
@@ -43,13 +44,16 @@ from typing import Any
 from bonding import __version__
 from bonding.server import service
 from bonding.server.model import (
+    DEFAULT_CIPHER,
     PORT_FIRST,
     PORT_LAST,
+    PROXIES,
     ServerError,
     UsageError,
     client_json,
     client_uci,
     validate_address,
+    validate_cipher,
     validate_interface,
     validate_name,
     validate_network,
@@ -70,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="print JSON for machines")
     p = argparse.ArgumentParser(
         prog=PROG, description="Aggregation server for bonding routers: one MPTCP "
-        "shadowsocks proxy per client, each with its own port, key and rate limit.")
+        "Shadowsocks proxy (sing-box or ss-server) per client, each with its own port, key and "
+        "rate limit.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
                    help="settings and client records (default: %(default)s)")
@@ -95,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="a network the proxies may reach despite the block list "
                       "(repeatable; replaces the stored list)")
     init.add_argument("--clear-allow", action="store_true", help="forget the --allow list")
+    init.add_argument("--proxy", choices=PROXIES,
+                      help="the clients' proxy (default: the stored choice; at the first init "
+                      "sing-box when it is installed, else shadowsocks-libev)")
 
     add = sub.add_parser("add-client", parents=[common],
                          help="new client: key, port, limit; prints its UCI")
@@ -104,6 +112,10 @@ def _parser() -> argparse.ArgumentParser:
                      "(default: none)")
     add.add_argument("--port", metavar="P", help=f"TCP/UDP port (default: the first free of "
                      f"{PORT_FIRST}–{PORT_LAST})")
+    add.add_argument("--cipher", metavar="C", help="Shadowsocks cipher (default: "
+                     f"{DEFAULT_CIPHER['sing-box']} with sing-box, "
+                     f"{DEFAULT_CIPHER['shadowsocks-libev']} with shadowsocks-libev; "
+                     "2022-blake3-chacha20-poly1305 for routers without AES instructions)")
     rm = sub.add_parser("remove-client", parents=[common], help="stop and forget a client")
     rm.add_argument("name")
     show = sub.add_parser("show-client", parents=[common], help="print a client's UCI again")
@@ -140,6 +152,8 @@ def _prevalidate(args: argparse.Namespace) -> None:
             validate_rate(args.rate_mbit)
         if args.port is not None:
             validate_port(args.port)
+        if args.cipher is not None:
+            validate_cipher(args.cipher, "sing-box")  # the full list; the server's is checked
     elif args.cmd in ("remove-client", "show-client"):
         validate_name(args.name)
 
@@ -176,7 +190,7 @@ def dispatch(args: argparse.Namespace, host: HostAPI, store: Store) -> Any:
         allow = () if args.clear_allow else (tuple(args.allow) if args.allow else None)
         out = service.init(host, store, service.InitOptions(
             public_address=args.public_address, systemd=args.systemd, user=args.user,
-            interface=args.interface, allow=allow))
+            interface=args.interface, allow=allow, proxy=args.proxy))
         _notes(out.notes)
         if not as_json:
             _print_steps(cmd, out)
@@ -188,7 +202,7 @@ def dispatch(args: argparse.Namespace, host: HostAPI, store: Store) -> Any:
         return {"changed": out.changed, "steps": [s.to_json() for s in out.steps]}
     if cmd == "add-client":
         client, cfg, notes = service.add_client(host, store, service.AddOptions(
-            name=args.name, rate_mbit=args.rate_mbit, port=args.port))
+            name=args.name, rate_mbit=args.rate_mbit, port=args.port, cipher=args.cipher))
         _notes(notes)
         if not as_json:
             sys.stdout.write(client_uci(client, cfg))
@@ -216,7 +230,7 @@ def dispatch(args: argparse.Namespace, host: HostAPI, store: Store) -> Any:
     if cmd == "status":
         st = service.status(host, store, service.socket_counts)
         if not as_json:
-            print(f"server {st['address']}, {st['mode']}"
+            print(f"server {st['address']}, proxy {st['proxy']}, {st['mode']}"
                   + (f" (pid {st['supervisor_pid']})" if st["supervisor_pid"] else "")
                   + f", packets refused by the firewall: {st['refused_packets']}")
             print(f"{'NAME':20} {'PORT':>5} {'RATE':>6} {'STATE':13} {'PID':>7} {'RESTARTS':>8} "

@@ -6,9 +6,11 @@ touches anything, and the tests drive them with tables of cases.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import math
+import os
 import re
 import secrets
 import time
@@ -16,9 +18,23 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from bonding import config
+
 PROTOCOL: Final = "shadowsocks"
-# ss-libev 3.3.5 knows no Shadowsocks-2022 cipher; xray and sing-box clients speak this one too.
+# The proxy that serves the clients: sing-box (the default when it is installed: MPTCP on the
+# listener only, Shadowsocks-2022, UDP over the bonded connection) or ss-server under mptcpize.
+PROXIES: Final = ("sing-box", "shadowsocks-libev")
+DEFAULT_PROXY: Final = "sing-box"
+# ss-libev 3.3.5 knows no Shadowsocks-2022 cipher; every client proxy speaks this one too.
 CIPHER: Final = "chacha20-ietf-poly1305"
+LIBEV_CIPHERS: Final = ("chacha20-ietf-poly1305", "aes-256-gcm", "aes-128-gcm")
+CIPHERS: Final[Mapping[str, tuple[str, ...]]] = {"sing-box": config.CIPHERS,
+                                                 "shadowsocks-libev": LIBEV_CIPHERS}
+# What add-client hands out: Shadowsocks-2022 where the server speaks it (a fresh random key,
+# replay protection); AES-128-GCM is the fast one on CPUs with AES instructions, a router
+# without them does better with --cipher 2022-blake3-chacha20-poly1305.
+DEFAULT_CIPHER: Final[Mapping[str, str]] = {"sing-box": "2022-blake3-aes-128-gcm",
+                                            "shadowsocks-libev": CIPHER}
 # Client ports are taken from PORT_FIRST..PORT_LAST (outside Linux's ephemeral range
 # 32768–60999).  65535 is never used: `tc` gives the ingress qdisc handle ffff:, and a client's
 # classes and queues are numbered by its port.
@@ -95,6 +111,19 @@ def validate_address(text: str) -> str:
                      "clients use to reach this server, e.g. --public-address 203.0.113.10")
 
 
+def validate_proxy(text: str) -> str:
+    if text not in PROXIES:
+        raise UsageError(f"bad proxy {text!r}: use one of {', '.join(PROXIES)}")
+    return text
+
+
+def validate_cipher(text: str, proxy: str) -> str:
+    if text not in CIPHERS[proxy]:
+        raise UsageError(f"bad cipher {text!r}: this server's proxy ({proxy}) speaks "
+                         f"{', '.join(CIPHERS[proxy])}")
+    return text
+
+
 def validate_user(text: str) -> str:
     if not _USER_RE.fullmatch(text) or text == "root":
         raise UsageError(f"bad user {text!r}: the proxies need an unprivileged system user "
@@ -126,11 +155,12 @@ class ServerConfig:
     user: str
     interface: str | None = None  # egress device for shaping; None: the default route's device
     allow: tuple[str, ...] = ()  # networks the proxies may reach despite the block list
+    proxy: str = DEFAULT_PROXY
 
     def to_json(self) -> dict[str, Any]:
         return {"version": RECORD_VERSION, "public_address": self.public_address,
                 "systemd": self.systemd, "user": self.user, "interface": self.interface,
-                "allow": list(self.allow)}
+                "allow": list(self.allow), "proxy": self.proxy}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ServerConfig:
@@ -143,12 +173,14 @@ class ServerConfig:
         return cls(public_address=validate_address(str(raw["public_address"])),
                    systemd=raw["systemd"], user=validate_user(str(raw["user"])),
                    interface=None if interface is None else validate_interface(str(interface)),
-                   allow=tuple(validate_network(str(x)) for x in allow))
+                   allow=tuple(validate_network(str(x)) for x in allow),
+                   # settings written before sing-box came are ss-libev's
+                   proxy=validate_proxy(str(raw.get("proxy", "shadowsocks-libev"))))
 
 
 @dataclass(frozen=True)
 class Client:
-    """One client (one router): its own port, key, rate limit and ss-server process."""
+    """One client (one router): its own port, key, cipher, rate limit and proxy process."""
 
     name: str
     port: int
@@ -170,23 +202,31 @@ class Client:
         if not isinstance(key, str) or len(key) < 16:
             raise ValueError("field 'key' is missing or too short")
         rate = raw.get("rate_mbit")
-        if raw.get("cipher", CIPHER) != CIPHER:
-            raise ValueError(f"cipher {raw.get('cipher')!r} is not {CIPHER}")
+        cipher = raw.get("cipher", CIPHER)
+        if cipher not in config.CIPHERS:
+            raise ValueError(f"cipher {cipher!r} is not one of {', '.join(config.CIPHERS)}")
+        bad = config.key_problem(cipher, key)
+        if bad is not None:
+            raise ValueError(bad)
         return cls(name=validate_name(str(raw["name"])), port=validate_port(raw["port"]),
                    key=key, rate_mbit=None if rate is None else validate_rate(rate),
-                   created=float(raw.get("created", 0.0)))
+                   cipher=cipher, created=float(raw.get("created", 0.0)))
 
     def dumps(self) -> bytes:
         return (json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n").encode()
 
 
-def new_key() -> str:
+def new_key(cipher: str = CIPHER) -> str:
+    """A random key: base64 of the cipher's key size for Shadowsocks-2022, else 256 bits."""
+    size = config.SS2022_KEY_BYTES.get(cipher)
+    if size is not None:
+        return base64.b64encode(os.urandom(size)).decode()
     return secrets.token_urlsafe(KEY_BYTES)
 
 
-def new_client(name: str, port: int, rate_mbit: float | None) -> Client:
-    return Client(name=name, port=port, key=new_key(), rate_mbit=rate_mbit,
-                  created=round(time.time(), 3))
+def new_client(name: str, port: int, rate_mbit: float | None, cipher: str = CIPHER) -> Client:
+    return Client(name=name, port=port, key=new_key(cipher), rate_mbit=rate_mbit,
+                  cipher=cipher, created=round(time.time(), 3))
 
 
 def default_name(taken: Collection[str]) -> str:
@@ -206,10 +246,15 @@ def pick_port(taken: Collection[int], is_free: Callable[[int], bool]) -> int:
 
 
 # --- what the client (the router) needs ---------------------------------------------------------
+def udp_over_tcp(server: ServerConfig) -> bool:
+    """The server takes UDP inside the bonded connection (sing-box's UDP over TCP v2)."""
+    return server.proxy == "sing-box"
+
+
 def client_json(client: Client, server: ServerConfig) -> dict[str, Any]:
     return {"name": client.name, "address": server.public_address, "port": client.port,
             "protocol": PROTOCOL, "cipher": client.cipher, "key": client.key,
-            "rate_mbit": client.rate_mbit}
+            "rate_mbit": client.rate_mbit, "udp_over_tcp": udp_over_tcp(server)}
 
 
 def client_uci(client: Client, server: ServerConfig) -> str:
@@ -217,6 +262,8 @@ def client_uci(client: Client, server: ServerConfig) -> str:
     n, addr = client.name, server.public_address
     options = [("address", addr), ("port", str(client.port)), ("protocol", PROTOCOL),
                ("cipher", client.cipher)]
+    if udp_over_tcp(server):
+        options.append(("udp_over_tcp", "1"))
     lines = [f"# bonding client '{n}' for server {addr}", f"config server '{n}'"]
     lines += [f"\toption {k} '{v}'" for k, v in options]
     lines += ["", "# /etc/config/bonding_secrets (mode 0600)", f"config server '{n}'",

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from bonding.server.model import CIPHER, Client, ServerConfig
+from bonding.server.model import Client, ServerConfig
 
 NFT_TABLE: Final = "bonding_server"  # family inet
 IFB: Final = "bsrv-ifb0"
@@ -79,17 +79,61 @@ class Facts:
     exe: str = "/usr/bin/bonding-server"
     ss_server: str = "/usr/bin/ss-server"
     mptcpize: str = "/usr/bin/mptcpize"
+    sing_box: str = "/usr/bin/sing-box"
 
 
 def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-# --- ss-server ------------------------------------------------------------------------------------
+# --- the proxies ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ProxyRun:
+    """How one client's proxy is started by the supervisor: it reads ``config`` on its standard
+    input when ``config_on_stdin`` (the file is root's, the process the proxy user's), and runs
+    as ``user`` when given (else it drops to the user by itself, like ss-server -a)."""
+
+    program: str  # for messages: sing-box, ss-server
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    user: str | None
+    config_on_stdin: bool
+
+
+# Go makes every listener MPTCP unless told not to (upstream's release builds are linked with
+# this default); the inbound asks for MPTCP itself, the sockets towards the internet stay TCP.
+SING_BOX_ENV: Final = {"GODEBUG": "multipathtcp=0"}
+SING_BOX_LOG: Final = "warn"  # "info" logs every connection
+
+
+def config_suffix(proxy: str) -> str:
+    """STATE/run/NAME.<suffix>.json holds the client's proxy config."""
+    return "ss" if proxy == "shadowsocks-libev" else proxy
+
+
+def proxy_config(proxy: str, client: Client, ipv6: bool) -> bytes:
+    return sing_box_config(client, ipv6) if proxy == "sing-box" else ss_config(client, ipv6)
+
+
 def ss_config(client: Client, ipv6: bool) -> bytes:
     cfg = {"server": ["0.0.0.0", "::"] if ipv6 else ["0.0.0.0"], "server_port": client.port,
-           "password": client.key, "method": CIPHER, "mode": "tcp_and_udp",
+           "password": client.key, "method": client.cipher, "mode": "tcp_and_udp",
            "timeout": SS_TIMEOUT_S, "no_delay": True, "fast_open": False}
+    return (json.dumps(cfg, indent=2) + "\n").encode()
+
+
+def sing_box_config(client: Client, ipv6: bool) -> bytes:
+    """One client's sing-box: a Shadowsocks inbound whose listener alone is MPTCP
+    (``tcp_multi_path``; it takes UDP natively and UDP over TCP v2 inside the bonded
+    connection), and a direct outbound: plain TCP and UDP towards the internet."""
+    cfg = {
+        "log": {"level": SING_BOX_LOG, "timestamp": False},
+        "inbounds": [{"type": "shadowsocks", "tag": "client", "listen": "::" if ipv6 else
+                      "0.0.0.0", "listen_port": client.port, "tcp_multi_path": True,
+                      "method": client.cipher, "password": client.key}],
+        "outbounds": [{"type": "direct", "tag": "internet"}],
+        "route": {"final": "internet"},
+    }
     return (json.dumps(cfg, indent=2) + "\n").encode()
 
 
@@ -101,11 +145,23 @@ def ss_command(facts: Facts, config_path: str, user: str | None) -> list[str]:
     mptcpize turns every TCP socket of ss-server into MPTCP, the outbound ones to the internet
     too (they fall back to TCP).  On the 6.18 kernel of the lab, an unpaced multi-Gbit/s
     transfer through such a fallback socket once leaked ~2.3 GB of TCP memory accounting
-    (WARNING in inet_sock_destruct), leaving the whole host under TCP memory pressure; a proxy
-    that makes only its listener MPTCP (sing-box, xray) would not expose that path.
+    (WARNING in inet_sock_destruct), leaving the whole host under TCP memory pressure; sing-box
+    makes only its listener MPTCP and does not expose that path.
     """
     cmd = [facts.mptcpize, "run", facts.ss_server, "-c", config_path]
     return [*cmd, "-a", user] if user else cmd
+
+
+def sing_box_command(facts: Facts, config: str) -> list[str]:
+    return [facts.sing_box, "run", "--disable-color", "-c", config]
+
+
+def proxy_run(proxy: str, facts: Facts, config_path: str, user: str) -> ProxyRun:
+    """The supervisor's command for one client: as root, the proxy user for what it opens."""
+    if proxy == "sing-box":
+        return ProxyRun("sing-box", tuple(sing_box_command(facts, "stdin")), SING_BOX_ENV,
+                        user, True)
+    return ProxyRun("ss-server", tuple(ss_command(facts, config_path, user)), {}, None, False)
 
 
 # --- firewall -------------------------------------------------------------------------------------
@@ -251,9 +307,16 @@ ExecStart={facts.exe} --state-dir {state} apply
 [Install]
 WantedBy=multi-user.target
 """
+    suffix = config_suffix(cfg.proxy)
+    conf = "${CREDENTIALS_DIRECTORY}/proxy.json"
+    if cfg.proxy == "sing-box":
+        env = "".join(f"Environment={k}={v}\n" for k, v in SING_BOX_ENV.items())
+        start = " ".join(sing_box_command(facts, conf))
+    else:
+        env, start = "", f"{facts.mptcpize} run {facts.ss_server} -c {conf}"
     template = f"""\
 [Unit]
-Description=bonding-server: proxy for client %i
+Description=bonding-server: {cfg.proxy} proxy for client %i
 Wants=network-online.target {SERVICE}
 After=network-online.target {SERVICE}
 ConditionPathExists={state}/clients/%i.json
@@ -261,8 +324,8 @@ ConditionPathExists={state}/clients/%i.json
 [Service]
 Type=simple
 User={cfg.user}
-LoadCredential=ss.json:{state}/run/%i.ss.json
-ExecStart={facts.mptcpize} run {facts.ss_server} -c ${{CREDENTIALS_DIRECTORY}}/ss.json
+LoadCredential=proxy.json:{state}/run/%i.{suffix}.json
+{env}ExecStart={start}
 Restart=always
 RestartSec=2
 LimitNOFILE={NOFILE}

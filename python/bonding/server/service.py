@@ -20,6 +20,8 @@ from typing import Any
 
 from bonding.server import plan
 from bonding.server.model import (
+    CIPHERS,
+    DEFAULT_CIPHER,
     Client,
     ServerConfig,
     ServerError,
@@ -28,19 +30,22 @@ from bonding.server.model import (
     new_client,
     pick_port,
     validate_address,
+    validate_cipher,
     validate_interface,
     validate_name,
     validate_network,
     validate_port,
+    validate_proxy,
     validate_rate,
     validate_user,
 )
 from bonding.server.store import Store, atomic_unlink, atomic_write, process_alive, read_json
-from bonding.server.system import HostAPI
+from bonding.server.system import INSTALL_HINT, HostAPI
 
 DEFAULT_USER = "bonding-server"
-PROXY_TOOLS = ("ss-server", "mptcpize")
+PROXY_TOOLS = {"sing-box": ("sing-box",), "shadowsocks-libev": ("ss-server", "mptcpize")}
 KERNEL_TOOLS = ("nft", "tc", "ip")
+
 READY_TIMEOUT_S = 10.0
 
 
@@ -70,11 +75,8 @@ def require_tools(host: HostAPI, tools: Sequence[str]) -> dict[str, str]:
     found = {t: host.which(t) for t in tools}
     missing = [t for t, p in found.items() if p is None]
     if missing:
-        hints = {"ss-server": "apt-get install shadowsocks-libev",
-                 "mptcpize": "apt-get install mptcpize", "nft": "apt-get install nftables",
-                 "tc": "apt-get install iproute2", "ip": "apt-get install iproute2"}
         raise ServerError("missing: " + ", ".join(
-            f"{t} ({hints.get(t, 'install it')})" for t in missing))
+            f"{t} ({INSTALL_HINT.get(t, 'install it')})" for t in missing))
     return {t: str(p) for t, p in found.items()}
 
 
@@ -84,7 +86,7 @@ def gather_facts(host: HostAPI, store: Store, cfg: ServerConfig, *,
     if uid is None:
         raise ServerError(f"user {cfg.user!r} does not exist: run `bonding-server init` again "
                           "(it creates it with systemd) or pass --user nobody")
-    tools = require_tools(host, PROXY_TOOLS) if need_proxy_tools else {}
+    tools = require_tools(host, PROXY_TOOLS[cfg.proxy]) if need_proxy_tools else {}
     interface = cfg.interface or host.default_interface()
     return plan.Facts(
         uid=uid, interface=interface, networks=tuple(host.connected_networks()),
@@ -92,7 +94,8 @@ def gather_facts(host: HostAPI, store: Store, cfg: ServerConfig, *,
         state_dir=str(store.root.resolve()),
         exe=host.which("bonding-server") or "/usr/bin/bonding-server",
         ss_server=tools.get("ss-server", "/usr/bin/ss-server"),
-        mptcpize=tools.get("mptcpize", "/usr/bin/mptcpize"))
+        mptcpize=tools.get("mptcpize", "/usr/bin/mptcpize"),
+        sing_box=tools.get("sing-box", "/usr/bin/sing-box"))
 
 
 # --- the wanted state -----------------------------------------------------------------------------
@@ -122,7 +125,7 @@ def reconcile(host: HostAPI, store: Store, cfg: ServerConfig, clients: Sequence[
     store.save_applied(applied)
     steps.append(_shaping(host, clients, facts, applied))
     store.save_applied(applied)
-    steps.append(_proxy_configs(store, clients, facts))
+    steps.append(_proxy_configs(store, cfg, clients, facts))
     if cfg.systemd:
         steps += _systemd(host, cfg, facts)
     return steps
@@ -188,9 +191,13 @@ def _shaping(host: HostAPI, clients: Sequence[Client], facts: plan.Facts,
     return Step("shaping", True, detail + f" (htb per client, upload through {plan.IFB})")
 
 
-def _proxy_configs(store: Store, clients: Sequence[Client], facts: plan.Facts) -> Step:
+def _proxy_configs(store: Store, cfg: ServerConfig, clients: Sequence[Client],
+                   facts: plan.Facts) -> Step:
     changed = []
-    wanted = {store.ss_config_path(c.name): plan.ss_config(c, facts.ipv6) for c in clients}
+    suffix = plan.config_suffix(cfg.proxy)
+    wanted = {store.proxy_config_path(c.name, suffix): plan.proxy_config(cfg.proxy, c,
+                                                                         facts.ipv6)
+              for c in clients}
     for path, data in wanted.items():
         try:
             same = path.read_bytes() == data
@@ -199,11 +206,10 @@ def _proxy_configs(store: Store, clients: Sequence[Client], facts: plan.Facts) -
         if not same:
             atomic_write(path, data)
             changed.append(path.name)
-    if store.run_dir.exists():
-        for p in store.run_dir.glob("*.ss.json"):
-            if p not in wanted:
-                atomic_unlink(p)
-                changed.append(f"-{p.name}")
+    for p in store.proxy_config_paths():
+        if p not in wanted:
+            atomic_unlink(p)
+            changed.append(f"-{p.name}")
     return Step("proxy configs", bool(changed), ", ".join(changed) or f"{len(wanted)} up to date")
 
 
@@ -236,6 +242,7 @@ class InitOptions:
     user: str | None = None
     interface: str | None = None
     allow: tuple[str, ...] | None = None
+    proxy: str | None = None  # None: keep the stored choice; a fresh init: sing-box if there
 
 
 def init(host: HostAPI, store: Store, opts: InitOptions) -> Outcome:
@@ -244,10 +251,23 @@ def init(host: HostAPI, store: Store, opts: InitOptions) -> Outcome:
     user = validate_user(opts.user) if opts.user else None
     interface = validate_interface(opts.interface) if opts.interface else None
     allow = None if opts.allow is None else tuple(validate_network(a) for a in opts.allow)
-    require_tools(host, (*PROXY_TOOLS, *KERNEL_TOOLS))
+    proxy = validate_proxy(opts.proxy) if opts.proxy else None
     out = Outcome()
     with store.lock():
         old = store.load_server()
+        if proxy is None:
+            proxy = old.proxy if old else (
+                "sing-box" if host.which("sing-box") else "shadowsocks-libev")
+            if not old:
+                out.notes.append(f"proxy {proxy} (" + (
+                    "installed" if proxy == "sing-box" else "sing-box is not installed") +
+                    "; choose with --proxy)")
+        require_tools(host, (*PROXY_TOOLS[proxy], *KERNEL_TOOLS))
+        unspoken = [c for c in store.clients() if c.cipher not in CIPHERS[proxy]]
+        if unspoken:
+            raise UsageError(f"{proxy} does not speak the cipher of client(s) " + ", ".join(
+                f"{c.name} ({c.cipher})" for c in unspoken) + ": keep --proxy "
+                f"{old.proxy if old else 'sing-box'}, or remove and add these clients again")
         systemd = opts.systemd if opts.systemd is not None else (
             old.systemd if old else host.systemd_running())
         if systemd and not host.systemd_running():
@@ -267,7 +287,8 @@ def init(host: HostAPI, store: Store, opts: InitOptions) -> Outcome:
                              "the devices")
         cfg = ServerConfig(public_address=address, systemd=systemd, user=user,
                            interface=interface or (old.interface if old else None),
-                           allow=allow if allow is not None else (old.allow if old else ()))
+                           allow=allow if allow is not None else (old.allow if old else ()),
+                           proxy=proxy)
         if host.uid(cfg.user) is None:
             if not systemd:
                 raise ServerError(f"user {cfg.user!r} does not exist: pass --user nobody or "
@@ -292,7 +313,7 @@ def init(host: HostAPI, store: Store, opts: InitOptions) -> Outcome:
 def _describe(cfg: ServerConfig) -> str:
     mode = "systemd" if cfg.systemd else "no systemd (`bonding-server run` supervises)"
     allow = f", allow {' '.join(cfg.allow)}" if cfg.allow else ""
-    return (f"address {cfg.public_address}, {mode}, user {cfg.user}, "
+    return (f"proxy {cfg.proxy}, address {cfg.public_address}, {mode}, user {cfg.user}, "
             f"interface {cfg.interface or 'of the default route'}{allow}")
 
 
@@ -309,6 +330,7 @@ class AddOptions:
     name: str | None = None
     rate_mbit: str | None = None
     port: str | None = None
+    cipher: str | None = None  # None: the proxy's DEFAULT_CIPHER
 
 
 def add_client(host: HostAPI, store: Store, opts: AddOptions) -> tuple[Client, ServerConfig,
@@ -319,6 +341,7 @@ def add_client(host: HostAPI, store: Store, opts: AddOptions) -> tuple[Client, S
     notes: list[str] = []
     with store.lock():
         cfg = store.require_server()
+        cipher = validate_cipher(opts.cipher or DEFAULT_CIPHER[cfg.proxy], cfg.proxy)
         facts = gather_facts(host, store, cfg)
         require_tools(host, KERNEL_TOOLS)
         clients = store.clients()
@@ -337,7 +360,7 @@ def add_client(host: HostAPI, store: Store, opts: AddOptions) -> tuple[Client, S
         elif not host.port_free(port):
             raise UsageError(f"port {port} is in use by another program (`ss -tulpn sport = "
                              f":{port}` shows it): choose another --port or leave it out")
-        client = new_client(name, port, rate)
+        client = new_client(name, port, rate, cipher)
         store.write(client)
         try:
             reconcile(host, store, cfg, [*clients, client], facts)
@@ -477,7 +500,7 @@ def stop(host: HostAPI, store: Store) -> list[str]:
             return [f"supervisor (pid {pid}) stopped"]
         time.sleep(0.1)
     raise ServerError(f"the supervisor (pid {pid}) did not stop within 15 s: kill it "
-                      f"(kill {pid}) and its ss-server processes")
+                      f"(kill {pid}) and its proxy processes")
 
 
 # --- status ---------------------------------------------------------------------------------------
@@ -511,7 +534,8 @@ def status(host: HostAPI, store: Store,
             bytes_in=counters.get(plan.counter_name(c.name, "in"), (0, None))[1],
             bytes_out=counters.get(plan.counter_name(c.name, "out"), (0, None))[1])
         rows.append(row)
-    return {"address": cfg.public_address, "mode": "systemd" if cfg.systemd else "supervisor",
+    return {"address": cfg.public_address, "proxy": cfg.proxy,
+            "mode": "systemd" if cfg.systemd else "supervisor",
             "supervisor_pid": None if cfg.systemd else (sup or {}).get("pid"),
             "refused_packets": counters.get("refused", (None, 0))[0], "clients": rows}
 

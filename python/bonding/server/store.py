@@ -4,7 +4,8 @@ Layout (everything 0600 in 0700 directories, owned by root)::
 
     STATE/server.json           what `init` decided (ServerConfig)
     STATE/clients/NAME.json     one record per client (Client), the key included
-    STATE/run/NAME.ss.json      ss-server's config for the client, derived from the record
+    STATE/run/NAME.sing-box.json  the client's proxy config, derived from the record (NAME.ss.json
+                                when the proxy is ss-server)
     STATE/run/applied.json      fingerprints of the firewall and shaping last applied
     STATE/run/supervisor.pid    the `run` supervisor's pid, flock-held while it lives
     STATE/run/supervisor.json   the supervisor's view of its proxies (pid, restarts, state)
@@ -205,8 +206,16 @@ class Store:
         return atomic_unlink(self.record_path(name))
 
     # --- runtime files ------------------------------------------------------------------------
-    def ss_config_path(self, name: str) -> Path:
-        return self.run_dir / f"{name}.ss.json"
+    def proxy_config_path(self, name: str, suffix: str) -> Path:
+        """STATE/run/NAME.SUFFIX.json (suffix: plan.config_suffix of the proxy)."""
+        return self.run_dir / f"{name}.{suffix}.json"
+
+    def proxy_config_paths(self) -> list[Path]:
+        """Every proxy config in STATE/run, of any proxy."""
+        if not self.run_dir.exists():
+            return []
+        return [p for p in self.run_dir.glob("*.*.json") if _RECORD_RE.fullmatch(
+            p.name.split(".", 1)[0] + ".json") and not p.name.startswith(_TMP_PREFIX)]
 
     @property
     def applied_file(self) -> Path:

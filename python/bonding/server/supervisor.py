@@ -1,12 +1,15 @@
 """`bonding-server run`: the foreground supervisor where there is no systemd (the lab, CI).
 
-One ``mptcpize run ss-server -c STATE/run/NAME.ss.json -a USER`` per client: ss-server reads its
-config and binds as root, then drops to the proxy user (whose outbound connections the firewall
-filters).  A proxy that dies is restarted after 1 s, then 2, 4 … up to 30 s while it keeps
-dying; the back-off resets once it has run 30 s.  SIGHUP re-reads the records and the settings
-(re-applying the firewall and shaping, starting new clients, stopping removed ones, restarting
-changed ones); SIGTERM or SIGINT stops every proxy and exits.  The supervisor holds a flock on
-STATE/run/supervisor.pid while it lives and writes its view to STATE/run/supervisor.json.
+One proxy per client: ``sing-box run -c stdin`` started as the proxy user with its config
+(STATE/run/NAME.sing-box.json, root's) on its standard input, or ``mptcpize run ss-server -c
+STATE/run/NAME.ss.json -a USER``, which reads its config and binds as root, then drops to the
+user.  Either way what the proxy opens towards the internet belongs to the proxy user, whose
+connections the firewall filters.  A proxy that dies is restarted after 1 s, then 2, 4 … up to
+30 s while it keeps dying; the back-off resets once it has run 30 s.  SIGHUP re-reads the
+records and the settings (re-applying the firewall and shaping, starting new clients, stopping
+removed ones, restarting changed ones); SIGTERM or SIGINT stops every proxy and exits.  The
+supervisor holds a flock on STATE/run/supervisor.pid while it lives and writes its view to
+STATE/run/supervisor.json.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import fcntl
 import json
 import logging
 import os
+import pwd
 import resource
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -41,8 +46,9 @@ STOP_GRACE_S = 5.0
 @dataclass
 class Proxy:
     client: Client
-    command: list[str]
-    config: bytes  # what ss-server read: a change (e.g. IPv6 appearing) restarts it
+    run: plan.ProxyRun
+    config: bytes  # what the proxy read: a change (e.g. IPv6 appearing) restarts it
+    config_path: Path
     proc: subprocess.Popen[bytes] | None = None
     state: str = "starting"  # running, restarting
     restarts: int = 0
@@ -152,38 +158,45 @@ class Supervisor:
         for s in steps:
             if s.changed:
                 log.info("applied %s: %s", s.what, s.detail)
-        wanted = {c.name: c for c in clients}
+        wanted = {c.name: self._proxy(cfg, c, facts) for c in clients}
         for name in list(self.proxies):
-            p = self.proxies[name]
-            if (wanted.get(name) != p.client or p.command != self._command(cfg, p.client, facts)
-                    or p.config != plan.ss_config(p.client, facts.ipv6)):
-                log.info("client %s: %s", name, "removed" if name not in wanted else "changed")
+            p, w = self.proxies[name], wanted.get(name)
+            if w is None or (w.client, w.run, w.config) != (p.client, p.run, p.config):
+                log.info("client %s: %s", name, "removed" if w is None else "changed")
                 self._terminate([p])
                 del self.proxies[name]
-        for name, c in wanted.items():
+        for name, w in wanted.items():
             if name not in self.proxies:
-                self.proxies[name] = Proxy(c, self._command(cfg, c, facts),
-                                           plan.ss_config(c, facts.ipv6))
-                self._spawn(self.proxies[name])
+                self.proxies[name] = w
+                self._spawn(w)
         self.generation += 1
         self._dirty = True
 
-    def _command(self, cfg: ServerConfig, c: Client, facts: plan.Facts) -> list[str]:
-        return plan.ss_command(facts, str(self.store.ss_config_path(c.name)), cfg.user)
+    def _proxy(self, cfg: ServerConfig, c: Client, facts: plan.Facts) -> Proxy:
+        path = self.store.proxy_config_path(c.name, plan.config_suffix(cfg.proxy))
+        return Proxy(c, plan.proxy_run(cfg.proxy, facts, str(path), cfg.user),
+                     plan.proxy_config(cfg.proxy, c, facts.ipv6), path)
 
     def _spawn(self, p: Proxy) -> None:
+        r = p.run
         try:
-            p.proc = subprocess.Popen(p.command, stdin=subprocess.DEVNULL,
-                                      start_new_session=True)
-        except OSError as e:
-            log.error("client %s: cannot start %s: %s", p.client.name, p.command[0], e)
+            ids: dict[str, Any] = {}
+            if r.user is not None:
+                pw = pwd.getpwnam(r.user)
+                ids = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+            with (open(p.config_path, "rb") if r.config_on_stdin
+                  else open(os.devnull, "rb")) as stdin:
+                p.proc = subprocess.Popen(r.argv, stdin=stdin, start_new_session=True,
+                                          env={**os.environ, **r.env}, **ids)
+        except (OSError, KeyError) as e:
+            log.error("client %s: cannot start %s: %s", p.client.name, r.argv[0], e)
             p.proc = None
             self._schedule_restart(p, time.monotonic())
             return
         p.state = "running"
         p.since = time.time()
         p.started_mono = time.monotonic()
-        log.info("client %s: ss-server on port %d (pid %d)", p.client.name, p.client.port,
+        log.info("client %s: %s on port %d (pid %d)", p.client.name, r.program, p.client.port,
                  p.proc.pid)
         self._dirty = True
 
@@ -203,7 +216,7 @@ class Supervisor:
                         p.backoff = BACKOFF_FIRST_S
                     continue
                 p.last_exit = code
-                log.warning("client %s: ss-server (pid %d) exited with %d; restart in %g s",
+                log.warning("client %s: proxy (pid %d) exited with %d; restart in %g s",
                             p.client.name, p.proc.pid, code, p.backoff)
                 p.proc = None
                 self._schedule_restart(p, now)

