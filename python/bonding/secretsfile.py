@@ -4,9 +4,9 @@ check() holds the keys against the servers (`bondingd --check-config` prints its
 the config's; none ever carries a key):
 - an enabled server without a key: an error when a proxy is configured (the data plane cannot
   use that server, nor fail over to it), a warning otherwise;
-- a key of the wrong shape for its server's cipher: the Shadowsocks-2022 ciphers take base64 of
-  exactly 16 (aes-128) or 32 bytes (`iPSK:uPSK` pairs: each part so); a password shorter than
-  16 characters for the others is a warning (guessable);
+- a key of the wrong shape for its server's cipher (bonding.config.key_problem, as the data plane
+  checks it: the Shadowsocks-2022 ciphers take base64 of exactly 16 or 32 bytes); a password
+  shorter than 16 characters for the others is a warning (guessable);
 - a key whose server section does not exist: a warning (nothing uses it).
 The file's mode is checked where it is read (bonding.config.load_secrets).
 
@@ -21,8 +21,6 @@ the new text written to a temporary file beside it, synced and renamed over it, 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import fcntl
 import os
@@ -34,28 +32,21 @@ from typing import Final
 from bonding import uci
 from bonding.config import (
     SECRETS_PACKAGE,
+    SS2022_KEY_BYTES,
     Config,
     Problem,
     Secrets,
     Severity,
+    key_problem,
     load_secrets,
     secrets_mode_problem,
 )
 
-SS2022_KEY_BYTES: Final = {"2022-blake3-aes-128-gcm": 16, "2022-blake3-aes-256-gcm": 32,
-                           "2022-blake3-chacha20-poly1305": 32}
 MIN_PASSWORD: Final = 16
 
 
 class SecretsFileError(Exception):
     """bonding_secrets cannot be rewritten (unparsable); the message never quotes it."""
-
-
-def _b64_len(text: str) -> int | None:
-    try:
-        return len(base64.b64decode(text, validate=True))
-    except (binascii.Error, ValueError):
-        return None
 
 
 def check(cfg: Config, secrets: Secrets) -> list[Problem]:
@@ -75,14 +66,10 @@ def check(cfg: Config, secrets: Secrets) -> list[Problem]:
                         f"'{s.name}' with option key as bonding-server add-client printed it"
                         + ("" if proxy else " (not needed while option proxy is 'none')"))
             continue
-        want = SS2022_KEY_BYTES.get(s.cipher)
-        if want is not None:
-            if any(_b64_len(part) != want for part in key.split(":")):
-                problem(Severity.ERROR, s.name,
-                        f"not a key for {s.cipher}: it takes base64 of exactly {want} bytes "
-                        f"(openssl rand -base64 {want}), or 'iPSK:uPSK' of two such keys "
-                        "(value not shown)")
-        elif len(key) < MIN_PASSWORD:
+        bad = key_problem(s.cipher, key)
+        if bad is not None:
+            problem(Severity.ERROR, s.name, bad)
+        elif s.cipher not in SS2022_KEY_BYTES and len(key) < MIN_PASSWORD:
             problem(Severity.WARNING, s.name,
                     f"shorter than {MIN_PASSWORD} characters: a guessable password; use the "
                     "key bonding-server add-client printed (value not shown)")
