@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,22 +46,46 @@ def lab() -> Iterator[Lab]:
         lab.down()
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def full_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
-    """The full path: LAN host → router (data plane) → links → bonding-server → target, with
-    sing-box on both ends, then with ss-redir/ss-server under mptcpize."""
+def _full_path(request: pytest.FixtureRequest, letter: str,
+               before_daemon: Callable[[Lab], tuple[str, ...]] | None = None,
+               **up: Any) -> Iterator[Lab]:
+    """A full-path lab with the proxy of `request.param`, every path up and the proxy running.
+
+    `before_daemon(lab)`: set-up once the lab is built, before bondingd starts; it returns
+    bondingd's extra arguments."""
     backend: str = request.param
     reason = lab_skip_reason(proxy=backend)
     if reason:
         pytest.skip(reason)
-    lab = Lab(f"f{os.getpid() % 100000}{backend[1]}")
+    lab = Lab(f"{letter}{os.getpid() % 100000}{backend[1]}")
     try:
-        lab.up(parse_links(LINKS), proxy=True, backend=backend)
+        lab.up(parse_links(LINKS), proxy=True, backend=backend,
+               daemon=before_daemon is None, **up)
+        if before_daemon is not None:
+            lab.start_daemon(*before_daemon(lab))
         assert wait_all_up(lab, 20), f"paths not up: {lab.status().get('paths')}"
         assert wait_proxy_running(lab, 10), f"proxy not running: {lab.status().get('proxy')}"
         yield lab
     finally:
         lab.down()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def full_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """The full path: LAN host → router (data plane) → links → bonding-server → target, with
+    sing-box on both ends, then with ss-redir/ss-server under mptcpize."""
+    yield from _full_path(request, "f")
+
+
+def _hook_logger(lab: Lab) -> tuple[str, ...]:
+    """A hook that logs every server action to <state_dir>/hooks/events.log."""
+    hooks = Path(lab.load().state_dir) / "hooks"
+    hooks.mkdir()
+    script = hooks / "50-log"
+    script.write_text('#!/bin/sh\necho "$ACTION $SERVER_NAME $PREVIOUS>$STATE '
+                      f'active=$ACTIVE_SERVER" >> {hooks / "events.log"}\n')
+    script.chmod(0o755)
+    return ("--hooks-dir", str(hooks))
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -68,26 +93,8 @@ def two(request: pytest.FixtureRequest) -> Iterator[Lab]:
     """The full path with two aggregation servers ('lab' preferred, 'lab2'), failback 'return'
     after 4 s, and a hook that logs every server action to <state_dir>/hooks/events.log; with
     sing-box on both ends, then with ss-redir/ss-server under mptcpize."""
-    backend: str = request.param
-    reason = lab_skip_reason(proxy=backend)
-    if reason:
-        pytest.skip(reason)
-    lab = Lab(f"s{os.getpid() % 100000}{backend[1]}")
-    try:
-        lab.up(parse_links(LINKS), servers=2, daemon=False, backend=backend,
-               options={"server_hold_s": "4", "server_failback": "return"})
-        hooks = Path(lab.load().state_dir) / "hooks"
-        hooks.mkdir()
-        script = hooks / "50-log"
-        script.write_text('#!/bin/sh\necho "$ACTION $SERVER_NAME $PREVIOUS>$STATE '
-                          f'active=$ACTIVE_SERVER" >> {hooks / "events.log"}\n')
-        script.chmod(0o755)
-        lab.start_daemon("--hooks-dir", str(hooks))
-        assert wait_all_up(lab, 20), f"paths not up: {lab.status().get('paths')}"
-        assert wait_proxy_running(lab, 10), f"proxy not running: {lab.status().get('proxy')}"
-        yield lab
-    finally:
-        lab.down()
+    yield from _full_path(request, "s", _hook_logger, servers=2,
+                          options={"server_hold_s": "4", "server_failback": "return"})
 
 
 def wait_proxy_running(lab: Lab, timeout: float) -> bool:
