@@ -193,7 +193,9 @@ def _netifd_name(raw: str) -> str:
 # --- the typed config -------------------------------------------------------------------------
 
 LOG_LEVELS: Final = ("debug", "info", "notice", "warning", "error")
-PROXIES: Final = ("none", "shadowsocks-libev", "xray", "sing-box")
+# 'auto': sing-box, else xray, whichever is installed (bondingd looks again while it finds
+# neither); 'none': no data plane, bond the router's own traffic only.
+PROXIES: Final = ("auto", "none", "shadowsocks-libev", "xray", "sing-box")
 FAILBACK: Final = ("return", "stay")
 # Destinations that never go through the proxy unless `list bypass` replaces this list: the
 # local, private and reserved ranges of RFC 6890 (IPv4).
@@ -236,7 +238,7 @@ class Globals:
 
     enabled: bool = True
     log_level: str = "info"
-    proxy: str = "none"
+    proxy: str = "auto"
     # Probing: a round every probe_interval_ms, one echo per target (staggered); a round is good
     # when any target answers.  The reply timeout adapts to the path's RTT within these bounds.
     probe_interval_ms: int = 150

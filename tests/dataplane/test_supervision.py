@@ -26,7 +26,7 @@ from bonding.dataplane.supervisor import Supervisor
 KEY = "the-key-0123"
 CFG = Config(globals=Globals(proxy="shadowsocks-libev", lan_devices=("lan0",)),
              servers=(Server(name="vps1", address="203.0.113.10"),))
-STATUS_KEYS = {"backend", "state", "pid", "restarts", "since", "error"}
+STATUS_KEYS = {"backend", "state", "pid", "restarts", "since", "error"}  # + server, configured
 
 
 def write(path: Path, text: str, mode: int = 0o755) -> Path:
@@ -196,7 +196,7 @@ def test_data_plane_runs_the_proxy_and_loads_the_table(bin_dir: Path, run_dir: P
         assert d.configure(CFG, conf_dir) == []
         await until(lambda: d.status()["state"] == "running")
         st = d.status()
-        assert set(st) == STATUS_KEYS | {"server"}
+        assert set(st) == STATUS_KEYS | {"server", "configured"}
         assert (st["backend"], st["error"], st["restarts"]) == ("shadowsocks-libev", "", 0)
         assert st["server"] == "vps1"
         assert alive(st["pid"])
@@ -313,6 +313,56 @@ def test_proxy_none_is_disabled(bin_dir: Path, run_dir: Path, conf_dir: Path) ->
         assert "tproxy" not in nft_calls(bin_dir)[-1]
         await d.close()
     run(body)
+
+
+class AnchorRecorder:
+    """Stands for the route sing-box needs (the real one is tested in test_anchor.py)."""
+
+    def __init__(self) -> None:
+        self.wanted: list[bool] = []
+
+    def set(self, want: bool) -> None:
+        self.wanted.append(want)
+
+
+def test_proxy_auto_takes_up_a_proxy_installed_later(bin_dir: Path, run_dir: Path,
+                                                     conf_dir: Path) -> None:
+    """option proxy 'auto' (the shipped default): nothing installed is a clear failure with the
+    LAN routed natively; a sing-box installed meanwhile runs without a reload."""
+    async def body() -> None:
+        anchor = AnchorRecorder()
+        d = DataPlane(run_dir, path=str(bin_dir), nft_cmd=str(bin_dir / "nft"), fw4=False,
+                      cc_available=lambda: ("cubic", "bbr"),
+                      anchor=anchor)  # type: ignore[arg-type]
+        auto = Config(globals=Globals(lan_devices=("lan0",)), servers=CFG.servers)
+        assert auto.globals.proxy == "auto"
+        d.configure(auto, conf_dir)
+        st = d.status()
+        assert (st["state"], st["configured"], st["pid"]) == ("failed", "auto", None)
+        assert "neither sing-box nor xray is installed" in st["error"]
+        assert "opkg install sing-box" in st["error"]
+        assert all("tproxy" not in c for c in nft_calls(bin_dir))  # LAN traffic not diverted
+        assert anchor.wanted == [False]
+        write(bin_dir / "sing-box", "#!/bin/sh\nexec sleep 600\n")
+        await until(lambda: d.status()["state"] == "running", 5)
+        st = d.status()
+        assert (st["backend"], st["configured"]) == ("sing-box", "auto")
+        assert anchor.wanted[-1] is True  # before sing-box started
+        assert "tproxy" in nft_calls(bin_dir)[-1]
+        assert KEY in (run_dir / "sing-box.json").read_text()
+        await d.close()
+        assert not alive(st["pid"])
+    run(body)
+
+
+def test_proxy_auto_prefers_sing_box_to_xray(bin_dir: Path) -> None:
+    from bonding.dataplane.backends import resolve
+    assert resolve("auto", str(bin_dir)) == "none"
+    write(bin_dir / "xray", "#!/bin/sh\n")
+    assert resolve("auto", str(bin_dir)) == "xray"
+    write(bin_dir / "sing-box", "#!/bin/sh\n")
+    assert resolve("auto", str(bin_dir)) == "sing-box"
+    assert resolve("shadowsocks-libev", str(bin_dir)) == "shadowsocks-libev"  # chosen: as it is
 
 
 def test_congestion_control_that_the_kernel_lacks(bin_dir: Path, run_dir: Path,

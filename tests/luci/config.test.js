@@ -161,7 +161,7 @@ test('read-only access: no key field at all', async () => {
 
 test('choices cover what bondingd knows', async () => {
 	const { option } = await openConfig();
-	assert.deepEqual(option('globals', 'proxy').keylist.slice().sort(), [ 'none', 'shadowsocks-libev', 'sing-box', 'xray' ]);
+	assert.deepEqual(option('globals', 'proxy').keylist.slice().sort(), [ 'auto', 'none', 'shadowsocks-libev', 'sing-box', 'xray' ]);
 	assert.deepEqual(option('globals', 'log_level').keylist, [ 'debug', 'info', 'notice', 'warning', 'error' ]);
 	assert.deepEqual(option('server', 'protocol').keylist, [ 'shadowsocks', 'vless' ]);
 	assert.ok(option('server', 'cipher').keylist.includes(option('server', 'cipher').default));

@@ -1,6 +1,6 @@
 """/etc/uci-defaults/90-bonding under busybox ash: what it makes, that a second run changes
-nothing, and the proxy it picks (sing-box when installed; else none, and it runs again at the
-next boot until a proxy is chosen)."""
+nothing, and that it leaves the proxy to bondingd (option proxy unset is 'auto'): it always ends
+0, so OpenWrt deletes it after one run."""
 
 from __future__ import annotations
 
@@ -13,21 +13,11 @@ from .conftest import PKG, SHIPPED_CONFIG, Sandbox, make_executable
 SCRIPT = PKG / "bonding" / "files" / "bonding.defaults"
 
 
-def run(sb: Sandbox, status: int | None = None) -> None:
-    """Run it; it ends 0 (done: OpenWrt deletes it) when a proxy is chosen or sing-box is
-    there, 1 (run me again at the next boot) when neither."""
+def run(sb: Sandbox) -> None:
+    """Run it: it ends 0 (done: OpenWrt deletes it) and prints nothing."""
     r = sb.run(SCRIPT)
-    if status is None:
-        status = 0 if (sb.root / "usr/bin/sing-box").exists() or _proxy(sb) else 1
-    assert r.returncode == status, r.stderr
+    assert r.returncode == 0, r.stderr
     assert r.stdout == "" and r.stderr == ""
-
-
-def _proxy(sb: Sandbox) -> str | None:
-    pkg = uci.loads(sb.config("bonding"), "bonding") if sb.config("bonding") else None
-    g = pkg.section("globals") if pkg else None
-    value = g.options.get("proxy") if g else None
-    return value if isinstance(value, str) else None
 
 
 def install_sing_box(sb: Sandbox) -> None:
@@ -52,36 +42,21 @@ def test_a_missing_config_is_made_with_the_named_sections(sandbox: Sandbox) -> N
     assert problems == [] and cfg.usb.auto_dhcp
 
 
-def test_the_shipped_config_is_left_as_it_is(sandbox: Sandbox) -> None:
+@pytest.mark.parametrize("sing_box", [False, True])
+def test_the_shipped_config_is_left_as_it_is(sandbox: Sandbox, sing_box: bool) -> None:
     sandbox.write_config("bonding", SHIPPED_CONFIG.read_text())
     (sandbox.confdir / "bonding_secrets").write_text("")
     (sandbox.confdir / "bonding_secrets").chmod(0o644)
-    run(sandbox, status=1)  # no proxy installed: 'none', and again at the next boot
+    if sing_box:
+        install_sing_box(sandbox)
+    run(sandbox)
     assert sandbox.config("bonding") == SHIPPED_CONFIG.read_text()
     assert sandbox.uci_writes() == []
-    cfg, _ = config.load(sandbox.confdir)
-    assert cfg.globals.proxy == "none"
-    # but the secrets are made private
-    assert (sandbox.confdir / "bonding_secrets").stat().st_mode & 0o777 == 0o600
-
-
-def test_sing_box_installed_becomes_the_proxy(sandbox: Sandbox) -> None:
-    sandbox.write_config("bonding", SHIPPED_CONFIG.read_text())
-    install_sing_box(sandbox)
-    run(sandbox, status=0)
     cfg, problems = config.load(sandbox.confdir)
     assert [p for p in problems if p.severity is config.Severity.ERROR] == []
-    assert cfg.globals.proxy == "sing-box"
-    assert sandbox.uci_writes() == [["set", "bonding.globals.proxy=sing-box"],
-                                    ["commit", "bonding"]]
-
-
-def test_sing_box_installed_after_bonding_is_taken_up_at_the_next_run(sandbox: Sandbox) -> None:
-    sandbox.write_config("bonding", SHIPPED_CONFIG.read_text())
-    run(sandbox, status=1)  # opkg install bonding sing-box: bonding's postinst runs first
-    install_sing_box(sandbox)
-    run(sandbox, status=0)  # the next boot
-    assert config.load(sandbox.confdir)[0].globals.proxy == "sing-box"
+    assert cfg.globals.proxy == "auto"  # bondingd picks what is installed, now or later
+    # but the secrets are made private
+    assert (sandbox.confdir / "bonding_secrets").stat().st_mode & 0o777 == 0o600
 
 
 @pytest.mark.parametrize("chosen", ["none", "xray", "shadowsocks-libev"])
@@ -89,7 +64,7 @@ def test_a_chosen_proxy_is_never_changed(sandbox: Sandbox, chosen: str) -> None:
     sandbox.write_config("bonding", f"config globals 'globals'\n\toption proxy '{chosen}'\n\n"
                                     "config usb 'usb'\n")
     install_sing_box(sandbox)
-    run(sandbox, status=0)
+    run(sandbox)
     assert config.load(sandbox.confdir)[0].globals.proxy == chosen
     assert sandbox.uci_writes() == []
 

@@ -65,7 +65,7 @@ def test_empty_config_is_the_defaults() -> None:
     assert problems == []
     assert cfg == Config()
     g = cfg.globals
-    assert (g.enabled, g.log_level, g.proxy) == (True, "info", "none")
+    assert (g.enabled, g.log_level, g.proxy) == (True, "info", "auto")
     assert (g.probe_interval_ms, g.probe_timeout_min_ms, g.probe_timeout_ms) == (150, 250, 1000)
     assert (g.down_count, g.down_window, g.up_count) == (3, 5, 5)
     assert (g.degraded_loss_pct, g.degraded_rtt_factor, g.degraded_rtt_ms, g.loss_window) == (
@@ -216,7 +216,7 @@ BAD: list[tuple[str, str, str, str]] = [
     ("globals", "enabled", "", "not a boolean"),
     ("globals", "log_level", "verbose", "not one of: debug, info, notice, warning, error"),
     ("globals", "log_level", "INFO", "not one of:"),
-    ("globals", "proxy", "openvpn", "not one of: none, shadowsocks-libev, xray, sing-box"),
+    ("globals", "proxy", "openvpn", "not one of: auto, none, shadowsocks-libev, xray, sing-box"),
     ("globals", "probe_interval_ms", "abc", "not a whole number ms: use 20–60000"),
     ("globals", "probe_interval_ms", "1.5", "not a whole number ms"),
     ("globals", "probe_interval_ms", "150ms", "not a whole number ms"),

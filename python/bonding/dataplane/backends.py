@@ -275,11 +275,38 @@ def sing_box(cfg: Config, server: Server, key: str, run_dir: Path, path: str) ->
 BACKENDS: Final = {"shadowsocks-libev": ss_libev, "xray": xray, "sing-box": sing_box}
 
 
+# option proxy 'auto' takes the first of these that is installed.
+AUTO: Final = ("sing-box", "xray")
+
+
+def resolve(proxy: str, path: str | None = None) -> str:
+    """The backend option proxy names: 'auto' → the first of AUTO that is installed, else
+    'none'; any other value as it is."""
+    if proxy != "auto":
+        return proxy
+    where = search_path(path)
+    for backend in AUTO:
+        try:
+            find(backend, where)
+        except BackendError:
+            continue
+        return backend
+    return "none"
+
+
+def auto_missing() -> str:
+    """Why option proxy 'auto' finds nothing, and what to do."""
+    return ("option proxy 'auto': neither sing-box nor xray is installed, LAN traffic is not "
+            "bonded: install one (opkg install sing-box, or apk add sing-box); bondingd takes "
+            "it up within a minute (or set option proxy 'none' to bond the router's own "
+            "traffic only)")
+
+
 def launch(cfg: Config, secrets: Secrets, run_dir: Path, path: str | None = None, *,
-           server: Server | None = None) -> Launch:
-    """What to run for cfg.globals.proxy (not 'none') towards `server` (default: the preferred
-    enabled one); BackendError says why not."""
-    backend = cfg.globals.proxy
+           server: Server | None = None, backend: str | None = None) -> Launch:
+    """What to run for `backend` (default: cfg.globals.proxy; not 'none' or 'auto') towards
+    `server` (default: the preferred enabled one); BackendError says why not."""
+    backend = backend or cfg.globals.proxy
     if backend not in BACKENDS:
         raise BackendError(f"unknown proxy '{backend}'")
     srv, key = pick_server(cfg, secrets, server)

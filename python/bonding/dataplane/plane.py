@@ -66,6 +66,7 @@ class DataPlane:
         self._cfg: Config | None = None
         self._secrets: Secrets | None = None
         self.server: str | None = None  # the server section the proxy connects to
+        self.backend = "none"  # what option proxy names ('auto' resolved)
 
     # --- config ---------------------------------------------------------------------------------
     def configure(self, cfg: Config, config_dir: Path, *,
@@ -80,7 +81,8 @@ class DataPlane:
                                                 for p in cfg.paths})
         self._cfg = cfg
         self.server = server
-        self._anchor(g.enabled and g.proxy == "sing-box")
+        self.backend = backends.resolve(g.proxy, self.path)
+        self._anchor(g.enabled and self.backend == "sing-box")
         if g.proxy == "none" or not g.enabled:
             self.ruleset = None
             self._tproxy = None
@@ -112,12 +114,21 @@ class DataPlane:
                 chosen = cfg.server(server)
                 if chosen is None or not chosen.enabled:
                     raise BackendError(f"server '{server}' is not an enabled server section")
-            return backends.launch(cfg, secrets, self.run_dir, self.path, server=chosen)
+            # 'auto' looks again at every try: a proxy installed after bonding is taken up
+            backend = backends.resolve(cfg.globals.proxy, self.path)
+            if backend == "none":
+                raise BackendError(backends.auto_missing())
+            if backend == "sing-box" and self.backend != "sing-box":
+                self._anchor(True)  # in place before sing-box's monitor starts
+            self.backend = backend
+            return backends.launch(cfg, secrets, self.run_dir, self.path, server=chosen,
+                                   backend=backend)
 
         try:
             launch = make()
         except BackendError as e:
-            self.supervisor.fail(cfg.globals.proxy, str(e), retry=make)
+            self.supervisor.fail(self.backend if self.backend != "none" else cfg.globals.proxy,
+                                 str(e), retry=make)
         else:
             self.supervisor.set(launch)
 
@@ -197,6 +208,7 @@ class DataPlane:
         st["server"] = launch.server if launch is not None else self.server
         if st["backend"] is None and st["state"] == str(State.DISABLED):
             st["backend"] = "none"
+        st["configured"] = self._cfg.globals.proxy if self._cfg is not None else "none"
         errors = [e for e in (st["error"], self.nft_error and f"nftables: {self.nft_error}")
                   if e]
         st["error"] = "; ".join(errors)

@@ -467,6 +467,7 @@ class Lab:
         g: dict[str, str | tuple[str, ...]] = {
             "log_level": "info",
             "probe_target": (SERVER_ADDR, TARGET_ADDR),
+            "proxy": "none",  # bondingd alone (the full path sets its proxy below)
         }
         servers = [uci.Section("server", CLIENT_NAME, {"address": SERVER_ADDR,
                                                        "port": "65101"})]

@@ -111,12 +111,13 @@ return view.extend({
 		o.default = 'info';
 
 		o = s.taboption('general', form.ListValue, 'proxy', _('Proxy backend'),
-			_('The transparent proxy that carries LAN traffic over Multipath TCP to the server. Install its package first: sing-box, xray-core or shadowsocks-libev-ss-redir.'));
+			_('The transparent proxy that carries LAN traffic over Multipath TCP to the server. Automatic takes sing-box, else Xray, whichever is installed (install sing-box first), and takes one installed later up by itself.'));
+		o.value('auto', _('Automatic (sing-box, else Xray)'));
 		o.value('sing-box', 'sing-box');
 		o.value('xray', 'Xray');
 		o.value('shadowsocks-libev', 'shadowsocks-libev');
 		o.value('none', _('None: bond the router\'s own traffic only'));
-		o.default = 'none';
+		o.default = 'auto';
 
 		o = intOption(s, 'probing', 'probe_interval_ms', _('Probe interval (ms)'),
 			_('Time between two probe rounds of a link. Shorter notices a dead link sooner and sends more probes.'),
