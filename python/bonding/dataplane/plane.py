@@ -56,6 +56,7 @@ class DataPlane:
         self._path_congctl: dict[str, str | None] = {}
         self.nft_error = ""
         self.cc_error = ""
+        self.ipv6_native = "no proxy"  # why LAN IPv6 is routed natively ("" when proxied)
         self._removed_once = False  # a table left by an earlier bondingd is removed once
 
     # --- config ---------------------------------------------------------------------------------
@@ -70,12 +71,17 @@ class DataPlane:
         if g.proxy == "none" or not g.enabled:
             self.ruleset = None
             self._tproxy = None
+            self.ipv6_native = "no proxy"
             self.supervisor.set(None)
             self._sync_nft()
             return []
         secrets, problems = load_secrets(config_dir)
-        self.ruleset = nft.build(g, cfg.server_addresses())
-        self._tproxy = TproxyWant(g.tproxy_mark, g.tproxy_mask, g.tproxy_table)
+        # the server the proxy uses (backends.pick_server): its IPv6 decides LAN IPv6
+        server = next((sv for sv in cfg.servers if sv.enabled), None)
+        self.ipv6_native = nft.lan_ipv6(g, server)
+        ipv6 = not self.ipv6_native
+        self.ruleset = nft.build(g, cfg.server_addresses(), cfg.server_addresses6(), ipv6=ipv6)
+        self._tproxy = TproxyWant(g.tproxy_mark, g.tproxy_mask, g.tproxy_table, ipv6=ipv6)
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
         def make() -> backends.Launch:
@@ -157,6 +163,9 @@ class DataPlane:
         errors = [e for e in (st["error"], self.nft_error and f"nftables: {self.nft_error}")
                   if e]
         st["error"] = "; ".join(errors)
+        proxied = self.ruleset is not None and self.ruleset.ipv6
+        st["ipv6"] = {"lan": "proxied" if proxied else "routed natively",
+                      "reason": "" if proxied else self.ipv6_native}
         return st
 
     def errors(self) -> list[str]:
