@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--no-proxy", action="store_true",
                     help="no data plane and no bonding-server: bondingd for the router's own "
                          "traffic only")
+    up.add_argument("--tunnel6", action="store_true",
+                    help="the router's proxy reaches the server by its IPv6 address: the bonded "
+                         "connections run over the links' IPv6")
     up.add_argument("--json", action="store_true", help="describe the lab as JSON")
     sub.add_parser("down", help="kill everything in the lab and remove its namespaces")
     d = sub.add_parser("describe", help="namespaces, links, addresses, bondingd's files")
@@ -37,8 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("link", help="faults on a link: blackhole, loss PCT, carrier down/up, "
                                     "clear")
     f.add_argument("name", help="wan1, wan2, …")
-    f.add_argument("action", choices=["blackhole", "loss", "clear", "carrier-down",
-                                      "carrier-up"])
+    f.add_argument("action", choices=["blackhole", "blackhole4", "blackhole6", "loss", "clear",
+                                      "carrier-down", "carrier-up"],
+                   help="blackhole4/blackhole6: drop only IPv4 or only IPv6")
     f.add_argument("pct", nargs="?", type=int, help="loss in percent (with 'loss')")
     demo = sub.add_parser("demo", help="build the full path, transfer LAN host → target, "
                                        "kill a link, restore it, tear down")
@@ -76,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd in ("up", "describe"):
             if args.cmd == "up":
                 lab.up(parse_links(args.links), daemon=not args.no_daemon,
-                       proxy=not args.no_proxy)
+                       proxy=not args.no_proxy, tunnel6=args.tunnel6)
             desc = lab.describe()
             if args.json:
                 print(json.dumps(desc, indent=2))
@@ -89,8 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.cmd == "status":
             print(json.dumps(lab.status(), indent=2))
         elif args.cmd == "link":
-            if args.action == "blackhole":
-                lab.blackhole(args.name)
+            if args.action.startswith("blackhole"):
+                family = args.action.removeprefix("blackhole")
+                lab.blackhole(args.name, int(family) if family else None)
             elif args.action == "loss":
                 if args.pct is None:
                     raise LabError("loss needs a percentage: bonding-lab link wan1 loss 5")
