@@ -118,17 +118,9 @@ class Ruleset:
             f"table {FAMILY} {TABLE} {{}}",
             f"delete table {FAMILY} {TABLE}",
             f"table {FAMILY} {TABLE} {{",
-            "\tset bypass {",
-            "\t\ttype ipv4_addr",
-            "\t\tflags interval",
-            "\t\tauto-merge",
+            *_set("bypass", "ipv4_addr", self.bypass, interval=True),
+            "", *_set("servers", "ipv4_addr", self.servers),
         ]
-        if self.bypass:
-            lines.append("\t\telements = { " + ", ".join(self.bypass) + " }")
-        lines += ["\t}", "", "\tset servers {", "\t\ttype ipv4_addr"]
-        if self.servers:
-            lines.append("\t\telements = { " + ", ".join(self.servers) + " }")
-        lines.append("\t}")
         if self.ipv6:
             lines += ["", *_set("bypass6", "ipv6_addr", self.bypass6, interval=True),
                       "", *_set("servers6", "ipv6_addr", self.servers6)]
@@ -141,37 +133,30 @@ class Ruleset:
             lines.append(f"\t\tiifname {{ {devices} }} meta nfproto ipv4 jump lan")
             if self.ipv6:
                 lines.append(f"\t\tiifname {{ {devices} }} meta nfproto ipv6 jump lan6")
-        lines += [
-            "\t}",
-            "",
-            "\tchain lan {",
-            "\t\tct direction reply return",
-            "\t\tfib daddr type { local, broadcast, anycast, multicast } return",
-            "\t\tip daddr @bypass return",
-            "\t\tip daddr @servers return",
-            "\t\tudp dport { " + ", ".join(map(str, DHCP_PORTS)) + " } return",
-        ]
-        for proto in self.protocols:
-            lines.append(f"\t\tmeta l4proto {proto} tproxy ip to {LISTEN_ADDRESS}:{self.port} "
-                         f"{self.mark_statement()} accept")
         lines.append("\t}")
+        lines += self._lan_chain("lan", "ip", "broadcast, ", DHCP_PORTS,
+                                 f"{LISTEN_ADDRESS}:{self.port}")
         if self.ipv6:
-            lines += self._ipv6_chains()
+            lines += self._lan_chain("lan6", "ip6", "", DHCP6_PORTS,
+                                     f"[{LISTEN_ADDRESS6}]:{self.port}", suffix="6")
         lines += ["}", ""]
         return "\n".join(lines)
 
-    def _ipv6_chains(self) -> list[str]:
+    def _lan_chain(self, name: str, ip: str, broadcast: str, dhcp: tuple[int, ...], to: str,
+                   suffix: str = "") -> list[str]:
+        """What arrives from the LAN in one family (`ip`: ip or ip6): what goes on, and what
+        tproxy hands the proxy's listener `to`."""
         lines = [
             "",
-            "\tchain lan6 {",
+            f"\tchain {name} {{",
             "\t\tct direction reply return",
-            "\t\tfib daddr type { local, anycast, multicast } return",
-            "\t\tip6 daddr @bypass6 return",
-            "\t\tip6 daddr @servers6 return",
-            "\t\tudp dport { " + ", ".join(map(str, DHCP6_PORTS)) + " } return",
+            f"\t\tfib daddr type {{ local, {broadcast}anycast, multicast }} return",
+            f"\t\t{ip} daddr @bypass{suffix} return",
+            f"\t\t{ip} daddr @servers{suffix} return",
+            "\t\tudp dport { " + ", ".join(map(str, dhcp)) + " } return",
         ]
         for proto in self.protocols:
-            lines.append(f"\t\tmeta l4proto {proto} tproxy ip6 to [{LISTEN_ADDRESS6}]:{self.port} "
+            lines.append(f"\t\tmeta l4proto {proto} tproxy {ip} to {to} "
                          f"{self.mark_statement()} accept")
         return [*lines, "\t}"]
 
