@@ -632,6 +632,8 @@ def from_sections(sections: Sequence[uci.Section]) -> tuple[Config, list[Problem
 
     g = globals_ or Globals()
     _check_globals(g, problems)
+    if not g.ipv6:
+        _check_ipv6_off(g, servers, paths, problems)
     return Config(globals=g, servers=tuple(servers), paths=tuple(paths),
                   usb=usb or Usb()), problems
 
@@ -670,6 +672,28 @@ def _check_globals(g: Globals, problems: list[Problem]) -> None:
         err("tproxy_mark", f"{g.tproxy_mark:#x}/{g.tproxy_mask:#x}",
             "the mask must leave bit 31 free (the proxy's own connections are marked with the "
             "bit above the mask)")
+
+
+def _check_ipv6_off(g: Globals, servers: Sequence[Server], paths: Sequence[PathConfig],
+                    problems: list[Problem]) -> None:
+    """With option ipv6 '0', the IPv6 options do nothing: say so where one is set."""
+    def warn(section: str, option: str, value: str, msg: str) -> None:
+        problems.append(Problem(Severity.WARNING, section, option, value, msg))
+
+    off = "option ipv6 is 0 in globals"
+    for s in servers:
+        if s.enabled and _is_ipv6(s.address):
+            warn(s.name, "address", s.address,
+                 f"the proxy reaches this server over IPv6, but {off}: its connection is not "
+                 "bonded (one link, the main table's route); set ipv6 '1'")
+    for section, targets in (("globals", g.probe_targets),
+                             *((p.name, p.probe_targets) for p in paths)):
+        for t in targets:
+            if _is_ipv6(t):
+                warn(section, "probe_target", t, f"an IPv6 target, unused: {off}")
+    for p in paths:
+        if p.gateway6:
+            warn(p.name, "gateway6", p.gateway6, f"unused: {off}")
 
 
 def load(config_dir: Path) -> tuple[Config, list[Problem]]:

@@ -950,3 +950,25 @@ def test_a_v6_gateway_in_the_v4_option_says_where_it_goes() -> None:
     assert [str(p) for p in problems] == [
         "error: bonding.wan1.gateway='fe80::1': an IPv6 address: an IPv6 gateway goes in "
         "option gateway6"]
+
+
+def test_ipv6_options_with_ipv6_off_are_warnings_that_say_so() -> None:
+    cfg, problems = parse(
+        ("globals", "globals", {"ipv6": "0", "probe_target": ("192.0.2.1", "2001:db8::1")}),
+        ("server", "v6only", {"address": "2001:db8:203::10"}),
+        ("server", "both", {"address": "203.0.113.1", "address6": "2001:db8:203::11"}),
+        ("path", "wan1", {"device": "eth1", "gateway6": "fe80::1",
+                          "probe_target": "2001:db8::2"}))
+    assert errors(problems) == []  # the config is used
+    assert where(problems) == [
+        (WARNING, "v6only", "address", "2001:db8:203::10"),
+        (WARNING, "globals", "probe_target", "2001:db8::1"),
+        (WARNING, "wan1", "probe_target", "2001:db8::2"),
+        (WARNING, "wan1", "gateway6", "fe80::1"),
+    ]
+    assert "its connection is not bonded" in problems[0].message
+    assert all("option ipv6 is 0" in p.message for p in problems)
+    assert cfg.globals.ipv6 is False
+    _, on = parse(("globals", "globals", {"probe_target": "2001:db8::1"}),
+                  ("server", "v6only", {"address": "2001:db8:203::10"}))
+    assert on == []
