@@ -276,7 +276,9 @@ class PathProber:
             parsed = parse_echo_reply(data, self.v6)
             if parsed is None or parsed[0] != self._ident:
                 continue
-            src = str(ipaddress.ip_address(peer[0])) if self.v6 else peer[0]
+            src = peer[0]
+            if src not in self.stats and self.v6:  # inet_ntop's text, usually ipaddress's too
+                src = str(ipaddress.ip_address(src.split("%")[0]))
             pending = self._by_seq.pop(parsed[1], None)
             if pending is None:
                 continue
