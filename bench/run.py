@@ -24,6 +24,7 @@ IPv4 has 95.6%).  A second line: the same IPv6 LAN flow carried over IPv4 subflo
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -45,8 +46,10 @@ from bonding.lab.traffic import (
     wait_for,
 )
 
-PREFIX = "bb"
-FULL_PREFIX = "bg"
+# Labs of this run only: two runs at once (several engineers on one machine) do not tear down
+# each other's labs.
+PREFIX = f"bb{os.getpid() % 100000}"
+FULL_PREFIX = f"bg{os.getpid() % 100000}"
 WARMUP_S = 4.0
 # (label, links, fault on wan1 or None, bar in % of Σ rate × 1448/1514)
 GOODPUT_CASES: list[tuple[str, str, int | None, float]] = [
