@@ -1,7 +1,8 @@
 """Benchmarks of bondingd in the lab against the bars of DESIGN.md section 6 (root).
 
     .venv/bin/python bench/run.py [--quick] [detect|recover|aggregate|footprint|failover|
-                                             goodput|goodput-hard|unshaped|udp-failover ...]
+                                             goodput|goodput-hard|goodput-v6|unshaped|
+                                             udp-failover ...]
                                   [--cc bbr,cubic] [--proxy sing-box,shadowsocks-libev]
 
 Prints figures; asserts nothing.  Each part builds its own lab and removes it.
@@ -16,6 +17,14 @@ header-limited capacity Σ rate × 1448/1514.  Goodput is what the receiver coun
 steady part of the transfer (the first WARMUP_S and the last second left out).  Both variants
 get the congestion control bondingd puts on its routes (`--cc`: each value is a run).
 
+goodput-v6: the same with IPv6 from end to end: the LAN host's flow to the target's IPv6
+address, the bonded connection to the server's IPv6 address (MPTCP subflows on the links' IPv6),
+raw MPTCP router → server over IPv6 beside it.  An IPv6 header is 20 bytes longer than an IPv4
+one, so a 1514-byte frame carries 1500 - 40 (IPv6) - 20 (TCP) - 12 (timestamps) = 1428 bytes of
+TCP payload: the header-limited capacity is Σ rate × 1428/1514 (94.3% of the line rate, where
+IPv4 has 95.6%).  A second line: the same IPv6 LAN flow carried over IPv4 subflows (capacity
+Σ rate × 1448/1514, as IPv4).
+
 udp-failover: a 50 pps "voice" stream LAN host → UDP echo at the target through the full path;
 the link that carries most of it is blackholed, 5 times: the longest time without an echo
 (median, bar ≤ 1 s) and the datagrams lost; then the stream's round trip in steady state and
@@ -26,6 +35,7 @@ of `--proxy` is a run.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -36,6 +46,7 @@ from bonding.lab.topology import (
     PROXY_BACKEND,
     SERVER2_ADDR,
     SERVER_ADDR,
+    SERVER_ADDR6,
     TARGET_ADDR,
     Lab,
     LabError,
@@ -44,6 +55,7 @@ from bonding.lab.topology import (
 )
 from bonding.lab.traffic import (
     HEADER_RATIO,
+    HEADER_RATIO6,
     NewConnections,
     Rates,
     Service,
@@ -60,14 +72,21 @@ from bonding.lab.traffic import (
     wait_for,
 )
 
-PREFIX = "bb"
-FULL_PREFIX = "bg"
+# Labs of this run only: two runs at once (several engineers on one machine) do not tear down
+# each other's labs.
+PREFIX = f"bb{os.getpid() % 100000}"
+FULL_PREFIX = f"bg{os.getpid() % 100000}"
 WARMUP_S = 4.0
 # (label, links, fault on wan1 or None, bar in % of Σ rate × 1448/1514)
 GOODPUT_CASES: list[tuple[str, str, int | None, float]] = [
     ("2 links", "50/10ms,20/25ms", None, 97),
     ("3 links", "50/10ms,30/20ms,20/40ms", None, 97),
     ("4 links", "40/5ms,30/15ms,20/30ms,10/40ms", None, 97),
+]
+# (label, links, bonded over IPv6, header ratio, bar in % of Σ rate × that ratio)
+V6_CASES: list[tuple[str, str, bool, float, float]] = [
+    ("IPv6 over IPv6", "50/10ms,30/20ms,20/40ms", True, HEADER_RATIO6, 95),
+    ("IPv6 over IPv4", "50/10ms,30/20ms,20/40ms", False, HEADER_RATIO, 95),
 ]
 HARD_CASES: list[tuple[str, str, int | None, float]] = [
     ("1:8 RTT spread", "50/5ms,30/20ms,20/40ms", None, 90),
@@ -193,10 +212,10 @@ def _set_cc(lab: Lab, cc: str, lossy: set[str]) -> None:
     lab.set_options(changes)
 
 
-def _full_lab(links: str, cc: str, backend: str = PROXY_BACKEND) -> Lab:
+def _full_lab(links: str, cc: str, backend: str = PROXY_BACKEND, tunnel6: bool = False) -> Lab:
     lab = Lab(FULL_PREFIX)
     lab.down()
-    lab.up(parse_links(links), proxy=True, backend=backend,
+    lab.up(parse_links(links), proxy=True, backend=backend, tunnel6=tunnel6,
            options={"congestion_control": "bbr" if cc == "mixed" else cc})
     ok = wait_all_up(lab, 20) and wait_for(
         lambda: lab.status().get("proxy", {}).get("state") == "running", 10) is not None
@@ -255,6 +274,32 @@ def goodput(cases: list[tuple[str, str, int | None, float]], seconds: float,
                       f"raw MPTCP {raw / 1e6:6.1f} = {100 * raw / cap:5.1f}%  "
                       f"of {cap / 1e6:.1f} (bar {bar:g}%)  wire: {links_pct}"
                       + (f"  [tcp mem +{leak} pages]" if leak > 10000 else ""), flush=True)
+        finally:
+            lab.down()
+
+
+def goodput_v6(seconds: float, ccs: Sequence[str]) -> None:
+    """One TCP flow LAN host → target over IPv6 through the proxy, beside raw MPTCP."""
+    for label, links, tunnel6, ratio, bar in V6_CASES:
+        specs = parse_links(links)
+        cap = sum(x.rate_mbit for x in specs) * 1e6 * ratio
+        lab = _full_lab(links, ccs[0], tunnel6=tunnel6)
+        try:
+            for cc in ccs:
+                _set_cc(lab, cc, lossy=set())
+                time.sleep(1.0)
+                proxy, wire = _measure(lab, lan_transfer(lab, seconds, ipv6=True), seconds)
+                first = "bbr" if cc == "mixed" else cc
+                raw, _ = _measure(lab, Transfer(lab, seconds, congestion=first or None,
+                                                dst=SERVER_ADDR6 if tunnel6 else SERVER_ADDR),
+                                  seconds)
+                links_pct = " ".join(f"{x.name} {100 * wire[x.name] / (x.rate_mbit * 1e6):.0f}%"
+                                     for x in lab.load().links)
+                print(f"goodput-v6 {label:14} {links:23} cc {cc or 'default':6} "
+                      f"proxy {proxy / 1e6:6.1f} Mbit/s = {100 * proxy / cap:5.1f}%  "
+                      f"raw MPTCP {raw / 1e6:6.1f} = {100 * raw / cap:5.1f}%  "
+                      f"of {cap / 1e6:.1f} = Σ rate × {round(ratio * 1514)}/1514 "
+                      f"(bar {bar:g}%)  wire: {links_pct}", flush=True)
         finally:
             lab.down()
 
@@ -422,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("parts", nargs="*", default=["detect", "recover", "aggregate", "footprint",
                                                 "failover", "goodput", "goodput-hard",
-                                                "unshaped", "udp-failover"])
+                                                "goodput-v6", "unshaped", "udp-failover"])
     p.add_argument("--quick", action="store_true", help="fewer runs, shorter transfers")
     p.add_argument("--cc", default="bbr,cubic,mixed",
                    help="congestion controls bondingd puts on its routes, one run each "
@@ -443,6 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "failover": lambda: failover(5, [x.strip() for x in a.proxy.split(",")]),
         "goodput": lambda: goodput(GOODPUT_CASES, gs, ccs),
         "goodput-hard": lambda: goodput(HARD_CASES, gs, ccs),
+        "goodput-v6": lambda: goodput_v6(gs, ccs),
         "unshaped": lambda: unshaped(gs, ccs),
         "udp-failover": lambda: udp_failover(3 if a.quick else 5,
                                              [x.strip() for x in a.proxy.split(",")]),

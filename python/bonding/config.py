@@ -121,6 +121,99 @@ def _ipv4(raw: str) -> str:
         raise ValueError("not an IPv4 address (like 192.0.2.1)") from None
 
 
+def _gateway(raw: str) -> str:
+    if _is_ipv6(raw.strip()):
+        raise ValueError("an IPv6 address: an IPv6 gateway goes in option gateway6")
+    return _ipv4(raw)
+
+
+# --- IPv6 --------------------------------------------------------------------------------------
+
+_LINK_LOCAL6 = ipaddress.IPv6Network("fe80::/10")
+_ULA6 = ipaddress.IPv6Network("fc00::/7")
+
+
+def _ipv6_unicast(raw: str, v4_hint: str) -> ipaddress.IPv6Address:
+    """An IPv6 unicast address, or ValueError saying why not (`v4_hint`: where IPv4 goes)."""
+    v = raw.strip()
+    if "%" in v:
+        raise ValueError("a zone index (%…) has no place here: the path says which link")
+    try:
+        ip = ipaddress.ip_address(v)
+    except ValueError:
+        raise ValueError("not an IPv6 address (like 2001:db8::10)") from None
+    if ip.version == 4:
+        raise ValueError(f"an IPv4 address: {v4_hint}")
+    assert isinstance(ip, ipaddress.IPv6Address)
+    if ip.ipv4_mapped is not None:
+        raise ValueError(f"an IPv4-mapped address: write {ip.ipv4_mapped} as IPv4 ({v4_hint})")
+    if ip.is_multicast or ip.is_unspecified or ip.is_loopback:
+        raise ValueError("not a unicast address of another host (multicast, :: or ::1)")
+    return ip
+
+
+def _global6(raw: str, v4_hint: str) -> str:
+    """An IPv6 address reachable over the internet (what servers and probe targets are)."""
+    ip = _ipv6_unicast(raw, v4_hint)
+    if ip in _LINK_LOCAL6:
+        raise ValueError("a link-local address (fe80::/10) is not reachable beyond its link: "
+                         "use a global address")
+    if ip in _ULA6:
+        raise ValueError("a unique local address (fc00::/7) is not reachable over the "
+                         "internet: use a global address")
+    return str(ip)
+
+
+def _server_address6(raw: str) -> str:
+    return _global6(raw, "the server's IPv4 address goes in option address")
+
+
+def _gateway6(raw: str) -> str:
+    """The next hop of a path's IPv6: global or, as routers announce it, link-local."""
+    return str(_ipv6_unicast(raw, "an IPv4 gateway goes in option gateway"))
+
+
+def _probe_target(raw: str) -> str:
+    """An IPv4 address, or a global IPv6 address (probed over the paths' IPv6)."""
+    v = raw.strip()
+    if _is_ipv6(v):
+        return _global6(v, "probe targets may be IPv4 addresses too")
+    try:
+        return str(ipaddress.IPv4Address(v))
+    except ValueError:
+        raise ValueError("not an IPv4 or IPv6 address (like 192.0.2.1 or 2001:db8::1)") \
+            from None
+
+
+def _ipv6_net(raw: str) -> str:
+    v = raw.strip()
+    try:
+        net = ipaddress.IPv6Network(v, strict=False)
+    except ValueError:
+        if _is_ipv4_net(v):
+            raise ValueError("an IPv4 network: it goes in list bypass") from None
+        raise ValueError("not an IPv6 network (like fd00::/8 or 2001:db8::7)") from None
+    if net.network_address != ipaddress.IPv6Address(v.split("/")[0]):
+        raise ValueError(f"has host bits set: did you mean {net}?")
+    return str(net) if net.prefixlen < 128 else str(net.network_address)
+
+
+def _is_ipv6(value: str) -> bool:
+    try:
+        ipaddress.IPv6Address(value.split("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _is_ipv4_net(value: str) -> bool:
+    try:
+        ipaddress.IPv4Network(value, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
 _HOST_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
                       r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
@@ -168,6 +261,8 @@ def _ipv4_net(raw: str) -> str:
     try:
         net = ipaddress.IPv4Network(v, strict=False)
     except ValueError:
+        if ":" in v:
+            raise ValueError("an IPv6 network: it goes in list bypass6") from None
         raise ValueError("not an IPv4 network (like 10.0.0.0/8 or 192.0.2.7)") from None
     if str(net.network_address) != v.split("/")[0]:
         raise ValueError(f"has host bits set: did you mean {net}?")
@@ -203,6 +298,14 @@ DEFAULT_BYPASS: Final = (
     "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
     "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
     "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+)
+# The same for IPv6 (`list bypass6` replaces it): unspecified and loopback, IPv4-mapped, the
+# NAT64 prefixes (translated by the local ISP: the server cannot reach them), discard-only,
+# benchmarking, documentation (RFC 3849, RFC 9637), SRv6 SIDs, unique local, link-local and
+# multicast (RFC 6890 and its updates).
+DEFAULT_BYPASS6: Final = (
+    "::/127", "::ffff:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "2001:2::/48",
+    "2001:db8::/32", "3fff::/20", "5f00::/16", "fc00::/7", "fe80::/10", "ff00::/8",
 )
 # Shadowsocks AEAD ciphers.  Unencrypted transport ('none', 'plain') is refused: router↔server
 # traffic is always encrypted and authenticated (DESIGN 3.4).  shadowsocks-libev speaks only
@@ -268,7 +371,11 @@ class Globals:
     tproxy_mask: int = 0xB0
     tproxy_table: int = 199  # holds 'local default dev lo'
     bypass: tuple[str, ...] = DEFAULT_BYPASS
+    bypass6: tuple[str, ...] = DEFAULT_BYPASS6
     proxy_udp: bool = True
+    # IPv6: the paths' IPv6 addresses are bonded too (endpoints, probes, policy routing), and
+    # LAN IPv6 is proxied when the server has an IPv6 address.  0: IPv6 is left alone.
+    ipv6: bool = True
     # TCP congestion control of the bonded subflows, set as 'congctl' on our routes ("": the
     # system's default).  bbr keeps a lossy link (4G, Wi-Fi) busy where cubic backs off.
     congestion_control: str = "bbr"
@@ -300,6 +407,13 @@ class Server:
     # The server takes UDP inside the bonded TCP connection (sing-box's UDP over TCP v2:
     # bonding-server with sing-box does): UDP flows then survive the death of a link.
     udp_over_tcp: bool = False
+    address6: str | None = None  # its IPv6 address: it can then proxy the LAN's IPv6
+
+    def addresses6(self) -> tuple[str, ...]:
+        """Its IPv6 addresses: option address6, and option address when that is IPv6."""
+        own = (self.address,) if _is_ipv6(self.address) else ()
+        extra = (self.address6,) if self.address6 and self.address6 not in own else ()
+        return own + extra
 
 
 @dataclass(frozen=True)
@@ -310,11 +424,12 @@ class PathConfig:
     interface: str | None = None  # netifd logical interface (OpenWrt)
     device: str | None = None  # kernel device, where there is no netifd (the lab, Debian)
     gateway: str | None = None  # next hop; otherwise learnt from netifd or the main table
+    gateway6: str | None = None  # IPv6 next hop; otherwise learnt from the main table
     enabled: bool = True
     backup: bool = False  # forced backup: carries traffic only when no other path is up
     download_kbit: int | None = None
     upload_kbit: int | None = None
-    probe_targets: tuple[str, ...] = ()  # replaces the global targets when set
+    probe_targets: tuple[str, ...] = ()  # replaces the global targets (per family) when set
     # Congestion control of the subflows that join over this link (None: the global one);
     # e.g. cubic on a clean wired link, bbr on a radio link that loses packets.
     congestion_control: str | None = None
@@ -340,13 +455,15 @@ class Config:
     def path(self, name: str) -> PathConfig | None:
         return next((p for p in self.paths if p.name == name), None)
 
-    def targets_for(self, path: PathConfig) -> tuple[str, ...]:
-        """Probe targets of a path: its own list, else the global list, else the servers."""
-        if path.probe_targets:
-            return path.probe_targets
-        if self.globals.probe_targets:
-            return self.globals.probe_targets
-        return self.server_addresses()
+    def targets_for(self, path: PathConfig, family: int = 4) -> tuple[str, ...]:
+        """Probe targets of a path in one address family (4 or 6): its own list, else the
+        global list, else the servers (each of that family)."""
+        v6 = family == 6
+        for targets in (path.probe_targets, self.globals.probe_targets):
+            mine = tuple(t for t in targets if _is_ipv6(t) == v6)
+            if mine:
+                return mine
+        return self.server_addresses6() if v6 else self.server_addresses()
 
     def ordered_servers(self) -> tuple[Server, ...]:
         """The enabled servers, preferred first: by priority, then in file order."""
@@ -358,6 +475,14 @@ class Config:
     def server_addresses(self) -> tuple[str, ...]:
         """The enabled servers given as IPv4 addresses (routes and default probe targets)."""
         return tuple(s.address for s in self.servers if s.enabled and is_ipv4(s.address))
+
+    def server_addresses6(self) -> tuple[str, ...]:
+        """The enabled servers' IPv6 addresses (routes and default IPv6 probe targets)."""
+        out: list[str] = []
+        for s in self.servers:
+            if s.enabled:
+                out += [a for a in s.addresses6() if a not in out]
+        return tuple(out)
 
 
 def is_ipv4(value: str) -> bool:
@@ -385,7 +510,7 @@ _GLOBALS: _Spec = {
     "degraded_rtt_factor": ("degraded_rtt_factor", _float(1.0, 100.0), False),
     "degraded_rtt_ms": ("degraded_rtt_ms", _int(0, 60000, " ms"), False),
     "loss_window": ("loss_window", _int(2, 1000, " rounds"), False),
-    "probe_target": ("probe_targets", _ipv4, True),
+    "probe_target": ("probe_targets", _probe_target, True),
     "mptcp_subflows": ("mptcp_subflows", _int(0, 8), False),
     "mptcp_add_addr_accepted": ("mptcp_add_addr_accepted", _int(0, 8), False),
     "route_table": ("route_table", _int(1, 0x7FFFFFFF), False),
@@ -397,7 +522,9 @@ _GLOBALS: _Spec = {
     "tproxy_mark": ("tproxy_mark", _mark, False),
     "tproxy_table": ("tproxy_table", _int(1, 0x7FFFFFFF), False),
     "bypass": ("bypass", _ipv4_net, True),
+    "bypass6": ("bypass6", _ipv6_net, True),
     "proxy_udp": ("proxy_udp", _bool, False),
+    "ipv6": ("ipv6", _bool, False),
     "congestion_control": ("congestion_control", _congestion, False),
     "server_probe_interval_ms": ("server_probe_interval_ms", _int(100, 60000, " ms"), False),
     "server_down_count": ("server_down_count", _int(1, 100), False),
@@ -414,17 +541,19 @@ _SERVER: _Spec = {
     "enabled": ("enabled", _bool, False),
     "priority": ("priority", _int(0, 1000), False),
     "udp_over_tcp": ("udp_over_tcp", _bool, False),
+    "address6": ("address6", _server_address6, False),
 }
 
 _PATH: _Spec = {
     "interface": ("interface", _netifd_name, False),
     "device": ("device", _ifname, False),
-    "gateway": ("gateway", _ipv4, False),
+    "gateway": ("gateway", _gateway, False),
+    "gateway6": ("gateway6", _gateway6, False),
     "enabled": ("enabled", _bool, False),
     "backup": ("backup", _bool, False),
     "download_kbit": ("download_kbit", _int(1, 100_000_000, " kbit/s"), False),
     "upload_kbit": ("upload_kbit", _int(1, 100_000_000, " kbit/s"), False),
-    "probe_target": ("probe_targets", _ipv4, True),
+    "probe_target": ("probe_targets", _probe_target, True),
     "congestion_control": ("congestion_control", _congestion, False),
 }
 
@@ -558,6 +687,8 @@ def from_sections(sections: Sequence[uci.Section]) -> tuple[Config, list[Problem
 
     g = globals_ or Globals()
     _check_globals(g, problems)
+    if not g.ipv6:
+        _check_ipv6_off(g, servers, paths, problems)
     return Config(globals=g, servers=tuple(servers), paths=tuple(paths),
                   usb=usb or Usb()), problems
 
@@ -596,6 +727,28 @@ def _check_globals(g: Globals, problems: list[Problem]) -> None:
         err("tproxy_mark", f"{g.tproxy_mark:#x}/{g.tproxy_mask:#x}",
             "the mask must leave bit 31 free (the proxy's own connections are marked with the "
             "bit above the mask)")
+
+
+def _check_ipv6_off(g: Globals, servers: Sequence[Server], paths: Sequence[PathConfig],
+                    problems: list[Problem]) -> None:
+    """With option ipv6 '0', the IPv6 options do nothing: say so where one is set."""
+    def warn(section: str, option: str, value: str, msg: str) -> None:
+        problems.append(Problem(Severity.WARNING, section, option, value, msg))
+
+    off = "option ipv6 is 0 in globals"
+    for s in servers:
+        if s.enabled and _is_ipv6(s.address):
+            warn(s.name, "address", s.address,
+                 f"the proxy reaches this server over IPv6, but {off}: its connection is not "
+                 "bonded (one link, the main table's route); set ipv6 '1'")
+    for section, targets in (("globals", g.probe_targets),
+                             *((p.name, p.probe_targets) for p in paths)):
+        for t in targets:
+            if _is_ipv6(t):
+                warn(section, "probe_target", t, f"an IPv6 target, unused: {off}")
+    for p in paths:
+        if p.gateway6:
+            warn(p.name, "gateway6", p.gateway6, f"unused: {off}")
 
 
 def load(config_dir: Path) -> tuple[Config, list[Problem]]:

@@ -128,6 +128,11 @@ def format_status(st: Mapping[str, Any], now: float | None = None) -> str:
     proxy = st.get("proxy")
     if isinstance(proxy, Mapping):
         head += f", proxy {proxy.get('backend', '?')}: {proxy.get('state', '?')}"
+        lan6 = proxy.get("ipv6")
+        if isinstance(lan6, Mapping) and proxy.get("state") != "disabled":
+            head += f", LAN IPv6 {lan6.get('lan', '?')}"
+            if lan6.get("reason"):
+                head += f" ({lan6['reason']})"
     if st.get("fail_open"):
         head += ", FAIL-OPEN (no path passes its probes)"
     if not st.get("enabled", True):
@@ -167,13 +172,38 @@ def format_status(st: Mapping[str, Any], now: float | None = None) -> str:
 
 
 def format_path(p: Mapping[str, Any]) -> str:
-    skip = {"targets", "window", "_source"}
+    skip = {"targets", "window", "_source", "families"}
     lines = [f"{k}: {v}" for k, v in p.items() if k not in skip]
     if "window" in p:
         lines.append("window: " + "".join("." if w == "ok" else "x" for w in p["window"]))
-    for t in p.get("targets", []):
-        lines.append("target " + ", ".join(f"{k}={v}" for k, v in t.items()))
+    families: Mapping[str, Mapping[str, Any]] = p.get("families") or {}
+    if families:  # each family's own state, then its probe targets
+        for name, f in families.items():
+            lines.append(_family_line(name, f))
+            lines += [f"  target {_target(t)}" for t in f.get("targets", [])]
+    else:
+        lines += [f"target {_target(t)}" for t in p.get("targets", [])]
     return "\n".join(lines)
+
+
+def _target(t: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in t.items())
+
+
+def _family_line(name: str, f: Mapping[str, Any]) -> str:
+    """'ipv6: down (reason), 2001:db8::2 via fe80::1, RTT 21.0ms, loss 0%, endpoint 4, …'."""
+    if not f.get("address"):
+        return f"{name}: no address"
+    state = str(f.get("state", "?")) + (f" ({f['reason']})" if f.get("reason") else "")
+    parts = [state, f"{f['address']} via {f.get('gateway') or 'the link'}"]
+    if f.get("rtt_ms") is not None:
+        parts.append(f"RTT {_num(f['rtt_ms'], '.1f')}ms, loss {_num(f.get('loss_pct'), '.0f')}%")
+    parts.append(f"endpoint {f.get('endpoint_id') or '-'}, subflows "
+                 f"{_num(f.get('subflows'), 'd')}")
+    parts.append("carrying traffic" if f.get("carrying") else "not carrying traffic")
+    if not f.get("probed", True):
+        parts.append("not probed (no target of its own): follows the other family")
+    return f"{name}: " + ", ".join(parts)
 
 
 # --- command line ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ if __name__ == "__main__" or sys.argv[0].endswith("bondingd"):
 import argparse
 import asyncio
 import contextlib
+import errno
 import functools
 import json
 import logging
@@ -37,7 +38,7 @@ from bonding.actions import Reconciler
 from bonding.config import Config, PathConfig, Severity
 from bonding.core import health as hl
 from bonding.core.health import Health, Params, State
-from bonding.core.plan import PathView, plan
+from bonding.core.plan import FamilyView, PathView, plan
 from bonding.core.servers import ServerState
 from bonding.dataplane import DataPlane
 from bonding.failover import Change, Failover
@@ -45,7 +46,7 @@ from bonding.netlink.core import NetlinkError
 from bonding.netlink.diag import SubflowCounter
 from bonding.netlink.monitor import AddrEvent, Event, LinkEvent, LinkMonitor, Resync
 from bonding.netlink.mptcp import MptcpPM
-from bonding.netlink.rtnl import Rtnl
+from bonding.netlink.rtnl import AF_INET6, Addr, Route, Rtnl, pick_ipv6
 from bonding.probe import PathProber
 from bonding.serverprobe import Via
 from bonding.ubus import Ubus, UbusError, UbusLibraryError
@@ -63,25 +64,48 @@ LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.IN
 
 
 @dataclass
+class FamilyRuntime:
+    """One address family (4 or 6) of a path: its address and gateway, probes and health."""
+
+    family: int
+    health: Health = field(default_factory=Health)
+    address: str | None = None
+    gateway: str | None = None
+    targets: tuple[str, ...] = ()  # probe targets of this family (empty: not probed)
+    prober: PathProber | None = None
+    probe_key: tuple[object, ...] = ()
+    since_wall: float = field(default_factory=time.time)
+
+    @property
+    def label(self) -> str:
+        return f"IPv{self.family}"
+
+    @property
+    def probed(self) -> bool:
+        return self.address is not None and bool(self.targets)
+
+
+@dataclass
 class PathRuntime:
-    """One path's live state: its config, where it is in the kernel, its health."""
+    """One path's live state: its config, where it is in the kernel, its health.
+
+    Each address family has its own health (fed by its own probes) in `v4` and `v6`; `health`
+    is the path's, combined by bonding.core.health.combine: up while either family is."""
 
     cfg: PathConfig
     index: int
-    health: Health = field(default_factory=Health)
     device: str | None = None
     ifindex: int | None = None
-    address: str | None = None
-    gateway: str | None = None
+    v4: FamilyRuntime = field(default_factory=lambda: FamilyRuntime(4))
+    v6: FamilyRuntime = field(default_factory=lambda: FamilyRuntime(6))
     resolve_error: str | None = None
     enabled_override: bool | None = None  # set_path over ubus; cleared by reload
     backup_override: bool | None = None
-    prober: PathProber | None = None
-    probe_key: tuple[object, ...] = ()
     counters: tuple[float, int, int] | None = None  # (monotonic, rx_bytes, tx_bytes)
     rx_bps: float = 0.0
     tx_bps: float = 0.0
     since_wall: float = field(default_factory=time.time)
+    family_states: tuple[State, State] = (State.DOWN, State.DOWN)  # last seen (v4, v6)
 
     @property
     def enabled(self) -> bool:
@@ -94,6 +118,47 @@ class PathRuntime:
     @property
     def backup(self) -> bool:
         return self.forced_backup or self.health.state is State.DEGRADED
+
+    @property
+    def families(self) -> tuple[FamilyRuntime, FamilyRuntime]:
+        return (self.v4, self.v6)
+
+    def family(self, family: int) -> FamilyRuntime:
+        return self.v6 if family == 6 else self.v4
+
+    @property
+    def address(self) -> str | None:
+        """The IPv4 address (the IPv6 one is v6.address)."""
+        return self.v4.address
+
+    @property
+    def gateway(self) -> str | None:
+        return self.v4.gateway
+
+    def counted(self) -> list[FamilyRuntime]:
+        """The families the path's state comes from: those probed, else those with an address
+        (judged by the link alone), else IPv4 (which says why it has none)."""
+        present = [f for f in self.families if f.address is not None]
+        return [f for f in present if f.targets] or present or [self.v4]
+
+    @property
+    def health(self) -> Health:
+        """The path's health: the deciding family's, with the combined state and reason."""
+        fams = self.counted()
+        state, reason, i = hl.combine([(f.label, f.health) for f in fams])
+        h = fams[i].health
+        return h if (state, reason) == (h.state, h.reason) else replace(h, state=state,
+                                                                        reason=reason)
+
+    def on_link(self, ok: bool, reason: str, now: float,
+                families: Sequence[FamilyRuntime] | None = None) -> None:
+        """Carrier, device or address news for some families (all by default)."""
+        for f in families if families is not None else self.families:
+            f.health = hl.on_link(f.health, ok, reason, now)
+
+    def set_enabled(self, enabled: bool, now: float) -> None:
+        for f in self.families:
+            f.health = hl.set_enabled(f.health, enabled, now)
 
 
 class Daemon:
@@ -131,7 +196,9 @@ class Daemon:
         self.subflow_counter: SubflowCounter | None = None
         self.subflows: Counter[str] | None = None  # established subflows by local address
         self._subflows_at = 0.0
-        self._probe_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._probe_waiters: dict[tuple[str, int], list[asyncio.Future[None]]] = {}
+        self.fail_open6 = False
+        self.carriers: dict[int, tuple[str, ...]] = {4: (), 6: ()}  # paths with endpoints
         self.failover = Failover(paths=self._server_probe_paths, on_active=self._server_active,
                                  on_state=self._server_changed)
 
@@ -174,11 +241,12 @@ class Daemon:
                 if reset_overrides:
                     rt.enabled_override = rt.backup_override = None
             enabled = rt.enabled and self.cfg.globals.enabled
-            rt.health = hl.set_enabled(rt.health, enabled, time.monotonic())
+            rt.set_enabled(enabled, time.monotonic())
             self.paths[pc.name] = rt
         for gone in old.values():  # removed from the config: stop probing
-            if gone.prober is not None:
-                gone.prober.close()
+            for f in gone.families:
+                if f.prober is not None:
+                    f.prober.close()
         self._dirty = True
 
     def _discovered(self) -> tuple[PathConfig, ...]:
@@ -197,52 +265,75 @@ class Daemon:
 
     # --- kernel view ----------------------------------------------------------------------------
     def resolve_paths(self) -> None:
-        """Find each path's device, ifindex, address and gateway."""
+        """Find each path's device, ifindex, addresses and gateways (IPv4 and IPv6)."""
         assert self.rtnl is not None
         links = {lk.name: lk for lk in self.rtnl.links()}
         addrs = self.rtnl.addresses()
         main_defaults = [r for r in self.rtnl.routes(254) if r.dst == "default"]
-        now = time.monotonic()
+        addrs6, main_defaults6 = self._ipv6_view()
         for rt in self.paths.values():
             info = netifd.Info(device=rt.cfg.device)
             if rt.cfg.interface and not rt.cfg.device:
                 got = self.netifd.lookup(rt.cfg.interface)
                 if isinstance(got, str):
-                    rt.device = rt.ifindex = rt.address = None
+                    rt.device = rt.ifindex = rt.v4.address = rt.v6.address = None
                     rt.resolve_error = got
-                    rt.health = hl.on_link(rt.health, False, got, now)
+                    self._on_link(rt, False, got)
                     continue
                 info = got
             rt.resolve_error = None
             rt.device = info.device
             link = links.get(info.device or "")
             if link is None:
-                rt.ifindex = rt.address = None
+                rt.ifindex = rt.v4.address = rt.v6.address = None
                 rt.resolve_error = f"device {info.device} does not exist"
-                rt.health = hl.on_link(rt.health, False, rt.resolve_error, now)
+                self._on_link(rt, False, rt.resolve_error)
                 continue
             rt.ifindex = link.index
             own = [a.address for a in addrs if a.index == link.index and a.scope == 0]
-            rt.address = info.address if info.address in own else (own[0] if own else None)
-            gw = rt.cfg.gateway or info.gateway
-            if gw is None:
-                gw = next((n.gateway for r in main_defaults for n in r.nexthops
-                           if n.ifindex == link.index and n.gateway), None)
-            rt.gateway = gw
+            rt.v4.address = info.address if info.address in own else (own[0] if own else None)
+            rt.v4.gateway = rt.cfg.gateway or info.gateway or _gateway_of(main_defaults,
+                                                                          link.index)
+            rt.v6.address = pick_ipv6([a for a in addrs6 if a.index == link.index],
+                                      rt.v6.address)
+            rt.v6.gateway = rt.cfg.gateway6 or _gateway_of(main_defaults6, link.index)
             self._link_state(rt, link.up, link.carrier)
 
-    def _link_state(self, rt: PathRuntime, up: bool, carrier: bool) -> None:
-        now = time.monotonic()
-        if not up:
-            ok, why = False, f"{rt.device} is administratively down"
-        elif not carrier:
-            ok, why = False, f"carrier lost on {rt.device}"
-        elif rt.address is None:
-            ok, why = False, f"{rt.device} has no IPv4 address"
-        else:
-            ok, why = True, "link back: waiting for probe replies"
+    def _ipv6_view(self) -> tuple[list[Addr], list[Route]]:
+        """The IPv6 addresses and main-table default routes (none when IPv6 is off)."""
+        assert self.rtnl is not None
+        if not self.cfg.globals.ipv6:
+            return [], []
+        try:
+            return (self.rtnl.addresses(AF_INET6),
+                    [r for r in self.rtnl.routes(254, AF_INET6) if r.dst == "default"])
+        except NetlinkError as e:
+            if e.errno == errno.EAFNOSUPPORT:  # a kernel without IPv6
+                return [], []
+            raise
+
+    def _on_link(self, rt: PathRuntime, ok: bool, why: str,
+                 families: Sequence[FamilyRuntime] | None = None) -> None:
         before = rt.health
-        rt.health = hl.on_link(rt.health, ok, why, now)
+        rt.on_link(ok, why, time.monotonic(), families)
+        self._after_change(rt, before)
+
+    def _link_state(self, rt: PathRuntime, up: bool, carrier: bool) -> None:
+        if not up:
+            self._on_link(rt, False, f"{rt.device} is administratively down")
+            return
+        if not carrier:
+            self._on_link(rt, False, f"carrier lost on {rt.device}")
+            return
+        before = rt.health
+        now = time.monotonic()
+        for f in rt.families:
+            if f.address is None:
+                f.health = hl.on_link(f.health, False, f"{rt.device} has no {f.label} address",
+                                      now)
+            else:
+                f.health = hl.on_link(f.health, True, "link back: waiting for probe replies",
+                                      now)
         self._after_change(rt, before)
 
     # --- events ---------------------------------------------------------------------------------
@@ -255,29 +346,29 @@ class Daemon:
             for rt in self.paths.values():
                 if rt.device == ev.name or (rt.ifindex == ev.index and ev.removed):
                     if ev.removed:
-                        rt.ifindex = rt.address = None
-                        before = rt.health
-                        rt.health = hl.on_link(rt.health, False, f"{rt.device} was removed",
-                                               time.monotonic())
-                        self._after_change(rt, before)
+                        rt.ifindex = rt.v4.address = rt.v6.address = None
+                        self._on_link(rt, False, f"{rt.device} was removed")
                     elif rt.ifindex != ev.index or rt.address is None:
                         self._safe_resolve()
                     else:
                         self._link_state(rt, ev.up, ev.carrier)
         elif isinstance(ev, AddrEvent):
+            v6 = ev.family == AF_INET6
+            if v6 and (not self.cfg.globals.ipv6 or ev.address.startswith("fe80:")):
+                return
             for rt in self.paths.values():
                 if rt.ifindex != ev.index:
                     continue
-                if ev.added and rt.address is None:
-                    self._safe_resolve()
-                elif not ev.added and ev.address == rt.address:
-                    rt.address = None
-                    before = rt.health
-                    rt.health = hl.on_link(rt.health, False,
-                                           f"address {ev.address} removed from {rt.device}",
-                                           time.monotonic())
-                    self._after_change(rt, before)
+                f = rt.v6 if v6 else rt.v4
+                if not ev.added and ev.address == f.address:
+                    f.address = None
+                    self._on_link(rt, False, f"address {ev.address} removed from {rt.device}",
+                                  [f])
                     self._safe_resolve()  # another address may remain
+                elif ev.added and (f.address is None or v6):
+                    # IPv6: an address turns usable (DAD over) or unusable (deprecated) by
+                    # RTM_NEWADDR too: look again
+                    self._safe_resolve()
         self.schedule_reconcile()
 
     def _safe_resolve(self) -> None:
@@ -288,15 +379,16 @@ class Daemon:
         self._sync_probers()
         self.schedule_reconcile()
 
-    def on_round(self, name: str, r: hl.Round) -> None:
+    def on_round(self, name: str, family: int, r: hl.Round) -> None:
         rt = self.paths.get(name)
         if rt is None:
             return
         before = rt.health
-        best = hl.best_rtt(p.health for p in self.paths.values())
-        rt.health = hl.on_round(rt.health, r, self.params, time.monotonic(), best)
+        f = rt.family(family)
+        best = hl.best_rtt(p.family(family).health for p in self.paths.values())
+        f.health = hl.on_round(f.health, r, self.params, time.monotonic(), best)
         self._after_change(rt, before)
-        for fut in self._probe_waiters.pop(name, []):
+        for fut in self._probe_waiters.pop((name, family), []):
             if not fut.done():
                 fut.set_result(None)
 
@@ -307,35 +399,51 @@ class Daemon:
             log.info("path %s: %s → %s (%s)", rt.cfg.name, before.state, h.state, h.reason)
             self._run_hooks(rt, before.state)
             self.schedule_reconcile()
+        states = (rt.v4.health.state, rt.v6.health.state)
+        if states != rt.family_states:
+            # a family's own endpoint and routes follow its state, also when the path's stays
+            for f, old in zip(rt.families, rt.family_states, strict=True):
+                if f.health.state is not old:
+                    f.since_wall = time.time()
+                    if f.address is not None:
+                        log.info("path %s %s: %s → %s (%s)", rt.cfg.name, f.label, old,
+                                 f.health.state, f.health.reason)
+            rt.family_states = states
+            self.schedule_reconcile()
         self._dirty = True
 
     # --- probing --------------------------------------------------------------------------------
     def _sync_probers(self) -> None:
-        """Start, restart or stop each path's prober to match its device/address/targets."""
+        """Start, restart or stop each path's probers (one per address family) to match its
+        device, addresses and targets."""
         g = self.cfg.globals
         for rt in self.paths.values():
-            targets = self.cfg.targets_for(rt.cfg)
-            want = (rt.enabled and g.enabled and rt.device is not None
-                    and rt.address is not None and bool(targets))
-            key = (rt.device, rt.address, targets, g.probe_interval_ms) if want else ()
-            if key == rt.probe_key:
-                continue
-            if rt.prober is not None:
-                rt.prober.close()
-                rt.prober = None
-            rt.probe_key = key
-            if want:
-                assert rt.device is not None and rt.address is not None
-                rt.prober = PathProber(
-                    device=rt.device, source=rt.address, targets=targets,
-                    interval_s=g.probe_interval_ms / 1000,
-                    timeout_s=functools.partial(self._timeout, rt.cfg.name),
-                    on_round=functools.partial(self.on_round, rt.cfg.name))
-                rt.prober.start()
+            before = rt.health
+            for f in rt.families:
+                f.targets = (self.cfg.targets_for(rt.cfg, f.family)
+                             if f.family == 4 or g.ipv6 else ())
+                want = (rt.enabled and g.enabled and rt.device is not None
+                        and f.address is not None and bool(f.targets))
+                key = (rt.device, f.address, f.targets, g.probe_interval_ms) if want else ()
+                if key == f.probe_key:
+                    continue
+                if f.prober is not None:
+                    f.prober.close()
+                    f.prober = None
+                f.probe_key = key
+                if want:
+                    assert rt.device is not None and f.address is not None
+                    f.prober = PathProber(
+                        device=rt.device, source=f.address, targets=f.targets,
+                        interval_s=g.probe_interval_ms / 1000,
+                        timeout_s=functools.partial(self._timeout, rt.cfg.name, f.family),
+                        on_round=functools.partial(self.on_round, rt.cfg.name, f.family))
+                    f.prober.start()
+            self._after_change(rt, before)  # which families count may have changed
 
-    def _timeout(self, name: str) -> float:
+    def _timeout(self, name: str, family: int = 4) -> float:
         rt = self.paths.get(name)
-        return (rt.health if rt else Health()).timeout_ms(self.params) / 1000
+        return (rt.family(family).health if rt else Health()).timeout_ms(self.params) / 1000
 
     # --- actions --------------------------------------------------------------------------------
     def schedule_reconcile(self) -> None:
@@ -343,24 +451,38 @@ class Daemon:
             self._reconcile_pending = True
             asyncio.get_running_loop().call_soon(self.reconcile)
 
-    def _state_for_plan(self, rt: PathRuntime) -> State:
-        h = rt.health
+    def _state_for_plan(self, rt: PathRuntime, f: FamilyRuntime) -> tuple[State, bool]:
+        """What one family of a path is for the plan: (state, backup)."""
         if not rt.enabled:
-            return State.DISABLED
+            return State.DISABLED, rt.forced_backup
+        if not f.targets:
+            # Nothing to probe this family with: it follows the family that is probed (a link
+            # that stops answering over IPv4 is taken out for IPv6 too).
+            f = next((o for o in rt.families if o.probed), f)
+        h = f.health
+        backup = rt.forced_backup or h.state is State.DEGRADED
         if h.state is State.DOWN and h.link_ok and h.fresh and not any(
                 not ok for ok in h.window):
-            return State.UP  # not judged yet (just started or enabled): keep what may work
-        return h.state
+            return State.UP, backup  # not judged yet (just started or enabled): keep what may work
+        return h.state, backup
 
     def _views(self) -> list[PathView]:
-        return [PathView(name=rt.cfg.name, index=rt.index, device=rt.device,
-                         ifindex=rt.ifindex, address=rt.address, gateway=rt.gateway,
-                         state=self._state_for_plan(rt),
-                         link_ok=rt.health.link_ok, backup=rt.backup,
-                         weight_kbit=rt.cfg.upload_kbit,
-                         congctl=(self.dataplane.path_congctl(rt.cfg.name)
-                                  if self.dataplane is not None else None))
-                for rt in self.paths.values()]
+        out = []
+        for rt in self.paths.values():
+            state, backup = self._state_for_plan(rt, rt.v4)
+            v6 = None
+            if rt.v6.address is not None:
+                state6, backup6 = self._state_for_plan(rt, rt.v6)
+                v6 = FamilyView(rt.v6.address, rt.v6.gateway, state6, rt.v6.health.link_ok,
+                                backup6)
+            out.append(PathView(
+                name=rt.cfg.name, index=rt.index, device=rt.device, ifindex=rt.ifindex,
+                address=rt.v4.address, gateway=rt.v4.gateway, state=state,
+                link_ok=rt.v4.health.link_ok, backup=backup, weight_kbit=rt.cfg.upload_kbit,
+                congctl=(self.dataplane.path_congctl(rt.cfg.name)
+                         if self.dataplane is not None else None),
+                v6=v6))
+        return out
 
     def _tables(self) -> set[int]:
         g = self.cfg.globals
@@ -378,8 +500,12 @@ class Daemon:
         g = self.cfg.globals
         if not g.enabled:
             out = self.reconciler.cleanup(g.rule_priority, self._tables())
+            self.carriers = {4: (), 6: ()}
         else:
-            p = plan(self._views(), self.cfg.server_addresses(), route_table=g.route_table,
+            servers = self.cfg.server_addresses()
+            if g.ipv6:
+                servers += self.cfg.server_addresses6()
+            p = plan(self._views(), servers, route_table=g.route_table,
                      path_table_base=g.path_table_base, rule_priority=g.rule_priority,
                      default_route=g.manage_default_route,
                      tproxy=self.dataplane.tproxy() if self.dataplane else None,
@@ -388,9 +514,15 @@ class Daemon:
                 self.fail_open = p.fail_open
                 if p.fail_open:
                     log.warning("no path is up: using every path that has a link anyway")
+            self.carriers = {4: p.carriers, 6: p.carriers6}
+            if p.fail_open6 != self.fail_open6:
+                self.fail_open6 = p.fail_open6
+                if p.fail_open6:
+                    log.warning("no path's IPv6 is up: using every path that has an IPv6 "
+                                "address anyway")
             out = self.reconciler.apply(p, rule_priority=g.rule_priority, tables=self._tables(),
-                                        adopt=[rt.address for rt in self.paths.values()
-                                               if rt.address])
+                                        adopt=[f.address for rt in self.paths.values()
+                                               for f in rt.families if f.address])
         for c in out.changes:
             log.info("kernel: %s", c)
         self.action_errors = out.errors[-10:]
@@ -403,13 +535,14 @@ class Daemon:
         when none passes its probes, as routing does)."""
         usable = [rt for rt in self.paths.values() if rt.enabled and rt.device and rt.address
                   and rt.health.link_ok and rt.health.state is not State.DISABLED]
-        live = [rt for rt in usable if self._state_for_plan(rt).live] or usable
+        live = [rt for rt in usable if self._state_for_plan(rt, rt.v4)[0].live] or usable
         return [Via(rt.cfg.name, rt.device or "", rt.address or "") for rt in live]
 
     def _server_active(self, name: str | None) -> None:
         """The server in use changed: the proxy follows (the rest keeps running)."""
         if self.dataplane is not None:
             self.dataplane.set_server(name)
+            self.schedule_reconcile()  # its IPv6 may change whether LAN IPv6 is proxied
         self._dirty = True
         self.write_status()
 
@@ -516,12 +649,43 @@ class Daemon:
             rt.counters = (now, rx, tx)
         self._dirty = True
 
+    def _endpoint_id(self, address: str | None) -> int | None:
+        if self.reconciler is None or address is None:
+            return None
+        return self.reconciler.endpoint_ids.get(address)
+
+    def _subflows(self, rt: PathRuntime) -> int | None:
+        if self.subflows is None or (rt.v4.address is None and rt.v6.address is None):
+            return None
+        return sum(self.subflows.get(f.address, 0) for f in rt.families if f.address)
+
+    def family_status(self, rt: PathRuntime, f: FamilyRuntime, now: float) -> dict[str, Any]:
+        """One address family of a path (the `families` object of `path`)."""
+        h = f.health
+        return {
+            "state": str(h.state),
+            "reason": h.reason if h.state is not State.UP else "",
+            "since": round(f.since_wall, 3),
+            "probed": f.probed,  # False: no target of this family; it follows the other one
+            "carrying": rt.cfg.name in self.carriers[f.family],  # has its endpoint and routes
+            "backup": rt.forced_backup or h.state is State.DEGRADED,
+            "address": f.address,
+            "gateway": f.gateway,
+            "endpoint_id": self._endpoint_id(f.address),
+            "subflows": (None if self.subflows is None or f.address is None
+                         else self.subflows.get(f.address, 0)),
+            "rtt_ms": None if h.srtt_ms is None else round(h.srtt_ms, 2),
+            "jitter_ms": None if h.jitter_ms is None else round(h.jitter_ms, 2),
+            "loss_pct": None if h.loss_pct is None else round(h.loss_pct, 1),
+            "rounds": h.rounds,
+            "window": ["ok" if ok else "fail" for ok in h.window],
+            "targets": ([t.as_dict(now) for t in f.prober.stats.values()]
+                        if f.prober else []),
+        }
+
     def path_status(self, rt: PathRuntime, detail: bool = False) -> dict[str, Any]:
         h = rt.health
         now = time.monotonic()
-        ep = None
-        if self.reconciler is not None and rt.address:
-            ep = self.reconciler.endpoint_ids.get(rt.address)
         out: dict[str, Any] = {
             "state": str(h.state),
             "reason": h.reason if h.state is not State.UP else "",
@@ -533,6 +697,7 @@ class Daemon:
             "device": rt.device,
             "address": rt.address,
             "gateway": rt.gateway,
+            "address6": rt.v6.address,
             "rtt_ms": None if h.srtt_ms is None else round(h.srtt_ms, 2),
             "jitter_ms": None if h.jitter_ms is None else round(h.jitter_ms, 2),
             "loss_pct": None if h.loss_pct is None else round(h.loss_pct, 1),
@@ -540,9 +705,9 @@ class Daemon:
             "tx_bps": round(rt.tx_bps),
             "rx_bytes": rt.counters[1] if rt.counters else None,
             "tx_bytes": rt.counters[2] if rt.counters else None,
-            "endpoint_id": ep,
-            "subflows": (None if self.subflows is None or rt.address is None
-                         else self.subflows.get(rt.address, 0)),
+            "endpoint_id": self._endpoint_id(rt.address),
+            "endpoint_id6": self._endpoint_id(rt.v6.address),
+            "subflows": self._subflows(rt),
             "probe_timeout_ms": round(h.timeout_ms(self.params)),
         }
         if rt.resolve_error:
@@ -550,8 +715,11 @@ class Daemon:
         if detail:
             out["rounds"] = h.rounds
             out["window"] = ["ok" if ok else "fail" for ok in h.window]
-            out["targets"] = ([t.as_dict(now) for t in rt.prober.stats.values()]
-                              if rt.prober else [])
+            out["targets"] = [t.as_dict(now) for f in rt.families if f.prober
+                              for t in f.prober.stats.values()]
+            out["families"] = {f.label.lower(): self.family_status(rt, f, now)
+                               for f in rt.families
+                               if f.family == 4 or self.cfg.globals.ipv6}
         return out
 
     def status(self, detail: bool = False) -> dict[str, Any]:
@@ -561,12 +729,14 @@ class Daemon:
             "counters_at": round(self.counters_at, 3),  # uptime when the byte counters were read
             "enabled": self.cfg.globals.enabled,
             "fail_open": self.fail_open,
+            "fail_open6": self.fail_open6,
             "servers": self.failover.status(),
             "active_server": self.failover.active_status(),
             "paths": {name: self.path_status(rt, detail) for name, rt in self.paths.items()},
             "proxy": (self.dataplane.status() if self.dataplane is not None else
                       {"backend": "none", "state": "disabled", "pid": None, "restarts": 0,
-                       "since": round(self.started_wall, 3), "error": ""}),
+                       "since": round(self.started_wall, 3), "error": "",
+                       "ipv6": {"lan": "routed natively", "reason": "no proxy"}}),
             "config_problems": [str(p) for p in self.problems],
             "errors": (self.kernel_errors + self.action_errors
                        + (self.dataplane.errors() if self.dataplane is not None else [])),
@@ -604,8 +774,7 @@ class Daemon:
         if enabled is not None:
             rt.enabled_override = None if enabled == rt.cfg.enabled else enabled
             before = rt.health
-            rt.health = hl.set_enabled(rt.health, rt.enabled and self.cfg.globals.enabled,
-                                       time.monotonic())
+            rt.set_enabled(rt.enabled and self.cfg.globals.enabled, time.monotonic())
             self._after_change(rt, before)
             self._sync_probers()
         log.info("path %s set over ubus: enabled=%s backup=%s", name, rt.enabled,
@@ -618,13 +787,17 @@ class Daemon:
         rt = self.paths.get(name)
         if rt is None:
             return None
-        if rt.prober is not None:
-            fut = asyncio.get_running_loop().create_future()
-            self._probe_waiters.setdefault(name, []).append(fut)
-            rt.prober.probe_now()
-            wait = self._timeout(name) + PROBE_REPLY_SLACK_S
+        futs = []
+        for f in rt.families:  # a round of each family's probes
+            if f.prober is not None:
+                fut = asyncio.get_running_loop().create_future()
+                self._probe_waiters.setdefault((name, f.family), []).append(fut)
+                futs.append(fut)
+                f.prober.probe_now()
+        if futs:
+            wait = max(self._timeout(name, f.family) for f in rt.families if f.prober)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(fut, wait)
+                await asyncio.wait_for(asyncio.gather(*futs), wait + PROBE_REPLY_SLACK_S)
         return self.api_path(name)
 
     def api_reload(self) -> dict[str, Any]:
@@ -640,12 +813,9 @@ class Daemon:
         if action == "ifdown":
             for n in names:
                 rt = self.paths[n]
-                if rt.cfg.interface == interface and rt.health.link_ok:
-                    before = rt.health
-                    rt.health = hl.on_link(rt.health, False,
-                                           f"netifd interface '{interface}' went down",
-                                           time.monotonic())
-                    self._after_change(rt, before)
+                if rt.cfg.interface == interface and any(f.health.link_ok
+                                                         for f in rt.families):
+                    self._on_link(rt, False, f"netifd interface '{interface}' went down")
             self.schedule_reconcile()
         elif names:
             # ifup/ifupdate: the links again, for a path that netifd's ifdown took down (one
@@ -788,7 +958,7 @@ class Daemon:
             self.kernel_errors.append(msg)
         self.reconciler = Reconciler(self.rtnl, self.pm, self.run_dir / "owned.json")
         self._setup_limits()
-        self.monitor = LinkMonitor(self.on_event)
+        self.monitor = LinkMonitor(self.on_event, ipv6=True)
         self.monitor.start(loop)
         for sig, fn in ((signal.SIGTERM, self._stop.set), (signal.SIGINT, self._stop.set),
                         (signal.SIGHUP, self.reload)):
@@ -806,8 +976,9 @@ class Daemon:
         ticker.cancel()
         self.failover.close()
         for rt in self.paths.values():
-            if rt.prober is not None:
-                rt.prober.close()
+            for f in rt.families:
+                if f.prober is not None:
+                    f.prober.close()
         await self.dataplane.close()
         self.reconciler.cleanup(self.cfg.globals.rule_priority, self._tables())
         if self.bus is not None:
@@ -828,6 +999,12 @@ class Daemon:
             self.sample_counters()
             self.sample_subflows()
             self.write_status()
+
+
+def _gateway_of(defaults: Sequence[Route], ifindex: int) -> str | None:
+    """The gateway of a default route (main table) through this device, if any."""
+    return next((n.gateway for r in defaults for n in r.nexthops
+                 if n.ifindex == ifindex and n.gateway), None)
 
 
 def _parser() -> argparse.ArgumentParser:

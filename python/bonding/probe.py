@@ -1,7 +1,9 @@
 """ICMP echo probing of one path, bound to its device and source address, on asyncio.
 
-One raw socket per path (bondingd runs as root; ping sockets are off by default in a fresh
-network namespace).  Every round sends one echo per target, staggered over a quarter of the
+One raw socket per path and address family (bondingd runs as root; ping sockets are off by
+default in a fresh network namespace): ICMP echo from the path's IPv4 address, ICMPv6 echo from
+its IPv6 address (the kernel fills in the ICMPv6 checksum, and hands over ICMPv6 messages
+without their IPv6 header).  Every round sends one echo per target, staggered over a quarter of the
 interval so that a momentarily full queue does not eat all of a round's probes at once.  A round
 ends when every target answered or the timeout (adapted to the path's RTT by the caller) passed.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import logging
 import os
 import socket
@@ -24,8 +27,11 @@ log = logging.getLogger(__name__)
 
 ICMP_ECHO_REPLY = 0
 ICMP_ECHO_REQUEST = 8
+ICMP6_ECHO_REQUEST = 128
+ICMP6_ECHO_REPLY = 129
 SOL_RAW = 255
 ICMP_FILTER = 1
+ICMP6_FILTER = 1  # at level IPPROTO_ICMPV6: struct icmp6_filter, a set bit blocks that type
 PAYLOAD = b"bonding-probe\0\0\0"  # 16 bytes after the 8-byte send timestamp
 
 
@@ -38,23 +44,38 @@ def checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def echo_request(ident: int, seq: int, stamp_ns: int) -> bytes:
+def echo_request(ident: int, seq: int, stamp_ns: int, v6: bool = False) -> bytes:
+    """An ICMP echo request; ICMPv6 with `v6` (its checksum left 0: the kernel computes it over
+    the pseudo-header it alone knows)."""
     body = struct.pack("!Q", stamp_ns) + PAYLOAD
-    head = struct.pack("!BBHHH", ICMP_ECHO_REQUEST, 0, 0, ident, seq)
+    kind = ICMP6_ECHO_REQUEST if v6 else ICMP_ECHO_REQUEST
+    head = struct.pack("!BBHHH", kind, 0, 0, ident, seq)
+    if v6:
+        return head + body
     csum = checksum(head + body)
-    return struct.pack("!BBHHH", ICMP_ECHO_REQUEST, 0, csum, ident, seq) + body
+    return struct.pack("!BBHHH", kind, 0, csum, ident, seq) + body
 
 
-def parse_echo_reply(packet: bytes) -> tuple[int, int] | None:
-    """(ident, seq) of an IPv4 packet holding an ICMP echo reply, else None."""
-    if len(packet) < 20:
-        return None
-    ihl = (packet[0] & 0x0F) * 4
-    icmp = packet[ihl:]
-    if len(icmp) < 8 or icmp[0] != ICMP_ECHO_REPLY:
+def parse_echo_reply(packet: bytes, v6: bool = False) -> tuple[int, int] | None:
+    """(ident, seq) of an echo reply, else None: an IPv4 packet holding an ICMP echo reply, or
+    with `v6` an ICMPv6 message (a raw ICMPv6 socket does not hand over the IPv6 header)."""
+    if v6:
+        icmp, kind = packet, ICMP6_ECHO_REPLY
+    else:
+        if len(packet) < 20:
+            return None
+        icmp, kind = packet[(packet[0] & 0x0F) * 4:], ICMP_ECHO_REPLY
+    if len(icmp) < 8 or icmp[0] != kind:
         return None
     _, _, _, ident, seq = struct.unpack("!BBHHH", icmp[:8])
     return ident, seq
+
+
+def icmp6_filter_only(kind: int) -> bytes:
+    """struct icmp6_filter letting only ICMPv6 type `kind` through (Linux: a set bit blocks)."""
+    words = [0xFFFFFFFF] * 8
+    words[kind >> 5] &= ~(1 << (kind & 31)) & 0xFFFFFFFF
+    return struct.pack("8I", *words)
 
 
 @dataclass
@@ -93,7 +114,8 @@ RoundCallback = Callable[[Round], None]
 
 
 class PathProber:
-    """Probes one path until stopped; reports each finished round through `on_round`."""
+    """Probes one path (one address family: that of `source`) until stopped; reports each
+    finished round through `on_round`."""
 
     def __init__(self, *, device: str, source: str, targets: tuple[str, ...],
                  interval_s: float, timeout_s: Callable[[], float],
@@ -104,6 +126,7 @@ class PathProber:
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self.on_round = on_round
+        self.v6 = ":" in source
         self.stats = {t: TargetStats(t) for t in targets}
         self._ident = (os.getpid() * 31 + id(self)) & 0xFFFF
         self._seq = 0
@@ -147,13 +170,19 @@ class PathProber:
         self._timer = self._loop.call_soon(self._tick)
 
     def _open(self) -> socket.socket:
-        s = socket.socket(socket.AF_INET, socket.SOCK_RAW | socket.SOCK_NONBLOCK
-                          | socket.SOCK_CLOEXEC, socket.IPPROTO_ICMP)
+        family, proto = ((socket.AF_INET6, socket.IPPROTO_ICMPV6) if self.v6
+                         else (socket.AF_INET, socket.IPPROTO_ICMP))
+        s = socket.socket(family, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
+                          proto)
         try:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.device.encode())
             # Let only echo replies wake us up (a bit set = that type filtered out).
-            only_replies = ~(1 << ICMP_ECHO_REPLY) & 0xFFFFFFFF
-            s.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("I", only_replies))
+            if self.v6:
+                s.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER,
+                             icmp6_filter_only(ICMP6_ECHO_REPLY))
+            else:
+                only_replies = ~(1 << ICMP_ECHO_REPLY) & 0xFFFFFFFF
+                s.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("I", only_replies))
             s.bind((self.source, 0))
         except OSError:
             s.close()
@@ -215,7 +244,7 @@ class PathProber:
         seq = self._seq
         st = self.stats[target]
         now = time.monotonic()
-        pkt = echo_request(self._ident, seq, time.monotonic_ns())
+        pkt = echo_request(self._ident, seq, time.monotonic_ns(), self.v6)
         st.sent += 1
         pending.sent += 1
         try:
@@ -237,16 +266,19 @@ class PathProber:
             return
         for _ in range(64):  # bounded: drain what is there, let others run
             try:
-                data, (src, _) = sock.recvfrom(2048)
+                data, peer = sock.recvfrom(2048)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
                 log.debug("%s: recv: %s", self.device, e)
                 return
             now = time.monotonic()
-            parsed = parse_echo_reply(data)
+            parsed = parse_echo_reply(data, self.v6)
             if parsed is None or parsed[0] != self._ident:
                 continue
+            src = peer[0]
+            if src not in self.stats and self.v6:  # inet_ntop's text, usually ipaddress's too
+                src = str(ipaddress.ip_address(src.split("%")[0]))
             pending = self._by_seq.pop(parsed[1], None)
             if pending is None:
                 continue

@@ -443,3 +443,56 @@ def test_what_cannot_start_says_why(tmp_path: Path, bins: str, cfg: Config, secr
     with pytest.raises(BackendError, match=message) as ei:
         launch(cfg, secrets, tmp_path, bins)
     assert KEY not in str(ei.value)
+
+
+# --- IPv6: a second listener on ::1 when the server has IPv6 -------------------------------------
+
+SERVER6 = replace(SERVER, address6="2001:db8:203::10")
+
+
+def with6(proxy: str, **g: Any) -> Config:
+    return Config(globals=replace(CFG.globals, proxy=proxy, **g), servers=(SERVER6,))
+
+
+@pytest.mark.parametrize("proxy", ["xray", "sing-box"])
+def test_go_proxies_listen_on_both_loopbacks_when_lan_ipv6_is_proxied(
+        tmp_path: Path, bins: str, proxy: str) -> None:
+    _, c = conf(with6(proxy), tmp_path, bins)
+    port = "port" if proxy == "xray" else "listen_port"
+    got = [(i["tag"], i["listen"], i[port]) for i in c["inbounds"]]
+    assert got == [("tproxy-in", "127.0.0.1", 1100), ("tproxy-in6", "::1", 1100)]
+    fields = XRAY_INBOUND if proxy == "xray" else SB_TPROXY_IN
+    for i, inb in enumerate(c["inbounds"]):
+        check(inb, fields, f"inbound {i}")
+    _, c = conf(with6(proxy, ipv6=False), tmp_path, bins)  # IPv6 off: one listener
+    assert [i["listen"] for i in c["inbounds"]] == ["127.0.0.1"]
+    _, c = conf(replace(with6(proxy), servers=(SERVER,)), tmp_path, bins)  # no IPv6 server
+    assert [i["listen"] for i in c["inbounds"]] == ["127.0.0.1"]
+
+
+def test_sing_box_without_udp_on_both_listeners(tmp_path: Path, bins: str) -> None:
+    _, c = conf(with6("sing-box", proxy_udp=False), tmp_path, bins)
+    assert [i.get("network") for i in c["inbounds"]] == ["tcp", "tcp"]
+
+
+def test_ss_libev_runs_twice_under_twin_when_lan_ipv6_is_proxied(tmp_path: Path,
+                                                                  bins: str) -> None:
+    """ss-redir takes one listening address: one for IPv4 (127.0.0.1), one for IPv6 (::1), run
+    as one process by bonding.dataplane.twin."""
+    la = launch(with6("shadowsocks-libev"), SECRETS, tmp_path, bins)
+    v4, v6 = tmp_path / "ss-redir.json", tmp_path / "ss-redir6.json"
+    one = [f"{bins}/mptcpize", "run", f"{bins}/ss-redir", "-c"]
+    assert la.argv == (sys.executable, "-m", "bonding.dataplane.twin", *one, str(v4), "-T", "-u",
+                       "--", *one, str(v6), "-T", "-u")
+    assert la.program == "ss-redir"
+    c4, c6 = (json.loads(la.files[f.name]) for f in (v4, v6))
+    assert (c4["local_address"], c6["local_address"]) == ("127.0.0.1", "::1")
+    assert {k: v for k, v in c4.items() if k != "local_address"} == {
+        k: v for k, v in c6.items() if k != "local_address"}
+    for c in (c4, c6):
+        check(c, SS_KEYS, "ss-redir.json")
+    # the bonded connection goes to the server's address as configured (IPv4 here)
+    assert c6["server"] == "203.0.113.10"
+    single = launch(replace(with6("shadowsocks-libev"), servers=(SERVER,)), SECRETS, tmp_path,
+                    bins)
+    assert single.argv[0] == f"{bins}/mptcpize" and list(single.files) == ["ss-redir.json"]

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from bonding.config import DEFAULT_BYPASS, Globals
+from bonding import config
+from bonding.config import DEFAULT_BYPASS, Globals, Server
 from bonding.dataplane import nft
 from bonding.dataplane.nft import Nft, NftError, Ruleset, build, collapse, proxy_mark
 
@@ -213,3 +214,71 @@ def test_the_kernel_takes_it_and_a_reload_replaces_it(netns: str) -> None:
     _nft_in(netns, nft.REMOVE)
     _nft_in(netns, nft.REMOVE)
     assert {i["table"]["name"] for i in _table(netns) if "table" in i} == {"fw4"}
+
+
+# --- IPv6 -------------------------------------------------------------------------------------
+
+LAB6 = replace(LAB, bypass6=("fd00::/8", "fe80::/10", "2001:db8:192::/64", "2001:db8:192::7"))
+
+
+def test_without_ipv6_the_table_has_nothing_of_it() -> None:
+    text = build(LAB6, ["203.0.113.10"], ["2001:db8:203::10"]).render()
+    assert "ip6" not in text and "lan6" not in text and "ipv6_addr" not in text
+    assert text == build(LAB, ["203.0.113.10"]).render()  # as before IPv6 came
+
+
+def test_ipv6_build_and_text() -> None:
+    rs = build(LAB6, ["203.0.113.10"], ["2001:db8:203::10", "2001:db8:203::9",
+                                        "2001:db8:203::10"], ipv6=True)
+    assert rs.bypass6 == ("2001:db8:192::/64", "fd00::/8", "fe80::/10")  # collapsed, sorted
+    assert rs.servers6 == ("2001:db8:203::9", "2001:db8:203::10")
+    lines = [ln.strip() for ln in rs.render().splitlines() if ln.strip()]
+    assert 'iifname { "lan0" } meta nfproto ipv6 jump lan6' in lines
+    assert "elements = { 2001:db8:192::/64, fd00::/8, fe80::/10 }" in lines
+    assert "elements = { 2001:db8:203::9, 2001:db8:203::10 }" in lines
+    lan6 = lines[lines.index("chain lan6 {") + 1:]
+    assert lan6 == [
+        "ct direction reply return",
+        "fib daddr type { local, anycast, multicast } return",
+        "ip6 daddr @bypass6 return",
+        "ip6 daddr @servers6 return",
+        "udp dport { 546, 547 } return",  # DHCPv6
+        "meta l4proto tcp tproxy ip6 to [::1]:1100 "
+        "meta mark set meta mark & 0xffffff4f | 0x000000b0 accept",
+        "meta l4proto udp tproxy ip6 to [::1]:1100 "
+        "meta mark set meta mark & 0xffffff4f | 0x000000b0 accept",
+        "}", "}"]
+    # the IPv4 chain is the same as without IPv6
+    lan = lines[lines.index("chain lan {") + 1:lines.index("chain lan6 {")]
+    base = [ln.strip() for ln in build(LAB6, ["203.0.113.10"]).render().splitlines()
+            if ln.strip()]
+    assert lan == base[base.index("chain lan {") + 1:-1]
+    no_udp = build(replace(LAB6, proxy_udp=False), [], ipv6=True).render()
+    assert "udp tproxy ip6" not in no_udp and "tcp tproxy ip6" in no_udp
+
+
+@pytest.mark.parametrize(("g", "server", "reason"), [
+    (Globals(), Server("vps", "203.0.113.10", address6="2001:db8::10"), ""),
+    (Globals(), Server("vps", "2001:db8::10"), ""),
+    (Globals(ipv6=False), Server("vps", "203.0.113.10", address6="2001:db8::10"),
+     "option ipv6 is 0"),
+    (Globals(), Server("vps", "203.0.113.10"), "server 'vps' has no IPv6 address (option "
+     "address6): it could not reach IPv6 destinations"),
+    (Globals(), None, "no enabled server"),
+], ids=["address6", "address is IPv6", "ipv6 off", "IPv4-only server", "no server"])
+def test_when_lan_ipv6_is_proxied(g: Globals, server: Server | None, reason: str) -> None:
+    assert nft.lan_ipv6(g, server) == reason
+
+
+def test_the_kernel_takes_the_ipv6_table(netns: str) -> None:
+    rs = build(replace(LAB6, bypass6=config.DEFAULT_BYPASS6), ["203.0.113.10"],
+               ["2001:db8:203::10"], ipv6=True)
+    _nft_in(netns, rs.render())
+    items = _table(netns)
+    sets = {i["set"]["name"]: i["set"] for i in items if "set" in i}
+    assert sets["servers6"]["elem"] == ["2001:db8:203::10"]
+    assert {"prefix": {"addr": "fe80::", "len": 10}} in sets["bypass6"]["elem"]
+    rules = [i["rule"] for i in items if "rule" in i and i["rule"]["chain"] == "lan6"]
+    tps = [next(x["tproxy"] for x in r["expr"] if "tproxy" in x) for r in rules
+           if any("tproxy" in x for x in r["expr"])]
+    assert [(t["family"], t["addr"], t["port"]) for t in tps] == [("ip6", "::1", 1100)] * 2

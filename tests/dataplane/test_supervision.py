@@ -196,9 +196,12 @@ def test_data_plane_runs_the_proxy_and_loads_the_table(bin_dir: Path, run_dir: P
         assert d.configure(CFG, conf_dir) == []
         await until(lambda: d.status()["state"] == "running")
         st = d.status()
-        assert set(st) == STATUS_KEYS | {"server", "configured"}
+        assert set(st) == STATUS_KEYS | {"server", "configured", "ipv6"}
         assert (st["backend"], st["error"], st["restarts"]) == ("shadowsocks-libev", "", 0)
         assert st["server"] == "vps1"
+        # the server has no IPv6 address: LAN IPv6 is not proxied, and status says why
+        assert st["ipv6"] == {"lan": "routed natively", "reason": "server 'vps1' has no IPv6 "
+                              "address (option address6): it could not reach IPv6 destinations"}
         assert alive(st["pid"])
         assert KEY not in repr(st)
         calls = nft_calls(bin_dir)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bonding.lab.topology import Lab, missing_proxy_tools, parse_links
-from bonding.lab.traffic import wait_all_up, wait_for
+from bonding.lab.traffic import wait_all_up, wait_family_up, wait_for
 
 LINKS = "50/10ms,30/20ms,20/40ms"
 TOOLS = {"iperf3": "iperf3", "mptcpize": "mptcpize", "nft": "nftables", "tc": "iproute2",
@@ -116,6 +116,33 @@ def _reset(lab: Lab) -> None:
         lab.clear(link.name)
         lab.carrier(link.name, True)
     assert wait_all_up(lab, 20), f"paths not up: {lab.status().get('paths')}"
+
+
+@pytest.fixture(scope="module")
+def full6_lab() -> Iterator[Lab]:
+    """The full path over the links' IPv6: the router's proxy reaches the server by its IPv6
+    address, the MPTCP subflows run on IPv6 (LAN traffic of both families inside)."""
+    reason = lab_skip_reason(proxy=True)
+    if reason:
+        pytest.skip(reason)
+    lab = Lab(f"v{os.getpid() % 100000}")
+    try:
+        lab.up(parse_links(LINKS), proxy=True, tunnel6=True)
+        assert wait_all_up(lab, 20), f"paths not up: {lab.status().get('paths')}"
+        assert wait_proxy_running(lab, 10), f"proxy not running: {lab.status().get('proxy')}"
+        yield lab
+    finally:
+        lab.down()
+
+
+@pytest.fixture
+def full6(full6_lab: Lab) -> Iterator[Lab]:
+    """The IPv6 full path, faults cleared, both families of every path up, proxy running."""
+    _reset(full6_lab)
+    assert wait_family_up(full6_lab, 6, 20), full6_lab.status().get("paths")
+    assert wait_proxy_running(full6_lab, 10), full6_lab.status().get("proxy")
+    yield full6_lab
+    _reset(full6_lab)
 
 
 @pytest.fixture

@@ -150,6 +150,7 @@ def test_cli_rejects_missing_tun_and_bad_delay() -> None:
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 A_ADDR, B_ADDR = "100.64.1.2", "100.64.2.2"
+A_ADDR6, B_ADDR6 = "2001:db8:1::2", "2001:db8:2::2"
 
 
 @dataclass
@@ -185,15 +186,20 @@ def topo() -> Iterator[Topo]:
             _sh("ip", "-n", ns, "link", "set", "lo", "up")
         _sh("ip", "link", "add", "va", "netns", t.a, "type", "veth", "peer", "r", "netns", t.isp)
         _sh("ip", "link", "add", "vb", "netns", t.b, "type", "veth", "peer", "i", "netns", t.isp)
-        for ns, dev, addr in (
-            (t.a, "va", f"{A_ADDR}/24"), (t.isp, "r", "100.64.1.1/24"),
-            (t.b, "vb", f"{B_ADDR}/24"), (t.isp, "i", "100.64.2.1/24"),
+        for ns, dev, addr, addr6 in (
+            (t.a, "va", f"{A_ADDR}/24", f"{A_ADDR6}/64"),
+            (t.isp, "r", "100.64.1.1/24", "2001:db8:1::1/64"),
+            (t.b, "vb", f"{B_ADDR}/24", f"{B_ADDR6}/64"),
+            (t.isp, "i", "100.64.2.1/24", "2001:db8:2::1/64"),
         ):  # fmt: skip
             _sh("ip", "-n", ns, "addr", "add", addr, "dev", dev)
+            _sh("ip", "-n", ns, "addr", "add", addr6, "dev", dev, "nodad")
             _sh("ip", "-n", ns, "link", "set", dev, "up")
             _nsx(ns, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off")
         _sh("ip", "-n", t.a, "route", "add", "default", "via", "100.64.1.1")
         _sh("ip", "-n", t.b, "route", "add", "default", "via", "100.64.2.1")
+        _sh("ip", "-n", t.a, "-6", "route", "add", "default", "via", "2001:db8:1::1")
+        _sh("ip", "-n", t.b, "-6", "route", "add", "default", "via", "2001:db8:2::1")
         _nsx(t.a, "sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 0")
         setup_delay(t.isp, t.tun, ["r", "i"])
         yield t
@@ -233,16 +239,19 @@ def _stop(p: subprocess.Popen[bytes]) -> dict[str, float]:
 PING_CODE = """
 import json, socket, struct, sys, time
 dst, count = sys.argv[1], int(sys.argv[2])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+v6 = ":" in dst
+s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM,
+                  socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP)
 s.settimeout(1.0)
+request, reply = (128, 129) if v6 else (8, 0)
 rtts = []
 for seq in range(count):
     t0 = time.monotonic()
-    s.sendto(struct.pack("!BBHHH", 8, 0, 0, 0, seq) + bytes(56), (dst, 0))
+    s.sendto(struct.pack("!BBHHH", request, 0, 0, 0, seq) + bytes(56), (dst, 0))
     try:
         while True:
             data = s.recv(2000)
-            if data[0] == 0 and struct.unpack("!H", data[6:8])[0] == seq:
+            if data[0] == reply and struct.unpack("!H", data[6:8])[0] == seq:
                 rtts.append((time.monotonic() - t0) * 1000)
                 break
     except TimeoutError:
@@ -252,9 +261,10 @@ print(json.dumps(rtts))
 """
 
 
-def _ping(t: Topo, count: int = 6) -> list[float]:
-    """RTTs in ms of ICMP echos a -> b (an ICMP datagram socket; no ping binary needed)."""
-    out = _nsx(t.a, sys.executable, "-c", PING_CODE, B_ADDR, str(count))
+def _ping(t: Topo, count: int = 6, dst: str = B_ADDR) -> list[float]:
+    """RTTs in ms of ICMP (or ICMPv6) echos a -> b (an ICMP datagram socket; no ping binary
+    needed)."""
+    out = _nsx(t.a, sys.executable, "-c", PING_CODE, dst, str(count))
     rtts: list[float] = json.loads(out)
     return rtts
 
@@ -288,12 +298,29 @@ def test_setup_delay_configures_the_namespace(topo: Topo) -> None:
     assert "iif r lookup 10" in rules and "iif i lookup 10" in rules
     assert "default dev dly" in _sh("ip", "-n", topo.isp, "route", "show", "table", "10")
     assert "pfifo" in _sh("tc", "-n", topo.isp, "qdisc", "show", "dev", "dly")
+    rules6 = _sh("ip", "-n", topo.isp, "-6", "rule", "show")
+    assert "iif r lookup 10" in rules6 and "iif i lookup 10" in rules6
+    assert "default dev dly" in _sh("ip", "-n", topo.isp, "-6", "route", "show", "table", "10")
     for key, want in (
         ("net.ipv4.ip_forward", "1"),
         ("net.ipv4.conf.all.rp_filter", "0"),
         ("net.ipv4.conf.dly.rp_filter", "0"),
+        ("net.ipv6.conf.all.forwarding", "1"),
+        ("net.ipv6.conf.dly.addr_gen_mode", "1"),  # no address of its own: it sends nothing
     ):
         assert _nsx(topo.isp, "sysctl", "-n", key).strip() == want, key
+    assert "inet6" not in _sh("ip", "-n", topo.isp, "addr", "show", "dev", "dly")
+
+
+@root_only
+@pytest.mark.lab
+def test_ipv6_goes_through_the_stage_too(topo: Topo, procs: list[subprocess.Popen[Any]]) -> None:
+    p = _stage(topo, procs, 20)
+    rtts = _ping(topo, dst=B_ADDR6)
+    stats = _stop(p)
+    assert len(rtts) == 6, rtts
+    assert min(rtts) >= 40 and sum(rtts) / len(rtts) <= 42.0, rtts
+    assert stats["forwarded"] >= 12
 
 
 @root_only

@@ -58,8 +58,14 @@ test('datatypes accept what bondingd accepts and refuse the rest', async () => {
 		[ 'globals', 'degraded_loss_pct', [ '1', '100' ], [ '0', '101' ] ],
 		[ 'globals', 'degraded_rtt_factor', [ '1', '3.0', '100' ], [ '0.5', '101', 'x' ] ],
 		[ 'globals', 'mptcp_subflows', [ '0', '8' ], [ '9' ] ],
-		[ 'globals', 'probe_target', [ '1.1.1.1' ], [ '1.1.1.1/24', '256.1.1.1', 'one.one' ] ],
-		[ 'globals', 'bypass', [ '10.0.0.0/8', '192.0.2.1' ], [ '10.0.0.0/33', 'lan' ] ],
+		[ 'globals', 'probe_target', [ '1.1.1.1', '2606:4700:4700::1111' ],
+		  [ '1.1.1.1/24', '256.1.1.1', 'one.one', '2001:db8::/64' ] ],
+		[ 'globals', 'bypass', [ '10.0.0.0/8', '192.0.2.1' ], [ '10.0.0.0/33', 'lan', 'fd00::/8' ] ],
+		[ 'globals', 'bypass6', [ 'fd00::/8', '2001:db8::7', '::/127' ],
+		  [ 'fd00::/129', '10.0.0.0/8', 'lan', '1:2:3:4:5:6:7:8:9' ] ],
+		[ 'server', 'address6', [ '2001:db8:203::10' ], [ '203.0.113.10', '2001:db8::/64' ] ],
+		[ 'path', 'gateway6', [ 'fe80::1', '2001:db8:64:1::1' ], [ '100.64.1.1', 'fe80::1/64' ] ],
+		[ 'path', 'probe_target', [ '192.0.2.7', '2001:db8::9' ], [ 'x' ] ],
 		[ 'globals', 'tproxy_port', [ '1', '65535' ], [ '0', '65536' ] ],
 		[ 'globals', 'lan_device', [ 'br-lan', 'eth0.1' ], [ 'a b', 'sixteen-chars-xx' ] ],
 		[ 'server', 'address', [ '203.0.113.10', 'vps.example.org' ], [ 'not a host', '' ] ],
@@ -90,6 +96,12 @@ test('datatypes accept what bondingd accepts and refuse the rest', async () => {
 	assert.equal(bypass.validate('globals', '10.0.0.0/8'), true);
 	assert.equal(bypass.validate('globals', '192.0.2.7'), true);
 	assert.notEqual(bypass.validate('globals', '10.1.2.3/8'), true, 'host bits set');
+	const bypass6 = option('globals', 'bypass6');
+	assert.equal(bypass6.validate('globals', 'fd00::/8'), true);
+	assert.equal(bypass6.validate('globals', '2001:db8:64::/47'), true);
+	assert.equal(bypass6.validate('globals', '2001:db8::7'), true);
+	assert.notEqual(bypass6.validate('globals', 'fd00::1/8'), true, 'host bits set');
+	assert.notEqual(bypass6.validate('globals', '2001:db8:65::/47'), true, 'host bits set');
 	const cc = option('globals', 'congestion_control');
 	assert.equal(cc.validate('globals', 'bbr'), true);
 	assert.notEqual(cc.validate('globals', 'BBR!'), true);

@@ -39,6 +39,10 @@ const TYPES = {
 		const m = v.match(/^(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})\/(\d{1,2})$/);
 		return !!(m && parseIPv4(m[1]) && +m[2] <= 32);
 	},
+	cidr6: v => {
+		const m = v.match(/^([0-9a-fA-F:]+)\/(\d{1,3})$/);
+		return !!(m && isIPv6(m[1]) && +m[2] <= 128);
+	},
 	port: v => { const p = parseInteger(v); return p >= 0 && p <= 65535; },
 	hostname: v => v.length <= 253 && (/^[a-zA-Z0-9_]+$/.test(v) ||
 		(/^[a-zA-Z0-9_][a-zA-Z0-9_\-.]*[a-zA-Z0-9]\.?$/.test(v) && /[^0-9.]/.test(v))),

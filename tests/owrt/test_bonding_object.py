@@ -117,7 +117,9 @@ def test_bad_arguments_get_status_codes_and_the_daemon_serves_on(olab: Lab) -> N
         assert e.value.status == want, (method, args)
     # rpcd's session argument is accepted; the daemon still answers.
     out = call("bonding", "path", {"name": "wan2", "ubus_rpc_session": "f" * 32}, socket=s)
-    assert out["name"] == "wan2" and out["state"] == "up" and len(out["targets"]) == 2
+    assert out["name"] == "wan2" and out["state"] == "up"
+    assert len(out["targets"]) == 4  # the server and the target, over IPv4 and over IPv6
+    assert set(out["families"]) == {"ipv4", "ipv6"}
 
 
 def test_set_path_and_probe(olab: Lab) -> None:

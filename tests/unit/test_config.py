@@ -127,6 +127,11 @@ GOOD: list[tuple[str, str, str | tuple[str, ...], str, object]] = [
     ("globals", "probe_target", "192.0.2.1", "probe_targets", ("192.0.2.1",)),
     ("globals", "probe_target", ("192.0.2.1", "198.51.100.1"), "probe_targets",
      ("192.0.2.1", "198.51.100.1")),
+    ("globals", "probe_target", ("192.0.2.1", "2001:DB8:0:0::10"), "probe_targets",
+     ("192.0.2.1", "2001:db8::10")),
+    ("globals", "ipv6", "0", "ipv6", False),
+    ("globals", "bypass6", ("fd00::/8", "2001:db8:0:0::7", "2001:db8::/128"), "bypass6",
+     ("fd00::/8", "2001:db8::7", "2001:db8::")),
     ("globals", "mptcp_subflows", "0", "mptcp_subflows", 0),
     ("globals", "mptcp_subflows", "8", "mptcp_subflows", 8),
     ("globals", "mptcp_add_addr_accepted", "2", "mptcp_add_addr_accepted", 2),
@@ -171,10 +176,13 @@ GOOD: list[tuple[str, str, str | tuple[str, ...], str, object]] = [
      "2022-blake3-chacha20-poly1305"),
     ("server", "enabled", "0", "enabled", False),
     ("server", "udp_over_tcp", "1", "udp_over_tcp", True),
+    ("server", "address6", "2001:DB8:203:0::10", "address6", "2001:db8:203::10"),
     ("path", "interface", "wan_6", "interface", "wan_6"),
     ("path", "device", "wwan0.1", "device", "wwan0.1"),
     ("path", "device", "x" * 15, "device", "x" * 15),
     ("path", "gateway", "100.64.0.1", "gateway", "100.64.0.1"),
+    ("path", "gateway6", "fe80::1", "gateway6", "fe80::1"),
+    ("path", "gateway6", "2001:db8:100:1:0::1", "gateway6", "2001:db8:100:1::1"),
     ("path", "enabled", "no", "enabled", False),
     ("path", "backup", "1", "backup", True),
     ("path", "download_kbit", "50000", "download_kbit", 50000),
@@ -182,6 +190,8 @@ GOOD: list[tuple[str, str, str | tuple[str, ...], str, object]] = [
     ("path", "upload_kbit", "100000000", "upload_kbit", 100_000_000),
     ("path", "probe_target", ("192.0.2.7", "192.0.2.8"), "probe_targets",
      ("192.0.2.7", "192.0.2.8")),
+    ("path", "probe_target", "2606:4700:4700::1111", "probe_targets",
+     ("2606:4700:4700::1111",)),
     ("usb", "auto_dhcp", "0", "auto_dhcp", False),
     ("usb", "modem_mbim", "false", "modem_mbim", False),
     ("usb", "metric_base", "1000", "metric_base", 1000),
@@ -235,10 +245,20 @@ BAD: list[tuple[str, str, str, str]] = [
     ("globals", "degraded_rtt_factor", "inf", "out of range"),
     ("globals", "degraded_rtt_ms", "-1", "out of range: use 0–60000 ms"),
     ("globals", "loss_window", "1", "out of range: use 2–1000 rounds"),
-    ("globals", "probe_target", "300.1.1.1", "not an IPv4 address (like 192.0.2.1)"),
-    ("globals", "probe_target", "2001:db8::1", "not an IPv4 address"),
-    ("globals", "probe_target", "dns.google", "not an IPv4 address"),
-    ("globals", "probe_target", "192.0.2.1/24", "not an IPv4 address"),
+    ("globals", "probe_target", "300.1.1.1",
+     "not an IPv4 or IPv6 address (like 192.0.2.1 or 2001:db8::1)"),
+    ("globals", "probe_target", "dns.google", "not an IPv4 or IPv6 address"),
+    ("globals", "probe_target", "192.0.2.1/24", "not an IPv4 or IPv6 address"),
+    ("globals", "probe_target", "2001:db8::/64", "not an IPv4 or IPv6 address"),
+    ("globals", "probe_target", "fe80::1",
+     "a link-local address (fe80::/10) is not reachable beyond its link: use a global address"),
+    ("globals", "probe_target", "fd00::1",
+     "a unique local address (fc00::/7) is not reachable over the internet"),
+    ("globals", "probe_target", "ff02::1", "not a unicast address of another host"),
+    ("globals", "probe_target", "::1", "not a unicast address of another host"),
+    ("globals", "probe_target", "::ffff:192.0.2.1",
+     "an IPv4-mapped address: write 192.0.2.1 as IPv4 (probe targets may be IPv4 addresses "
+     "too)"),
     ("globals", "mptcp_subflows", "9", "out of range: use 0–8"),
     ("globals", "mptcp_add_addr_accepted", "-1", "out of range: use 0–8"),
     ("globals", "route_table", "0", "out of range"),
@@ -267,7 +287,25 @@ BAD: list[tuple[str, str, str, str]] = [
     ("globals", "tproxy_table", "0", "out of range: use 1–2147483647"),
     ("globals", "bypass", "10.0.0.1/8", "has host bits set: did you mean 10.0.0.0/8?"),
     ("globals", "bypass", "10.0.0.0/33", "not an IPv4 network"),
-    ("globals", "bypass", "2001:db8::/32", "not an IPv4 network"),
+    ("globals", "bypass", "2001:db8::/32", "an IPv6 network: it goes in list bypass6"),
+    ("globals", "bypass6", "10.0.0.0/8", "an IPv4 network: it goes in list bypass"),
+    ("globals", "bypass6", "2001:db8::1/32", "has host bits set: did you mean 2001:db8::/32?"),
+    ("globals", "bypass6", "2001:db8::/129", "not an IPv6 network (like fd00::/8 or "
+     "2001:db8::7)"),
+    ("globals", "bypass6", "lan", "not an IPv6 network"),
+    ("globals", "ipv6", "auto", "not a boolean"),
+    ("server", "address6", "203.0.113.1",
+     "an IPv4 address: the server's IPv4 address goes in option address"),
+    ("server", "address6", "vps.example.com", "not an IPv6 address (like 2001:db8::10)"),
+    ("server", "address6", "fe80::10", "a link-local address (fe80::/10) is not reachable"),
+    ("server", "address6", "fd12:3456::10", "a unique local address (fc00::/7)"),
+    ("server", "address6", "::", "not a unicast address of another host (multicast, :: or ::1)"),
+    ("server", "address6", "ff05::2", "not a unicast address"),
+    ("path", "gateway6", "100.64.0.1", "an IPv4 address: an IPv4 gateway goes in option gateway"),
+    ("path", "gateway6", "fe80::1/64", "not an IPv6 address"),
+    ("path", "gateway6", "ff02::2", "not a unicast address"),
+    ("path", "gateway6", "fe80::1%wan1", "a zone index (%…) has no place here: the path says "
+     "which link"),
     ("globals", "proxy_udp", "udp", "not a boolean"),
     ("globals", "congestion_control", "BBR!", "not a congestion control name"),
     ("path", "congestion_control", "tcp bbr", "not a congestion control name"),
@@ -288,13 +326,15 @@ BAD: list[tuple[str, str, str, str]] = [
     ("path", "device", "x" * 16, "not a network device name"),
     ("path", "device", "..", "not a network device name"),
     ("path", "gateway", "192.0.2.256", "not an IPv4 address"),
-    ("path", "gateway", "fe80::1", "not an IPv4 address"),
+    ("path", "gateway", "fe80::1", "an IPv6 address: an IPv6 gateway goes in option gateway6"),
     ("path", "enabled", "maybe", "not a boolean"),
     ("path", "backup", "y", "not a boolean"),
     ("path", "download_kbit", "0", "out of range: use 1–100000000 kbit/s"),
     ("path", "download_kbit", "fast", "not a whole number kbit/s"),
     ("path", "upload_kbit", "100000001", "out of range"),
-    ("path", "probe_target", "abc", "not an IPv4 address"),
+    ("path", "probe_target", "abc", "not an IPv4 or IPv6 address"),
+    ("path", "probe_target", "fe80::1%wan", "a zone index (%…) has no place here"),
+    ("path", "probe_target", "fe80::1", "a link-local address"),
     ("usb", "auto_dhcp", "maybe", "not a boolean"),
     ("usb", "modem_mbim", "2", "not a boolean"),
     ("usb", "metric_base", "0", "out of range: use 1–1000"),
@@ -603,7 +643,7 @@ def test_problem_str_from_parsing() -> None:
         "error: bonding.globals.probe_interval_ms='abc': not a whole number ms: use 20–60000",
         "warning: bonding.wan1.probe_interval_ms='abc': unknown option of a 'path' section, "
         "ignored; known: backup, congestion_control, device, download_kbit, enabled, gateway, "
-        "interface, probe_target, upload_kbit",
+        "gateway6, interface, probe_target, upload_kbit",
     ]
 
 
@@ -703,7 +743,8 @@ def test_as_dict_is_plain_data() -> None:
     assert d["globals"]["probe_targets"] == ("192.0.2.1", "198.51.100.1")
     assert d["servers"] == [{"name": "vps", "address": "203.0.113.1", "port": 443,
                              "protocol": "shadowsocks", "cipher": "chacha20-ietf-poly1305",
-                             "enabled": True, "priority": 10, "udp_over_tcp": False}]
+                             "enabled": True, "priority": 10, "udp_over_tcp": False,
+                             "address6": None}]
     assert [p["name"] for p in d["paths"]] == ["wan1", "lte"]
     assert d["usb"] == {"auto_dhcp": True, "modem_mbim": True, "metric_base": 40, "apn": None}
     assert set(d["globals"]) == {f for f in Globals.__dataclass_fields__}
@@ -875,3 +916,110 @@ def test_shadowsocks_2022_keys_are_base64_of_the_cipher_size(cipher: str, key: s
     else:
         assert got is not None and problem in got and key not in got
         assert "openssl rand -base64" in got
+
+
+# --- IPv6 (issue 12) -------------------------------------------------------------------------
+
+def test_ipv6_defaults() -> None:
+    g = Globals()
+    assert g.ipv6 is True
+    assert g.bypass6 == config.DEFAULT_BYPASS6
+    import ipaddress
+    nets = [ipaddress.IPv6Network(n) for n in g.bypass6]
+    # local, link-local, unique local, multicast, documentation and NAT64 never go to the proxy
+    for addr in ("::1", "fe80::1", "fd12::1", "ff02::1", "2001:db8::1", "64:ff9b::192.0.2.1",
+                 "::ffff:192.0.2.1", "3fff::1"):
+        assert any(ipaddress.IPv6Address(addr) in n for n in nets), addr
+    # the internet does
+    for addr in ("2001:4860:4860::8888", "2606:4700::1111", "2a00:1450::1", "2001::1"):
+        assert not any(ipaddress.IPv6Address(addr) in n for n in nets), addr
+
+
+# (id, server options, its IPv6 addresses)
+SERVER6_CASES: list[tuple[str, Opts, tuple[str, ...]]] = [
+    ("IPv4 only", {"address": "203.0.113.1"}, ()),
+    ("with address6", {"address": "203.0.113.1", "address6": "2001:db8:203::10"},
+     ("2001:db8:203::10",)),
+    ("address is IPv6", {"address": "2001:db8:203::10"}, ("2001:db8:203::10",)),
+    ("both, the same", {"address": "2001:db8:203::10", "address6": "2001:db8:203:0::10"},
+     ("2001:db8:203::10",)),
+    ("both, different", {"address": "2001:db8:203::10", "address6": "2001:db8:203::11"},
+     ("2001:db8:203::10", "2001:db8:203::11")),
+    ("a host name and address6", {"address": "vps.example.com", "address6": "2001:db8::10"},
+     ("2001:db8::10",)),
+]
+
+
+@pytest.mark.parametrize(("opts", "want"), [c[1:] for c in SERVER6_CASES],
+                         ids=[c[0] for c in SERVER6_CASES])
+def test_server_ipv6_addresses(opts: Opts, want: tuple[str, ...]) -> None:
+    cfg, problems = parse(("server", "vps", opts), ("server", "off", {
+        "address": "203.0.113.2", "address6": "2001:db8::99", "enabled": "0"}))
+    assert problems == []
+    assert cfg.servers[0].addresses6() == want
+    assert cfg.server_addresses6() == want  # the disabled server's are not there
+    assert all(":" not in a for a in cfg.server_addresses())
+
+
+# (id, the path's list, the global list, IPv4 targets, IPv6 targets) — servers: 203.0.113.1
+# and 2001:db8:203::10
+TARGET6_CASES: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...],
+                          tuple[str, ...]]] = [
+    ("nothing: the servers, per family", (), (), ("203.0.113.1",), ("2001:db8:203::10",)),
+    ("a global mixed list, split", (), ("192.0.2.9", "2001:db8::9"), ("192.0.2.9",),
+     ("2001:db8::9",)),
+    ("global IPv4 only: IPv6 falls back to the servers", (), ("192.0.2.9",), ("192.0.2.9",),
+     ("2001:db8:203::10",)),
+    ("the path's IPv6 list wins in IPv6 only", ("2001:db8::1",), ("192.0.2.9", "2001:db8::9"),
+     ("192.0.2.9",), ("2001:db8::1",)),
+    ("the path's IPv4 list leaves IPv6 to the global one", ("192.0.2.1",),
+     ("2001:db8::9",), ("192.0.2.1",), ("2001:db8::9",)),
+]
+
+
+@pytest.mark.parametrize(("own", "glob", "want4", "want6"), [c[1:] for c in TARGET6_CASES],
+                         ids=[c[0] for c in TARGET6_CASES])
+def test_targets_for_each_family(own: tuple[str, ...], glob: tuple[str, ...],
+                                 want4: tuple[str, ...], want6: tuple[str, ...]) -> None:
+    specs: list[tuple[str, str | None, Opts]] = [
+        ("server", "vps", {"address": "203.0.113.1", "address6": "2001:db8:203::10"})]
+    if glob:
+        specs.append(("globals", "globals", {"probe_target": glob}))
+    path: Opts = {"device": "eth1"}
+    if own:
+        path["probe_target"] = own
+    specs.append(("path", "wan1", path))
+    cfg, problems = parse(*specs)
+    assert problems == []
+    assert cfg.targets_for(cfg.paths[0]) == cfg.targets_for(cfg.paths[0], 4) == want4
+    assert cfg.targets_for(cfg.paths[0], 6) == want6
+
+
+def test_a_v6_gateway_in_the_v4_option_says_where_it_goes() -> None:
+    _, problems = parse_text("config path 'wan1'\n\toption device 'eth1'\n"
+                             "\toption gateway 'fe80::1'\n")
+    assert [str(p) for p in problems] == [
+        "error: bonding.wan1.gateway='fe80::1': an IPv6 address: an IPv6 gateway goes in "
+        "option gateway6"]
+
+
+def test_ipv6_options_with_ipv6_off_are_warnings_that_say_so() -> None:
+    cfg, problems = parse(
+        ("globals", "globals", {"ipv6": "0", "probe_target": ("192.0.2.1", "2001:db8::1")}),
+        ("server", "v6only", {"address": "2001:db8:203::10"}),
+        ("server", "both", {"address": "203.0.113.1", "address6": "2001:db8:203::11"}),
+        ("path", "wan1", {"device": "eth1", "gateway6": "fe80::1",
+                          "probe_target": "2001:db8::2"}))
+    assert errors(problems) == []  # the config is used
+    assert where(problems) == [
+        (WARNING, "v6only", "address", "2001:db8:203::10"),
+        (WARNING, "globals", "probe_target", "2001:db8::1"),
+        (WARNING, "wan1", "probe_target", "2001:db8::2"),
+        (WARNING, "wan1", "gateway6", "fe80::1"),
+    ]
+    assert "its connection is not bonded" in problems[0].message
+    assert all("option ipv6 is 0" in p.message for p in problems)
+    assert cfg.globals.ipv6 is False
+    _, on = parse(("globals", "globals", {"probe_target": "2001:db8::1"}),
+                  ("server", "v6only", {"address": "2001:db8:203::10"}))
+    assert on == []

@@ -123,3 +123,37 @@ def test_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[s
     with pytest.raises(SystemExit) as e:
         ctl.main(["set-path", "wan"])
     assert e.value.code == 2
+
+
+def test_path_detail_shows_each_family_with_its_targets() -> None:
+    fam4 = {"state": "up", "reason": "", "probed": True, "carrying": True,
+            "address": "100.64.1.2", "gateway": "100.64.1.1", "endpoint_id": 1, "subflows": 2,
+            "rtt_ms": 21.04, "loss_pct": 0.0,
+            "targets": [{"address": "203.0.113.10", "sent": 10, "received": 10}]}
+    fam6 = {"state": "down", "reason": "3 of the last 5 probe rounds got no reply",
+            "probed": True, "carrying": False, "address": "2001:db8:64:1::2",
+            "gateway": "fe80::1", "endpoint_id": None, "subflows": 0, "rtt_ms": 22.5,
+            "loss_pct": 60.0, "targets": [{"address": "2001:db8:203::10", "sent": 10,
+                                           "received": 4}]}
+    text = ctl.format_path({"name": "wan1", "state": "up", "families": {"ipv4": fam4,
+                                                                         "ipv6": fam6}})
+    lines = text.splitlines()
+    assert lines[:2] == ["name: wan1", "state: up"]
+    assert lines[2] == ("ipv4: up, 100.64.1.2 via 100.64.1.1, RTT 21.0ms, loss 0%, endpoint 1, "
+                        "subflows 2, carrying traffic")
+    assert lines[3] == "  target address=203.0.113.10, sent=10, received=10"
+    assert lines[4] == ("ipv6: down (3 of the last 5 probe rounds got no reply), "
+                        "2001:db8:64:1::2 via fe80::1, RTT 22.5ms, loss 60%, endpoint -, "
+                        "subflows 0, not carrying traffic")
+    assert lines[5] == "  target address=2001:db8:203::10, sent=10, received=4"
+    none6 = ctl.format_path({"name": "wan2", "families": {"ipv6": {"address": None}}})
+    assert none6.splitlines()[-1] == "ipv6: no address"
+
+
+def test_the_head_line_says_what_becomes_of_lan_ipv6() -> None:
+    st = {**STATUS, "proxy": {**STATUS["proxy"], "ipv6": {
+        "lan": "routed natively", "reason": "server 'vps1' has no IPv6 address"}}}
+    head = ctl.format_status(st, now=NOW).splitlines()[0]
+    assert "LAN IPv6 routed natively (server 'vps1' has no IPv6 address)" in head
+    st["proxy"]["ipv6"] = {"lan": "proxied", "reason": ""}
+    assert ctl.format_status(st, now=NOW).splitlines()[0].endswith("LAN IPv6 proxied")

@@ -27,12 +27,16 @@ def test_request_asks_for_established_ipv4_tcp_with_info() -> None:
     assert ext == 1 << (diag.INET_DIAG_INFO - 1)  # without it the kernel omits the ULP
     assert states == 1 << diag.TCP_ESTABLISHED
     assert len(req) == 56  # sizeof(struct inet_diag_req_v2)
+    assert diag.request(family=socket.AF_INET6)[0] == socket.AF_INET6
 
 
 def test_parse_names_the_local_address_and_ulp() -> None:
     assert diag.DIAG_MSG.size == 72  # sizeof(struct inet_diag_msg)
     assert diag.parse(msg(socket.AF_INET, "100.64.1.2", "mptcp")) == ("100.64.1.2", "mptcp")
     assert diag.parse(msg(socket.AF_INET, "192.0.2.1", None)) == ("192.0.2.1", None)
-    assert diag.parse(msg(socket.AF_INET6, "2001:db8::1", "mptcp")) is None
+    assert diag.parse(msg(socket.AF_INET6, "2001:db8:0:1::2", "mptcp")) == (
+        "2001:db8:0:1::2", "mptcp")  # the same text as the kernel's addresses (ipaddress)
+    unix = diag.DIAG_MSG.pack(socket.AF_UNIX, 1, 0, 0, 0, 0, b"", b"", 0, b"", 0, 0, 0, 0, 0)
+    assert diag.parse(unix) is None
     with pytest.raises(ValueError):
         diag.parse(b"\0" * 10)

@@ -638,3 +638,70 @@ def test_simulated_5pct_probe_loss_never_takes_a_path_down_but_a_blackhole_does(
     assert seen[0].live and seen[1].live
     assert seen[2] is State.DOWN
     assert h.reason == "3 of the last 5 probe rounds got no reply"
+
+
+# --- a path with two address families (combine) -------------------------------------------------
+
+def fam(state: State, reason: str = "") -> Health:
+    return Health(state=state, reason=reason or str(state), fresh=False)
+
+
+# (id, (label, health) per family, the path's state, reason, index of the deciding family)
+COMBINE_CASES: list[tuple[str, list[tuple[str, Health]], State, str, int]] = [
+    ("one family: as it is", [("IPv4", fam(State.DOWN, "3 of the last 5 probe rounds got no "
+                                                       "reply"))],
+     State.DOWN, "3 of the last 5 probe rounds got no reply", 0),
+    ("both up: IPv4 decides", [("IPv4", fam(State.UP)), ("IPv6", fam(State.UP))],
+     State.UP, "up", 0),
+    ("IPv4 down, IPv6 up: up (the link still carries)",
+     [("IPv4", fam(State.DOWN, "timeout")), ("IPv6", fam(State.UP))], State.UP, "up", 1),
+    ("IPv6 down, IPv4 up: up", [("IPv4", fam(State.UP)), ("IPv6", fam(State.DOWN, "x"))],
+     State.UP, "up", 0),
+    ("up beats degraded", [("IPv4", fam(State.DEGRADED, "loss 30%")), ("IPv6", fam(State.UP))],
+     State.UP, "up", 1),
+    ("degraded when the best is: its reason, named",
+     [("IPv4", fam(State.DOWN, "no reply")), ("IPv6", fam(State.DEGRADED, "loss 30% ≥ 20%"))],
+     State.DEGRADED, "IPv6: loss 30% ≥ 20%", 1),
+    ("both down for different reasons: both named",
+     [("IPv4", fam(State.DOWN, "3 of the last 5 probe rounds got no reply")),
+      ("IPv6", fam(State.DOWN, "address 2001:db8::2 removed from wan1"))], State.DOWN,
+     "IPv4: 3 of the last 5 probe rounds got no reply; IPv6: address 2001:db8::2 removed from "
+     "wan1", 0),
+    ("both down for one reason: said once",
+     [("IPv4", fam(State.DOWN, "carrier lost on wan1")),
+      ("IPv6", fam(State.DOWN, "carrier lost on wan1"))], State.DOWN, "carrier lost on wan1", 0),
+    ("disabled", [("IPv4", fam(State.DISABLED, "disabled")),
+                  ("IPv6", fam(State.DISABLED, "disabled"))], State.DISABLED, "disabled", 0),
+]
+
+
+@pytest.mark.parametrize(("families", "state", "reason", "index"),
+                         [c[1:] for c in COMBINE_CASES], ids=[c[0] for c in COMBINE_CASES])
+def test_combine_families(families: list[tuple[str, Health]], state: State, reason: str,
+                          index: int) -> None:
+    assert hl.combine(families) == (state, reason, index)
+
+
+def test_combine_needs_a_family() -> None:
+    with pytest.raises(ValueError):
+        hl.combine([])
+
+
+def test_a_blackholed_link_goes_down_in_both_families_within_the_same_rounds() -> None:
+    """Both families probe at the same interval: the path is down when the later one is, a
+    round later at most, and each family's own down comes after the same number of rounds."""
+    h4, h6 = fresh_up(), fresh_up()
+    t = 0.0
+    down_at: dict[str, float] = {}
+    for i in range(8):
+        t = (i + 1) * DT
+        h4 = hl.on_round(h4, BAD, P, t)
+        h6 = hl.on_round(h6, BAD, P, t + DT / 3)  # the other prober's phase
+        for label, h, at in (("IPv4", h4, t), ("IPv6", h6, t + DT / 3)):
+            if h.state is State.DOWN:
+                down_at.setdefault(label, at)
+        state, _, _ = hl.combine([("IPv4", h4), ("IPv6", h6)])
+        if state is State.DOWN:
+            down_at.setdefault("path", t + DT / 3)
+    assert down_at["IPv4"] == pytest.approx(3 * DT)
+    assert down_at["path"] - down_at["IPv4"] < DT

@@ -319,6 +319,174 @@ def test_monitor_decode_events() -> None:
     ]
 
 
+# --- IPv6: known byte strings, addresses, rules ------------------------------
+
+# RTM_NEWROUTE table 200, 2001:db8:203::10/128 via fe80::1 dev #3 weight 1 and fe80::2 dev #4
+# weight 2, proto 200 (the server route over two paths' IPv6), built by hand from rtnetlink.h.
+MULTIPATH_ROUTE6 = h(
+    # nlmsghdr: len 116, type 24 RTM_NEWROUTE, flags REQUEST|ACK|REPLACE|CREATE, seq 0x33, pid 0
+    "74000000 1800 0505 33000000 00000000"
+    # rtmsg: AF_INET6, dst_len 128, src_len 0, tos 0, table 200, proto 200, scope universe,
+    # type unicast, flags 0
+    "0a 80 00 00 c8 c8 00 01 00000000"
+    "0800 0f00 c8000000"  # RTA_TABLE u32 200
+    "1400 0100 20010db8 02030000 00000000 00000010"  # RTA_DST 2001:db8:203::10
+    "3c00 0900"  # RTA_MULTIPATH, two rtnexthops of 28 bytes
+    "1c00 00 00 03000000 1400 0500 fe800000 00000000 00000000 00000001"
+    "1c00 00 01 04000000 1400 0500 fe800000 00000000 00000000 00000002"
+)
+
+
+@little_endian_only
+def test_ipv6_multipath_route_bytes_and_back() -> None:
+    payload = rtnl.encode_route(200, "2001:db8:203::10", 128,
+                                [Nexthop("fe80::1", 3, 1), Nexthop("fe80::2", 4, 2)],
+                                protocol=200)
+    flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_REPLACE | NLM_F_CREATE
+    assert Message(rtnl.RTM_NEWROUTE, flags, 0x33, 0, payload).encode() == MULTIPATH_ROUTE6
+    (msg,) = core.parse_messages(MULTIPATH_ROUTE6)
+    route = rtnl.parse_route(msg)
+    assert (route.family, route.table, route.dst, route.prefixlen, route.protocol) == (
+        socket.AF_INET6, 200, "2001:db8:203::10", 128, 200)
+    assert [(n.gateway, n.ifindex, n.weight) for n in route.nexthops] == [
+        ("fe80::1", 3, 1), ("fe80::2", 4, 2)]
+
+
+# RTM_NEWRULE 1090: iif lo lookup 200, IPv6 (the router's own traffic to route_table)
+RULE6_IIF_LO = h(
+    # nlmsghdr: len 52, type 32 RTM_NEWRULE, flags REQUEST|ACK|EXCL|CREATE, seq 0x44, pid 0
+    "34000000 2000 0506 44000000 00000000"
+    # fib_rule_hdr: AF_INET6, dst_len 0, src_len 0, tos 0, table 200, res 0 0, action 1
+    # (to table), flags 0
+    "0a 00 00 00 c8 00 00 01 00000000"
+    "0800 0600 42040000"  # FRA_PRIORITY 1090
+    "0800 0f00 c8000000"  # FRA_TABLE 200
+    "0700 0300 6c6f00 00"  # FRA_IIFNAME "lo"
+)
+
+
+@little_endian_only
+def test_ipv6_rule_bytes_and_back() -> None:
+    payload = rtnl.encode_rule(1090, 200, family=socket.AF_INET6, iif="lo")
+    flags = NLM_F_REQUEST | NLM_F_ACK | core.NLM_F_EXCL | NLM_F_CREATE
+    assert Message(rtnl.RTM_NEWRULE, flags, 0x44, 0, payload).encode() == RULE6_IIF_LO
+    rule = rtnl.parse_rule(core.parse_messages(RULE6_IIF_LO)[0])
+    assert rule == rtnl.Rule(priority=1090, table=200, family=socket.AF_INET6, iif="lo")
+    # a path's source rule: the family comes from the address, the prefix is a whole /128
+    src = rtnl.parse_rule(Message(0, 0, 0, 0, rtnl.encode_rule(1002, 210,
+                                                                src="2001:db8:64:1::2")))
+    assert (src.family, src.src, src.src_len) == (socket.AF_INET6, "2001:db8:64:1::2", 128)
+    with pytest.raises(ValueError):
+        rtnl.encode_rule(1, 2, src="2001:db8::1", src_len=129)
+
+
+def test_ipv6_local_route_for_tproxy_needs_its_family() -> None:
+    """'default' says no family: the local route of IPv6 tproxy is asked for as IPv6."""
+    payload = rtnl.encode_route(199, "default", 0, [Nexthop(None, 1)], rtype=rtnl.RTN_LOCAL,
+                                family=socket.AF_INET6)
+    r = rtnl.parse_route(Message(rtnl.RTM_NEWROUTE, 0, 0, 0, payload))
+    assert (r.family, r.dst, r.type, r.scope) == (socket.AF_INET6, "default", rtnl.RTN_LOCAL,
+                                                  rtnl.RT_SCOPE_HOST)
+    v4 = rtnl.encode_route(199, "default", 0, [Nexthop(None, 1)], rtype=rtnl.RTN_LOCAL)
+    assert v4[0] == socket.AF_INET
+
+
+# MPTCP_PM_CMD_ADD_ADDR 2001:db8:64:1::2 flags subflow dev #3 (a path's IPv6 endpoint)
+MPTCP_ADD_ADDR6 = h(
+    "44000000 1c00 0500 55000000 00000000"  # nlmsghdr: len 68, type 0x1c, REQUEST|ACK
+    "01 01 0000"  # genlmsghdr: cmd 1 ADD_ADDR, version 1
+    "3000 0180"  # MPTCP_PM_ENDPOINT_ADDR | NLA_F_NESTED, len 48
+    "0600 0100 0a00 0000"  # FAMILY u16 AF_INET6
+    "1400 0400 20010db8 00640001 00000000 00000002"  # ADDR6
+    "0800 0600 02000000"  # FLAGS u32 subflow
+    "0800 0700 03000000"  # IF_IDX s32 3
+)
+
+
+@little_endian_only
+def test_mptcp_add_addr_ipv6_bytes() -> None:
+    nest = mptcp.encode_address(address="2001:db8:64:1::2", flags=int(EndpointFlag.SUBFLOW),
+                                ifindex=3)
+    payload = core.genl_payload(mptcp.MPTCP_PM_CMD_ADD_ADDR, 1, [nest])
+    assert Message(0x1C, NLM_F_REQUEST | NLM_F_ACK, 0x55, 0, payload).encode() == MPTCP_ADD_ADDR6
+    _cmd, attrs = core.genl_split(core.parse_messages(MPTCP_ADD_ADDR6)[0])
+    assert mptcp.parse_endpoint(attrs) == mptcp.Endpoint(
+        id=0, address="2001:db8:64:1::2", port=0, flags=EndpointFlag.SUBFLOW, ifindex=3,
+        family=socket.AF_INET6)
+
+
+def addr_msg(address: str, *, flags8: int = 0, flags: int | None = None, scope: int = 0,
+             index: int = 3, msg_type: int = rtnl.RTM_NEWADDR) -> Message:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    payload = rtnl.IFADDRMSG.pack(family, 64, flags8, scope, index) + core.nla(
+        rtnl.IFA_ADDRESS, socket.inet_pton(family, address))
+    if flags is not None:
+        payload += core.nla_u32(rtnl.IFA_FLAGS, flags)
+    return Message(msg_type, 0, 0, 0, payload)
+
+
+def test_address_flags_come_from_ifa_flags_when_sent() -> None:
+    # IFA_FLAGS (u32) carries what the 8-bit ifa_flags cannot; when present it wins
+    a = rtnl.parse_addr(addr_msg("2001:db8::2", flags8=0, flags=rtnl.IFA_F_DEPRECATED | 0x100))
+    assert a.flags == rtnl.IFA_F_DEPRECATED | 0x100 and not a.usable
+    b = rtnl.parse_addr(addr_msg("2001:db8::2", flags8=rtnl.IFA_F_TENTATIVE))
+    assert b.flags == rtnl.IFA_F_TENTATIVE and not b.usable
+    c = rtnl.parse_addr(addr_msg("2001:db8::2", flags8=rtnl.IFA_F_PERMANENT))
+    assert c.usable and c.family == socket.AF_INET6 and c.address == "2001:db8::2"
+    assert not rtnl.parse_addr(addr_msg("fe80::2", scope=rtnl.RT_SCOPE_LINK)).usable
+
+
+A6 = rtnl.Addr  # index, ifname, address, prefixlen, scope, family, flags
+TEMP, TENT, DEPR, DADF = (rtnl.IFA_F_TEMPORARY, rtnl.IFA_F_TENTATIVE, rtnl.IFA_F_DEPRECATED,
+                          rtnl.IFA_F_DADFAILED)
+
+
+def a6(address: str, flags: int = 0, scope: int = 0) -> rtnl.Addr:
+    return A6(3, None, address, 64, scope, socket.AF_INET6, flags)
+
+
+# (id, the device's addresses, the path's current address, the one it uses)
+PICK_CASES: list[tuple[str, list[rtnl.Addr], str | None, str | None]] = [
+    ("none", [], None, None),
+    ("the global one", [a6("fe80::2", scope=253), a6("2001:db8:64:1::2")], None,
+     "2001:db8:64:1::2"),
+    ("link-local only: none", [a6("fe80::2", scope=253)], None, None),
+    ("unique local only: none (not reachable over the internet)", [a6("fd00::2")], None, None),
+    ("tentative (DAD running): not yet", [a6("2001:db8::2", TENT)], None, None),
+    ("deprecated: not for new subflows", [a6("2001:db8::2", DEPR), a6("2001:db8::3")], None,
+     "2001:db8::3"),
+    ("failed DAD: never", [a6("2001:db8::2", DADF)], None, None),
+    ("a stable address before a privacy one", [a6("2001:db8::aaaa", TEMP), a6("2001:db8::2")],
+     None, "2001:db8::2"),
+    ("a privacy address when it is all there is", [a6("2001:db8::aaaa", TEMP)], None,
+     "2001:db8::aaaa"),
+    ("the current one is kept while usable", [a6("2001:db8::2"), a6("2001:db8::3")],
+     "2001:db8::3", "2001:db8::3"),
+    ("the current one deprecated: moved", [a6("2001:db8::2"), a6("2001:db8::3", DEPR)],
+     "2001:db8::3", "2001:db8::2"),
+    ("IPv4 addresses are not looked at", [A6(3, "wan1", "100.64.1.2", 24, 0)], None, None),
+]
+
+
+@pytest.mark.parametrize(("addrs", "current", "want"), [c[1:] for c in PICK_CASES],
+                         ids=[c[0] for c in PICK_CASES])
+def test_pick_ipv6(addrs: list[rtnl.Addr], current: str | None, want: str | None) -> None:
+    assert rtnl.pick_ipv6(addrs, current) == want
+
+
+def test_monitor_decodes_ipv6_address_events_with_their_flags() -> None:
+    data = (addr_msg("2001:db8:64:1::2", flags8=rtnl.IFA_F_TENTATIVE).encode()
+            + addr_msg("2001:db8:64:1::2", flags=rtnl.IFA_F_PERMANENT).encode()
+            + addr_msg("2001:db8:64:1::2", msg_type=rtnl.RTM_DELADDR).encode())
+    assert monitor.decode_events(data) == [
+        monitor.AddrEvent(3, "2001:db8:64:1::2", 64, True, socket.AF_INET6, None,
+                          rtnl.IFA_F_TENTATIVE),
+        monitor.AddrEvent(3, "2001:db8:64:1::2", 64, True, socket.AF_INET6, None,
+                          rtnl.IFA_F_PERMANENT),
+        monitor.AddrEvent(3, "2001:db8:64:1::2", 64, False, socket.AF_INET6, None, 0),
+    ]
+
+
 # --- the request loop, against a scripted socket -------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
@@ -10,6 +11,7 @@ from bonding.core.health import State
 from bonding.core.plan import (
     LOOPBACK_IFINDEX,
     EndpointWant,
+    FamilyView,
     Hop,
     PathView,
     Plan,
@@ -380,3 +382,174 @@ def test_a_path_s_own_congctl_goes_on_its_table_only() -> None:
 @pytest.mark.parametrize("cc", [None, ""])
 def test_no_congctl_means_the_system_default(cc: str | None) -> None:
     assert {r.congctl for r in mk([pv(0)], congctl=cc).routes} == {None}
+
+
+# --- IPv6 -------------------------------------------------------------------------------------
+# Each family is planned on its own: rules, path tables, server routes, the default route and
+# endpoints of IPv6 follow the paths' IPv6 state, whatever their IPv4 does.
+
+SERVER6 = "2001:db8:203::10"
+MAIN_RULE6 = RuleWant(PRIO + 1, 254, suppress_prefixlength=0, family=6)
+TABLE_RULE6 = RuleWant(PRIO + 90, RT, family=6, iif="lo")  # the router's own traffic only
+
+
+def pv6(index: int, state: State = UP, state6: State = UP, *, link6: bool = True,
+        backup6: bool = False, gw6: str | None = "", backup: bool = False,
+        rate: int | None = None, addr: str | None = "") -> PathView:
+    """pv() with IPv6: 2001:db8:64:<n>::2 via fe80::<n> (a link-local gateway, as RAs give)."""
+    n = index + 1
+    v6 = FamilyView(f"2001:db8:64:{n}::2", f"fe80::{n}" if gw6 == "" else gw6, state6, link6,
+                    backup6)
+    return replace(pv(index, state, backup=backup, rate=rate, addr=addr), v6=v6)
+
+
+def mk6(paths: Sequence[PathView], servers: Sequence[str] = (*SERVERS, SERVER6),
+        tproxy: TproxyWant | None = None) -> Plan:
+    return mk(paths, servers, tproxy=tproxy)
+
+
+def routes6(p: Plan, table: int = RT) -> dict[str, tuple[Hop, ...]]:
+    return {r.dst: r.hops for r in p.routes if r.family == 6 and r.table == table}
+
+
+def test_without_ipv6_nothing_of_ipv6_is_planned() -> None:
+    """A router whose paths have no IPv6 gets no IPv6 rule (IPv6 stays as the system has it)."""
+    p = mk6([pv(0), pv(1)])
+    assert {r.family for r in p.rules} == {4} and {r.family for r in p.routes} == {4}
+    assert p.carriers6 == () and p.fail_open6 is False
+    assert SERVER6 not in {r.dst for r in p.routes}  # no path can reach it
+
+
+def test_dual_stack_rules_and_path_tables() -> None:
+    p = mk6([pv6(0), pv6(1, DOWN, DOWN)])
+    assert list(p.rules) == [
+        MAIN_RULE, RuleWant(PRIO + 2, BASE, src="100.64.1.2"),
+        RuleWant(PRIO + 3, BASE + 1, src="100.64.2.2"), TABLE_RULE,
+        MAIN_RULE6, RuleWant(PRIO + 2, BASE, src="2001:db8:64:1::2", family=6),
+        RuleWant(PRIO + 3, BASE + 1, src="2001:db8:64:2::2", family=6), TABLE_RULE6]
+    # the same table numbers hold each family's default route (down paths' too: probes)
+    assert [(r.table, r.hops) for r in p.routes if r.family == 6 and r.table != RT] == [
+        (BASE, (Hop(10, "fe80::1"),)), (BASE + 1, (Hop(11, "fe80::2"),))]
+    assert all(r.prefixlen == 0 for r in p.routes if r.family == 6 and r.dst == "default")
+
+
+# (id, paths, IPv4 endpoints, IPv6 endpoints, IPv6 server route ifindexes, IPv6 default route
+#  ifindex, carriers6, fail_open6)
+FAMILY_CASES: list[tuple[str, list[PathView], list[str], list[str], list[int] | None,
+                         int | None, list[str], bool]] = [
+    ("both families up everywhere", [pv6(0), pv6(1)],
+     ["100.64.1.2", "100.64.2.2"], ["2001:db8:64:1::2", "2001:db8:64:2::2"], [10, 11], 10,
+     ["wan1", "wan2"], False),
+    ("IPv6 dead on wan1: only its IPv6 is taken out", [pv6(0, UP, DOWN), pv6(1)],
+     ["100.64.1.2", "100.64.2.2"], ["2001:db8:64:2::2"], [11], 11, ["wan2"], False),
+    ("IPv4 dead on wan1: its IPv6 still carries", [pv6(0, DOWN, UP), pv6(1)],
+     ["100.64.2.2"], ["2001:db8:64:1::2", "2001:db8:64:2::2"], [10, 11], 10,
+     ["wan1", "wan2"], False),
+    ("IPv6 degraded on wan1: backup in IPv6 only", [pv6(0, UP, DEGRADED, backup6=True), pv6(1)],
+     ["100.64.1.2", "100.64.2.2"], ["2001:db8:64:1::2", "2001:db8:64:2::2"], [11], 11,
+     ["wan1", "wan2"], False),
+    ("an IPv6-only path", [pv6(0, addr=None), pv(1)],
+     ["100.64.2.2"], ["2001:db8:64:1::2"], [10], 10, ["wan1"], False),
+    ("IPv6 without a link (address gone)", [pv6(0, link6=False), pv6(1)],
+     ["100.64.1.2", "100.64.2.2"], ["2001:db8:64:2::2"], [11], 11, ["wan2"], False),
+    ("IPv6 fail-open: none up, every one with a link used", [pv6(0, UP, DOWN),
+                                                           pv6(1, UP, DOWN, link6=False),
+                                                           pv6(2, UP, DOWN)],
+     ["100.64.1.2", "100.64.2.2", "100.64.3.2"], ["2001:db8:64:1::2", "2001:db8:64:3::2"],
+     [10, 12], 10, ["wan1", "wan3"], True),
+    ("disabled: neither family", [pv6(0, DISABLED, DISABLED), pv6(1)],
+     ["100.64.2.2"], ["2001:db8:64:2::2"], [11], 11, ["wan2"], False),
+    ("point-to-point IPv6 (no gateway)", [pv6(0, gw6=None)],
+     ["100.64.1.2"], ["2001:db8:64:1::2"], [10], 10, ["wan1"], False),
+]
+
+
+@pytest.mark.parametrize(("paths", "eps4", "eps6", "server6", "default6", "carriers6",
+                          "fail_open6"), [c[1:] for c in FAMILY_CASES],
+                         ids=[c[0] for c in FAMILY_CASES])
+def test_each_family_follows_its_own_state(paths: list[PathView], eps4: list[str],
+                                           eps6: list[str], server6: list[int] | None,
+                                           default6: int | None, carriers6: list[str],
+                                           fail_open6: bool) -> None:
+    p = mk6(paths)
+    assert [e.address for e in p.endpoints if ":" not in e.address] == eps4
+    assert [e.address for e in p.endpoints if ":" in e.address] == eps6
+    r6 = routes6(p)
+    assert [h.ifindex for h in r6.get(SERVER6, ())] == (server6 or [])
+    assert [h.ifindex for h in r6.get("default", ())] == ([default6] if default6 else [])
+    assert list(p.carriers6) == carriers6 and p.fail_open6 is fail_open6
+    # the IPv4 server route follows the IPv4 state alone
+    live4 = [v.ifindex for v in paths if v.address and v.state.live] or [
+        v.ifindex for v in paths if v.address and v.state is not DISABLED]
+    assert [h.ifindex for h in server_hops(p) or ()] == live4
+
+
+def test_ipv6_endpoints_carry_their_own_backup_flag() -> None:
+    p = mk6([pv6(0, UP, DEGRADED, backup6=True), pv6(1, backup=True)])
+    flags = {e.address: e.backup for e in p.endpoints}
+    assert flags == {"100.64.1.2": False, "100.64.2.2": True, "2001:db8:64:1::2": True,
+                     "2001:db8:64:2::2": False}
+
+
+def test_ipv6_servers_are_routed_over_ipv6_weighted_like_ipv4() -> None:
+    p = mk6([pv6(0, rate=10000), pv6(1, rate=5000), pv6(2, UP, DOWN, rate=5000)],
+            servers=("203.0.113.10", SERVER6, "2001:db8:203::20"))
+    r6 = routes6(p)
+    want = (Hop(10, "fe80::1", 256), Hop(11, "fe80::2", 128))
+    assert r6[SERVER6] == r6["2001:db8:203::20"] == want
+    assert [r.prefixlen for r in p.routes if r.dst == SERVER6] == [128]
+    assert "2001:db8:203::20" not in {r.dst for r in p.routes if r.family == 4}
+
+
+@pytest.mark.parametrize("paths", [[pv6(0)], [], [pv(0)]], ids=["dual", "no path", "IPv4 only"])
+def test_tproxy_for_ipv6_when_the_lan_s_ipv6_is_proxied(paths: list[PathView]) -> None:
+    """LAN IPv6 handed to the proxy is delivered locally, even with no IPv6 on the paths (the
+    bonded connection to the server may well run over IPv4)."""
+    tp = TproxyWant(mark=0xB0, mask=0xB0, table=199, ipv6=True)
+    p = mk6(paths, tproxy=tp)
+    rule6 = RuleWant(PRIO, 199, fwmark=0xB0, fwmask=0xB0, family=6)
+    local6 = RouteWant(199, "default", 0, (Hop(LOOPBACK_IFINDEX, None),), type=RouteType.LOCAL,
+                       family=6)
+    assert rule6 in p.rules and local6 in p.routes
+    assert next(r for r in p.rules if r.family == 6) == rule6  # first of the IPv6 rules
+    assert TPROXY_RULE in p.rules and LOCAL_ROUTE in p.routes
+    # without ipv6 the IPv6 side has no fwmark rule (LAN IPv6 is not handed to the proxy)
+    q = mk6(paths, tproxy=TPROXY)
+    assert not [r for r in q.rules if r.family == 6 and r.fwmark is not None]
+    assert not [r for r in q.routes if r.family == 6 and r.type is RouteType.LOCAL]
+
+
+def test_whole_plan_for_a_dual_stack_router() -> None:
+    """wan1 dual-stack and up; wan2's IPv6 down: the complete plan."""
+    p = mk6([pv6(0), pv6(1, UP, DOWN)])
+    assert p == Plan(
+        endpoints=(EndpointWant("100.64.1.2", 10, False), EndpointWant("100.64.2.2", 11, False),
+                   EndpointWant("2001:db8:64:1::2", 10, False)),
+        routes=(
+            RouteWant(BASE, "default", 0, (Hop(10, "100.64.1.1"),)),
+            RouteWant(BASE + 1, "default", 0, (Hop(11, "100.64.2.1"),)),
+            RouteWant(RT, "203.0.113.10", 32, (Hop(10, "100.64.1.1", 1), Hop(11, "100.64.2.1", 1))),
+            RouteWant(RT, "default", 0, (Hop(10, "100.64.1.1"),)),
+            RouteWant(BASE, "default", 0, (Hop(10, "fe80::1"),), family=6),
+            RouteWant(BASE + 1, "default", 0, (Hop(11, "fe80::2"),), family=6),
+            RouteWant(RT, SERVER6, 128, (Hop(10, "fe80::1", 1),), family=6),
+            RouteWant(RT, "default", 0, (Hop(10, "fe80::1"),), family=6),
+        ),
+        rules=(MAIN_RULE, RuleWant(PRIO + 2, BASE, src="100.64.1.2"),
+               RuleWant(PRIO + 3, BASE + 1, src="100.64.2.2"), TABLE_RULE,
+               MAIN_RULE6, RuleWant(PRIO + 2, BASE, src="2001:db8:64:1::2", family=6),
+               RuleWant(PRIO + 3, BASE + 1, src="2001:db8:64:2::2", family=6), TABLE_RULE6),
+        carriers=("wan1", "wan2"),
+        fail_open=False,
+        carriers6=("wan1",),
+        fail_open6=False,
+    )
+
+
+def test_ipv6_rules_and_routes_keep_unique_keys_with_32_paths() -> None:
+    p = mk6([pv6(i) for i in range(32)], tproxy=TproxyWant(0xB0, 0xB0, 199, ipv6=True))
+    for family in (4, 6):
+        prios = [r.priority for r in p.rules if r.family == family]
+        assert len(set(prios)) == len(prios) and prios == sorted(prios)
+    keys = [(r.family, r.table, r.dst) for r in p.routes]
+    assert len(set(keys)) == len(keys)

@@ -15,7 +15,7 @@ Rules (DESIGN 3.3):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -244,3 +244,36 @@ def best_rtt(healths: Iterable[Health]) -> float | None:
     """Lowest smoothed RTT among live paths: the yardstick for 'far worse'."""
     rtts = [h.srtt_ms for h in healths if h.state.live and h.srtt_ms is not None]
     return min(rtts) if rtts else None
+
+
+# --- a path with two address families -----------------------------------------------------------
+
+_RANK = {State.UP: 0, State.DEGRADED: 1, State.DOWN: 2, State.DISABLED: 3}
+
+
+def combine(families: Sequence[tuple[str, Health]]) -> tuple[State, str, int]:
+    """The state and reason of a path from the health of its address families.
+
+    `families`: (label, health) of each family that has an address and is probed ("IPv4",
+    "IPv6"); at least one.  Returns (state, reason, index of the family status shows first).
+
+    A path is up when any of its families is up: a link whose IPv6 is broken still carries the
+    bonded traffic over IPv4 (and the other way round), and each family keeps or loses its own
+    endpoint and routes (bonding.core.plan).  It is degraded when its best family is, down when
+    every family is.  The reason is the deciding family's, named when there are two; a reason
+    both families share (carrier lost) is given once.
+    """
+    if not families:
+        raise ValueError("a path's state needs at least one address family")
+    best = min(range(len(families)), key=lambda i: _RANK[families[i][1].state])
+    state = families[best][1].state
+    if state is State.UP or state is State.DISABLED:
+        return state, families[best][1].reason, best
+    many = len(families) > 1
+    if state is State.DEGRADED:
+        label, h = families[best]
+        return state, f"{label}: {h.reason}" if many else h.reason, best
+    reasons = [(label, h.reason) for label, h in families]
+    if not many or len({r for _, r in reasons}) == 1:
+        return state, reasons[0][1], best
+    return state, "; ".join(f"{label}: {r}" for label, r in reasons), best

@@ -1,8 +1,11 @@
 """Proxy backends generated from UCI: what to run and the config file it reads.
 
 Every backend listens on 127.0.0.1:tproxy_port for the connections and datagrams nftables hands
-it by tproxy, and speaks Shadowsocks (an AEAD cipher: encrypted and authenticated) over Multipath
-TCP to an aggregation server (:func:`launch` takes the one to use, or the first enabled one):
+it by tproxy (and on [::1]:tproxy_port for IPv6 ones when LAN IPv6 is proxied:
+:func:`bonding.dataplane.nft.lan_ipv6`; ss-redir takes one address, so it runs twice, under
+bonding.dataplane.twin), and speaks Shadowsocks (an AEAD cipher: encrypted and
+authenticated) over Multipath TCP to an aggregation server (:func:`launch` takes the one to use,
+or the preferred enabled one):
 
 - ``sing-box``: ``sing-box run -c FILE``; a ``tproxy`` inbound and a ``shadowsocks`` outbound
   with ``tcp_multi_path`` and ``routing_mark`` (sing-box's option/ structs; checked by the
@@ -34,13 +37,14 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from bonding.config import Config, Secrets, Server, key_problem
-from bonding.dataplane.nft import LISTEN_ADDRESS, proxy_mark
+from bonding.dataplane.nft import LISTEN_ADDRESS, LISTEN_ADDRESS6, lan_ipv6, proxy_mark
 
 # Where a procd or systemd service finds programs, after $PATH.
 SEARCH_DIRS: Final = ("/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin",
@@ -51,6 +55,7 @@ SS_TIMEOUT_S: Final = 600  # idle TCP connections are closed after this (ss-libe
 # bondingd's debug level only, or logd would be flooded.
 XRAY_LOG: Final = {"debug": "info", "info": "warning", "notice": "warning",
                    "warning": "warning", "error": "error"}
+INBOUND_TAGS: Final = ("tproxy-in", "tproxy-in6")  # by listen address: IPv4, IPv6
 SING_BOX_LOG: Final = {"debug": "info", "info": "warn", "notice": "warn", "warning": "warn",
                        "error": "error"}
 
@@ -139,14 +144,21 @@ def pick_server(cfg: Config, secrets: Secrets, server: Server | None = None,
     return server, key
 
 
+def listen_addresses(cfg: Config, server: Server) -> tuple[str, ...]:
+    """Where the proxy listens: 127.0.0.1, and ::1 when LAN IPv6 is proxied too."""
+    return (LISTEN_ADDRESS,) if lan_ipv6(cfg.globals, server) else (LISTEN_ADDRESS,
+                                                                    LISTEN_ADDRESS6)
+
+
 def _json(data: Mapping[str, Any]) -> str:
     return json.dumps(data, indent=2, sort_keys=False) + "\n"
 
 
 # --- shadowsocks-libev ------------------------------------------------------------------------
 
-def ss_libev_config(cfg: Config, server: Server, key: str) -> dict[str, Any]:
-    """ss-redir's JSON (keys as in shadowsocks-libev(8), CONFIG FILE)."""
+def ss_libev_config(cfg: Config, server: Server, key: str,
+                    listen: str = LISTEN_ADDRESS) -> dict[str, Any]:
+    """ss-redir's JSON (keys as in shadowsocks-libev(8), CONFIG FILE), listening on `listen`."""
     g = cfg.globals
     if server.cipher not in SS_LIBEV_CIPHERS:
         raise BackendError(f"server '{server.name}': shadowsocks-libev does not speak "
@@ -155,7 +167,7 @@ def ss_libev_config(cfg: Config, server: Server, key: str) -> dict[str, Any]:
     return {
         "server": server.address,
         "server_port": server.port,
-        "local_address": LISTEN_ADDRESS,
+        "local_address": listen,
         "local_port": g.tproxy_port,
         "password": key,
         "method": server.cipher,
@@ -167,14 +179,17 @@ def ss_libev_config(cfg: Config, server: Server, key: str) -> dict[str, Any]:
 
 
 def ss_libev(cfg: Config, server: Server, key: str, run_dir: Path, path: str) -> Launch:
-    conf = ss_libev_config(cfg, server, key)
     bins = find("shadowsocks-libev", path)
-    file = run_dir / "ss-redir.json"
-    argv = [bins["mptcpize"], "run", bins["ss-redir"], "-c", str(file), "-T"]
-    if cfg.globals.proxy_udp:
-        argv.append("-u")
-    return Launch("shadowsocks-libev", "ss-redir", tuple(argv), {file.name: _json(conf)},
-                  server.name)
+    files: dict[str, str] = {}
+    argvs: list[list[str]] = []
+    for listen, name in zip(listen_addresses(cfg, server), ("ss-redir.json", "ss-redir6.json"),
+                            strict=False):
+        files[name] = _json(ss_libev_config(cfg, server, key, listen))
+        argvs.append([bins["mptcpize"], "run", bins["ss-redir"], "-c", str(run_dir / name),
+                      "-T", *(["-u"] if cfg.globals.proxy_udp else [])])
+    argv = argvs[0] if len(argvs) == 1 else [sys.executable, "-m", "bonding.dataplane.twin",
+                                             *argvs[0], "--", *argvs[1]]
+    return Launch("shadowsocks-libev", "ss-redir", tuple(argv), files, server.name)
 
 
 # --- xray-core --------------------------------------------------------------------------------
@@ -186,13 +201,13 @@ def xray_config(cfg: Config, server: Server, key: str) -> dict[str, Any]:
     return {
         "log": {"loglevel": XRAY_LOG.get(g.log_level, "warning")},
         "inbounds": [{
-            "tag": "tproxy-in",
+            "tag": tag,
             "protocol": "dokodemo-door",
-            "listen": LISTEN_ADDRESS,
+            "listen": listen,
             "port": g.tproxy_port,
             "settings": {"network": network, "followRedirect": True},
             "streamSettings": {"sockopt": {"tproxy": "tproxy"}},
-        }],
+        } for listen, tag in zip(listen_addresses(cfg, server), INBOUND_TAGS, strict=False)],
         "outbounds": [{
             "tag": "bonding",
             "protocol": "shadowsocks",
@@ -235,8 +250,10 @@ UDP_TIMEOUT_S: Final = 60  # a UDP flow is forgotten this long after its last pa
 def sing_box_config(cfg: Config, server: Server, key: str) -> dict[str, Any]:
     """sing-box JSON: tproxy in, Shadowsocks over MPTCP (tcp_multi_path) out."""
     g = cfg.globals
-    inbound: dict[str, Any] = {"type": "tproxy", "tag": "tproxy-in", "listen": LISTEN_ADDRESS,
-                               "listen_port": g.tproxy_port, "udp_timeout": UDP_TIMEOUT_S}
+    inbounds: list[dict[str, Any]] = [
+        {"type": "tproxy", "tag": tag, "listen": listen, "listen_port": g.tproxy_port,
+         "udp_timeout": UDP_TIMEOUT_S}
+        for listen, tag in zip(listen_addresses(cfg, server), INBOUND_TAGS, strict=False)]
     outbound: dict[str, Any] = {
         "type": "shadowsocks",
         "tag": "bonding",
@@ -250,8 +267,9 @@ def sing_box_config(cfg: Config, server: Server, key: str) -> dict[str, Any]:
     outbounds = [outbound]
     route: dict[str, Any] = {"final": "bonding"}
     if not g.proxy_udp:
-        inbound["network"] = "tcp"
-        del inbound["udp_timeout"]
+        for inbound in inbounds:
+            inbound["network"] = "tcp"
+            del inbound["udp_timeout"]
         outbound["network"] = "tcp"
     elif server.udp_over_tcp:
         outbound["udp_over_tcp"] = {"enabled": True, "version": 2}
@@ -261,7 +279,7 @@ def sing_box_config(cfg: Config, server: Server, key: str) -> dict[str, Any]:
         route["rules"] = [{"network": "udp", "port": DNS_PORT, "outbound": "bonding-dns"}]
     return {
         "log": {"level": SING_BOX_LOG.get(g.log_level, "warn"), "timestamp": False},
-        "inbounds": [inbound],
+        "inbounds": inbounds,
         "outbounds": outbounds,
         "route": route,
     }

@@ -13,7 +13,8 @@ which the package links from ``/usr/share/nftables.d/ruleset-post/30-bonding.nft
 only its own table on reload, and a firewall restart after ``fw4 flush`` re-reads the include,
 which brings our table back (fw4 skips the link while the file does not exist).
 
-What the table does (IPv4; IPv6 is routed natively, not bonded):
+What the table does (IPv4, and IPv6 when the server has an IPv6 address: :func:`lan_ipv6`;
+otherwise LAN IPv6 is routed natively, not bonded):
 - hook ``prerouting`` at priority ``mangle`` (-150, where tproxy must run, after conntrack);
 - only packets arriving on a LAN device (``lan_device``) are looked at;
 - they go on unchanged (``return``) when they answer a connection opened from outside
@@ -24,6 +25,9 @@ What the table does (IPv4; IPv6 is routed natively, not bonded):
   127.0.0.1:tproxy_port (``tproxy ip to``) and marked so that the policy rule
   ``fwmark tproxy_mark/tproxy_mask lookup tproxy_table`` (table: ``local default dev lo``)
   delivers it locally.
+- IPv6 alike in chain ``lan6`` (sets ``bypass6`` and ``servers6``, DHCPv6 left alone),
+  handed to the proxy's second listener, [::1]:tproxy_port (``tproxy ip6 to``).  Both
+  listeners are on loopback addresses: nothing but tproxy reaches them.
 
 The proxy's own connections never loop back into it: they are generated locally, so they pass
 the output and postrouting hooks, never prerouting where the tproxy rules live; and the marks
@@ -38,23 +42,40 @@ import contextlib
 import ipaddress
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from bonding.config import Globals
+from bonding.config import Globals, Server
 
 TABLE: Final = "bonding"
 FAMILY: Final = "inet"
 FW4_INCLUDE: Final = Path("/var/run/bonding/fw4.nft")
 NFT_TIMEOUT_S: Final = 10.0
 DHCP_PORTS: Final = (67, 68)
-LISTEN_ADDRESS: Final = "127.0.0.1"
+DHCP6_PORTS: Final = (546, 547)
+LISTEN_ADDRESS: Final = "127.0.0.1"  # where tproxy hands IPv4
+LISTEN_ADDRESS6: Final = "::1"  # where tproxy hands IPv6 (the proxy's second listener)
 
 
 class NftError(Exception):
     """nft refused the ruleset or could not be run; the message says which and why."""
+
+
+def lan_ipv6(g: Globals, server: Server | None) -> str:
+    """Why LAN IPv6 is routed natively instead of proxied, or "" when it is proxied.
+
+    It is proxied when IPv6 is on (option ipv6) and the server the proxy uses has an IPv6
+    address: the server then reaches IPv6 destinations, whatever family the paths carry."""
+    if not g.ipv6:
+        return "option ipv6 is 0"
+    if server is None:
+        return "no enabled server"
+    if not server.addresses6():
+        return (f"server '{server.name}' has no IPv6 address (option address6): it could not "
+                "reach IPv6 destinations")
+    return ""
 
 
 def proxy_mark(mask: int) -> int:
@@ -77,6 +98,9 @@ class Ruleset:
     mark: int
     mask: int
     udp: bool
+    ipv6: bool = False  # LAN IPv6 is proxied too
+    bypass6: tuple[str, ...] = ()
+    servers6: tuple[str, ...] = ()
 
     @property
     def protocols(self) -> tuple[str, ...]:
@@ -94,39 +118,56 @@ class Ruleset:
             f"table {FAMILY} {TABLE} {{}}",
             f"delete table {FAMILY} {TABLE}",
             f"table {FAMILY} {TABLE} {{",
-            "\tset bypass {",
-            "\t\ttype ipv4_addr",
-            "\t\tflags interval",
-            "\t\tauto-merge",
+            *_set("bypass", "ipv4_addr", self.bypass, interval=True),
+            "", *_set("servers", "ipv4_addr", self.servers),
         ]
-        if self.bypass:
-            lines.append("\t\telements = { " + ", ".join(self.bypass) + " }")
-        lines += ["\t}", "", "\tset servers {", "\t\ttype ipv4_addr"]
-        if self.servers:
-            lines.append("\t\telements = { " + ", ".join(self.servers) + " }")
+        if self.ipv6:
+            lines += ["", *_set("bypass6", "ipv6_addr", self.bypass6, interval=True),
+                      "", *_set("servers6", "ipv6_addr", self.servers6)]
         lines += [
-            "\t}",
             "",
             "\tchain prerouting {",
             "\t\ttype filter hook prerouting priority mangle; policy accept;",
         ]
         if self.lan_devices:
             lines.append(f"\t\tiifname {{ {devices} }} meta nfproto ipv4 jump lan")
-        lines += [
-            "\t}",
+            if self.ipv6:
+                lines.append(f"\t\tiifname {{ {devices} }} meta nfproto ipv6 jump lan6")
+        lines.append("\t}")
+        lines += self._lan_chain("lan", "ip", "broadcast, ", DHCP_PORTS,
+                                 f"{LISTEN_ADDRESS}:{self.port}")
+        if self.ipv6:
+            lines += self._lan_chain("lan6", "ip6", "", DHCP6_PORTS,
+                                     f"[{LISTEN_ADDRESS6}]:{self.port}", suffix="6")
+        lines += ["}", ""]
+        return "\n".join(lines)
+
+    def _lan_chain(self, name: str, ip: str, broadcast: str, dhcp: tuple[int, ...], to: str,
+                   suffix: str = "") -> list[str]:
+        """What arrives from the LAN in one family (`ip`: ip or ip6): what goes on, and what
+        tproxy hands the proxy's listener `to`."""
+        lines = [
             "",
-            "\tchain lan {",
+            f"\tchain {name} {{",
             "\t\tct direction reply return",
-            "\t\tfib daddr type { local, broadcast, anycast, multicast } return",
-            "\t\tip daddr @bypass return",
-            "\t\tip daddr @servers return",
-            "\t\tudp dport { " + ", ".join(map(str, DHCP_PORTS)) + " } return",
+            f"\t\tfib daddr type {{ local, {broadcast}anycast, multicast }} return",
+            f"\t\t{ip} daddr @bypass{suffix} return",
+            f"\t\t{ip} daddr @servers{suffix} return",
+            "\t\tudp dport { " + ", ".join(map(str, dhcp)) + " } return",
         ]
         for proto in self.protocols:
-            lines.append(f"\t\tmeta l4proto {proto} tproxy ip to {LISTEN_ADDRESS}:{self.port} "
+            lines.append(f"\t\tmeta l4proto {proto} tproxy {ip} to {to} "
                          f"{self.mark_statement()} accept")
-        lines += ["\t}", "}", ""]
-        return "\n".join(lines)
+        return [*lines, "\t}"]
+
+
+def _set(name: str, kind: str, elements: Sequence[str], *, interval: bool = False) -> list[str]:
+    lines = [f"\tset {name} {{", f"\t\ttype {kind}"]
+    if interval:
+        lines += ["\t\tflags interval", "\t\tauto-merge"]
+    if elements:
+        lines.append("\t\telements = { " + ", ".join(elements) + " }")
+    return [*lines, "\t}"]
 
 
 def _quote(name: str) -> str:
@@ -135,17 +176,29 @@ def _quote(name: str) -> str:
     return f'"{name}"'
 
 
-def collapse(networks: Sequence[str]) -> tuple[str, ...]:
-    """Merge overlapping and adjacent networks; /32s are written as plain addresses."""
-    nets = ipaddress.collapse_addresses(ipaddress.IPv4Network(n) for n in networks)
-    return tuple(str(n.network_address) if n.prefixlen == 32 else str(n) for n in nets)
+def collapse(networks: Sequence[str], version: int = 4) -> tuple[str, ...]:
+    """Merge overlapping and adjacent networks (of IP `version`); host routes are written as
+    plain addresses."""
+    nets: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]
+    if version == 6:
+        nets = ipaddress.collapse_addresses(ipaddress.IPv6Network(n) for n in networks)
+    else:
+        nets = ipaddress.collapse_addresses(ipaddress.IPv4Network(n) for n in networks)
+    return tuple(str(n.network_address) if n.prefixlen == n.max_prefixlen else str(n)
+                 for n in nets)
 
 
-def build(g: Globals, servers: Sequence[str]) -> Ruleset:
-    """The ruleset for the config's globals and the servers' IPv4 addresses."""
+def build(g: Globals, servers: Sequence[str], servers6: Sequence[str] = (), *,
+          ipv6: bool = False) -> Ruleset:
+    """The ruleset for the config's globals and the servers' IPv4 (and IPv6) addresses;
+    `ipv6`: LAN IPv6 is proxied too."""
     return Ruleset(lan_devices=tuple(g.lan_devices), bypass=collapse(g.bypass),
                    servers=tuple(sorted(set(servers), key=ipaddress.IPv4Address)),
-                   port=g.tproxy_port, mark=g.tproxy_mark, mask=g.tproxy_mask, udp=g.proxy_udp)
+                   port=g.tproxy_port, mark=g.tproxy_mark, mask=g.tproxy_mask,
+                   udp=g.proxy_udp, ipv6=ipv6,
+                   bypass6=collapse(g.bypass6, 6) if ipv6 else (),
+                   servers6=tuple(sorted(set(servers6), key=ipaddress.IPv6Address))
+                   if ipv6 else ())
 
 
 REMOVE: Final = (f"# bondingd is not proxying: no table of its own.\n"

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bonding.config import Config, Problem, Secrets, load_secrets
+from bonding.config import Config, Problem, Secrets, Server, load_secrets
 from bonding.core.plan import TproxyWant
 from bonding.dataplane import backends, nft
 from bonding.dataplane.anchor import Anchor
@@ -62,6 +62,7 @@ class DataPlane:
         self.cc_error = ""
         self.anchor = anchor or Anchor()
         self.anchor_error = ""
+        self.ipv6_native = "no proxy"  # why LAN IPv6 is routed natively ("" when proxied)
         self._removed_once = False  # a table left by an earlier bondingd is removed once
         self._cfg: Config | None = None
         self._secrets: Secrets | None = None
@@ -87,22 +88,49 @@ class DataPlane:
             self.ruleset = None
             self._tproxy = None
             self._secrets = None
+            self.ipv6_native = "no proxy"
             self.supervisor.set(None)
             self._sync_nft()
             return []
         self._secrets, problems = load_secrets(config_dir)
-        self.ruleset = nft.build(g, cfg.server_addresses())
-        self._tproxy = TproxyWant(g.tproxy_mark, g.tproxy_mask, g.tproxy_table)
+        self._rules()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._launch()
         self._sync_nft()
         return problems
 
     def set_server(self, server: str | None) -> None:
-        """Point the proxy at another server (restarted only when that changes its launch)."""
+        """Point the proxy at another server (restarted only when that changes its launch; the
+        nftables table only when the new server changes whether LAN IPv6 is proxied)."""
         self.server = server
         if self._secrets is not None:
+            ipv6 = self._tproxy is not None and self._tproxy.ipv6
+            self._rules()
+            assert self._tproxy is not None
+            if self._tproxy.ipv6 != ipv6:
+                self._changed()  # the table, and routing (the IPv6 tproxy rule and route)
             self._launch()
+
+    def _server_in_use(self) -> Server | None:
+        """The server the proxy connects to: the one asked for, else the preferred enabled one
+        (backends.pick_server's choice)."""
+        cfg = self._cfg
+        assert cfg is not None
+        if self.server is not None:
+            return cfg.server(self.server)
+        ordered = cfg.ordered_servers()
+        return ordered[0] if ordered else None
+
+    def _rules(self) -> None:
+        """The nftables table and tproxy routing for the config and the server in use (whose
+        IPv6 decides whether LAN IPv6 is proxied)."""
+        cfg = self._cfg
+        assert cfg is not None
+        g = cfg.globals
+        self.ipv6_native = nft.lan_ipv6(g, self._server_in_use())
+        ipv6 = not self.ipv6_native
+        self.ruleset = nft.build(g, cfg.server_addresses(), cfg.server_addresses6(), ipv6=ipv6)
+        self._tproxy = TproxyWant(g.tproxy_mark, g.tproxy_mask, g.tproxy_table, ipv6=ipv6)
 
     def _launch(self) -> None:
         cfg, secrets, server = self._cfg, self._secrets, self.server
@@ -212,6 +240,9 @@ class DataPlane:
         errors = [e for e in (st["error"], self.nft_error and f"nftables: {self.nft_error}")
                   if e]
         st["error"] = "; ".join(errors)
+        proxied = self.ruleset is not None and self.ruleset.ipv6
+        st["ipv6"] = {"lan": "proxied" if proxied else "routed natively",
+                      "reason": "" if proxied else self.ipv6_native}
         return st
 
     def errors(self) -> list[str]:

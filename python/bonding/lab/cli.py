@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="aggregation servers (2: server failover; default: %(default)s)")
     up.add_argument("--proxy", default=PROXY_BACKEND, choices=sorted(PROXY_TOOLS),
                     help="the proxy on the router and the server (default: %(default)s)")
+    up.add_argument("--tunnel6", action="store_true",
+                    help="the router's proxy reaches the server by its IPv6 address: the bonded "
+                         "connections run over the links' IPv6")
     up.add_argument("--json", action="store_true", help="describe the lab as JSON")
     sub.add_parser("down", help="kill everything in the lab and remove its namespaces")
     d = sub.add_parser("describe", help="namespaces, links, addresses, bondingd's files")
@@ -41,8 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("link", help="faults on a link: blackhole, loss PCT, carrier down/up, "
                                     "clear")
     f.add_argument("name", help="wan1, wan2, …")
-    f.add_argument("action", choices=["blackhole", "loss", "clear", "carrier-down",
-                                      "carrier-up"])
+    f.add_argument("action", choices=["blackhole", "blackhole4", "blackhole6", "loss", "clear",
+                                      "carrier-down", "carrier-up"],
+                   help="blackhole4/blackhole6: drop only IPv4 or only IPv6")
     f.add_argument("pct", nargs="?", type=int, help="loss in percent (with 'loss')")
     sv = sub.add_parser("server", help="faults on an aggregation server: stop (its proxies), "
                                        "start, blackhole (drop all it receives), clear")
@@ -90,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd in ("up", "describe"):
             if args.cmd == "up":
                 lab.up(parse_links(args.links), daemon=not args.no_daemon,
-                       proxy=not args.no_proxy, backend=args.proxy, servers=args.servers)
+                       proxy=not args.no_proxy, backend=args.proxy, servers=args.servers,
+                       tunnel6=args.tunnel6)
             desc = lab.describe()
             if args.json:
                 print(json.dumps(desc, indent=2))
@@ -103,8 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.cmd == "status":
             print(json.dumps(lab.status(), indent=2))
         elif args.cmd == "link":
-            if args.action == "blackhole":
-                lab.blackhole(args.name)
+            if args.action.startswith("blackhole"):
+                family = args.action.removeprefix("blackhole")
+                lab.blackhole(args.name, int(family) if family else None)
             elif args.action == "loss":
                 if args.pct is None:
                     raise LabError("loss needs a percentage: bonding-lab link wan1 loss 5")

@@ -298,10 +298,11 @@ def python_env() -> dict[str, str]:
 def setup_delay(netns: str, tun: str, ifaces: list[str], table: int = 10) -> None:
     """Create tun ``tun`` in ``netns`` and route everything arriving on ``ifaces`` into it.
 
-    Sets forwarding on and rp_filter off (all, default, the tun and ``ifaces``), disables IPv6
-    on the tun (no router solicitations through the stage), gives the tun a deep plain FIFO
-    (``pfifo``, txqueuelen :data:`TUN_TXQUEUELEN`; needs ``tc``), adds ``default dev TUN``
-    to table ``table`` and ``ip rule add iif IFACE lookup TABLE`` for each iface. IPv4 only.
+    Sets forwarding on and rp_filter off (all, default, the tun and ``ifaces``), gives the tun a
+    deep plain FIFO (``pfifo``, txqueuelen :data:`TUN_TXQUEUELEN`; needs ``tc``), adds
+    ``default dev TUN`` to table ``table`` and ``ip rule add iif IFACE lookup TABLE`` for each
+    iface, in IPv4 and, where the kernel has it, IPv6 (the tun then keeps IPv6 on without an
+    address of its own, so it sends nothing itself: no router solicitation, no DAD, no MLD).
     Start the program with :func:`start_delay` afterwards.
     """
     ipn = ["ip", "-n", netns]
@@ -313,18 +314,22 @@ def setup_delay(netns: str, tun: str, ifaces: list[str], table: int = 10) -> Non
         *(f"net.ipv4.conf.{dev}.rp_filter=0" for dev in (tun, *ifaces)),
     ]
     _run(["ip", "netns", "exec", netns, "sysctl", "-q", "-w", *sysctls])
-    if Path("/proc/sys/net/ipv6").exists():
+    ipv6 = Path("/proc/sys/net/ipv6").exists()
+    if ipv6:
         _run(["ip", "netns", "exec", netns, "sysctl", "-q", "-w",
-              f"net.ipv6.conf.{tun}.disable_ipv6=1"])  # fmt: skip
+              "net.ipv6.conf.all.forwarding=1", f"net.ipv6.conf.{tun}.addr_gen_mode=1",
+              f"net.ipv6.conf.{tun}.accept_ra=0", f"net.ipv6.conf.{tun}.router_solicitations=0",
+              f"net.ipv6.conf.{tun}.dad_transmits=0"])  # fmt: skip
     # One plain FIFO in front of the tun (pfifo_fast's bands would let a TOS overtake) and a
     # deep ring, so that a short stall of the program does not drop packets.
     _run([*ipn, "link", "set", tun, "txqueuelen", str(TUN_TXQUEUELEN)])
     _run(["tc", "-n", netns, "qdisc", "replace", "dev", tun, "root",
           "pfifo", "limit", str(TUN_TXQUEUELEN)])  # fmt: skip
     _run([*ipn, "link", "set", tun, "up"])
-    _run([*ipn, "route", "replace", "default", "dev", tun, "table", str(table)])
-    for dev in ifaces:
-        _run([*ipn, "rule", "add", "iif", dev, "lookup", str(table)])
+    for fam in (["-4", "-6"] if ipv6 else ["-4"]):
+        _run([*ipn, fam, "route", "replace", "default", "dev", tun, "table", str(table)])
+        for dev in ifaces:
+            _run([*ipn, fam, "rule", "add", "iif", dev, "lookup", str(table)])
 
 
 def start_delay(

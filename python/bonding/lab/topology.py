@@ -4,6 +4,17 @@
                   ──wan2── isp2 ──┼── inet ──┼── server2  (a second one, 203.0.113.20: servers=2)
                   ──wanN── ispN ──┘          └── target   (an internet host, 198.51.100.10)
 
+Every link and host has an IPv6 address too, all inside 2001:db8::/32 (documentation): the LAN
+2001:db8:192::/64, link i 2001:db8:64:i::/64 (router ::2, ISP ::1) and 2001:db8:65:i::/64
+(ISP ::2, internet ::1), the server 2001:db8:203::10, the target 2001:db8:198::10 (the IPv4
+ranges' numbers, for the eye).  The router
+learns each link's IPv6 gateway from its main table, where the lab puts OpenWrt-style
+source-specific default routes (as netifd would from the ISP's router advertisements): one per
+link for the link's own prefix, and the LAN prefix on wan1 (ISP 1 delegated it, and routes it
+back).  The server's IPv6 address is in the router's config (option address6): LAN IPv6 is
+proxied.  With `tunnel6`, the router reaches the server by its IPv6 address: the bonded
+connections (MPTCP subflows) then run over the links' IPv6.
+
 The full path (the default, `proxy=True`): the LAN host's ordinary TCP and UDP reach the router,
 whose bondingd runs the data plane (nftables tproxy on lan0 and the proxy: sing-box by default,
 or ss-redir under mptcpize), over all links as MPTCP subflows to the server, set up with
@@ -51,6 +62,14 @@ TARGET_ADDR = "198.51.100.10"
 INET_SERVER_SIDE = "203.0.113.1"
 LAN_ROUTER = "192.0.2.1"
 LAN_HOST = "192.0.2.10"
+SERVER_ADDR6 = "2001:db8:203::10"
+TARGET_ADDR6 = "2001:db8:198::10"
+INET_SERVER_SIDE6 = "2001:db8:203::1"
+INET_TARGET_SIDE6 = "2001:db8:198::1"
+LAN_NET6 = "2001:db8:192::/64"
+LAN_ROUTER6 = "2001:db8:192::1"
+LAN_HOST6 = "2001:db8:192::10"
+LINK_NETS6 = "2001:db8:64::/47"  # 2001:db8:64:i::/64 and 2001:db8:65:i::/64
 IPERF_PORT = 5201
 MAX_LINKS = 8
 QUEUE_MS = 50  # tbf queue: 50 ms of the link's rate, like a typical ISP shaper
@@ -61,6 +80,10 @@ PROXY_BACKEND = "sing-box"  # on both ends; "shadowsocks-libev" is the fallback
 # The built-in bypass list without the ranges the lab's internet lives in.
 LAB_BYPASS = tuple(n for n in config.DEFAULT_BYPASS
                    if n not in ("198.51.100.0/24", "203.0.113.0/24"))
+# The same for IPv6: the documentation range is the lab's internet, but its LAN and links are
+# local (as the IPv4 ones are).
+LAB_BYPASS6 = (*(n for n in config.DEFAULT_BYPASS6 if n != "2001:db8::/32"), LAN_NET6,
+               LINK_NETS6)
 # What each proxy needs on this machine (program → how to get it).
 PROXY_TOOLS = {
     "sing-box": {"sing-box": "make deps (tools/install-deps.sh puts it in .venv/bin)"},
@@ -125,6 +148,8 @@ class Link:
     isp_addr: str  # the router's gateway
     isp_up_dev: str  # the ISP's side facing the internet
     inet_dev: str  # the internet's side facing the ISP
+    router_addr6: str = ""
+    isp_addr6: str = ""  # the router's IPv6 gateway
 
 
 @dataclass
@@ -146,6 +171,7 @@ class LabState:
     client_port: int | None = None
     servers: int = 1  # aggregation servers: 'server', then 'server2'
     client_ports: dict[str, int] = field(default_factory=dict)  # server role → client port
+    tunnel6: bool = False  # the router reaches the server by its IPv6 address
 
 
 def find_ubusd() -> Path | None:
@@ -225,12 +251,14 @@ class Lab:
     # --- build ----------------------------------------------------------------------------------
     def up(self, links: Sequence[LinkSpec], *, daemon: bool = True, config_extra: str = "",
            proxy: bool = True, options: Mapping[str, str] | None = None,
-           backend: str = PROXY_BACKEND, servers: int = 1) -> LabState:
+           backend: str = PROXY_BACKEND, servers: int = 1,
+           tunnel6: bool = False) -> LabState:
         """Build the lab; with `proxy`, the full path (data plane and bonding-server, both
         running `backend`).
 
         `options`: more options of bondingd's globals section (e.g. congestion_control);
-        `servers`: 1 or 2 aggregation servers."""
+        `servers`: 1 or 2 aggregation servers; `tunnel6`: the router's proxy reaches the
+        (first) server by its IPv6 address."""
         if servers not in (1, 2):
             raise LabError(f"{servers} servers: the lab builds 1 or 2")
         if os.geteuid() != 0:
@@ -247,6 +275,7 @@ class Lab:
             self._build(links, servers)
             assert self.state is not None
             self.state.backend = backend
+            self.state.tunnel6 = tunnel6
             clients = ([self._setup_server(r) for r in self.server_roles()] if proxy else None)
             self._write_config(config_extra, clients, options or {})
             self.start_ubusd()
@@ -270,15 +299,20 @@ class Lab:
             Link(name=f"wan{i}", index=i, rate_mbit=s.rate_mbit, delay_ms=s.delay_ms,
                  isp_ns=namespaces[f"isp{i}"], router_dev=f"wan{i}",
                  router_addr=f"100.64.{i}.2", isp_dev="cpe", isp_addr=f"100.64.{i}.1",
-                 isp_up_dev="net", inet_dev=f"isp{i}")
+                 isp_up_dev="net", inet_dev=f"isp{i}", router_addr6=f"2001:db8:64:{i}::2",
+                 isp_addr6=f"2001:db8:64:{i}::1")
             for i, s in enumerate(specs, 1)
         ]
         sd = self.state_dir
         self.state = LabState(
             prefix=self.prefix, links=links, namespaces=namespaces,
-            addresses={"lan": [LAN_HOST], "router": [LAN_ROUTER] + [x.router_addr for x in links],
-                       "server": [SERVER_ADDR], "target": [TARGET_ADDR],
-                       "inet": [INET_SERVER_SIDE, "198.51.100.1"]},
+            addresses={"lan": [LAN_HOST, LAN_HOST6],
+                       "router": [LAN_ROUTER, LAN_ROUTER6]
+                       + [a for x in links for a in (x.router_addr, x.router_addr6)],
+                       "server": [SERVER_ADDR, SERVER_ADDR6],
+                       "target": [TARGET_ADDR, TARGET_ADDR6],
+                       "inet": [INET_SERVER_SIDE, "198.51.100.1", INET_SERVER_SIDE6,
+                                INET_TARGET_SIDE6]},
             state_dir=str(sd), config_dir=str(sd / "etc"), run_dir=str(sd / "run"),
             daemon_log=str(sd / "bondingd.log"), servers=servers)
         if servers == 2:
@@ -291,36 +325,55 @@ class Lab:
         n = namespaces
         # Offloads stay on where nothing is emulated (LAN, server, target: real NICs have
         # them); they are off on the links that are shaped, delayed and made lossy.
+        for ns in namespaces.values():  # before the links: no router advertisement is taken
+            run(nsx(ns, "sysctl", "-q", "-w", "net.ipv6.conf.all.accept_ra=0",
+                    "net.ipv6.conf.default.accept_ra=0"))
+        for ns in (n["router"], n["inet"]):
+            run(nsx(ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
+                    "net.ipv6.conf.all.forwarding=1"))
         self._veth(n["lan"], "eth0", n["router"], "lan0", offload=True)
-        self._addr(n["lan"], "eth0", f"{LAN_HOST}/24")
-        self._addr(n["router"], "lan0", f"{LAN_ROUTER}/24")
-        run(["ip", "-n", n["lan"], "route", "add", "default", "via", LAN_ROUTER])
+        self._addr(n["lan"], "eth0", f"{LAN_HOST}/24", f"{LAN_HOST6}/64")
+        self._addr(n["router"], "lan0", f"{LAN_ROUTER}/24", f"{LAN_ROUTER6}/64")
+        self._default(n["lan"], LAN_ROUTER, LAN_ROUTER6)
         self._veth(n["inet"], "srv", n["server"], "eth0", offload=True)
-        self._addr(n["inet"], "srv", f"{INET_SERVER_SIDE}/24")
-        self._addr(n["server"], "eth0", f"{SERVER_ADDR}/24")
-        run(["ip", "-n", n["server"], "route", "add", "default", "via", INET_SERVER_SIDE])
-        if servers == 2:
+        self._addr(n["inet"], "srv", f"{INET_SERVER_SIDE}/24", f"{INET_SERVER_SIDE6}/64")
+        self._addr(n["server"], "eth0", f"{SERVER_ADDR}/24", f"{SERVER_ADDR6}/64")
+        self._default(n["server"], INET_SERVER_SIDE, INET_SERVER_SIDE6)
+        if servers == 2:  # IPv4 only: LAN IPv6 is routed natively while it is the one in use
             self._veth(n["inet"], "srv2", n["server2"], "eth0", offload=True)
             self._addr(n["inet"], "srv2", f"{INET_SERVER2_SIDE}/28")
             self._addr(n["server2"], "eth0", f"{SERVER2_ADDR}/28")
             run(["ip", "-n", n["server2"], "route", "add", "default", "via", INET_SERVER2_SIDE])
         self._veth(n["inet"], "tgt", n["target"], "eth0", offload=True)
-        self._addr(n["inet"], "tgt", "198.51.100.1/24")
-        self._addr(n["target"], "eth0", f"{TARGET_ADDR}/24")
-        run(["ip", "-n", n["target"], "route", "add", "default", "via", "198.51.100.1"])
-        for ns in (n["router"], n["inet"]):
-            run(nsx(ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"))
+        self._addr(n["inet"], "tgt", "198.51.100.1/24", f"{INET_TARGET_SIDE6}/64")
+        self._addr(n["target"], "eth0", f"{TARGET_ADDR}/24", f"{TARGET_ADDR6}/64")
+        self._default(n["target"], "198.51.100.1", INET_TARGET_SIDE6)
         for link in links:
             isp = link.isp_ns
+            i = link.index
             self._veth(n["router"], link.router_dev, isp, link.isp_dev)
-            self._addr(n["router"], link.router_dev, f"{link.router_addr}/24")
-            self._addr(isp, link.isp_dev, f"{link.isp_addr}/24")
+            self._addr(n["router"], link.router_dev, f"{link.router_addr}/24",
+                       f"{link.router_addr6}/64")
+            self._addr(isp, link.isp_dev, f"{link.isp_addr}/24", f"{link.isp_addr6}/64")
             self._veth(isp, link.isp_up_dev, n["inet"], link.inet_dev)
-            self._addr(isp, link.isp_up_dev, f"100.65.{link.index}.2/24")
-            self._addr(n["inet"], link.inet_dev, f"100.65.{link.index}.1/24")
-            run(["ip", "-n", isp, "route", "add", "default", "via", f"100.65.{link.index}.1"])
-            run(["ip", "-n", n["inet"], "route", "add", f"100.64.{link.index}.0/24",
-                 "via", f"100.65.{link.index}.2"])
+            self._addr(isp, link.isp_up_dev, f"100.65.{i}.2/24", f"2001:db8:65:{i}::2/64")
+            self._addr(n["inet"], link.inet_dev, f"100.65.{i}.1/24", f"2001:db8:65:{i}::1/64")
+            self._default(isp, f"100.65.{i}.1", f"2001:db8:65:{i}::1")
+            run(["ip", "-n", n["inet"], "route", "add", f"100.64.{i}.0/24",
+                 "via", f"100.65.{i}.2"])
+            run(["ip", "-n", n["inet"], "-6", "route", "add", f"2001:db8:64:{i}::/64",
+                 "via", f"2001:db8:65:{i}::2"])
+            # What netifd makes of the ISP's router advertisement: a default route for the
+            # link's own prefix (the router learns its IPv6 gateway from it)
+            run(["ip", "-n", n["router"], "-6", "route", "add", "default", "from",
+                 f"2001:db8:64:{i}::/64", "via", link.isp_addr6, "dev", link.router_dev])
+            if i == 1:  # ISP 1 delegated the LAN prefix: natively routed LAN IPv6 goes there
+                run(["ip", "-n", n["router"], "-6", "route", "add", "default", "from",
+                     LAN_NET6, "via", link.isp_addr6, "dev", link.router_dev])
+                run(["ip", "-n", isp, "-6", "route", "add", LAN_NET6, "via",
+                     link.router_addr6])
+                run(["ip", "-n", n["inet"], "-6", "route", "add", LAN_NET6, "via",
+                     f"2001:db8:65:{i}::2"])
             for dev in (link.isp_dev, link.isp_up_dev):
                 run(["tc", "-n", isp, "qdisc", "replace", "dev", dev, "root",
                      *tbf_args(link.rate_mbit)])
@@ -356,8 +409,16 @@ class Lab:
             run(["ip", "-n", ns, "link", "set", dev, "up"])
 
     @staticmethod
-    def _addr(ns: str, dev: str, cidr: str) -> None:
-        run(["ip", "-n", ns, "addr", "add", cidr, "dev", dev])
+    def _addr(ns: str, dev: str, *cidrs: str) -> None:
+        """Addresses on a device; IPv6 ones usable at once (nodad: no DAD wait)."""
+        for cidr in cidrs:
+            extra = ["nodad"] if ":" in cidr else []
+            run(["ip", "-n", ns, "addr", "add", cidr, "dev", dev, *extra])
+
+    @staticmethod
+    def _default(ns: str, gateway: str, gateway6: str) -> None:
+        run(["ip", "-n", ns, "route", "add", "default", "via", gateway])
+        run(["ip", "-n", ns, "-6", "route", "add", "default", "via", gateway6])
 
     @staticmethod
     def _nft(ns: str, script: str) -> None:
@@ -466,21 +527,25 @@ class Lab:
         Path(self.state.run_dir).mkdir(parents=True, exist_ok=True)
         g: dict[str, str | tuple[str, ...]] = {
             "log_level": "info",
-            "probe_target": (SERVER_ADDR, TARGET_ADDR),
+            "probe_target": (SERVER_ADDR, TARGET_ADDR, SERVER_ADDR6, TARGET_ADDR6),
             "proxy": "none",  # bondingd alone (the full path sets its proxy below)
         }
-        servers = [uci.Section("server", CLIENT_NAME, {"address": SERVER_ADDR,
-                                                       "port": "65101"})]
+        # one section per server: 'lab', 'lab2' (in order: the first is preferred); the first
+        # has an IPv6 address too (LAN IPv6 is proxied while it is the one in use)
+        server_opts: list[dict[str, str | tuple[str, ...]]] = [{"address": SERVER_ADDR, "port": "65101"}]
         if clients is not None:
             g.update({"proxy": self.state.backend, "lan_device": LAN_DEVICE,
-                      "bypass": LAB_BYPASS})
-            # one section per server: 'lab', 'lab2' (in order: the first is preferred)
-            names = [CLIENT_NAME + ("" if i == 0 else str(i + 1)) for i in range(len(clients))]
-            servers = [uci.Section("server", n, {
+                      "bypass": LAB_BYPASS, "bypass6": LAB_BYPASS6})
+            server_opts = [{
                 "address": str(c["address"]), "port": str(c["port"]),
                 "protocol": str(c["protocol"]), "cipher": str(c["cipher"]),
-                "udp_over_tcp": "1" if c.get("udp_over_tcp") else "0"})
-                for n, c in zip(names, clients, strict=True)]
+                "udp_over_tcp": "1" if c.get("udp_over_tcp") else "0"} for c in clients]
+        names = [CLIENT_NAME + ("" if i == 0 else str(i + 1)) for i in range(len(server_opts))]
+        server_opts[0]["address6"] = SERVER_ADDR6
+        if self.state.tunnel6:
+            server_opts[0]["address"] = SERVER_ADDR6
+        servers = [uci.Section("server", n, o) for n, o in zip(names, server_opts, strict=True)]
+        if clients is not None:
             secrets = uci.Package(config.SECRETS_PACKAGE, tuple(
                 uci.Section("server", n, {"key": str(c["key"])})
                 for n, c in zip(names, clients, strict=True)))
@@ -593,9 +658,12 @@ class Lab:
                 return link
         raise LabError(f"no link {name!r}: the lab has " + ", ".join(x.name for x in st.links))
 
-    def blackhole(self, name: str) -> None:
-        """Drop everything the ISP forwards on this link, silently (no carrier change)."""
-        self._fault(name, "drop")
+    def blackhole(self, name: str, family: int | None = None) -> None:
+        """Drop everything the ISP forwards on this link, silently (no carrier change); with
+        `family` (4 or 6), only that IP version (an ISP whose IPv6 alone broke)."""
+        if family not in (None, 4, 6):
+            raise LabError(f"family {family}: use 4 or 6")
+        self._fault(name, "drop" if family is None else f"meta nfproto ipv{family} drop")
 
     def loss(self, name: str, pct: int) -> None:
         if not 0 < pct < 100:
@@ -658,9 +726,11 @@ class Lab:
             "links": [{"name": x.name, "rate_mbit": x.rate_mbit, "delay_ms": x.delay_ms,
                        "rtt_added_ms": 2 * x.delay_ms, "isp_namespace": x.isp_ns,
                        "router_device": x.router_dev, "router_address": x.router_addr,
-                       "isp_device": x.isp_dev, "gateway": x.isp_addr,
+                       "router_address6": x.router_addr6, "isp_device": x.isp_dev,
+                       "gateway": x.isp_addr, "gateway6": x.isp_addr6,
                        "isp_uplink_device": x.isp_up_dev} for x in st.links],
             "server": {"namespace": st.namespaces["server"], "address": SERVER_ADDR,
+                       "address6": SERVER_ADDR6, "tunnel6": st.tunnel6,
                        "bonding_server": None if not st.proxy else {
                            "state_dir": st.server_state_dir, "client": CLIENT_NAME,
                            "port": st.client_port, "pid": st.pids.get("bonding-server"),
@@ -673,7 +743,8 @@ class Lab:
             "proxy": None if not st.proxy else {
                 "backend": st.backend, "lan_device": LAN_DEVICE,
                 "secrets": str(Path(st.config_dir) / config.SECRETS_PACKAGE)},
-            "target": {"namespace": st.namespaces["target"], "address": TARGET_ADDR},
+            "target": {"namespace": st.namespaces["target"], "address": TARGET_ADDR,
+                       "address6": TARGET_ADDR6},
             "bondingd": {"namespace": st.namespaces["router"], "pid": st.daemon_pid,
                          "config_dir": st.config_dir, "run_dir": st.run_dir,
                          "status": str(Path(st.run_dir) / "status.json"),

@@ -18,9 +18,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from bonding.lab.delay import python_env
-from bonding.lab.topology import IPERF_PORT, SERVER_ADDR, TARGET_ADDR, Lab, LabError, nsx
+from bonding.lab.topology import (
+    IPERF_PORT,
+    SERVER_ADDR,
+    TARGET_ADDR,
+    TARGET_ADDR6,
+    Lab,
+    LabError,
+    nsx,
+)
 
 HEADER_RATIO = 1448 / 1514  # TCP payload per 1514-byte frame (timestamps on)
+# The same over IPv6: its header is 40 bytes, not 20, so a 1500-byte packet carries
+# 1500 - 40 - 20 - 12 (timestamps) = 1428 bytes of TCP payload.
+HEADER_RATIO6 = 1428 / 1514
 
 
 def need(tool: str, package: str) -> str:
@@ -184,6 +195,22 @@ def path_state(lab: Lab, name: str) -> str | None:
     return None if path is None else str(path.get("state"))
 
 
+def family_state(lab: Lab, name: str, family: int) -> str | None:
+    """The state of one address family (4 or 6) of a path, as bondingd's snapshot says."""
+    fams = (lab.status().get("paths", {}).get(name) or {}).get("families") or {}
+    fam = fams.get(f"ipv{family}")
+    return None if fam is None else str(fam.get("state"))
+
+
+def wait_family_up(lab: Lab, family: int, timeout: float = 20.0) -> bool:
+    """Every path's `family` up (not degraded: a fresh IPv6 neighbour cache can make the first
+    rounds slow)."""
+    st = lab.state or lab.load()
+    names = [x.name for x in st.links]
+    return wait_for(lambda: all(family_state(lab, n, family) == "up" for n in names),
+                    timeout) is not None
+
+
 def endpoints(lab: Lab) -> list[dict[str, Any]]:
     st = lab.state or lab.load()
     r = subprocess.run(["ip", "-n", st.namespaces["router"], "-j", "mptcp", "endpoint",
@@ -204,19 +231,21 @@ def wait_all_up(lab: Lab, timeout: float = 20.0) -> bool:
 # --- the full path: LAN host → router (proxy) → links → server → target ----------------------
 
 def lan_transfer(lab: Lab, seconds: float, *, reverse: bool = False,
-                 congestion: str = "cubic") -> Transfer:
+                 congestion: str = "cubic", ipv6: bool = False) -> Transfer:
     """An iperf3 TCP upload from the LAN host to the target (plain TCP: the router bonds it).
 
-    `reverse`: the target sends (a download)."""
-    return Transfer(lab, seconds, congestion=congestion, src_role="lan", dst=TARGET_ADDR,
-                    dst_role="target", mptcp=False, reverse=reverse)
+    `reverse`: the target sends (a download); `ipv6`: to the target's IPv6 address."""
+    return Transfer(lab, seconds, congestion=congestion, src_role="lan",
+                    dst=TARGET_ADDR6 if ipv6 else TARGET_ADDR, dst_role="target", mptcp=False,
+                    reverse=reverse)
 
 
 # Tiny services for the target and clients for the LAN host, run as
 #   python3 -m bonding.lab.traffic serve {whoami,udp-echo,dns} --port N
 #   python3 -m bonding.lab.traffic ask {whoami,udp-echo,dns} HOST PORT
 # whoami answers a TCP connection with the peer's address; udp-echo sends a datagram back
-# prefixed with the sender's address; dns answers every A query with DNS_ANSWER.
+# prefixed with the sender's address; dns answers every A query with DNS_ANSWER.  Services
+# listen on IPv4 and IPv6 (one socket each way) and name an IPv4 peer in its IPv4 form.
 
 DNS_ANSWER = "192.0.2.53"
 DNS_NAME = "bonding.example"
@@ -273,25 +302,36 @@ def parse_dns_a(reply: bytes) -> list[str]:
     return out
 
 
+def _dual(kind: int, port: int) -> socket.socket:
+    """A socket on [::]:port that takes IPv4 too."""
+    s = socket.socket(socket.AF_INET6, kind)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", port))
+    return s
+
+
+def _plain(address: str) -> str:
+    """An IPv4-mapped IPv6 address (::ffff:192.0.2.1) as plain IPv4."""
+    return address[7:] if address.startswith("::ffff:") and "." in address else address
+
+
 def serve(kind: str, port: int) -> None:
     """Run one service forever (until killed)."""
     if kind == "whoami":
-        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind(("0.0.0.0", port))
+        srv = _dual(socket.SOCK_STREAM, port)
         srv.listen(16)
         print("ready", flush=True)
         while True:
             conn, peer = srv.accept()
             with conn:
-                conn.sendall(f"{peer[0]}\n".encode())
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("0.0.0.0", port))
+                conn.sendall(f"{_plain(peer[0])}\n".encode())
+    udp = _dual(socket.SOCK_DGRAM, port)
     print("ready", flush=True)
     while True:
         data, peer = udp.recvfrom(65535)
         if kind == "udp-echo":
-            udp.sendto(f"{peer[0]} ".encode() + data, peer)
+            udp.sendto(f"{_plain(peer[0])} ".encode() + data, peer)
         else:
             reply = _dns_answer(data)
             if reply is not None:
@@ -303,7 +343,8 @@ def ask(kind: str, host: str, port: int, timeout: float = 3.0) -> str:
     if kind == "whoami":
         with socket.create_connection((host, port), timeout=timeout) as c:
             return c.makefile().readline().strip()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                       socket.SOCK_DGRAM) as u:
         u.settimeout(timeout)
         if kind == "udp-echo":
             u.sendto(b"ping", (host, port))

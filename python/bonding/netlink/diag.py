@@ -2,11 +2,12 @@
 
 A subflow is a TCP socket whose upper-layer protocol (ULP) is "mptcp"; the kernel names the ULP
 in the INET_DIAG_ULP_INFO attribute of each socket in a dump (what `ss -tni` shows as
-`tcp-ulp-mptcp`).  Only established subflows are counted.  IPv4.
+`tcp-ulp-mptcp`).  Only established subflows are counted, IPv4 and IPv6 (one dump each).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import struct
 from collections import Counter
@@ -26,20 +27,25 @@ REQ_V2 = struct.Struct("=BBBxI2H16s16sI8s")
 DIAG_MSG = struct.Struct("=BBBB2H16s16sI8sIIIII")
 
 
-def request(states: int = 1 << TCP_ESTABLISHED) -> bytes:
-    """A dump request for IPv4 TCP sockets in `states`, with the info that carries the ULP."""
-    return REQ_V2.pack(socket.AF_INET, socket.IPPROTO_TCP, 1 << (INET_DIAG_INFO - 1), states,
+def request(states: int = 1 << TCP_ESTABLISHED, family: int = socket.AF_INET) -> bytes:
+    """A dump request for TCP sockets of `family` in `states`, with the info that carries the
+    ULP."""
+    return REQ_V2.pack(family, socket.IPPROTO_TCP, 1 << (INET_DIAG_INFO - 1), states,
                        0, 0, b"", b"", 0, b"")
 
 
 def parse(payload: bytes) -> tuple[str, str | None] | None:
-    """(local address, ULP name or None) of one inet_diag_msg; None when it is not IPv4."""
+    """(local address, ULP name or None) of one inet_diag_msg; None when it is neither IPv4 nor
+    IPv6."""
     if len(payload) < DIAG_MSG.size:
         raise ValueError(f"inet_diag_msg of {len(payload)} bytes")
     fields = DIAG_MSG.unpack_from(payload)
-    if fields[0] != socket.AF_INET:
+    if fields[0] == socket.AF_INET:
+        src = socket.inet_ntoa(fields[6][:4])
+    elif fields[0] == socket.AF_INET6:
+        src = str(ipaddress.IPv6Address(fields[6]))
+    else:
         return None
-    src = socket.inet_ntoa(fields[6][:4])
     ulp = Attrs(payload[DIAG_MSG.size:]).nested(INET_DIAG_ULP_INFO)
     return src, (ulp.str(INET_ULP_INFO_NAME) if ulp is not None else None)
 
@@ -55,8 +61,10 @@ class SubflowCounter:
 
     def by_address(self) -> Counter[str]:
         out: Counter[str] = Counter()
-        for msg in self.nl.request(SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, request(), "sock_diag dump"):
-            got = parse(msg.payload)
-            if got is not None and got[1] == "mptcp":
-                out[got[0]] += 1
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for msg in self.nl.request(SOCK_DIAG_BY_FAMILY, NLM_F_DUMP,
+                                       request(family=family), "sock_diag dump"):
+                got = parse(msg.payload)
+                if got is not None and got[1] == "mptcp":
+                    out[got[0]] += 1
         return out

@@ -53,6 +53,7 @@ class AddrEvent:
     added: bool
     family: int = AF_INET
     ifname: str | None = None
+    flags: int = 0  # IFA_F_*: an IPv6 address turns usable when DAD ends (NEWADDR again)
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def decode_events(data: bytes) -> list[Event]:
         elif msg.type in (RTM_NEWADDR, RTM_DELADDR):
             addr = parse_addr(msg)
             out.append(AddrEvent(addr.index, addr.address, addr.prefixlen,
-                                 msg.type == RTM_NEWADDR, addr.family, addr.ifname))
+                                 msg.type == RTM_NEWADDR, addr.family, addr.ifname, addr.flags))
         elif msg.type in (RTM_NEWROUTE, RTM_DELROUTE):
             route = parse_route(msg)
             out.append(RouteEvent(route.table, route.dst, route.prefixlen,

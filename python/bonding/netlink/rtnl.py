@@ -72,6 +72,15 @@ IFA_ADDRESS = 1
 IFA_LOCAL = 2
 IFA_LABEL = 3
 IFA_FLAGS = 8
+IFA_F_TEMPORARY = 0x01  # an IPv6 privacy address (RFC 8981)
+IFA_F_NODAD = 0x02
+IFA_F_OPTIMISTIC = 0x04
+IFA_F_DADFAILED = 0x08
+IFA_F_DEPRECATED = 0x20  # preferred lifetime over: not for new connections
+IFA_F_TENTATIVE = 0x40  # duplicate address detection still running
+IFA_F_PERMANENT = 0x80
+_IFA_UNUSABLE = IFA_F_DADFAILED | IFA_F_DEPRECATED | IFA_F_TENTATIVE
+_GLOBAL_UNICAST6 = ipaddress.IPv6Network("2000::/3")
 
 # Routes.
 RTA_DST = 1
@@ -156,6 +165,12 @@ class Addr:
     prefixlen: int
     scope: int
     family: int = AF_INET
+    flags: int = 0  # IFA_F_* (IFA_FLAGS when the kernel sends it, else ifa_flags)
+
+    @property
+    def usable(self) -> bool:
+        """Global scope, and neither tentative, deprecated nor failed DAD."""
+        return self.scope == RT_SCOPE_UNIVERSE and not self.flags & _IFA_UNUSABLE
 
 
 @dataclass(frozen=True)
@@ -262,11 +277,30 @@ def parse_link(msg: Message) -> Link:
 
 
 def parse_addr(msg: Message) -> Addr:
-    (family, prefixlen, _flags, scope, index), attrs = _split(msg, IFADDRMSG)
+    (family, prefixlen, flags8, scope, index), attrs = _split(msg, IFADDRMSG)
     raw = attrs.raw(IFA_LOCAL) or attrs.raw(IFA_ADDRESS)
     if raw is None:
         raise ValueError("address message without an address")
-    return Addr(index, attrs.str(IFA_LABEL), unpack_addr(raw), prefixlen, scope, family)
+    flags = attrs.u32(IFA_FLAGS)
+    return Addr(index, attrs.str(IFA_LABEL), unpack_addr(raw), prefixlen, scope, family,
+                flags8 if flags is None else flags)
+
+
+def pick_ipv6(addrs: Sequence[Addr], current: str | None = None) -> str | None:
+    """The IPv6 address a path uses, among its device's addresses.
+
+    Only usable global unicast addresses count (not link-local, ULA, tentative, deprecated or
+    failed DAD: none of them reaches a server on the internet).  The current one is kept while
+    it stays usable (an endpoint is not moved for nothing); otherwise a stable address before a
+    privacy (temporary) one, then the first as the kernel lists them.
+    """
+    good = [a for a in addrs if a.family == AF_INET6 and a.usable
+            and ipaddress.IPv6Address(a.address) in _GLOBAL_UNICAST6]
+    if current is not None and any(a.address == current for a in good):
+        return current
+    good.sort(key=lambda a: bool(a.flags & IFA_F_TEMPORARY))
+    return good[0].address if good else None
+
 
 
 def parse_multipath(data: bytes) -> tuple[Nexthop, ...]:
@@ -559,10 +593,15 @@ class Rtnl:
 
     def routes(self, table: int, family: int = AF_INET) -> list[Route]:
         """All routes of one table (tables above 255 included)."""
+        return [r for r in self.route_dump(family, f"dump routes table {table}")
+                if r.table == table]
+
+    def route_dump(self, family: int = AF_INET, operation: str = "dump routes") -> list[Route]:
+        """Every route of one address family, in every table."""
         payload = RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
-        msgs = self.nl.request(RTM_GETROUTE, NLM_F_DUMP, payload, f"dump routes table {table}")
+        msgs = self.nl.request(RTM_GETROUTE, NLM_F_DUMP, payload, operation)
         out = [parse_route(m) for m in msgs if m.type == RTM_NEWROUTE]
-        return [r for r in out if r.table == table and r.family == family]
+        return [r for r in out if r.family == family]
 
     def flush_table(self, table: int, family: int = AF_INET) -> int:
         """Delete every route of a per-path table; the system tables are refused."""

@@ -66,6 +66,27 @@ function validateNetwork(section_id, value) {
 	return true;
 }
 
+/* An IPv6 network address: no host bits set (fd00::/8, not fd00::1/8). */
+function validateNetwork6(section_id, value) {
+	const m = String(value || '').match(/^([0-9a-fA-F:]+)\/(\d+)$/);
+	if (!m || (m[1].match(/::/g) || []).length > 1)
+		return true;	/* a plain address, or the datatype's own error */
+
+	const halves = m[1].split('::');
+	const head = halves[0] ? halves[0].split(':') : [];
+	const tail = halves.length > 1 && halves[1] ? halves[1].split(':') : [];
+	const groups = head.concat(Array(Math.max(0, 8 - head.length - tail.length)).fill('0'), tail);
+	const bits = +m[2];
+
+	for (let i = 0; i < 8; i++) {
+		const keep = Math.max(0, Math.min(16, bits - 16 * i));
+		if (parseInt(groups[i] || '0', 16) & (0xffff >> keep))
+			return _('Expecting: %s').format(_('a network address without host bits, like fd00::/8'));
+	}
+
+	return true;
+}
+
 /* Integer options and their ranges: the same bounds bondingd enforces. */
 function intOption(s, tab, name, title, description, min, max, dflt) {
 	const o = s.taboption(tab, form.Value, name, title, description);
@@ -144,8 +165,8 @@ return view.extend({
 			1, 100, '5');
 
 		o = s.taboption('probing', form.DynamicList, 'probe_target', _('Probe targets'),
-			_('IPv4 addresses probed through every link (like mwan3\'s track_ip). Empty: the servers\' addresses. A link can override this list.'));
-		o.datatype = 'ip4addr(1)';
+			_('IPv4 and global IPv6 addresses probed through every link (like mwan3\'s track_ip), each over the link\'s address of its family. Empty: the servers\' addresses. A link can override this list.'));
+		o.datatype = 'or(ip4addr(1),ip6addr(1))';
 		o.placeholder = '1.1.1.1';
 
 		o = intOption(s, 'thresholds', 'loss_window', _('Loss window (rounds)'),
@@ -193,6 +214,16 @@ return view.extend({
 		o = s.taboption('dataplane', form.Flag, 'proxy_udp', _('Proxy UDP'),
 			_('Send UDP (DNS, calls, games) through the proxy as well as TCP.'));
 		o.default = o.enabled;
+
+		o = s.taboption('dataplane', form.Flag, 'ipv6', _('IPv6'),
+			_('Bond the links\' IPv6 too (endpoints, probes, routing), and send the LAN\'s IPv6 through the proxy when the server has an IPv6 address. Off: IPv6 is left as the system routes it.'));
+		o.default = o.enabled;
+
+		o = s.taboption('dataplane', form.DynamicList, 'bypass6', _('Never proxied (IPv6)'),
+			_('IPv6 destinations that always go out directly. When given, this list replaces the built-in list (link-local, unique local, multicast, documentation, NAT64…), so name those too.'));
+		o.datatype = 'or(cidr6,ip6addr(1))';
+		o.validate = validateNetwork6;
+		o.placeholder = 'fc00::/7';
 
 		o = s.taboption('failover', form.ListValue, 'server_failback', _('After a failover'),
 			_('Return: go back to a preferred server once it has answered for the hold time; the connections through the proxy restart then. Stay: keep the server in use until it fails.'));
@@ -267,6 +298,12 @@ return view.extend({
 		o = s.option(form.Value, 'address', _('Address'), _('IP address or host name of the server.'));
 		o.datatype = 'host';
 		o.rmempty = false;
+
+		o = s.option(form.Value, 'address6', _('IPv6 address'),
+			_('The server\'s IPv6 address, if it has one: the LAN\'s IPv6 then goes through it too, and the links\' IPv6 carries subflows to it.'));
+		o.datatype = 'ip6addr(1)';
+		o.optional = true;
+		o.modalonly = true;
 
 		o = s.option(form.Value, 'port', _('Port'));
 		o.datatype = 'and(port,range(1,65535))';
@@ -363,6 +400,12 @@ return view.extend({
 		o.optional = true;
 		o.modalonly = true;
 
+		o = s.option(form.Value, 'gateway6', _('IPv6 gateway'),
+			_('IPv6 next hop of the link, often link-local (fe80::1). Empty: learnt from the main routing table (router advertisements).'));
+		o.datatype = 'ip6addr(1)';
+		o.optional = true;
+		o.modalonly = true;
+
 		o = s.option(form.Flag, 'backup', _('Forced backup'),
 			_('Carries traffic only when no other link is up: for metered or expensive links.'));
 		o.default = o.disabled;
@@ -391,8 +434,8 @@ return view.extend({
 		};
 
 		o = s.option(form.DynamicList, 'probe_target', _('Probe targets'),
-			_('IPv4 addresses probed through this link. Empty: the global probe targets.'));
-		o.datatype = 'ip4addr(1)';
+			_('IPv4 and global IPv6 addresses probed through this link. Empty: the global probe targets (per family).'));
+		o.datatype = 'or(ip4addr(1),ip6addr(1))';
 		o.modalonly = true;
 
 		/* --- USB ---------------------------------------------------------------------------- */
