@@ -532,7 +532,8 @@ class Lab:
         }
         # one section per server: 'lab', 'lab2' (in order: the first is preferred); the first
         # has an IPv6 address too (LAN IPv6 is proxied while it is the one in use)
-        server_opts: list[dict[str, str | tuple[str, ...]]] = [{"address": SERVER_ADDR, "port": "65101"}]
+        server_opts: list[dict[str, str | tuple[str, ...]]] = [
+            {"address": SERVER_ADDR, "port": "65101"}]
         if clients is not None:
             g.update({"proxy": self.state.backend, "lan_device": LAN_DEVICE,
                       "bypass": LAB_BYPASS, "bypass6": LAB_BYPASS6})
