@@ -285,6 +285,42 @@ def test_set_server_restarts_the_proxy_only_when_the_server_changes(
     run(body)
 
 
+def test_lan_ipv6_follows_the_server_in_use(bin_dir: Path, run_dir: Path,
+                                           conf_dir: Path) -> None:
+    """A failover to a server without IPv6 sends LAN IPv6 back to native routing (and back to
+    the proxy when the IPv6 server is in use again), without restarting more than the proxy."""
+    two = Config(globals=CFG.globals,
+                 servers=(Server(name="vps1", address="203.0.113.10",
+                                 address6="2001:db8:203::10"),
+                          Server(name="vps2", address="203.0.113.20")))
+    write(conf_dir / "bonding_secrets", f"config server 'vps1'\n\toption key '{KEY}'\n"
+          f"config server 'vps2'\n\toption key '{KEY}-2'\n", 0o600)
+
+    async def body() -> None:
+        changes: list[int] = []
+        d = dp(run_dir, bin_dir, changes)
+        assert d.configure(two, conf_dir, server="vps1") == []
+        await until(lambda: d.status()["state"] == "running")
+        tp = d.tproxy()
+        assert tp is not None and tp.ipv6
+        assert "tproxy ip6 to" in nft_calls(bin_dir)[-1]
+        assert d.status()["ipv6"]["lan"] == "proxied"
+        before = len(changes)
+        d.set_server("vps2")
+        tp = d.tproxy()
+        assert tp is not None and not tp.ipv6
+        assert len(changes) > before  # bondingd re-plans routing (the IPv6 tproxy rule goes)
+        await until(lambda: d.status()["server"] == "vps2" and d.status()["state"] == "running")
+        assert "tproxy ip6" not in nft_calls(bin_dir)[-1]
+        assert "tproxy ip to" in nft_calls(bin_dir)[-1]  # IPv4 still proxied
+        assert "vps2" in d.status()["ipv6"]["reason"]
+        d.set_server("vps1")
+        await until(lambda: d.status()["server"] == "vps1" and d.status()["state"] == "running")
+        assert "tproxy ip6 to" in nft_calls(bin_dir)[-1]
+        await d.close()
+    run(body)
+
+
 def test_no_key_is_failed_and_names_the_file(bin_dir: Path, run_dir: Path,
                                              tmp_path: Path) -> None:
     async def body() -> None:
