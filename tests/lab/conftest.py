@@ -140,8 +140,10 @@ def full6(full6_lab: Lab) -> Iterator[Lab]:
 
 @pytest.fixture
 def full(full_lab: Lab) -> Iterator[Lab]:
-    """The full-path lab with every fault cleared, every path up and the proxy running."""
+    """The full-path lab with every fault cleared, both families of every path up (a fresh
+    lab's first IPv6 probe rounds can be slow: empty neighbour caches) and the proxy running."""
     _reset(full_lab)
+    assert wait_family_up(full_lab, 6, 20), full_lab.status().get("paths")
     assert wait_proxy_running(full_lab, 10), full_lab.status().get("proxy")
     yield full_lab
     _reset(full_lab)
