@@ -28,7 +28,7 @@ lint: deps
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict tools/feed.py
 	shellcheck -s sh tools/*.sh sdk-build.sh $(PKG_SH)
-	shfmt -sr -s -d sdk-build.sh tools/owrt-userland.sh $(PKG_SH)
+	shfmt -sr -s -d sdk-build.sh tools/owrt-userland.sh tools/debian-packages.sh $(PKG_SH)
 	$(PY) tools/luci-pot.py --check
 
 unit: deps

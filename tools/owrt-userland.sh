@@ -148,25 +148,12 @@ if [ -n "$SRC" ] && [ ! -d "$SRC" ]; then
 fi
 
 # Debian build packages.
-missing=""
 need_debs=$DEBS
 [ -n "$GIT_BASE" ] && need_debs="$need_debs git"
-for p in $need_debs; do
-	dpkg-query -W -f='${Status}' "$p" 2> /dev/null | grep -q "ok installed" || missing="$missing $p"
-done
-if ! "$PYTHON" -c 'import ensurepip, venv' 2> /dev/null; then
-	missing="$missing python3-venv"
-fi
-if [ -n "$missing" ]; then
-	if [ "$(id -u)" -ne 0 ]; then
-		die "missing Debian build packages:$missing — run as root or: apt-get install$missing"
-	fi
-	echo "$me: installing Debian build packages:$missing"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	# shellcheck disable=SC2086
-	apt-get install -y -qq --no-install-recommends $missing > /dev/null
-fi
+# shellcheck source=tools/debian-packages.sh
+. "$here/debian-packages.sh"
+# shellcheck disable=SC2086
+ensure_debs "Debian build packages" $need_debs || exit 1
 
 mkdir -p "$PREFIX" || die "cannot create $PREFIX (run as root or pick --prefix)"
 [ -w "$PREFIX" ] || die "$PREFIX is not writable (run as root or pick --prefix)"
