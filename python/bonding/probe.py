@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bonding.core.health import Round
+from bonding.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -133,25 +134,19 @@ class PathProber:
         self._by_seq: dict[int, _Pending] = {}
         self._rounds = 0
         self._sock: socket.socket | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.Handle | None = None
         self._sends: list[asyncio.TimerHandle] = []
-        self._next_at = 0.0
-        self._stopped = False
+        # A round costs two timer callbacks per target, no task.
+        self._clock = Periodic(interval_s, self._round, f"probe of {device} from {source}")
 
     # --- lifecycle ----------------------------------------------------------------------------
-    # Driven by loop timers, not a task per round: a round costs two timer callbacks per target.
     def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._next_at = self._loop.time()
-        self._timer = self._loop.call_soon(self._tick)
+        self._clock.start()
 
     def close(self) -> None:
         """Stop probing now: no round is started or reported after this."""
-        self._stopped = True
-        for h in (self._timer, *self._sends):
-            if h is not None:
-                h.cancel()
+        self._clock.stop()
+        for h in self._sends:
+            h.cancel()
         self._sends.clear()
         for p in list(self._by_seq.values()):
             p.done = True
@@ -162,12 +157,7 @@ class PathProber:
 
     def probe_now(self) -> None:
         """Start the next round at once (ubus `probe`)."""
-        if self._loop is None or self._stopped:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._next_at = self._loop.time()
-        self._timer = self._loop.call_soon(self._tick)
+        self._clock.now()
 
     def _open(self) -> socket.socket:
         family, proto = ((socket.AF_INET6, socket.IPPROTO_ICMPV6) if self.v6
@@ -187,31 +177,19 @@ class PathProber:
         except OSError:
             s.close()
             raise
-        assert self._loop is not None
-        self._loop.add_reader(s.fileno(), self._readable)
+        self._clock.loop.add_reader(s.fileno(), self._readable)
         return s
 
     def _close(self) -> None:
         if self._sock is not None:
-            if self._loop is not None:
-                self._loop.remove_reader(self._sock.fileno())
+            if self._clock.started:
+                self._clock.loop.remove_reader(self._sock.fileno())
             self._sock.close()
             self._sock = None
 
     # --- rounds ---------------------------------------------------------------------------------
-    def _tick(self) -> None:
-        assert self._loop is not None
-        if self._stopped:
-            return
-        self._round()
-        now = self._loop.time()
-        self._next_at += self.interval_s
-        if self._next_at < now:  # we fell behind (suspended, overloaded): do not burst
-            self._next_at = now + self.interval_s
-        self._timer = self._loop.call_at(self._next_at, self._tick)
-
     def _round(self) -> None:
-        assert self._loop is not None
+        loop = self._clock.loop
         pending = _Pending(self._next_round(), len(self.targets))
         if self._sock is None:
             try:
@@ -228,17 +206,16 @@ class PathProber:
             if i == 0:
                 self._send(pending, target)
             else:
-                self._sends.append(self._loop.call_later(i * stagger, self._send, pending,
-                                                         target))
-        pending.timer = self._loop.call_later((len(self.targets) - 1) * stagger
-                                              + self.timeout_s(), self._finish, pending)
+                self._sends.append(loop.call_later(i * stagger, self._send, pending, target))
+        pending.timer = loop.call_later((len(self.targets) - 1) * stagger + self.timeout_s(),
+                                        self._finish, pending)
 
     def _next_round(self) -> int:
         self._rounds += 1
         return self._rounds
 
     def _send(self, pending: _Pending, target: str) -> None:
-        if pending.done or self._stopped or self._sock is None:
+        if pending.done or self._clock.stopped or self._sock is None:
             return
         self._seq = (self._seq + 1) & 0xFFFF
         seq = self._seq

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from bonding.core.servers import Attempt, Round
+from bonding.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -79,38 +80,19 @@ class ServerProber:
         self.timeout_s = timeout_s
         self.on_round = on_round
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.Handle | None = None
-        self._next_at = 0.0
+        self._clock = Periodic(interval_s, self.round, "server probe")
         self._open: dict[int, tuple[socket.socket, asyncio.TimerHandle]] = {}
-        self._stopped = False
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._next_at = self._loop.time()
-        self._timer = self._loop.call_soon(self._tick)
+        self._clock.start()
 
     def close(self) -> None:
         """Stop now: no attempt is started or reported after this."""
-        self._stopped = True
-        if self._timer is not None:
-            self._timer.cancel()
+        self._clock.stop()
         for fd, (sock, timer) in list(self._open.items()):
             timer.cancel()
             self._drop(fd, sock)
-
-    def _tick(self) -> None:
-        assert self._loop is not None
-        if self._stopped:
-            return
-        try:
-            self.round()
-        except Exception:  # a probe must never stop the rounds
-            log.exception("server probe round failed")
-        now = self._loop.time()
-        self._next_at += self.interval_s
-        if self._next_at < now:  # fell behind: do not burst
-            self._next_at = now + self.interval_s
-        self._timer = self._loop.call_at(self._next_at, self._tick)
 
     def round(self) -> None:
         """Start one round now (on the running loop)."""
@@ -129,7 +111,7 @@ class ServerProber:
     def _done(self, pending: _Pending, attempt: Attempt) -> None:
         pending.attempts.append(attempt)
         pending.left -= 1
-        if pending.left == 0 and not self._stopped:
+        if pending.left == 0 and not self._clock.stopped:
             self.on_round(pending.server, Round(tuple(pending.attempts)))
 
     def _connect(self, pending: _Pending, t: Target, via: Via) -> None:

@@ -1,0 +1,96 @@
+"""bonding.periodic.Periodic: the probers' clock, on a real asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+
+from bonding.periodic import Periodic
+
+T = TypeVar("T")
+
+
+def _run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return asyncio.run(coro_fn())
+
+
+def test_rounds_keep_their_cadence_and_stop_when_told() -> None:
+    async def main() -> list[float]:
+        at: list[float] = []
+        p = Periodic(0.05, lambda: at.append(time.monotonic()), "test")
+        p.start()
+        await asyncio.sleep(0.27)
+        p.stop()
+        n = len(at)
+        await asyncio.sleep(0.12)
+        assert len(at) == n  # nothing after stop()
+        return at
+
+    at = _run(main)
+    assert 3 <= len(at) <= 7, at  # rounds at 0, 50, …, 250 ms (fewer on a busy host)
+
+
+def test_a_failing_round_is_logged_and_the_rounds_go_on(caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[int] = []
+
+    def fn() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+
+    async def main() -> None:
+        p = Periodic(0.02, fn, "probe of wan1")
+        p.start()
+        await asyncio.sleep(0.09)
+        p.stop()
+
+    with caplog.at_level(logging.ERROR, logger="bonding.periodic"):
+        _run(main)
+    assert len(calls) >= 3
+    assert "probe of wan1 round failed" in caplog.text and "boom" in caplog.text
+
+
+def test_no_burst_after_the_loop_fell_behind() -> None:
+    async def main() -> list[float]:
+        at: list[float] = []
+
+        def fn() -> None:
+            at.append(time.monotonic())
+            if len(at) == 2:
+                time.sleep(0.25)  # the loop is blocked for five intervals
+
+        p = Periodic(0.05, fn, "test")
+        p.start()
+        await asyncio.sleep(0.45)
+        p.stop()
+        return at
+
+    at = _run(main)
+    gaps = [b - a for a, b in itertools.pairwise(at)]
+    # after the stall the next round is one interval on, not five rounds at once
+    assert min(gaps) > 0.03, gaps
+
+
+def test_now_runs_a_round_at_once_and_is_a_no_op_before_start_and_after_stop() -> None:
+    async def main() -> list[float]:
+        at: list[float] = []
+        p = Periodic(10.0, lambda: at.append(time.monotonic()), "test")
+        p.now()  # not started: nothing
+        await asyncio.sleep(0.01)
+        assert at == []
+        p.start()
+        await asyncio.sleep(0.01)
+        p.now()
+        await asyncio.sleep(0.01)
+        p.stop()
+        p.now()
+        await asyncio.sleep(0.01)
+        return at
+
+    assert len(_run(main)) == 2
