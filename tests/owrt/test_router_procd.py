@@ -125,9 +125,10 @@ def test_enable_and_start_run_bondingd_under_procd(router: Router) -> None:
         ["K10bonding", "S95bonding"]
     inst = service(root)
     assert inst["running"] is True
-    assert inst["command"] == ["/usr/sbin/bondingd"]
+    assert inst["command"] == ["/bin/sh", "-c", "trap '' HUP; exec /usr/sbin/bondingd"]
     assert inst["respawn"] == {"threshold": 3600, "timeout": RESPAWN_TIMEOUT_S, "retry": 5}
     assert inst["term_timeout"] == 10
+    # the shell became bondingd (exec: the same pid)
     cmdline = root.path(f"/proc/{inst['pid']}/cmdline").read_bytes().split(b"\0")
     assert cmdline[:2] == [b"/usr/bin/python3", b"/usr/sbin/bondingd"]
     root.wait(lambda: all_up(root), 20, "both paths up")

@@ -54,7 +54,9 @@ def test_start_service_asks_for_one_respawning_bondingd_logging_to_syslog(
     body = calls[calls.index("procd_open_instance [bondingd]"):]
     end = body.index("procd_close_instance")
     params = body[1:end]
-    assert "procd_set_param [command] [/usr/sbin/bondingd]" in params
+    # through a shell that ignores SIGHUP before Python starts (procd's reload signal)
+    assert ("procd_set_param [command] [/bin/sh] [-c] [trap '' HUP; exec /usr/sbin/bondingd]"
+            in params)
     assert "procd_set_param [respawn]" in params
     assert "procd_set_param [stdout] [1]" in params
     assert "procd_set_param [stderr] [1]" in params

@@ -32,6 +32,7 @@ class FakeHost:
         self.units_enabled: set[str] = set()
         self.units_active: set[str] = set()
         self.missing: set[str] = set()
+        self.not_runnable: dict[str, str] = {}  # program → why the proxies' user cannot run it
         self.changes: list[str] = []
         self.fail_tc = False
         self.scripts: list[str] = []
@@ -105,6 +106,9 @@ class FakeHost:
 
     def uid(self, user: str) -> int | None:
         return self.users.get(user)
+
+    def exec_problem(self, program: str, user: str) -> str | None:
+        return self.not_runnable.get(program)
 
     def create_user(self, user: str) -> None:
         self.users[user] = 999

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import bonding
+from bonding.lab.delay import tool_path
 
 PYTHONPATH = str(Path(bonding.__file__).resolve().parents[1])
 NETPEER = str(Path(__file__).with_name("netpeer.py"))
@@ -40,9 +41,9 @@ ECHO_PORT = 7
 TOOLS = {"ss-server": "shadowsocks-libev", "ss-tunnel": "shadowsocks-libev",
          "mptcpize": "mptcpize", "iperf3": "iperf3", "nft": "nftables", "tc": "iproute2",
          "ip": "iproute2", "ss": "iproute2", "sing-box": "make deps"}
-# sing-box as tools/install-deps.sh installs it: beside the venv's python (else on $PATH)
-VENV_BIN = str(Path(sys.executable).parent)
-PATH = os.pathsep.join([VENV_BIN, os.environ.get("PATH", "")])
+# sing-box as tools/install-deps.sh installs it: beside the venv's python (else on $PATH), or
+# the lab's copy that the proxies' user can run when the checkout is private
+PATH = tool_path()
 
 
 def root_skip_reason() -> str | None:

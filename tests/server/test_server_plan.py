@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -202,6 +205,50 @@ def test_init_errors(tmp_path: Path) -> None:
     assert out.notes == ["proxy sing-box (installed; choose with --proxy)",
                          "public address 203.0.113.10 (from the routing table; pass "
                          "--public-address if the clients see another one)"]
+
+
+def test_a_proxy_program_the_proxies_user_cannot_run_is_an_error_that_says_why(
+        tmp_path: Path) -> None:
+    host = FakeHost()
+    host.not_runnable["/usr/bin/sing-box"] = "user 'nobody' may not enter directory /root"
+    with pytest.raises(ServerError, match=r"the proxies run as user 'nobody', which cannot run "
+                       r"/usr/bin/sing-box: user 'nobody' may not enter directory /root; "
+                       r"install it where every user can reach it"):
+        _init(host, Store(tmp_path / "a"), proxy="sing-box")
+
+
+def test_exec_problem_walks_the_real_path() -> None:
+    """As the proxies' user (nobody, own group only) against real directories and modes."""
+    from bonding.server.system import exec_problem
+    if os.geteuid() != 0:
+        pytest.skip("needs root: it makes files another user cannot reach")
+    with tempfile.TemporaryDirectory(dir="/tmp") as top:  # pytest's tmp_path is private (0700)
+        _exec_problem_cases(Path(top), exec_problem)
+
+
+def _exec_problem_cases(tmp_path: Path, exec_problem: Callable[[str, str], str | None]) -> None:
+    d = tmp_path / "private" / "bin"
+    d.mkdir(parents=True)
+    prog = d / "sing-box"
+    prog.write_bytes(b"#!/bin/sh\n")
+    for p in (tmp_path, tmp_path / "private", d):
+        p.chmod(0o755)
+    prog.chmod(0o755)
+    assert exec_problem(str(prog), "nobody") is None
+    assert exec_problem(str(prog), "root") is None
+    (tmp_path / "private").chmod(0o700)  # a checkout under /root
+    assert exec_problem(str(prog), "nobody") == (
+        f"user 'nobody' may not enter directory {tmp_path / 'private'} (mode 0700, owner uid 0)")
+    (tmp_path / "private").chmod(0o755)
+    prog.chmod(0o744)
+    assert exec_problem(str(prog), "nobody") == (
+        f"user 'nobody' may not run program {prog} (mode 0744, owner uid 0)")
+    prog.chmod(0o755)
+    link = tmp_path / "link"
+    link.symlink_to(prog)  # what the link points at counts too
+    d.chmod(0o700)
+    assert "may not enter directory " + str(d) in str(exec_problem(str(link), "nobody"))
+    assert exec_problem(str(prog), "no-such-user") == "user 'no-such-user' does not exist"
 
 
 def test_sing_box_is_the_default_when_installed_and_ss_libev_stays_selectable(

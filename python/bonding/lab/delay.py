@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import functools
 import os
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -278,11 +280,46 @@ def _run(cmd: list[str]) -> None:
         raise DelayError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
 
 
+# Where the lab keeps a copy of the venv's sing-box that every user can run.
+SHARED_BIN = Path("/run/bonding-lab/bin")
+PROXY_USER = "nobody"  # the user the lab's bonding-server runs its proxies as
+
+
 def tool_path() -> str:
-    """$PATH with the venv's bin first: where tools/install-deps.sh puts sing-box."""
+    """$PATH with the venv's bin first: where tools/install-deps.sh puts sing-box.
+
+    When the proxies' user cannot reach the venv (a checkout under /root, mode 0700), a copy of
+    its sing-box in /run/bonding-lab/bin comes first: the lab's servers run their proxies as
+    'nobody', and bonding-server refuses a program that user cannot run."""
     venv_bin = str(Path(sys.executable).parent)
-    rest = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d and d != venv_bin]
-    return os.pathsep.join([venv_bin, *rest])
+    first = [d for d in (_shared_sing_box(venv_bin), venv_bin) if d]
+    rest = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d and d not in first]
+    return os.pathsep.join([*first, *rest])
+
+
+@functools.cache
+def _shared_sing_box(venv_bin: str) -> str | None:
+    from bonding.server.system import exec_problem
+    program = Path(venv_bin) / "sing-box"
+    if os.geteuid() != 0 or not program.is_file() or not exec_problem(str(program), PROXY_USER):
+        return None
+    copy = SHARED_BIN / "sing-box"
+    have = program.stat()
+    try:
+        st = copy.stat()
+        fresh = (st.st_size, st.st_mtime_ns) == (have.st_size, have.st_mtime_ns)
+    except FileNotFoundError:
+        fresh = False
+    if not fresh:
+        SHARED_BIN.mkdir(parents=True, exist_ok=True)
+        SHARED_BIN.chmod(0o755)
+        SHARED_BIN.parent.chmod(0o755)
+        tmp = SHARED_BIN / f".sing-box.{os.getpid()}"
+        shutil.copyfile(program, tmp)
+        tmp.chmod(0o755)
+        os.utime(tmp, ns=(have.st_atime_ns, have.st_mtime_ns))
+        tmp.replace(copy)
+    return str(SHARED_BIN)
 
 
 def python_env() -> dict[str, str]:

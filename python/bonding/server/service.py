@@ -87,6 +87,13 @@ def gather_facts(host: HostAPI, store: Store, cfg: ServerConfig, *,
         raise ServerError(f"user {cfg.user!r} does not exist: run `bonding-server init` again "
                           "(it creates it with systemd) or pass --user nobody")
     tools = require_tools(host, PROXY_TOOLS[cfg.proxy]) if need_proxy_tools else {}
+    for program in tools.values():
+        why = host.exec_problem(program, cfg.user)
+        if why is not None:
+            raise ServerError(
+                f"the proxies run as user {cfg.user!r}, which cannot run {program}: {why}; "
+                "install it where every user can reach it (such as /usr/local/bin) or let "
+                f"{cfg.user!r} enter that directory")
     interface = cfg.interface or host.default_interface()
     return plan.Facts(
         uid=uid, interface=interface, networks=tuple(host.connected_networks()),

@@ -15,6 +15,7 @@ import pwd
 import re
 import shutil
 import socket
+import stat
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,11 +58,48 @@ class HostAPI(Protocol):
     def public_address(self) -> str | None: ...
     def port_free(self, port: int) -> bool: ...
     def uid(self, user: str) -> int | None: ...
+    def exec_problem(self, program: str, user: str) -> str | None: ...
     def create_user(self, user: str) -> None: ...
     def read_file(self, path: str) -> bytes | None: ...
     def write_file(self, path: str, data: bytes, mode: int) -> None: ...
     def systemd_running(self) -> bool: ...
     def systemctl(self, *args: str, check: bool = True) -> str: ...
+
+
+def exec_problem(program: str, user: str) -> str | None:
+    """Why `user` (with its own group only, as the proxies run) cannot run `program`: a
+    directory on the way it may not enter, or the file it may not execute; None when it can.
+    A checkout under /root (mode 0700) is the usual case: the proxies run as an unprivileged
+    user and get EACCES at every start."""
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        return f"user {user!r} does not exist"
+    if pw.pw_uid == 0:
+        return None
+    path = Path(program).absolute()
+    real = path.resolve()
+    seen: set[Path] = set()
+    for p in [*reversed(path.parents), path, *reversed(real.parents), real]:
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            st = p.stat()
+        except OSError as e:
+            return f"{p}: {e.strerror}"
+        if st.st_uid == pw.pw_uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid == pw.pw_gid:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            what = "program" if p in (real, path) else "directory"
+            return (f"user {user!r} may not {'run' if what == 'program' else 'enter'} "
+                    f"{what} {p} (mode {stat.S_IMODE(st.st_mode):04o}, owner uid "
+                    f"{st.st_uid})")
+    return None
 
 
 def run(cmd: Sequence[str], *, input: str | None = None, check: bool = True,
@@ -263,6 +301,9 @@ class Host:
             return pwd.getpwnam(user).pw_uid
         except KeyError:
             return None
+
+    def exec_problem(self, program: str, user: str) -> str | None:
+        return exec_problem(program, user)
 
     def create_user(self, user: str) -> None:
         run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
