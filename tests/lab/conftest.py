@@ -32,18 +32,26 @@ def lab_skip_reason(proxy: str | None = None) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     """bondingd alone: the router's own MPTCP traffic (no data plane)."""
     reason = lab_skip_reason()
     if reason:
         pytest.skip(reason)
     lab = Lab(f"t{os.getpid() % 100000}")
+    failed = request.session.testsfailed
     try:
         lab.up(parse_links(LINKS), proxy=False)
         assert wait_all_up(lab, 20), f"paths not up: {lab.status().get('paths')}"
-        yield lab
-    finally:
-        lab.down()
+    except BaseException:
+        lab.down()  # its logs stay under /run/bonding-lab
+        raise
+    yield lab
+    _down(lab, request, failed)
+
+
+def _down(lab: Lab, request: pytest.FixtureRequest, failed: int) -> None:
+    """The lab down; its logs kept under /run/bonding-lab only when one of its tests failed."""
+    lab.down(purge=request.session.testsfailed == failed)
 
 
 def _full_path(request: pytest.FixtureRequest, letter: str,
@@ -58,6 +66,7 @@ def _full_path(request: pytest.FixtureRequest, letter: str,
     if reason:
         pytest.skip(reason)
     lab = Lab(f"{letter}{os.getpid() % 100000}{backend[1]}")
+    failed = request.session.testsfailed
     try:
         lab.up(parse_links(LINKS), proxy=True, backend=backend,
                daemon=before_daemon is None, **up)
@@ -65,9 +74,11 @@ def _full_path(request: pytest.FixtureRequest, letter: str,
             lab.start_daemon(*before_daemon(lab))
         assert wait_all_up(lab, 20), f"paths not up: {lab.status().get('paths')}"
         assert wait_proxy_running(lab, 10), f"proxy not running: {lab.status().get('proxy')}"
-        yield lab
-    finally:
-        lab.down()
+    except BaseException:
+        lab.down()  # its logs stay under /run/bonding-lab
+        raise
+    yield lab
+    _down(lab, request, failed)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

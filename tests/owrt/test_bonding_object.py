@@ -31,19 +31,22 @@ PATH_KEYS = {"state", "reason", "since", "backup", "forced_backup", "enabled", "
 
 
 @pytest.fixture(scope="module")
-def olab(owrt_prefix: Path) -> Iterator[Lab]:
+def olab(owrt_prefix: Path, request: pytest.FixtureRequest) -> Iterator[Lab]:
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (network namespaces, nftables, tc)")
     lab = Lab(f"u{os.getpid() % 100000}")
+    failed = request.session.testsfailed
     try:
         lab.up(parse_links(LINKS))
         st = lab.load()
         assert st.ubus_socket, "the lab did not start ubusd although OWRT_PREFIX is set"
         assert wait_all_up(lab, 20), f"paths not up: {lab.status().get('paths')}"
         assert until(lambda: _registered(st.ubus_socket), 10), "bonding not on ubus"
-        yield lab
-    finally:
-        lab.down()
+    except BaseException:
+        lab.down()  # its logs stay under /run/bonding-lab
+        raise
+    yield lab
+    lab.down(purge=request.session.testsfailed == failed)  # logs kept when a test failed
 
 
 def until(pred: Any, timeout: float) -> bool:

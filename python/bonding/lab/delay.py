@@ -281,7 +281,7 @@ def _run(cmd: list[str]) -> None:
 
 
 # Where the lab keeps a copy of the venv's sing-box that every user can run.
-SHARED_BIN = Path("/run/bonding-lab/bin")
+SHARED_BIN = Path("/run/bonding-lab/.bin")  # not a lab prefix: those start with a letter
 PROXY_USER = "nobody"  # the user the lab's bonding-server runs its proxies as
 
 
@@ -289,7 +289,7 @@ def tool_path() -> str:
     """$PATH with the venv's bin first: where tools/install-deps.sh puts sing-box.
 
     When the proxies' user cannot reach the venv (a checkout under /root, mode 0700), a copy of
-    its sing-box in /run/bonding-lab/bin comes first: the lab's servers run their proxies as
+    its sing-box in /run/bonding-lab/.bin comes first: the lab's servers run their proxies as
     'nobody', and bonding-server refuses a program that user cannot run."""
     venv_bin = str(Path(sys.executable).parent)
     first = [d for d in (_shared_sing_box(venv_bin), venv_bin) if d]

@@ -697,8 +697,9 @@ class Lab:
                 for link in st.links}
 
     # --- teardown -------------------------------------------------------------------------------
-    def down(self) -> list[str]:
-        """Kill everything in the lab's namespaces and delete them; returns what was removed."""
+    def down(self, *, purge: bool = False) -> list[str]:
+        """Kill everything in the lab's namespaces and delete them; returns what was removed.
+        The state directory (logs, configs) stays for a look afterwards, unless `purge`."""
         removed = []
         for ns in self.existing_namespaces():
             pids = run(["ip", "netns", "pids", ns], check=False).stdout.split()
@@ -715,6 +716,8 @@ class Lab:
             removed.append(ns)
         if self.state_file.exists():
             self.state_file.unlink()
+        if purge:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
         self.state = None
         return removed
 
