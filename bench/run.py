@@ -96,10 +96,10 @@ HARD_CASES: list[tuple[str, str, int | None, float]] = [
 
 def _lab(links: str) -> Lab:
     lab = Lab(PREFIX)
-    lab.down()
+    lab.down(purge=True)
     lab.up(parse_links(links))
     if not wait_all_up(lab, 20):
-        lab.down()
+        lab.down(purge=True)
         raise SystemExit(f"paths did not come up: {lab.status()}")
     return lab
 
@@ -132,7 +132,7 @@ def detect(runs: int) -> None:
                 wait_all_up(lab, 10)
             print(f"{kind} noticed: {_fmt(times)}  (bar: ≤ 1 s blackhole, ≤ 0.2 s carrier)")
     finally:
-        lab.down()
+        lab.down(purge=True)
 
 
 def recover(runs: int) -> None:
@@ -174,7 +174,7 @@ def recover(runs: int) -> None:
         if back:
             print(f"throughput back to ≥ 90% of the remaining links: {_fmt(back)}  (bar ≤ 1 s)")
     finally:
-        lab.down()
+        lab.down(purge=True)
 
 
 def aggregate(seconds: float) -> None:
@@ -195,7 +195,7 @@ def aggregate(seconds: float) -> None:
             print(f"aggregate {links:32} {got / 1e6:6.1f} Mbit/s = {100 * got / cap:5.1f}% "
                   f"of Σ rate × 1448/1514 ({cap / 1e6:.1f})  [incl. slow start, {seconds:g} s]")
         finally:
-            lab.down()
+            lab.down(purge=True)
 
 
 def _set_cc(lab: Lab, cc: str, lossy: set[str]) -> None:
@@ -214,14 +214,14 @@ def _set_cc(lab: Lab, cc: str, lossy: set[str]) -> None:
 
 def _full_lab(links: str, cc: str, backend: str = PROXY_BACKEND, tunnel6: bool = False) -> Lab:
     lab = Lab(FULL_PREFIX)
-    lab.down()
+    lab.down(purge=True)
     lab.up(parse_links(links), proxy=True, backend=backend, tunnel6=tunnel6,
            options={"congestion_control": "bbr" if cc == "mixed" else cc})
     ok = wait_all_up(lab, 20) and wait_for(
         lambda: lab.status().get("proxy", {}).get("state") == "running", 10) is not None
     if not ok:
         status = lab.status()
-        lab.down()
+        lab.down(purge=True)
         raise SystemExit(f"lab not ready: {status.get('paths')} {status.get('proxy')}")
     return lab
 
@@ -275,7 +275,7 @@ def goodput(cases: list[tuple[str, str, int | None, float]], seconds: float,
                       f"of {cap / 1e6:.1f} (bar {bar:g}%)  wire: {links_pct}"
                       + (f"  [tcp mem +{leak} pages]" if leak > 10000 else ""), flush=True)
         finally:
-            lab.down()
+            lab.down(purge=True)
 
 
 def goodput_v6(seconds: float, ccs: Sequence[str]) -> None:
@@ -304,7 +304,7 @@ def goodput_v6(seconds: float, ccs: Sequence[str]) -> None:
                       f"of {cap / 1e6:.1f} = Σ rate × {round(ratio * 1514)}/1514 "
                       f"(bar {bar:g}%)  wire: {links_pct}", flush=True)
         finally:
-            lab.down()
+            lab.down(purge=True)
 
 
 def unshaped(seconds: float, ccs: Sequence[str]) -> None:
@@ -322,7 +322,7 @@ def unshaped(seconds: float, ccs: Sequence[str]) -> None:
                   f"raw MPTCP {raw / 1e6:7.1f} Mbit/s: proxy = {100 * proxy / raw:5.1f}% of "
                   "raw (bar ≥ 50%)", flush=True)
     finally:
-        lab.down()
+        lab.down(purge=True)
 
 
 def _stream_rtts(lab: Lab, seconds: float) -> tuple[list[float], int, int]:
@@ -373,7 +373,7 @@ def udp_failover(runs: int, backends: Sequence[str]) -> None:
                           flush=True)
                 lab.clear("wan1")
         finally:
-            lab.down()
+            lab.down(purge=True)
 
 
 FAILOVER_PREFIX = "bf"
@@ -390,7 +390,7 @@ def failover(runs: int, backends: Sequence[str]) -> None:
 
 def _failover(runs: int, backend: str) -> None:
     lab = Lab(FAILOVER_PREFIX)
-    lab.down()
+    lab.down(purge=True)
     hold = 3
     lab.up(parse_links("50/10ms,30/20ms,20/40ms"), servers=2, backend=backend,
            options={"server_hold_s": str(hold), "server_failback": "return"})
@@ -440,7 +440,7 @@ def _failover(runs: int, backend: str) -> None:
                           f"second server: {_fmt(conn)}  (bar ≤ 3 s, median)")
                     print(f"  declared (active server switched): {_fmt(noticed)}")
     finally:
-        lab.down()
+        lab.down(purge=True)
 
 
 def footprint(seconds: float) -> None:
@@ -463,7 +463,7 @@ def footprint(seconds: float) -> None:
               f"{100 * (c1 - c0) / (t1 - t0):.2f}% of one core over {seconds:g} s "
               f"(bar: ≤ 25 MB, ≤ 2%)")
     finally:
-        lab.down()
+        lab.down(purge=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     prefix = Path(ubusd).parents[1]
     lab = Lab(a.prefix)
-    lab.down()
+    lab.down(purge=True)
     try:
         lab.up(parse_links(",".join(["10/5ms"] * 8)))
         if not wait_all_up(lab, 30):
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"`ubus call bonding status` (CLI, 200 runs): p50 {statistics.median(cli):.2f} ms, "
               f"p99 {_pct(cli, 0.99):.2f} ms")
     finally:
-        lab.down()
+        lab.down(purge=True)
     return 0
 
 
