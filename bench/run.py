@@ -49,7 +49,6 @@ from bonding.lab.topology import (
     SERVER_ADDR6,
     TARGET_ADDR,
     Lab,
-    LabError,
     LinkSpec,
     parse_links,
 )
@@ -61,15 +60,16 @@ from bonding.lab.traffic import (
     Service,
     Stream,
     Transfer,
-    ask_from,
     goodput_between,
     lan_transfer,
     longest_silence,
     path_state,
     received_bps,
     rss_kb,
+    try_ask_from,
     wait_all_up,
     wait_for,
+    wait_proxy_running,
 )
 
 # Labs of this run only: two runs at once (several engineers on one machine) do not tear down
@@ -217,8 +217,7 @@ def _full_lab(links: str, cc: str, backend: str = PROXY_BACKEND, tunnel6: bool =
     lab.down(purge=True)
     lab.up(parse_links(links), proxy=True, backend=backend, tunnel6=tunnel6,
            options={"congestion_control": "bbr" if cc == "mixed" else cc})
-    ok = wait_all_up(lab, 20) and wait_for(
-        lambda: lab.status().get("proxy", {}).get("state") == "running", 10) is not None
+    ok = wait_all_up(lab, 20) and wait_proxy_running(lab, 10)
     if not ok:
         status = lab.status()
         lab.down(purge=True)
@@ -396,10 +395,7 @@ def _failover(runs: int, backend: str) -> None:
            options={"server_hold_s": str(hold), "server_failback": "return"})
 
     def who() -> str | None:
-        try:
-            return ask_from(lab, "lan", "whoami", TARGET_ADDR, FAILOVER_PORT, timeout=1)
-        except LabError:
-            return None
+        return try_ask_from(lab, "lan", "whoami", TARGET_ADDR, FAILOVER_PORT, timeout=1)
 
     try:
         if not wait_all_up(lab, 20):

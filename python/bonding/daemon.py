@@ -117,7 +117,12 @@ class PathRuntime:
 
     @property
     def backup(self) -> bool:
-        return self.forced_backup or self.health.state is State.DEGRADED
+        return self.backup_for(self.health)
+
+    def backup_for(self, h: Health) -> bool:
+        """Backup by configuration or override, or as `h` (the path's, or one family's) is
+        degraded."""
+        return self.forced_backup or h.state is State.DEGRADED
 
     @property
     def families(self) -> tuple[FamilyRuntime, FamilyRuntime]:
@@ -139,7 +144,7 @@ class PathRuntime:
         """The families the path's state comes from: those probed, else those with an address
         (judged by the link alone), else IPv4 (which says why it has none)."""
         present = [f for f in self.families if f.address is not None]
-        return [f for f in present if f.targets] or present or [self.v4]
+        return [f for f in self.families if f.probed] or present or [self.v4]
 
     @property
     def health(self) -> Health:
@@ -460,7 +465,7 @@ class Daemon:
             # that stops answering over IPv4 is taken out for IPv6 too).
             f = next((o for o in rt.families if o.probed), f)
         h = f.health
-        backup = rt.forced_backup or h.state is State.DEGRADED
+        backup = rt.backup_for(h)
         if h.state is State.DOWN and h.link_ok and h.fresh and not any(
                 not ok for ok in h.window):
             return State.UP, backup  # not judged yet (just started or enabled): keep what may work
@@ -668,17 +673,15 @@ class Daemon:
             "since": round(f.since_wall, 3),
             "probed": f.probed,  # False: no target of this family; it follows the other one
             "carrying": rt.cfg.name in self.carriers[f.family],  # has its endpoint and routes
-            "backup": rt.forced_backup or h.state is State.DEGRADED,
+            "backup": rt.backup_for(h),
             "address": f.address,
             "gateway": f.gateway,
             "endpoint_id": self._endpoint_id(f.address),
             "subflows": (None if self.subflows is None or f.address is None
                          else self.subflows.get(f.address, 0)),
-            "rtt_ms": None if h.srtt_ms is None else round(h.srtt_ms, 2),
-            "jitter_ms": None if h.jitter_ms is None else round(h.jitter_ms, 2),
-            "loss_pct": None if h.loss_pct is None else round(h.loss_pct, 1),
+            **_measures(h),
             "rounds": h.rounds,
-            "window": ["ok" if ok else "fail" for ok in h.window],
+            "window": _window(h),
             "targets": ([t.as_dict(now) for t in f.prober.stats.values()]
                         if f.prober else []),
         }
@@ -698,9 +701,7 @@ class Daemon:
             "address": rt.address,
             "gateway": rt.gateway,
             "address6": rt.v6.address,
-            "rtt_ms": None if h.srtt_ms is None else round(h.srtt_ms, 2),
-            "jitter_ms": None if h.jitter_ms is None else round(h.jitter_ms, 2),
-            "loss_pct": None if h.loss_pct is None else round(h.loss_pct, 1),
+            **_measures(h),
             "rx_bps": round(rt.rx_bps),
             "tx_bps": round(rt.tx_bps),
             "rx_bytes": rt.counters[1] if rt.counters else None,
@@ -714,7 +715,7 @@ class Daemon:
             out["error"] = rt.resolve_error
         if detail:
             out["rounds"] = h.rounds
-            out["window"] = ["ok" if ok else "fail" for ok in h.window]
+            out["window"] = _window(h)
             out["targets"] = [t.as_dict(now) for f in rt.families if f.prober
                               for t in f.prober.stats.values()]
             out["families"] = {f.label.lower(): self.family_status(rt, f, now)
@@ -999,6 +1000,17 @@ class Daemon:
             self.sample_counters()
             self.sample_subflows()
             self.write_status()
+
+
+def _measures(h: Health) -> dict[str, Any]:
+    """What the probes measured, as `path` and each of its `families` report it."""
+    return {"rtt_ms": None if h.srtt_ms is None else round(h.srtt_ms, 2),
+            "jitter_ms": None if h.jitter_ms is None else round(h.jitter_ms, 2),
+            "loss_pct": None if h.loss_pct is None else round(h.loss_pct, 1)}
+
+
+def _window(h: Health) -> list[str]:
+    return ["ok" if ok else "fail" for ok in h.window]
 
 
 def _gateway_of(defaults: Sequence[Route], ifindex: int) -> str | None:

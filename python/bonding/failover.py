@@ -168,7 +168,7 @@ class Failover:
         None before the first answer; resolved again in the background when stale."""
         now = time.monotonic()
         known = self._names.get(host)
-        if known is None or (now > known[1] and host not in self._resolving):
+        if host not in self._resolving and (known is None or now > known[1]):
             self._resolving.add(host)
             loop = asyncio.get_running_loop()
             self._tasks.add(task := loop.create_task(self._lookup(host)))

@@ -30,10 +30,6 @@ class Periodic:
         assert self._loop is not None, "Periodic used before start()"
         return self._loop
 
-    @property
-    def started(self) -> bool:
-        return self._loop is not None
-
     def start(self) -> None:
         """The first round at once, on the running loop."""
         self._loop = asyncio.get_running_loop()

@@ -182,8 +182,7 @@ class PathProber:
 
     def _close(self) -> None:
         if self._sock is not None:
-            if self._clock.started:
-                self._clock.loop.remove_reader(self._sock.fileno())
+            self._clock.loop.remove_reader(self._sock.fileno())  # opened by a round: started
             self._sock.close()
             self._sock = None
 

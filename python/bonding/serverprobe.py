@@ -74,7 +74,6 @@ class ServerProber:
     def __init__(self, *, interval_s: float, targets: Callable[[], Sequence[Target]],
                  paths: Callable[[], Sequence[Via]], timeout_s: Callable[[str, str], float],
                  on_round: Callable[[str, Round], None]) -> None:
-        self.interval_s = interval_s
         self.targets = targets
         self.paths = paths
         self.timeout_s = timeout_s

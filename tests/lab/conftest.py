@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bonding.lab.topology import Lab, missing_proxy_tools, parse_links
-from bonding.lab.traffic import wait_all_up, wait_family_up, wait_for
+from bonding.lab.traffic import wait_all_up, wait_family_up, wait_proxy_running
 
 LINKS = "50/10ms,30/20ms,20/40ms"
 TOOLS = {"iperf3": "iperf3", "mptcpize": "mptcpize", "nft": "nftables", "tc": "iproute2",
@@ -106,11 +106,6 @@ def two(request: pytest.FixtureRequest) -> Iterator[Lab]:
     sing-box on both ends, then with ss-redir/ss-server under mptcpize."""
     yield from _full_path(request, "s", _hook_logger, servers=2,
                           options={"server_hold_s": "4", "server_failback": "return"})
-
-
-def wait_proxy_running(lab: Lab, timeout: float) -> bool:
-    return wait_for(lambda: (lab.status().get("proxy") or {}).get("state") == "running",
-                    timeout) is not None
 
 
 @pytest.fixture

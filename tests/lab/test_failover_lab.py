@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from bonding import config, uci
-from bonding.lab.topology import SERVER2_ADDR, SERVER_ADDR, TARGET_ADDR, Lab, LabError
-from bonding.lab.traffic import NewConnections, Service, ask_from, wait_all_up, wait_for
+from bonding.lab.topology import SERVER2_ADDR, SERVER_ADDR, TARGET_ADDR, Lab
+from bonding.lab.traffic import NewConnections, Service, try_ask_from, wait_all_up, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -42,10 +42,7 @@ def active(lab: Lab) -> str | None:
 
 
 def whoami(lab: Lab) -> str | None:
-    try:
-        return ask_from(lab, "lan", "whoami", TARGET_ADDR, PORT, timeout=2)
-    except LabError:
-        return None
+    return try_ask_from(lab, "lan", "whoami", TARGET_ADDR, PORT, timeout=2)
 
 
 def hook_lines(lab: Lab) -> list[str]:

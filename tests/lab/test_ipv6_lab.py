@@ -22,7 +22,6 @@ from bonding.lab.topology import (
     TARGET_ADDR,
     TARGET_ADDR6,
     Lab,
-    LabError,
 )
 from bonding.lab.traffic import (
     Rates,
@@ -32,9 +31,11 @@ from bonding.lab.traffic import (
     family_state,
     lan_transfer,
     path_state,
+    try_ask_from,
     wait_all_up,
     wait_family_up,
     wait_for,
+    wait_proxy_running,
 )
 
 pytestmark = pytest.mark.lab
@@ -83,11 +84,6 @@ def ep_addresses(lab: Lab) -> set[str]:
 def families(lab: Lab, name: str) -> dict[str, Any]:
     fams: dict[str, Any] = lab.status()["paths"][name]["families"]
     return fams
-
-
-def wait_proxy_running(lab: Lab, timeout: float) -> bool:
-    return wait_for(lambda: (lab.status().get("proxy") or {}).get("state") == "running",
-                    timeout) is not None
 
 
 @pytest.fixture
@@ -223,10 +219,7 @@ def test_without_an_ipv6_server_lan_ipv6_is_routed_natively(full: Lab) -> None:
 
 
 def _whoami(lab: Lab, host: str, port: int) -> str | None:
-    try:
-        return ask_from(lab, "lan", "whoami", host, port, timeout=1)
-    except LabError:
-        return None
+    return try_ask_from(lab, "lan", "whoami", host, port, timeout=1)
 
 
 # --- the full path over the links' IPv6 (MPTCP subflows on IPv6) ------------------------------

@@ -41,15 +41,16 @@ ECHO_PORT = 7
 TOOLS = {"ss-server": "shadowsocks-libev", "ss-tunnel": "shadowsocks-libev",
          "mptcpize": "mptcpize", "iperf3": "iperf3", "nft": "nftables", "tc": "iproute2",
          "ip": "iproute2", "ss": "iproute2", "sing-box": "make deps"}
-# sing-box as tools/install-deps.sh installs it: beside the venv's python (else on $PATH), or
-# the lab's copy that the proxies' user can run when the checkout is private
-PATH = tool_path()
+
+# The servers' $PATH is bonding.lab.delay.tool_path(): sing-box as tools/install-deps.sh installs
+# it, or the lab's copy the proxies' user can run when the checkout is private (asked when a
+# test runs, not at import: making that copy is work for root).
 
 
 def root_skip_reason() -> str | None:
     if os.geteuid() != 0:
         return "needs root (network namespaces, nftables, tc)"
-    missing = [f"{t} ({p})" for t, p in TOOLS.items() if shutil.which(t, path=PATH) is None]
+    missing = [f"{t} ({p})" for t, p in TOOLS.items() if shutil.which(t, path=tool_path()) is None]
     if missing:
         return "missing tools: " + ", ".join(missing)
     return None
@@ -84,7 +85,7 @@ def run(cmd: Sequence[str], *, check: bool = True, timeout: float = 30,
 def env(pythonpath: str = PYTHONPATH) -> dict[str, str]:
     e = dict(os.environ)
     e["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, e.get("PYTHONPATH")) if p)
-    e["PATH"] = PATH
+    e["PATH"] = tool_path()
     return e
 
 
@@ -244,7 +245,7 @@ class World:
                                "password": key, "tcp_multi_path": True,
                                **({"udp_over_tcp": {"enabled": True, "version": 2}}
                                   if udp_over_tcp else {})}]}))
-            cmd = ["env", "GODEBUG=multipathtcp=0", shutil.which("sing-box", path=PATH) or
+            cmd = ["env", "GODEBUG=multipathtcp=0", shutil.which("sing-box", path=tool_path()) or
                    "sing-box", "run", "--disable-color", "-c", str(conf)]
         else:
             cmd = ["mptcpize", "run", "ss-tunnel", "-s", SERVER_ADDR, "-p",

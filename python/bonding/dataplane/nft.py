@@ -188,17 +188,20 @@ def collapse(networks: Sequence[str], version: int = 4) -> tuple[str, ...]:
                  for n in nets)
 
 
+def _addresses(addresses: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(addresses), key=ipaddress.ip_address))
+
+
 def build(g: Globals, servers: Sequence[str], servers6: Sequence[str] = (), *,
           ipv6: bool = False) -> Ruleset:
     """The ruleset for the config's globals and the servers' IPv4 (and IPv6) addresses;
     `ipv6`: LAN IPv6 is proxied too."""
     return Ruleset(lan_devices=tuple(g.lan_devices), bypass=collapse(g.bypass),
-                   servers=tuple(sorted(set(servers), key=ipaddress.IPv4Address)),
+                   servers=_addresses(servers),
                    port=g.tproxy_port, mark=g.tproxy_mark, mask=g.tproxy_mask,
                    udp=g.proxy_udp, ipv6=ipv6,
                    bypass6=collapse(g.bypass6, 6) if ipv6 else (),
-                   servers6=tuple(sorted(set(servers6), key=ipaddress.IPv6Address))
-                   if ipv6 else ())
+                   servers6=_addresses(servers6) if ipv6 else ())
 
 
 REMOVE: Final = (f"# bondingd is not proxying: no table of its own.\n"

@@ -281,7 +281,8 @@ def _run(cmd: list[str]) -> None:
 
 
 # Where the lab keeps a copy of the venv's sing-box that every user can run.
-SHARED_BIN = Path("/run/bonding-lab/.bin")  # not a lab prefix: those start with a letter
+STATE_ROOT = Path("/run/bonding-lab")  # a lab's state directory is STATE_ROOT/<prefix>
+SHARED_BIN = STATE_ROOT / ".bin"  # not a lab prefix: those start with a letter
 PROXY_USER = "nobody"  # the user the lab's bonding-server runs its proxies as
 
 

@@ -52,9 +52,15 @@ from pathlib import Path
 from typing import Any
 
 from bonding import config, uci
-from bonding.lab.delay import python_env, setup_delay, start_delay, tool_path
+from bonding.lab.delay import (
+    PROXY_USER,
+    STATE_ROOT,
+    python_env,
+    setup_delay,
+    start_delay,
+    tool_path,
+)
 
-STATE_ROOT = Path("/run/bonding-lab")
 SERVER_ADDR = "203.0.113.10"
 SERVER2_ADDR = "203.0.113.20"
 INET_SERVER2_SIDE = "203.0.113.17"  # 203.0.113.16/28, inside the first server's /24
@@ -459,7 +465,7 @@ class Lab:
         st.server_state_dir = str(Path(st.state_dir) / "server")
         self.save()
         address = SERVER_ADDR if role == "server" else SERVER2_ADDR
-        self.server_cli("init", "--no-systemd", "--user", "nobody", "--public-address",
+        self.server_cli("init", "--no-systemd", "--user", PROXY_USER, "--public-address",
                         address, "--proxy", st.backend, role=role)
         client: dict[str, Any] = json.loads(
             self.server_cli("add-client", "--name", CLIENT_NAME, "--json", role=role).stdout)

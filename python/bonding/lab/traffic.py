@@ -222,6 +222,11 @@ def endpoints(lab: Lab) -> list[dict[str, Any]]:
     return data
 
 
+def wait_proxy_running(lab: Lab, timeout: float) -> bool:
+    return wait_for(lambda: (lab.status().get("proxy") or {}).get("state") == "running",
+                    timeout) is not None
+
+
 def wait_all_up(lab: Lab, timeout: float = 20.0) -> bool:
     st = lab.state or lab.load()
     names = [x.name for x in st.links]
@@ -537,6 +542,15 @@ def ask_from(lab: Lab, role: str, kind: str, host: str, port: int,
     if r.returncode != 0:
         raise LabError(f"{kind} {host}:{port} from {role}: {r.stderr.strip()[-300:]}")
     return r.stdout.strip()
+
+
+def try_ask_from(lab: Lab, role: str, kind: str, host: str, port: int,
+                 timeout: float = 3.0) -> str | None:
+    """ask_from(), or None when no answer came."""
+    try:
+        return ask_from(lab, role, kind, host, port, timeout)
+    except LabError:
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

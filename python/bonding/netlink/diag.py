@@ -7,12 +7,12 @@ in the INET_DIAG_ULP_INFO attribute of each socket in a dump (what `ss -tni` sho
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import struct
 from collections import Counter
 
 from bonding.netlink.core import NLM_F_DUMP, Attrs, NetlinkSocket
+from bonding.netlink.rtnl import unpack_addr
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -40,12 +40,9 @@ def parse(payload: bytes) -> tuple[str, str | None] | None:
     if len(payload) < DIAG_MSG.size:
         raise ValueError(f"inet_diag_msg of {len(payload)} bytes")
     fields = DIAG_MSG.unpack_from(payload)
-    if fields[0] == socket.AF_INET:
-        src = socket.inet_ntoa(fields[6][:4])
-    elif fields[0] == socket.AF_INET6:
-        src = str(ipaddress.IPv6Address(fields[6]))
-    else:
+    if fields[0] not in (socket.AF_INET, socket.AF_INET6):
         return None
+    src = unpack_addr(fields[6][:4] if fields[0] == socket.AF_INET else fields[6])
     ulp = Attrs(payload[DIAG_MSG.size:]).nested(INET_DIAG_ULP_INFO)
     return src, (ulp.str(INET_ULP_INFO_NAME) if ulp is not None else None)
 
