@@ -15,7 +15,9 @@ goodput, goodput-hard, unshaped: one TCP connection LAN host → target through 
 mptcpize router → server, no proxy) over the same links in the same lab, as a fraction of the
 header-limited capacity Σ rate × 1448/1514.  Goodput is what the receiver counted over the
 steady part of the transfer (the first WARMUP_S and the last second left out).  Both variants
-get the congestion control bondingd puts on its routes (`--cc`: each value is a run).
+get the congestion control bondingd puts on its routes (`--cc`: each value is a run).  After each
+lab, its links' delay stages say how many packets they released more than 1 ms late (the lab's
+own timing error, which a busy host makes larger).
 
 goodput-v6: the same with IPv6 from end to end: the LAN host's flow to the target's IPv6
 address, the bonded connection to the server's IPv6 address (MPTCP subflows on the links' IPv6),
@@ -246,6 +248,16 @@ def _tcp_mem() -> int:
     return int(text.split("TCP:")[1].split(" mem ")[1].split()[0])
 
 
+def _stages(lab: Lab) -> str:
+    """The links' delay stages over the lab's life: how many releases were late, how late."""
+    parts = []
+    for name, st in lab.stage_stats().items():
+        late = 100 * st["late_over_1ms"] / max(st["forwarded"], 1)
+        parts.append(f"{name} {late:.1f}% late > 1 ms, worst {st['late_max_ms']:.1f} ms, "
+                     f"{st['dropped']:.0f} dropped")
+    return "  delay stages: " + "; ".join(parts)
+
+
 def goodput(cases: list[tuple[str, str, int | None, float]], seconds: float,
             ccs: Sequence[str]) -> None:
     """One TCP flow LAN host → target through the proxy, beside raw MPTCP router → server."""
@@ -273,6 +285,7 @@ def goodput(cases: list[tuple[str, str, int | None, float]], seconds: float,
                       f"raw MPTCP {raw / 1e6:6.1f} = {100 * raw / cap:5.1f}%  "
                       f"of {cap / 1e6:.1f} (bar {bar:g}%)  wire: {links_pct}"
                       + (f"  [tcp mem +{leak} pages]" if leak > 10000 else ""), flush=True)
+            print(_stages(lab), flush=True)
         finally:
             lab.down(purge=True)
 
@@ -302,6 +315,7 @@ def goodput_v6(seconds: float, ccs: Sequence[str]) -> None:
                       f"raw MPTCP {raw / 1e6:6.1f} = {100 * raw / cap:5.1f}%  "
                       f"of {cap / 1e6:.1f} = Σ rate × {round(ratio * 1514)}/1514 "
                       f"(bar {bar:g}%)  wire: {links_pct}", flush=True)
+            print(_stages(lab), flush=True)
         finally:
             lab.down(purge=True)
 

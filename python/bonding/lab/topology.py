@@ -55,6 +55,7 @@ from bonding import config, uci
 from bonding.lab.delay import (
     PROXY_USER,
     STATE_ROOT,
+    parse_stats,
     python_env,
     setup_delay,
     start_delay,
@@ -701,6 +702,29 @@ class Lab:
         return {link.name: {"rx": by_name[link.router_dev]["rx"]["bytes"],
                             "tx": by_name[link.router_dev]["tx"]["bytes"]}
                 for link in st.links}
+
+    def stage_stats(self, timeout: float = 2.0) -> dict[str, dict[str, float]]:
+        """Each link's delay stage since the lab came up (both directions): packets received,
+        forwarded, dropped, and how late releases were (late_max_ms, late_over_1ms)."""
+        st = self.state or self.load()
+        out: dict[str, dict[str, float]] = {}
+        for link in st.links:
+            log = Path(st.state_dir) / f"delay-{link.name}.log"
+            before = log.stat().st_size
+            os.kill(st.pids[f"delay-{link.name}"], signal.SIGUSR1)
+            deadline = time.monotonic() + timeout
+            while True:
+                with log.open("rb") as f:
+                    f.seek(before)
+                    lines = [x for x in f.read().decode().splitlines() if x.startswith("stats ")]
+                if lines:
+                    out[link.name] = parse_stats(lines[-1])
+                    break
+                if time.monotonic() > deadline:
+                    raise LabError(f"the delay stage of {link.name} did not report its stats "
+                                   f"within {timeout:g} s: see {log}")
+                time.sleep(0.02)
+        return out
 
     # --- teardown -------------------------------------------------------------------------------
     def down(self, *, purge: bool = False) -> list[str]:
