@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
+import string
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,14 @@ LINKS = "50/10ms,30/20ms,20/40ms"
 TOOLS = {"iperf3": "iperf3", "mptcpize": "mptcpize", "nft": "nftables", "tc": "iproute2",
          "ethtool": "ethtool"}
 BACKENDS = ("sing-box", "shadowsocks-libev")  # the default on both ends, and the fallback
+_LABS = itertools.count()
+
+
+def lab_prefix(letter: str, tail: str = "") -> str:
+    """A prefix no other lab of this run has: the module-scoped fixtures build a lab per module,
+    and a lab built under an earlier one's prefix would remove its logs (kept when it failed)."""
+    n = next(_LABS) % 36
+    return f"{letter}{os.getpid() % 100000}{tail}{(string.digits + string.ascii_lowercase)[n]}"
 
 
 def lab_skip_reason(proxy: str | None = None) -> str | None:
@@ -37,7 +47,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     reason = lab_skip_reason()
     if reason:
         pytest.skip(reason)
-    lab = Lab(f"t{os.getpid() % 100000}")
+    lab = Lab(lab_prefix("t"))
     failed = request.session.testsfailed
     try:
         lab.up(parse_links(LINKS), proxy=False)
@@ -65,7 +75,7 @@ def _full_path(request: pytest.FixtureRequest, letter: str,
     reason = lab_skip_reason(proxy=backend)
     if reason:
         pytest.skip(reason)
-    lab = Lab(f"{letter}{os.getpid() % 100000}{backend[1]}")
+    lab = Lab(lab_prefix(letter, backend[1]))
     failed = request.session.testsfailed
     try:
         lab.up(parse_links(LINKS), proxy=True, backend=backend,

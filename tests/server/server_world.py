@@ -253,9 +253,11 @@ class World:
                    "-l", str(local_port), "-L", dest, "-u", "-t", "30"]
         p = self.spawn("client", cmd, f"tunnel-{local_port}")
         try:
-            wait_for(lambda: run(["ip", "netns", "exec", self.ns("client"), "ss", "-Hltn",
-                                  f"sport = :{local_port}"]).stdout.strip() != "",
-                     10, f"tunnel on {local_port}")
+            # both listeners: TCP first says nothing of UDP (a datagram sent before the UDP
+            # socket is bound is lost without a word; seen once with sing-box)
+            wait_for(lambda: len(run(["ip", "netns", "exec", self.ns("client"), "ss", "-Hltun",
+                                      f"sport = :{local_port}"]).stdout.splitlines()) >= 2,
+                     10, f"tunnel on {local_port} (TCP and UDP)")
             yield
         finally:
             _stop(p)

@@ -63,10 +63,9 @@ def run_demo(links: Sequence[LinkSpec], *, prefix: str = "bl", victim: str | Non
         + f"; proxy {version} on both ends: bonding-server on the server, bondingd on the "
         "router")
     try:
+        # each link set up as a wired one (WIRED_PATH): bbr for the first subflow (the global
+        # default), cubic on each link, the set-up bench/run.py measures best for clean links
         lab.up(links, proxy=True, backend=backend)
-        # The set-up bench/run.py measures best for clean links: bbr for the first subflow
-        # (the global default), cubic on each link (a path's own option).
-        lab.set_options({x.name: {"congestion_control": "cubic"} for x in lab.load().links})
         return _demo(lab, links, victim, out)
     finally:
         removed = lab.down()
