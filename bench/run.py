@@ -465,13 +465,19 @@ def footprint(seconds: float) -> None:
             f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             return (int(f[11]) + int(f[12])) / tick
 
-        c0, t0 = cpu(), time.monotonic()
+        def echoes() -> int:
+            paths = lab.status()["paths"].values()
+            return sum(t["sent"] for p in paths for f in p["families"].values()
+                       for t in f.get("targets", []))
+
+        c0, e0, t0 = cpu(), echoes(), time.monotonic()
         time.sleep(seconds)
-        c1, t1 = cpu(), time.monotonic()
+        c1, e1, t1 = cpu(), echoes(), time.monotonic()
         rss = rss_kb(pid)
         print(f"bondingd, 8 paths probing: RSS {rss / 1024:.1f} MB, CPU "
               f"{100 * (c1 - c0) / (t1 - t0):.2f}% of one core over {seconds:g} s "
-              f"(bar: ≤ 25 MB, ≤ 2%)")
+              f"(bar: ≤ 25 MB, ≤ 2%); {(e1 - e0) / (t1 - t0):.0f} echo requests/s over the "
+              f"paths' two families")
     finally:
         lab.down(purge=True)
 

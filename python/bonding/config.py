@@ -342,8 +342,9 @@ class Globals:
     enabled: bool = True
     log_level: str = "info"
     proxy: str = "auto"
-    # Probing: a round every probe_interval_ms, one echo per target (staggered); a round is good
-    # when any target answers.  The reply timeout adapts to the path's RTT within these bounds.
+    # Probing: a round every probe_interval_ms; a round is good when any target answers, so it
+    # asks the next target only while none has (bonding.probe).  The reply timeout adapts to the
+    # path's RTT within these bounds.
     probe_interval_ms: int = 150
     probe_timeout_min_ms: int = 250
     probe_timeout_ms: int = 1000

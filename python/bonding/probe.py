@@ -3,9 +3,16 @@
 One raw socket per path and address family (bondingd runs as root; ping sockets are off by
 default in a fresh network namespace): ICMP echo from the path's IPv4 address, ICMPv6 echo from
 its IPv6 address (the kernel fills in the ICMPv6 checksum, and hands over ICMPv6 messages
-without their IPv6 header).  Every round sends one echo per target, staggered over a quarter of the
-interval so that a momentarily full queue does not eat all of a round's probes at once.  A round
-ends when every target answered or the timeout (adapted to the path's RTT by the caller) passed.
+without their IPv6 header).
+
+A round is good when any target answers, so it asks one target and the next only when no answer
+came within about twice the path's RTT (never sooner than a quarter of the interval shared
+among the targets, as the rounds used to be staggered): a healthy path costs one echo per round
+instead of one per target, which halves the probe traffic on a metered radio link with the
+default two targets.  The targets take turns leading a round, so each one's figures stay fresh
+and a dead target only makes its rounds ask the next one.  A round ends when every echo sent
+answered (and no further one is needed) or the timeout (adapted to the path's RTT by the caller)
+passed; loss is counted over the echoes sent.
 """
 
 from __future__ import annotations
@@ -102,12 +109,13 @@ class TargetStats:
 @dataclass
 class _Pending:
     number: int
-    targets: int
+    targets: int  # echoes this round sends at most (fewer once an answer made the rest needless)
     sent: int = 0
     received: int = 0
     rtts: list[float] = field(default_factory=list)
     outstanding: dict[int, tuple[str, float]] = field(default_factory=dict)  # seq → (dst, sent)
     timer: asyncio.TimerHandle | None = None
+    fallbacks: list[asyncio.TimerHandle] = field(default_factory=list)  # the next targets' sends
     done: bool = False
 
 
@@ -133,9 +141,10 @@ class PathProber:
         self._seq = 0
         self._by_seq: dict[int, _Pending] = {}
         self._rounds = 0
+        self._srtt_s: float | None = None  # this prober's own smoothed RTT: when to ask the next
         self._sock: socket.socket | None = None
         self._sends: list[asyncio.TimerHandle] = []
-        # A round costs two timer callbacks per target, no task.
+        # A round costs a timer callback or two, no task.
         self._clock = Periodic(interval_s, self._round, f"probe of {device} from {source}")
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -199,15 +208,44 @@ class PathProber:
                     st.last_error = f"socket: {os.strerror(e.errno or 0)}"
                 self._finish(pending)
                 return
-        stagger = self.interval_s / 4 / max(1, len(self.targets))
-        self._sends = [h for h in self._sends if not h.cancelled()][-4 * len(self.targets):]
-        for i, target in enumerate(self.targets):
+        n = len(self.targets)
+        lead = (pending.number - 1) % n  # the targets take turns leading a round
+        order = self.targets[lead:] + self.targets[:lead]
+        step = self._patience()
+        self._sends = [h for h in self._sends if not h.cancelled()][-4 * n:]
+        for i, target in enumerate(order):
             if i == 0:
                 self._send(pending, target)
             else:
-                self._sends.append(loop.call_later(i * stagger, self._send, pending, target))
-        pending.timer = loop.call_later((len(self.targets) - 1) * stagger + self.timeout_s(),
+                h = loop.call_later(i * step, self._fallback, pending, target)
+                pending.fallbacks.append(h)
+                self._sends.append(h)
+        # the round ends when it did with every target asked at once, staggered: asking later
+        # must not make a dead path's rounds longer (nor its death noticed later); the last echo
+        # still gets at least the timeout's share
+        pending.timer = loop.call_later((n - 1) * self._stagger() + self.timeout_s(),
                                         self._finish, pending)
+
+    def _stagger(self) -> float:
+        """A quarter of the interval shared among the targets."""
+        return self.interval_s / 4 / max(1, len(self.targets))
+
+    def _patience(self) -> float:
+        """Seconds a round waits for an answer before it asks the next target: twice the RTT,
+        at least the stagger, at most the timeout's share."""
+        if self._srtt_s is None:
+            return self._stagger()
+        return max(self._stagger(), min(2 * self._srtt_s,
+                                        self.timeout_s() / max(1, len(self.targets))))
+
+    def _fallback(self, pending: _Pending, target: str) -> None:
+        """The next target's turn: asked only while the round has no answer."""
+        if pending.done:
+            return
+        if pending.received:
+            self._needless(pending)
+            return
+        self._send(pending, target)
 
     def _next_round(self) -> int:
         self._rounds += 1
@@ -262,6 +300,8 @@ class PathProber:
             if entry is None or entry[0] != src:
                 continue
             rtt = (now - entry[1]) * 1000.0
+            self._srtt_s = (rtt / 1000 if self._srtt_s is None
+                            else 0.875 * self._srtt_s + 0.125 * rtt / 1000)
             st = self.stats[src]
             st.received += 1
             st.last_rtt_ms = rtt
@@ -269,8 +309,17 @@ class PathProber:
             st.last_error = None
             pending.received += 1
             pending.rtts.append(rtt)
-            if pending.received == pending.targets:
-                self._finish(pending)
+            self._needless(pending)
+
+    def _needless(self, pending: _Pending) -> None:
+        """An answer came: the targets not asked yet are not asked this round; the round ends
+        once every echo sent has answered."""
+        for h in pending.fallbacks:
+            h.cancel()
+        pending.fallbacks.clear()
+        pending.targets = pending.sent
+        if pending.received == pending.targets:
+            self._finish(pending)
 
     def _finish(self, pending: _Pending) -> None:
         if pending.done:
@@ -278,6 +327,8 @@ class PathProber:
         pending.done = True
         if pending.timer is not None:
             pending.timer.cancel()
+        for h in pending.fallbacks:
+            h.cancel()
         for seq in pending.outstanding:
             self._by_seq.pop(seq, None)
         for target, _ in pending.outstanding.values():
@@ -285,5 +336,6 @@ class PathProber:
             if st.last_error is None:
                 st.last_error = "timeout"
         pending.outstanding.clear()
-        self.on_round(Round(sent=max(pending.sent, pending.targets), received=pending.received,
+        # the echoes sent, or (no socket) those the round would have sent: all failed
+        self.on_round(Round(sent=pending.sent or pending.targets, received=pending.received,
                             rtts_ms=tuple(pending.rtts)))

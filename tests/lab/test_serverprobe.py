@@ -11,19 +11,15 @@ server namespace.  Faults are nftables drops in the server namespace, per link.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
 import shutil
 import socket
-import subprocess
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
 
 import pytest
-from netns_thread import enter_netns
+from netns_thread import Space
 
 from bonding.core.servers import Round
 from bonding.serverprobe import ServerProber, Target, Via
@@ -34,33 +30,9 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("nft") is None, reason="needs nftables `nft`"),
 ]
 
-T = TypeVar("T")
 SERVER = "203.0.113.10"
 PORT = 65101
 VIAS = (Via("wan1", "wan1", "100.64.1.2"), Via("wan2", "wan2", "100.64.2.2"))
-
-
-class Space:
-    def __init__(self, role: str) -> None:
-        self.name = f"bsp{role}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
-        subprocess.run(["ip", "netns", "add", self.name], check=True)
-        self.pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=2, initializer=enter_netns, initargs=(f"/run/netns/{self.name}",))
-
-    def ip(self, *args: str) -> str:
-        return subprocess.run(["ip", "-n", self.name, *args], check=True, capture_output=True,
-                              text=True, timeout=10).stdout
-
-    def sh(self, *args: str, stdin: str | None = None) -> str:
-        return subprocess.run(["ip", "netns", "exec", self.name, *args], check=True, input=stdin,
-                              capture_output=True, text=True, timeout=10).stdout
-
-    def run(self, fn: Callable[..., T], *args: Any, timeout: float = 30) -> T:
-        return self.pool.submit(fn, *args).result(timeout=timeout)
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        subprocess.run(["ip", "netns", "del", self.name], check=False)
 
 
 class Listener:

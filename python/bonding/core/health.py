@@ -66,7 +66,8 @@ class Params:
 
 @dataclass(frozen=True)
 class Round:
-    """The outcome of one probe round: one echo per target."""
+    """The outcome of one probe round: the echoes it sent (one per target at most) and the
+    answers."""
 
     sent: int
     received: int

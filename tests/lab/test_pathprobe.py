@@ -1,0 +1,108 @@
+"""Path probing (bonding.probe.PathProber) against the real kernel, in two throwaway namespaces.
+
+    client ──wan1 (100.64.1.0/24)── far end (203.0.113.10 and 198.51.100.10 on lo)
+
+The prober runs in a worker thread inside the client namespace with raw ICMP sockets, as
+bondingd does; the far end's kernel answers the echoes.  Faults are nftables drops there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from netns_thread import Space
+
+from bonding.core.health import Round
+from bonding.probe import PathProber, TargetStats
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create network namespaces"),
+    pytest.mark.skipif(shutil.which("nft") is None, reason="needs nftables `nft`"),
+]
+
+TARGETS = ("203.0.113.10", "198.51.100.10")
+INTERVAL_S = 0.1
+
+
+@pytest.fixture
+def world() -> Iterator[tuple[Space, Space]]:
+    client, far = Space("pc"), Space("pf")
+    try:
+        for s in (client, far):
+            s.ip("link", "set", "lo", "up")
+        for t in TARGETS:
+            far.ip("addr", "add", f"{t}/32", "dev", "lo")
+        client.ip("link", "add", "wan1", "type", "veth", "peer", "name", "isp1",
+                  "netns", far.name)
+        client.ip("addr", "add", "100.64.1.2/24", "dev", "wan1")
+        far.ip("addr", "add", "100.64.1.1/24", "dev", "isp1")
+        client.ip("link", "set", "wan1", "up")
+        far.ip("link", "set", "isp1", "up")
+        client.ip("route", "add", "default", "via", "100.64.1.1", "table", "101")
+        client.ip("rule", "add", "from", "100.64.1.2", "lookup", "101")
+        far.sh("nft", "-f", "-", stdin="add table inet t\n"
+               "add chain inet t in { type filter hook input priority 0; }\n")
+        yield client, far
+    finally:
+        client.close()
+        far.close()
+
+
+def drop(far: Space, rule: str | None) -> None:
+    far.sh("nft", "flush", "chain", "inet", "t", "in")
+    if rule:
+        far.sh("nft", "add", "rule", "inet", "t", "in", *rule.split())
+
+
+def probe(client: Space, seconds: float) -> tuple[list[Round], dict[str, TargetStats]]:
+    """Probe wan1 every INTERVAL_S for `seconds`: the finished rounds and the targets' stats."""
+    async def body() -> tuple[list[Round], dict[str, TargetStats]]:
+        rounds: list[Round] = []
+        p = PathProber(device="wan1", source="100.64.1.2", targets=TARGETS,
+                       interval_s=INTERVAL_S, timeout_s=lambda: 0.25, on_round=rounds.append)
+        p.start()
+        await asyncio.sleep(seconds)
+        p.close()
+        return rounds, p.stats
+    return client.run(lambda: asyncio.run(body()))
+
+
+def test_a_healthy_path_costs_one_echo_a_round_and_the_targets_take_turns(
+        world: tuple[Space, Space]) -> None:
+    client, _ = world
+    rounds, stats = probe(client, 2.0)
+    assert len(rounds) >= 15
+    assert all(r.ok for r in rounds)
+    assert all((r.sent, r.received, len(r.rtts_ms)) == (1, 1, 1) for r in rounds), rounds
+    sent = [stats[t].sent for t in TARGETS]
+    assert sum(sent) == len(rounds) or sum(sent) == len(rounds) + 1  # one still out at close
+    assert min(sent) >= len(rounds) // 2 - 1, sent  # each leads every other round
+    assert all(stats[t].received > 0 and stats[t].last_error is None for t in TARGETS)
+
+
+def test_a_dead_target_makes_its_rounds_ask_the_next_one(world: tuple[Space, Space]) -> None:
+    client, far = world
+    drop(far, f"ip daddr {TARGETS[1]} drop")
+    rounds, stats = probe(client, 2.0)
+    assert all(r.ok for r in rounds)  # the path is fine: the other target answers
+    # rounds led by the dead target sent two echoes, got one answer
+    assert {(r.sent, r.received) for r in rounds} == {(1, 1), (2, 1)}, rounds
+    dead, live = stats[TARGETS[1]], stats[TARGETS[0]]
+    assert dead.received == 0 and dead.sent >= len(rounds) // 2 - 1
+    assert dead.last_error == "timeout"
+    assert live.received >= len(rounds) - 1  # asked every round
+
+
+def test_a_blackholed_path_fails_its_rounds_after_asking_every_target(
+        world: tuple[Space, Space]) -> None:
+    client, far = world
+    drop(far, "iifname isp1 drop")
+    rounds, stats = probe(client, 1.5)
+    assert len(rounds) >= 8
+    assert all(not r.ok and r.sent == 2 and r.received == 0 for r in rounds), rounds
+    assert all(stats[t].last_error == "timeout" and stats[t].received == 0 for t in TARGETS)
