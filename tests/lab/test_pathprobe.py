@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from netns_thread import Space
+from netns_thread import Space, client_and_far_end, drop
 
 from bonding.core.health import Round
 from bonding.probe import PathProber, TargetStats
@@ -31,32 +31,8 @@ INTERVAL_S = 0.1
 
 @pytest.fixture
 def world() -> Iterator[tuple[Space, Space]]:
-    client, far = Space("pc"), Space("pf")
-    try:
-        for s in (client, far):
-            s.ip("link", "set", "lo", "up")
-        for t in TARGETS:
-            far.ip("addr", "add", f"{t}/32", "dev", "lo")
-        client.ip("link", "add", "wan1", "type", "veth", "peer", "name", "isp1",
-                  "netns", far.name)
-        client.ip("addr", "add", "100.64.1.2/24", "dev", "wan1")
-        far.ip("addr", "add", "100.64.1.1/24", "dev", "isp1")
-        client.ip("link", "set", "wan1", "up")
-        far.ip("link", "set", "isp1", "up")
-        client.ip("route", "add", "default", "via", "100.64.1.1", "table", "101")
-        client.ip("rule", "add", "from", "100.64.1.2", "lookup", "101")
-        far.sh("nft", "-f", "-", stdin="add table inet t\n"
-               "add chain inet t in { type filter hook input priority 0; }\n")
-        yield client, far
-    finally:
-        client.close()
-        far.close()
-
-
-def drop(far: Space, rule: str | None) -> None:
-    far.sh("nft", "flush", "chain", "inet", "t", "in")
-    if rule:
-        far.sh("nft", "add", "rule", "inet", "t", "in", *rule.split())
+    with client_and_far_end(TARGETS, links=1) as w:
+        yield w
 
 
 def probe(client: Space, seconds: float) -> tuple[list[Round], dict[str, TargetStats]]:

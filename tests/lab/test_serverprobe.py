@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from netns_thread import Space
+from netns_thread import Space, client_and_far_end, drop
 
 from bonding.core.servers import Round
 from bonding.serverprobe import ServerProber, Target, Via
@@ -82,38 +82,14 @@ class Listener:
 
 @pytest.fixture
 def world() -> Iterator[tuple[Space, Space]]:
-    client, server = Space("c"), Space("s")
-    try:
-        for s in (client, server):
-            s.ip("link", "set", "lo", "up")
-        server.ip("addr", "add", f"{SERVER}/32", "dev", "lo")
-        for i in (1, 2):
-            client.ip("link", "add", f"wan{i}", "type", "veth", "peer", "name", f"isp{i}",
-                      "netns", server.name)
-            client.ip("addr", "add", f"100.64.{i}.2/24", "dev", f"wan{i}")
-            server.ip("addr", "add", f"100.64.{i}.1/24", "dev", f"isp{i}")
-            client.ip("link", "set", f"wan{i}", "up")
-            server.ip("link", "set", f"isp{i}", "up")
-            client.ip("route", "add", "default", "via", f"100.64.{i}.1", "table", str(100 + i))
-            client.ip("rule", "add", "from", f"100.64.{i}.2", "lookup", str(100 + i))
-        server.sh("nft", "-f", "-", stdin="add table inet t\n"
-                  "add chain inet t in { type filter hook input priority 0; }\n")
-        yield client, server
-    finally:
-        client.close()
-        server.close()
+    with client_and_far_end([SERVER], links=2) as w:
+        yield w
 
 
 def _open_sockets(client: Space) -> list[str]:
     """The client's TCP sockets towards the server in any state but TIME-WAIT."""
     out = client.sh("ss", "-Htan", f"dst {SERVER}")
     return [ln for ln in out.splitlines() if ln.strip() and not ln.startswith("TIME-WAIT")]
-
-
-def drop(server: Space, link: str | None) -> None:
-    server.sh("nft", "flush", "chain", "inet", "t", "in")
-    if link:
-        server.sh("nft", "add", "rule", "inet", "t", "in", "iifname", link, "drop")
 
 
 def one_round(client: Space, timeout_s: float = 0.4, port: int = PORT,
@@ -164,14 +140,14 @@ def test_each_probe_leaves_by_its_own_link(world: tuple[Space, Space]) -> None:
     client, server = world
     lis = Listener(server)
     try:
-        drop(server, "isp2")  # the second link is a blackhole
+        drop(server, "iifname isp2 drop")  # the second link is a blackhole
         r, took = one_round(client, timeout_s=0.3)
         by = {a.path: a for a in r.attempts}
         assert by["wan1"].ok and not by["wan2"].ok
         assert by["wan2"].error == "no answer within 300 ms"
         assert r.ok  # one path dying is not the server dying
         assert 0.28 < took < 0.6
-        drop(server, "isp1")
+        drop(server, "iifname isp1 drop")
         r, _ = one_round(client, timeout_s=0.3)
         by = {a.path: a for a in r.attempts}
         assert not by["wan1"].ok and by["wan2"].ok
