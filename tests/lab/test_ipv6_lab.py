@@ -120,7 +120,10 @@ def test_ipv6_endpoints_rules_and_routes_of_every_path(fresh6: Lab) -> None:
         assert (f6["state"], f6["probed"], f6["carrying"], f6["address"], f6["gateway"]) == (
             "up", True, True, x.router_addr6, x.isp_addr6)
         assert {t["address"] for t in f6["targets"]} == {SERVER_ADDR6, TARGET_ADDR6}
-        assert all(t["received"] > 0 for t in f6["targets"])
+        # each target answers (they take turns leading the rounds: the second one's first
+        # turn may come after the family went up on the first answer)
+        assert wait_for(lambda n=x.name: all(
+            t["received"] > 0 for t in families(fresh6, n)["ipv6"]["targets"]), 3), f6
         assert f6["rtt_ms"] >= 2 * x.delay_ms  # the link's delay, each way
         assert fresh6.status()["paths"][x.name]["address6"] == x.router_addr6
 
