@@ -152,7 +152,7 @@ def _ipv6_unicast(raw: str, v4_hint: str) -> ipaddress.IPv6Address:
     return ip
 
 
-def _global6(raw: str, v4_hint: str) -> str:
+def global6(raw: str, v4_hint: str) -> str:
     """An IPv6 address reachable over the internet (what servers and probe targets are)."""
     ip = _ipv6_unicast(raw, v4_hint)
     if ip in _LINK_LOCAL6:
@@ -165,7 +165,7 @@ def _global6(raw: str, v4_hint: str) -> str:
 
 
 def _server_address6(raw: str) -> str:
-    return _global6(raw, "the server's IPv4 address goes in option address")
+    return global6(raw, "the server's IPv4 address goes in option address")
 
 
 def _gateway6(raw: str) -> str:
@@ -177,7 +177,7 @@ def _probe_target(raw: str) -> str:
     """An IPv4 address, or a global IPv6 address (probed over the paths' IPv6)."""
     v = raw.strip()
     if _is_ipv6(v):
-        return _global6(v, "probe targets may be IPv4 addresses too")
+        return global6(v, "probe targets may be IPv4 addresses too")
     try:
         return str(ipaddress.IPv4Address(v))
     except ValueError:

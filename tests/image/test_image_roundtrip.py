@@ -83,8 +83,8 @@ def _server_cli(state: Path, *args: str) -> str:
     return res.stdout
 
 
-@pytest.fixture
-def server_state(tmp_path: Path) -> tuple[Path, str, int]:
+@pytest.fixture(params=[None, "2001:db8:203::10"], ids=["ipv4", "ipv6-too"])
+def server_state(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[Path, str, int]:
     if importlib.util.find_spec("bonding.server") is None:
         pytest.skip("python/bonding/server is not there yet")
     from bonding.server.model import ServerConfig, new_client
@@ -94,7 +94,7 @@ def server_state(tmp_path: Path) -> tuple[Path, str, int]:
     store = Store(state)
     store.ensure_dirs()
     store.save_server(ServerConfig(public_address="203.0.113.10", systemd=False, user="nobody",
-                                   proxy="sing-box"))
+                                   proxy="sing-box", public_address6=request.param))
     client = new_client("x", 65107, None, "2022-blake3-aes-128-gcm")
     store.write(client)
     return state, client.key, client.port
@@ -114,6 +114,9 @@ def test_bonding_server_entry(tmp_path: Path, server_state: tuple[Path, str, int
     (srv,) = cfg.servers
     assert (srv.name, srv.address, srv.port, srv.protocol) == (
         "x", "203.0.113.10", port, "shadowsocks")
+    # its IPv6 address when `init --public-address6` gave it one: the LAN's IPv6 is proxied
+    address6 = json.loads((state / "server.json").read_text())["public_address6"]
+    assert srv.address6 == address6
     # a sing-box server: Shadowsocks-2022 and UDP inside the bonded connection
     assert (srv.cipher, srv.udp_over_tcp) == ("2022-blake3-aes-128-gcm", True)
     sec = secrets.section("x")

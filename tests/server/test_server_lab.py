@@ -79,8 +79,9 @@ def test_second_init_changes_nothing_and_repairs_tampering(world: World,
 def test_client_json_and_target_sees_server_address(world: World,
                                                     served: dict[str, Any]) -> None:
     c = served["c20"]
-    assert set(c) == {"name", "address", "port", "protocol", "cipher", "key", "rate_mbit",
-                      "udp_over_tcp"}
+    assert set(c) == {"name", "address", "address6", "port", "protocol", "cipher", "key",
+                      "rate_mbit", "udp_over_tcp"}
+    assert c["address6"] is None  # this server was set up without one
     sing_box = world.proxy == "sing-box"
     assert (c["address"], c["protocol"], c["cipher"], c["rate_mbit"], c["udp_over_tcp"]) == (
         SERVER_ADDR, "shadowsocks",

@@ -164,13 +164,13 @@ def test_proxy_and_cipher_choices() -> None:
 
 def test_client_json() -> None:
     assert client_json(CLIENT, SERVER) == {
-        "name": "home_1", "address": "203.0.113.10", "port": 65101, "protocol": "shadowsocks",
-        "cipher": "chacha20-ietf-poly1305", "key": CLIENT.key, "rate_mbit": 20.0,
-        "udp_over_tcp": False}
+        "name": "home_1", "address": "203.0.113.10", "address6": None, "port": 65101,
+        "protocol": "shadowsocks", "cipher": "chacha20-ietf-poly1305", "key": CLIENT.key,
+        "rate_mbit": 20.0, "udp_over_tcp": False}
     assert client_json(SB_CLIENT, SB_SERVER) == {
-        "name": "home_1", "address": "203.0.113.10", "port": 65101, "protocol": "shadowsocks",
-        "cipher": "2022-blake3-aes-128-gcm", "key": SB_KEY, "rate_mbit": None,
-        "udp_over_tcp": True}
+        "name": "home_1", "address": "203.0.113.10", "address6": None, "port": 65101,
+        "protocol": "shadowsocks", "cipher": "2022-blake3-aes-128-gcm", "key": SB_KEY,
+        "rate_mbit": None, "udp_over_tcp": True}
 
 
 UCI = """\

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from server_fakehost import FakeHost
 
+from bonding import config
+from bonding import uci as uci_mod
 from bonding.server import cli, plan, service
 from bonding.server.model import Client, ServerConfig, ServerError, UsageError
 from bonding.server.store import Store
@@ -427,8 +429,8 @@ def test_cli_flow_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     code, out, err = _main(capsys, host, state, "add-client", "--name", "lab", "--json")
     assert code == 0, err
     lab = json.loads(out)
-    assert set(lab) == {"name", "address", "port", "protocol", "cipher", "key", "rate_mbit",
-                        "udp_over_tcp"}
+    assert set(lab) == {"name", "address", "address6", "port", "protocol", "cipher", "key",
+                        "rate_mbit", "udp_over_tcp"}
     assert (lab["cipher"], lab["udp_over_tcp"]) == ("2022-blake3-aes-128-gcm", True)
     assert "no supervisor is running" in err
     code, out, _ = _main(capsys, host, state, "show-client", "lab")
@@ -475,3 +477,47 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert cli.main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"bonding-server {bonding.__version__}"
+
+
+def test_public_address6_reaches_the_routers_uci_and_stays_until_cleared(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], as_root: None) -> None:
+    host, state = FakeHost(), tmp_path / "s"
+    code, out, err = _main(capsys, host, state, *INIT, "--public-address6", "2001:DB8:203::10")
+    assert code == 0, err
+    assert "IPv6 address 2001:db8:203::10" in out
+    code, out, _ = _main(capsys, host, state, "add-client", "--name", "lab", "--json")
+    assert json.loads(out)["address6"] == "2001:db8:203::10"
+    uci = _main(capsys, host, state, "show-client", "lab")[1]
+    assert "\toption address '203.0.113.10'\n\toption address6 '2001:db8:203::10'\n" in uci
+    assert "set bonding.lab.address6='2001:db8:203::10'\n" in uci
+    # the router takes what add-client prints: its own parser accepts the section
+    section = uci.split("# /etc/config/bonding_secrets")[0]
+    cfg, problems = config.from_sections(uci_mod.loads(section, "bonding").sections)
+    assert problems == [] and cfg.servers[0].address6 == "2001:db8:203::10"
+    # a later init without the flag keeps it; --clear-address6 forgets it
+    assert _main(capsys, host, state, *INIT)[0] == 0
+    assert "address6" in _main(capsys, host, state, "show-client", "lab")[1]
+    assert _main(capsys, host, state, *INIT, "--clear-address6")[0] == 0
+    assert "address6" not in _main(capsys, host, state, "show-client", "lab")[1]
+    assert json.loads(_main(capsys, host, state, "--json", "status")[1])["address6"] is None
+    # settings written before IPv6 (no key) load
+    raw = json.loads((state / "server.json").read_text())
+    del raw["public_address6"]
+    assert ServerConfig.from_json(raw).public_address6 is None
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--public-address6", "203.0.113.10"], "bad public IPv6 address '203.0.113.10': an IPv4 "
+     "address: the IPv4 address or DNS name goes in --public-address"),
+    (["--public-address6", "fe80::1"], "a link-local address"),
+    (["--public-address6", "vps.example.com"], "not an IPv6 address"),
+    (["--public-address6", "2001:db8::1", "--clear-address6"], "contradict each other"),
+])
+def test_bad_public_address6_is_named_and_nothing_is_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], as_root: None, args: list[str],
+        message: str) -> None:
+    host, state = FakeHost(), tmp_path / "s"
+    code, _, err = _main(capsys, host, state, *INIT, *args)
+    assert code == 2 and message in err, err
+    assert not (state / "server.json").exists()
+

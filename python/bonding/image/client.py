@@ -6,8 +6,9 @@ Two forms are accepted (interfaces.md):
   section of /etc/config/bonding_secrets with ``option key``, and optionally the ``uci batch``
   heredoc that says the same again.  When both the sections and the batch are there they must
   agree.
-- the ``--json`` form: ``{"name", "address", "port", "protocol", "cipher", "key", "rate_mbit",
-  "udp_over_tcp"}`` (a list of such objects is taken too).
+- the ``--json`` form: ``{"name", "address", "address6", "port", "protocol", "cipher", "key",
+  "rate_mbit", "udp_over_tcp"}`` (a list of such objects is taken too; ``address6`` may be null
+  or absent).
 
 Every value is checked with bondingd's own validators (`bonding.config`), so what is accepted here
 is what the router's daemon accepts, and each problem names the entry, the field and the value.
@@ -28,7 +29,7 @@ DEFAULT_CIPHER: Final = "chacha20-ietf-poly1305"  # what add-client hands out (i
 DEFAULT_PROTOCOL: Final = "shadowsocks"
 
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9_]{1,32}")
-_FIELDS: Final = ("address", "port", "protocol", "cipher", "udp_over_tcp")
+_FIELDS: Final = ("address", "address6", "port", "protocol", "cipher", "udp_over_tcp")
 
 
 class ClientError(ValueError):
@@ -46,6 +47,7 @@ class ServerEntry:
     cipher: str
     key: str
     udp_over_tcp: bool = False  # the server takes UDP inside the bonded connection
+    address6: str | None = None  # its IPv6 address: the router proxies its LAN's IPv6 too
 
 
 def _check_key(where: str, name: str, key: str, cipher: str) -> None:
@@ -88,7 +90,7 @@ def make_entry(where: str, name: str, options: Mapping[str, str], key: str | Non
     (srv,) = cfg.servers
     _check_key(where, srv.name, key, srv.cipher)
     return ServerEntry(srv.name, srv.address, srv.port, srv.protocol, srv.cipher, key,
-                       srv.udp_over_tcp)
+                       srv.udp_over_tcp, srv.address6)
 
 
 # --- the text form ------------------------------------------------------------------------------
@@ -229,12 +231,15 @@ def _json_entry(obj: Any, where: str) -> ServerEntry:
     for f in ("name", "address", "key", "protocol", "cipher"):
         if f in obj and not isinstance(obj[f], str):
             raise ClientError(f"{where}: '{f}' is {obj[f]!r}; a string")
+    if obj.get("address6") is not None and not isinstance(obj["address6"], str):
+        raise ClientError(f"{where}: 'address6' is {obj['address6']!r}; a string or null")
     uot = obj.get("udp_over_tcp", False)
     if not isinstance(uot, bool):
         raise ClientError(f"{where}: 'udp_over_tcp' is {uot!r}; true or false")
     opts = {"address": obj["address"], "port": str(port),
             "protocol": obj.get("protocol", DEFAULT_PROTOCOL),
-            "cipher": obj.get("cipher", DEFAULT_CIPHER), "udp_over_tcp": str(int(uot))}
+            "cipher": obj.get("cipher", DEFAULT_CIPHER), "udp_over_tcp": str(int(uot)),
+            **({"address6": obj["address6"]} if obj.get("address6") else {})}
     return make_entry(where, obj["name"], opts, obj["key"])
 
 

@@ -236,6 +236,8 @@ def render(plan: Plan) -> str:
         out += [
             f"u set {b}=server",
             f"u set {b}.address={sq(s.address)}",
+            (f"u set {b}.address6={sq(s.address6)}" if s.address6
+             else f"u get {b}.address6 >/dev/null && u delete {b}.address6"),
             f"u set {b}.port={sq(str(s.port))}",
             f"u set {b}.protocol={sq(s.protocol)}",
             f"u set {b}.cipher={sq(s.cipher)}",

@@ -474,9 +474,10 @@ class Lab:
         st.proxy = True
         st.server_state_dir = str(Path(st.state_dir) / "server")
         self.save()
-        address = SERVER_ADDR if role == "server" else SERVER2_ADDR
-        self.server_cli("init", "--no-systemd", "--user", PROXY_USER, "--public-address",
-                        address, "--proxy", st.backend, role=role)
+        address = ["--public-address", SERVER_ADDR, "--public-address6", SERVER_ADDR6] \
+            if role == "server" else ["--public-address", SERVER2_ADDR]
+        self.server_cli("init", "--no-systemd", "--user", PROXY_USER, *address, "--proxy",
+                        st.backend, role=role)
         client: dict[str, Any] = json.loads(
             self.server_cli("add-client", "--name", CLIENT_NAME, "--json", role=role).stdout)
         st.client_ports[role] = int(client["port"])
@@ -548,18 +549,20 @@ class Lab:
             "proxy": "none",  # bondingd alone (the full path sets its proxy below)
         }
         # one section per server: 'lab', 'lab2' (in order: the first is preferred); the first
-        # has an IPv6 address too (LAN IPv6 is proxied while it is the one in use)
+        # has an IPv6 address too (LAN IPv6 is proxied while it is the one in use), which its
+        # add-client prints
         server_opts: list[dict[str, str | tuple[str, ...]]] = [
-            {"address": SERVER_ADDR, "port": "65101"}]
+            {"address": SERVER_ADDR, "address6": SERVER_ADDR6, "port": "65101"}]
         if clients is not None:
             g.update({"proxy": self.state.backend, "lan_device": LAN_DEVICE,
                       "bypass": LAB_BYPASS, "bypass6": LAB_BYPASS6})
             server_opts = [{
                 "address": str(c["address"]), "port": str(c["port"]),
                 "protocol": str(c["protocol"]), "cipher": str(c["cipher"]),
-                "udp_over_tcp": "1" if c.get("udp_over_tcp") else "0"} for c in clients]
+                "udp_over_tcp": "1" if c.get("udp_over_tcp") else "0",
+                **({"address6": str(c["address6"])} if c.get("address6") else {}),
+            } for c in clients]
         names = [CLIENT_NAME + ("" if i == 0 else str(i + 1)) for i in range(len(server_opts))]
-        server_opts[0]["address6"] = SERVER_ADDR6
         if self.state.tunnel6:
             server_opts[0]["address"] = SERVER_ADDR6
         servers = [uci.Section("server", n, o) for n, o in zip(names, server_opts, strict=True)]

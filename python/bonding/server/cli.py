@@ -53,6 +53,7 @@ from bonding.server.model import (
     client_json,
     client_uci,
     validate_address,
+    validate_address6,
     validate_cipher,
     validate_interface,
     validate_name,
@@ -86,6 +87,13 @@ def _parser() -> argparse.ArgumentParser:
                           "firewall, shaping and systemd units (idempotent)")
     init.add_argument("--public-address", metavar="ADDR",
                       help="address the clients connect to (default: the routing table's)")
+    init.add_argument("--public-address6", metavar="ADDR6",
+                      help="this server's global IPv6 address, for the clients: add-client then "
+                      "prints it (option address6) and the routers proxy their LAN's IPv6 "
+                      "through this server (default: the stored one, none at first)")
+    init.add_argument("--clear-address6", action="store_true",
+                      help="forget the IPv6 address (the routers then route their LAN's IPv6 "
+                      "natively)")
     mode = init.add_mutually_exclusive_group()
     mode.add_argument("--no-systemd", dest="systemd", action="store_false", default=None,
                       help="no units: `bonding-server run` supervises the proxies (the lab)")
@@ -137,6 +145,8 @@ def _prevalidate(args: argparse.Namespace) -> None:
     if args.cmd == "init":
         if args.public_address is not None:
             validate_address(args.public_address)
+        if args.public_address6 is not None:
+            validate_address6(args.public_address6)
         if args.user is not None:
             validate_user(args.user)
         if args.interface is not None:
@@ -145,6 +155,9 @@ def _prevalidate(args: argparse.Namespace) -> None:
             validate_network(a)
         if args.allow and args.clear_allow:
             raise UsageError("--allow and --clear-allow contradict each other: give one")
+        if args.public_address6 is not None and args.clear_address6:
+            raise UsageError("--public-address6 and --clear-address6 contradict each other: "
+                             "give one")
     elif args.cmd == "add-client":
         if args.name is not None:
             validate_name(args.name)
@@ -189,7 +202,9 @@ def dispatch(args: argparse.Namespace, host: HostAPI, store: Store) -> Any:
     if cmd == "init":
         allow = () if args.clear_allow else (tuple(args.allow) if args.allow else None)
         out = service.init(host, store, service.InitOptions(
-            public_address=args.public_address, systemd=args.systemd, user=args.user,
+            public_address=args.public_address,
+            public_address6="" if args.clear_address6 else args.public_address6,
+            systemd=args.systemd, user=args.user,
             interface=args.interface, allow=allow, proxy=args.proxy))
         _notes(out.notes)
         if not as_json:

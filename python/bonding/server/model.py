@@ -111,6 +111,17 @@ def validate_address(text: str) -> str:
                      "clients use to reach this server, e.g. --public-address 203.0.113.10")
 
 
+def validate_address6(text: str) -> str:
+    """The server's public IPv6 address: routers reach it over their links' IPv6 and proxy
+    their LAN's IPv6 through it."""
+    try:
+        return config.global6(text, "the IPv4 address or DNS name goes in --public-address")
+    except ValueError as e:
+        raise UsageError(f"bad public IPv6 address {text!r}: {e}; give the global IPv6 address "
+                         "the clients reach this server at, e.g. --public-address6 "
+                         "2001:db8::10") from None
+
+
 def validate_proxy(text: str) -> str:
     if text not in PROXIES:
         raise UsageError(f"bad proxy {text!r}: use one of {', '.join(PROXIES)}")
@@ -156,9 +167,11 @@ class ServerConfig:
     interface: str | None = None  # egress device for shaping; None: the default route's device
     allow: tuple[str, ...] = ()  # networks the proxies may reach despite the block list
     proxy: str = DEFAULT_PROXY
+    public_address6: str | None = None  # its IPv6 address for the clients, when it has one
 
     def to_json(self) -> dict[str, Any]:
         return {"version": RECORD_VERSION, "public_address": self.public_address,
+                "public_address6": self.public_address6,
                 "systemd": self.systemd, "user": self.user, "interface": self.interface,
                 "allow": list(self.allow), "proxy": self.proxy}
 
@@ -167,10 +180,13 @@ class ServerConfig:
         if not isinstance(raw, Mapping):
             raise ValueError("not a JSON object")
         interface = raw.get("interface")
+        address6 = raw.get("public_address6")  # absent in settings written before IPv6
         allow = raw.get("allow", [])
         if not isinstance(raw.get("systemd"), bool) or not isinstance(allow, list):
             raise ValueError("field 'systemd' or 'allow' has the wrong type")
         return cls(public_address=validate_address(str(raw["public_address"])),
+                   public_address6=None if address6 is None else validate_address6(
+                       str(address6)),
                    systemd=raw["systemd"], user=validate_user(str(raw["user"])),
                    interface=None if interface is None else validate_interface(str(interface)),
                    allow=tuple(validate_network(str(x)) for x in allow),
@@ -252,8 +268,9 @@ def udp_over_tcp(server: ServerConfig) -> bool:
 
 
 def client_json(client: Client, server: ServerConfig) -> dict[str, Any]:
-    return {"name": client.name, "address": server.public_address, "port": client.port,
-            "protocol": PROTOCOL, "cipher": client.cipher, "key": client.key,
+    return {"name": client.name, "address": server.public_address,
+            "address6": server.public_address6, "port": client.port, "protocol": PROTOCOL,
+            "cipher": client.cipher, "key": client.key,
             "rate_mbit": client.rate_mbit, "udp_over_tcp": udp_over_tcp(server)}
 
 
@@ -262,6 +279,8 @@ def client_uci(client: Client, server: ServerConfig) -> str:
     n, addr = client.name, server.public_address
     options = [("address", addr), ("port", str(client.port)), ("protocol", PROTOCOL),
                ("cipher", client.cipher)]
+    if server.public_address6:  # the router proxies its LAN's IPv6 through this server too
+        options.insert(1, ("address6", server.public_address6))
     if udp_over_tcp(server):
         options.append(("udp_over_tcp", "1"))
     lines = [f"# bonding client '{n}' for server {addr}", f"config server '{n}'"]

@@ -30,6 +30,7 @@ from bonding.server.model import (
     new_client,
     pick_port,
     validate_address,
+    validate_address6,
     validate_cipher,
     validate_interface,
     validate_name,
@@ -245,6 +246,7 @@ def _systemd(host: HostAPI, cfg: ServerConfig, facts: plan.Facts) -> list[Step]:
 @dataclass(frozen=True)
 class InitOptions:
     public_address: str | None = None
+    public_address6: str | None = None  # None: keep the stored one; "": forget it
     systemd: bool | None = None  # None: keep the stored choice; a fresh init asks the host
     user: str | None = None
     interface: str | None = None
@@ -255,6 +257,8 @@ class InitOptions:
 def init(host: HostAPI, store: Store, opts: InitOptions) -> Outcome:
     # Syntax first: a bad value is reported before anything is looked at or written.
     address = validate_address(opts.public_address) if opts.public_address else None
+    address6 = (validate_address6(opts.public_address6) if opts.public_address6
+                else opts.public_address6)
     user = validate_user(opts.user) if opts.user else None
     interface = validate_interface(opts.interface) if opts.interface else None
     allow = None if opts.allow is None else tuple(validate_network(a) for a in opts.allow)
@@ -292,7 +296,10 @@ def init(host: HostAPI, store: Store, opts: InitOptions) -> Outcome:
         if interface is not None and not host.link_exists(interface):
             raise UsageError(f"interface {interface!r} does not exist here: `ip link` lists "
                              "the devices")
-        cfg = ServerConfig(public_address=address, systemd=systemd, user=user,
+        if address6 is None:
+            address6 = old.public_address6 if old else None
+        cfg = ServerConfig(public_address=address, public_address6=address6 or None,
+                           systemd=systemd, user=user,
                            interface=interface or (old.interface if old else None),
                            allow=allow if allow is not None else (old.allow if old else ()),
                            proxy=proxy)
@@ -320,7 +327,9 @@ def init(host: HostAPI, store: Store, opts: InitOptions) -> Outcome:
 def _describe(cfg: ServerConfig) -> str:
     mode = "systemd" if cfg.systemd else "no systemd (`bonding-server run` supervises)"
     allow = f", allow {' '.join(cfg.allow)}" if cfg.allow else ""
-    return (f"proxy {cfg.proxy}, address {cfg.public_address}, {mode}, user {cfg.user}, "
+    address6 = f", IPv6 address {cfg.public_address6}" if cfg.public_address6 else ""
+    return (f"proxy {cfg.proxy}, address {cfg.public_address}{address6}, {mode}, "
+            f"user {cfg.user}, "
             f"interface {cfg.interface or 'of the default route'}{allow}")
 
 
@@ -541,7 +550,8 @@ def status(host: HostAPI, store: Store,
             bytes_in=counters.get(plan.counter_name(c.name, "in"), (0, None))[1],
             bytes_out=counters.get(plan.counter_name(c.name, "out"), (0, None))[1])
         rows.append(row)
-    return {"address": cfg.public_address, "proxy": cfg.proxy,
+    return {"address": cfg.public_address, "address6": cfg.public_address6,
+            "proxy": cfg.proxy,
             "mode": "systemd" if cfg.systemd else "supervisor",
             "supervisor_pid": None if cfg.systemd else (sup or {}).get("pid"),
             "refused_packets": counters.get("refused", (None, 0))[0], "clients": rows}
