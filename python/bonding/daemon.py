@@ -442,13 +442,22 @@ class Daemon:
                         device=rt.device, source=f.address, targets=f.targets,
                         interval_s=g.probe_interval_ms / 1000,
                         timeout_s=functools.partial(self._timeout, rt.cfg.name, f.family),
+                        srtt_s=functools.partial(self._srtt, rt.cfg.name, f.family),
                         on_round=functools.partial(self.on_round, rt.cfg.name, f.family))
                     f.prober.start()
             self._after_change(rt, before)  # which families count may have changed
 
-    def _timeout(self, name: str, family: int = 4) -> float:
+    def _family_health(self, name: str, family: int) -> Health:
         rt = self.paths.get(name)
-        return (rt.family(family).health if rt else Health()).timeout_ms(self.params) / 1000
+        return rt.family(family).health if rt else Health()
+
+    def _timeout(self, name: str, family: int = 4) -> float:
+        return self._family_health(name, family).timeout_ms(self.params) / 1000
+
+    def _srtt(self, name: str, family: int) -> float | None:
+        """The family's smoothed probe RTT in seconds (its prober's patience), None unknown."""
+        srtt_ms = self._family_health(name, family).srtt_ms
+        return None if srtt_ms is None else srtt_ms / 1000
 
     # --- actions --------------------------------------------------------------------------------
     def schedule_reconcile(self) -> None:

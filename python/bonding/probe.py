@@ -128,22 +128,22 @@ class PathProber:
 
     def __init__(self, *, device: str, source: str, targets: tuple[str, ...],
                  interval_s: float, timeout_s: Callable[[], float],
-                 on_round: RoundCallback) -> None:
+                 srtt_s: Callable[[], float | None], on_round: RoundCallback) -> None:
         self.device = device
         self.source = source
         self.targets = targets
         self.interval_s = interval_s
         self.timeout_s = timeout_s
+        self.srtt_s = srtt_s  # the path's smoothed RTT (None: not known yet), kept by the caller
         self.on_round = on_round
         self.v6 = ":" in source
         self.stats = {t: TargetStats(t) for t in targets}
         self._ident = (os.getpid() * 31 + id(self)) & 0xFFFF
         self._seq = 0
-        self._by_seq: dict[int, _Pending] = {}
+        self._by_seq: dict[int, _Pending] = {}  # echo seq → its round
+        self._unfinished: dict[int, _Pending] = {}  # round number → a round not finished yet
         self._rounds = 0
-        self._srtt_s: float | None = None  # this prober's own smoothed RTT: when to ask the next
         self._sock: socket.socket | None = None
-        self._sends: list[asyncio.TimerHandle] = []
         # A round costs a timer callback or two, no task.
         self._clock = Periodic(interval_s, self._round, f"probe of {device} from {source}")
 
@@ -154,13 +154,10 @@ class PathProber:
     def close(self) -> None:
         """Stop probing now: no round is started or reported after this."""
         self._clock.stop()
-        for h in self._sends:
-            h.cancel()
-        self._sends.clear()
-        for p in list(self._by_seq.values()):
+        for p in self._unfinished.values():
             p.done = True
-            if p.timer is not None:
-                p.timer.cancel()
+            _cancel(p)
+        self._unfinished.clear()
         self._by_seq.clear()
         self._close()
 
@@ -208,23 +205,20 @@ class PathProber:
                     st.last_error = f"socket: {os.strerror(e.errno or 0)}"
                 self._finish(pending)
                 return
+        self._unfinished[pending.number] = pending
         n = len(self.targets)
         lead = (pending.number - 1) % n  # the targets take turns leading a round
         order = self.targets[lead:] + self.targets[:lead]
         step = self._patience()
-        self._sends = [h for h in self._sends if not h.cancelled()][-4 * n:]
-        for i, target in enumerate(order):
-            if i == 0:
-                self._send(pending, target)
-            else:
-                h = loop.call_later(i * step, self._fallback, pending, target)
-                pending.fallbacks.append(h)
-                self._sends.append(h)
+        # the next targets' turns, cancelled by the round's first answer (_needless)
+        pending.fallbacks = [loop.call_later(i * step, self._send, pending, target)
+                             for i, target in enumerate(order[1:], 1)]
         # the round ends when it did with every target asked at once, staggered: asking later
         # must not make a dead path's rounds longer (nor its death noticed later); the last echo
         # still gets at least the timeout's share
         pending.timer = loop.call_later((n - 1) * self._stagger() + self.timeout_s(),
                                         self._finish, pending)
+        self._send(pending, order[0])
 
     def _stagger(self) -> float:
         """A quarter of the interval shared among the targets."""
@@ -233,19 +227,10 @@ class PathProber:
     def _patience(self) -> float:
         """Seconds a round waits for an answer before it asks the next target: twice the RTT,
         at least the stagger, at most the timeout's share."""
-        if self._srtt_s is None:
+        srtt = self.srtt_s()
+        if srtt is None:
             return self._stagger()
-        return max(self._stagger(), min(2 * self._srtt_s,
-                                        self.timeout_s() / max(1, len(self.targets))))
-
-    def _fallback(self, pending: _Pending, target: str) -> None:
-        """The next target's turn: asked only while the round has no answer."""
-        if pending.done:
-            return
-        if pending.received:
-            self._needless(pending)
-            return
-        self._send(pending, target)
+        return max(self._stagger(), min(2 * srtt, self.timeout_s() / max(1, len(self.targets))))
 
     def _next_round(self) -> int:
         self._rounds += 1
@@ -300,8 +285,6 @@ class PathProber:
             if entry is None or entry[0] != src:
                 continue
             rtt = (now - entry[1]) * 1000.0
-            self._srtt_s = (rtt / 1000 if self._srtt_s is None
-                            else 0.875 * self._srtt_s + 0.125 * rtt / 1000)
             st = self.stats[src]
             st.received += 1
             st.last_rtt_ms = rtt
@@ -325,10 +308,8 @@ class PathProber:
         if pending.done:
             return
         pending.done = True
-        if pending.timer is not None:
-            pending.timer.cancel()
-        for h in pending.fallbacks:
-            h.cancel()
+        self._unfinished.pop(pending.number, None)
+        _cancel(pending)
         for seq in pending.outstanding:
             self._by_seq.pop(seq, None)
         for target, _ in pending.outstanding.values():
@@ -339,3 +320,11 @@ class PathProber:
         # the echoes sent, or (no socket) those the round would have sent: all failed
         self.on_round(Round(sent=pending.sent or pending.targets, received=pending.received,
                             rtts_ms=tuple(pending.rtts)))
+
+
+def _cancel(pending: _Pending) -> None:
+    """A round's timers: its end and the sends not made yet."""
+    if pending.timer is not None:
+        pending.timer.cancel()
+    for h in pending.fallbacks:
+        h.cancel()

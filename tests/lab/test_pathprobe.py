@@ -40,7 +40,8 @@ def probe(client: Space, seconds: float) -> tuple[list[Round], dict[str, TargetS
     async def body() -> tuple[list[Round], dict[str, TargetStats]]:
         rounds: list[Round] = []
         p = PathProber(device="wan1", source="100.64.1.2", targets=TARGETS,
-                       interval_s=INTERVAL_S, timeout_s=lambda: 0.25, on_round=rounds.append)
+                       interval_s=INTERVAL_S, timeout_s=lambda: 0.25, srtt_s=lambda: None,
+                       on_round=rounds.append)
         p.start()
         await asyncio.sleep(seconds)
         p.close()

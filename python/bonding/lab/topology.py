@@ -721,21 +721,22 @@ class Lab:
         """Each link's delay stage since the lab came up (both directions): packets received,
         forwarded, dropped, and how late releases were (late_max_ms, late_over_1ms)."""
         st = self.state or self.load()
+        logs = {x.name: Path(st.state_dir) / f"delay-{x.name}.log" for x in st.links}
+        before = {name: log.stat().st_size for name, log in logs.items()}
+        for name in logs:  # all asked at once, then each one's line awaited
+            os.kill(st.pids[f"delay-{name}"], signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
         out: dict[str, dict[str, float]] = {}
-        for link in st.links:
-            log = Path(st.state_dir) / f"delay-{link.name}.log"
-            before = log.stat().st_size
-            os.kill(st.pids[f"delay-{link.name}"], signal.SIGUSR1)
-            deadline = time.monotonic() + timeout
+        for name, log in logs.items():
             while True:
                 with log.open("rb") as f:
-                    f.seek(before)
+                    f.seek(before[name])
                     lines = [x for x in f.read().decode().splitlines() if x.startswith("stats ")]
                 if lines:
-                    out[link.name] = parse_stats(lines[-1])
+                    out[name] = parse_stats(lines[-1])
                     break
                 if time.monotonic() > deadline:
-                    raise LabError(f"the delay stage of {link.name} did not report its stats "
+                    raise LabError(f"the delay stage of {name} did not report its stats "
                                    f"within {timeout:g} s: see {log}")
                 time.sleep(0.02)
         return out
