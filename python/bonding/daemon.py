@@ -29,12 +29,15 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bonding import __version__, api, config, netifd, secretsfile
 from bonding.actions import Reconciler
+from bonding.bondingd.params import health_params
+from bonding.bondingd.runtime import FamilyRuntime, PathRuntime
+from bonding.bondingd.status import STATUS_FILE, KernelView, StatusFile, path_status
 from bonding.config import Config, PathConfig, Severity
 from bonding.core import health as hl
 from bonding.core.health import Health, Params, State
@@ -53,7 +56,6 @@ from bonding.ubus import Ubus, UbusError, UbusLibraryError
 
 log = logging.getLogger("bondingd")
 
-STATUS_FILE = "status.json"
 STATUS_REFRESH_S = 1.0
 HOOK_TIMEOUT_S = 10.0
 PROBE_REPLY_SLACK_S = 1.0  # `probe` waits for one round: its timeout plus this
@@ -63,114 +65,12 @@ LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.IN
               "warning": logging.WARNING, "error": logging.ERROR}
 
 
-@dataclass
-class FamilyRuntime:
-    """One address family (4 or 6) of a path: its address and gateway, probes and health."""
-
-    family: int
-    health: Health = field(default_factory=Health)
-    address: str | None = None
-    gateway: str | None = None
-    targets: tuple[str, ...] = ()  # probe targets of this family (empty: not probed)
-    prober: PathProber | None = None
-    probe_key: tuple[object, ...] = ()
-    since_wall: float = field(default_factory=time.time)
-
-    @property
-    def label(self) -> str:
-        return f"IPv{self.family}"
-
-    @property
-    def probed(self) -> bool:
-        return self.address is not None and bool(self.targets)
-
-
-@dataclass
-class PathRuntime:
-    """One path's live state: its config, where it is in the kernel, its health.
-
-    Each address family has its own health (fed by its own probes) in `v4` and `v6`; `health`
-    is the path's, combined by bonding.core.health.combine: up while either family is."""
-
-    cfg: PathConfig
-    index: int
-    device: str | None = None
-    ifindex: int | None = None
-    v4: FamilyRuntime = field(default_factory=lambda: FamilyRuntime(4))
-    v6: FamilyRuntime = field(default_factory=lambda: FamilyRuntime(6))
-    resolve_error: str | None = None
-    enabled_override: bool | None = None  # set_path over ubus; cleared by reload
-    backup_override: bool | None = None
-    counters: tuple[float, int, int] | None = None  # (monotonic, rx_bytes, tx_bytes)
-    rx_bps: float = 0.0
-    tx_bps: float = 0.0
-    since_wall: float = field(default_factory=time.time)
-    family_states: tuple[State, State] = (State.DOWN, State.DOWN)  # last seen (v4, v6)
-
-    @property
-    def enabled(self) -> bool:
-        return self.cfg.enabled if self.enabled_override is None else self.enabled_override
-
-    @property
-    def forced_backup(self) -> bool:
-        return self.cfg.backup if self.backup_override is None else self.backup_override
-
-    @property
-    def backup(self) -> bool:
-        return self.backup_for(self.health)
-
-    def backup_for(self, h: Health) -> bool:
-        """Backup by configuration or override, or as `h` (the path's, or one family's) is
-        degraded."""
-        return self.forced_backup or h.state is State.DEGRADED
-
-    @property
-    def families(self) -> tuple[FamilyRuntime, FamilyRuntime]:
-        return (self.v4, self.v6)
-
-    def family(self, family: int) -> FamilyRuntime:
-        return self.v6 if family == 6 else self.v4
-
-    @property
-    def address(self) -> str | None:
-        """The IPv4 address (the IPv6 one is v6.address)."""
-        return self.v4.address
-
-    @property
-    def gateway(self) -> str | None:
-        return self.v4.gateway
-
-    def counted(self) -> list[FamilyRuntime]:
-        """The families the path's state comes from: those probed, else those with an address
-        (judged by the link alone), else IPv4 (which says why it has none)."""
-        present = [f for f in self.families if f.address is not None]
-        return [f for f in self.families if f.probed] or present or [self.v4]
-
-    @property
-    def health(self) -> Health:
-        """The path's health: the deciding family's, with the combined state and reason."""
-        fams = self.counted()
-        state, reason, i = hl.combine([(f.label, f.health) for f in fams])
-        h = fams[i].health
-        return h if (state, reason) == (h.state, h.reason) else replace(h, state=state,
-                                                                        reason=reason)
-
-    def on_link(self, ok: bool, reason: str, now: float,
-                families: Sequence[FamilyRuntime] | None = None) -> None:
-        """Carrier, device or address news for some families (all by default)."""
-        for f in families if families is not None else self.families:
-            f.health = hl.on_link(f.health, ok, reason, now)
-
-    def set_enabled(self, enabled: bool, now: float) -> None:
-        for f in self.families:
-            f.health = hl.set_enabled(f.health, enabled, now)
-
-
 class Daemon:
     def __init__(self, config_dir: Path, run_dir: Path, *, hooks_dir: Path | None = None,
                  ubus_socket: str | None = None) -> None:
         self.config_dir = config_dir
         self.run_dir = run_dir
+        self.status_file = StatusFile(run_dir)
         self.hooks_dir = hooks_dir
         self.ubus_socket = ubus_socket
         self.cfg = Config()
@@ -221,7 +121,7 @@ class Daemon:
         previous = self.cfg if self._from_file and from_file else None
         self._from_file = from_file
         self.cfg = cfg
-        self.params = Params.from_globals(cfg.globals)
+        self.params = health_params(cfg.globals)
         logging.getLogger().setLevel(LOG_LEVELS.get(cfg.globals.log_level, logging.INFO))
         self._set_paths(cfg.paths or self._discovered(), reset_overrides=True)
         if previous is not None:
@@ -663,75 +563,6 @@ class Daemon:
             rt.counters = (now, rx, tx)
         self._dirty = True
 
-    def _endpoint_id(self, address: str | None) -> int | None:
-        if self.reconciler is None or address is None:
-            return None
-        return self.reconciler.endpoint_ids.get(address)
-
-    def _subflows(self, rt: PathRuntime) -> int | None:
-        if self.subflows is None or (rt.v4.address is None and rt.v6.address is None):
-            return None
-        return sum(self.subflows.get(f.address, 0) for f in rt.families if f.address)
-
-    def family_status(self, rt: PathRuntime, f: FamilyRuntime, now: float) -> dict[str, Any]:
-        """One address family of a path (the `families` object of `path`)."""
-        h = f.health
-        return {
-            "state": str(h.state),
-            "reason": h.reason if h.state is not State.UP else "",
-            "since": round(f.since_wall, 3),
-            "probed": f.probed,  # False: no target of this family; it follows the other one
-            "carrying": rt.cfg.name in self.carriers[f.family],  # has its endpoint and routes
-            "backup": rt.backup_for(h),
-            "address": f.address,
-            "gateway": f.gateway,
-            "endpoint_id": self._endpoint_id(f.address),
-            "subflows": (None if self.subflows is None or f.address is None
-                         else self.subflows.get(f.address, 0)),
-            **_measures(h),
-            "rounds": h.rounds,
-            "window": _window(h),
-            "targets": ([t.as_dict(now) for t in f.prober.stats.values()]
-                        if f.prober else []),
-        }
-
-    def path_status(self, rt: PathRuntime, detail: bool = False) -> dict[str, Any]:
-        h = rt.health
-        now = time.monotonic()
-        out: dict[str, Any] = {
-            "state": str(h.state),
-            "reason": h.reason if h.state is not State.UP else "",
-            "since": round(rt.since_wall, 3),
-            "backup": rt.backup,
-            "forced_backup": rt.forced_backup,
-            "enabled": rt.enabled,
-            "interface": rt.cfg.interface,
-            "device": rt.device,
-            "address": rt.address,
-            "gateway": rt.gateway,
-            "address6": rt.v6.address,
-            **_measures(h),
-            "rx_bps": round(rt.rx_bps),
-            "tx_bps": round(rt.tx_bps),
-            "rx_bytes": rt.counters[1] if rt.counters else None,
-            "tx_bytes": rt.counters[2] if rt.counters else None,
-            "endpoint_id": self._endpoint_id(rt.address),
-            "endpoint_id6": self._endpoint_id(rt.v6.address),
-            "subflows": self._subflows(rt),
-            "probe_timeout_ms": round(h.timeout_ms(self.params)),
-        }
-        if rt.resolve_error:
-            out["error"] = rt.resolve_error
-        if detail:
-            out["rounds"] = h.rounds
-            out["window"] = _window(h)
-            out["targets"] = [t.as_dict(now) for f in rt.families if f.prober
-                              for t in f.prober.stats.values()]
-            out["families"] = {f.label.lower(): self.family_status(rt, f, now)
-                               for f in rt.families
-                               if f.family == 4 or self.cfg.globals.ipv6}
-        return out
-
     def status(self, detail: bool = False) -> dict[str, Any]:
         return {
             "version": __version__,
@@ -754,17 +585,20 @@ class Daemon:
                      "error": self.bus_error},
         }
 
+    def _kernel(self) -> KernelView:
+        return KernelView(self.carriers,
+                          self.reconciler.endpoint_ids if self.reconciler is not None else {},
+                          self.subflows)
+
+    def path_status(self, rt: PathRuntime, detail: bool = False) -> dict[str, Any]:
+        return path_status(rt, self.params, self._kernel(), ipv6=self.cfg.globals.ipv6,
+                           detail=detail)
+
     def write_status(self) -> None:
         if not self._dirty:
             return
         self._dirty = False
-        data = self.status(detail=True)
-        tmp = self.run_dir / (STATUS_FILE + ".tmp")
-        try:
-            tmp.write_text(json.dumps(data, separators=(",", ":")))
-            tmp.replace(self.run_dir / STATUS_FILE)
-        except OSError as e:
-            log.error("writing %s: %s", self.run_dir / STATUS_FILE, e)
+        self.status_file.write(self.status(detail=True))
 
     # --- the ubus object `bonding` (bonding.api validates the arguments) ------------------------
     def api_status(self) -> dict[str, Any]:
@@ -999,8 +833,7 @@ class Daemon:
         self.rtnl.close()
         if self.pm is not None:
             self.pm.close()
-        with contextlib.suppress(FileNotFoundError):
-            (self.run_dir / STATUS_FILE).unlink()
+        self.status_file.remove()
         return 0
 
     async def _tick(self) -> None:
@@ -1009,17 +842,6 @@ class Daemon:
             self.sample_counters()
             self.sample_subflows()
             self.write_status()
-
-
-def _measures(h: Health) -> dict[str, Any]:
-    """What the probes measured, as `path` and each of its `families` report it."""
-    return {"rtt_ms": None if h.srtt_ms is None else round(h.srtt_ms, 2),
-            "jitter_ms": None if h.jitter_ms is None else round(h.jitter_ms, 2),
-            "loss_pct": None if h.loss_pct is None else round(h.loss_pct, 1)}
-
-
-def _window(h: Health) -> list[str]:
-    return ["ok" if ok else "fail" for ok in h.window]
 
 
 def _gateway_of(defaults: Sequence[Route], ifindex: int) -> str | None:

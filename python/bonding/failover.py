@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bonding.bondingd.params import server_params
 from bonding.config import Config, Server, is_ipv4
 from bonding.core import servers as sv
 from bonding.core.servers import ServerState
@@ -96,7 +97,7 @@ class Failover:
         with `active` next."""
         self.cfg = cfg
         g = cfg.globals
-        self.params = sv.Params.from_globals(g)
+        self.params = server_params(g)
         self.timeout_ms = (float(g.probe_timeout_min_ms), float(g.probe_timeout_ms))
         old, self.servers = self.servers, {}
         for s in cfg.servers:

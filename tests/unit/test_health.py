@@ -13,7 +13,6 @@ from dataclasses import replace
 
 import pytest
 
-from bonding.config import Globals
 from bonding.core import health as hl
 from bonding.core.health import Health, Params, Round, State
 
@@ -585,17 +584,6 @@ def test_loss_pct(rounds: list[tuple[int, int]], window: int, pct: float | None)
 
 
 # --- helpers around the machine -------------------------------------------------------------------
-
-def test_params_from_globals() -> None:
-    g = Globals(down_count=2, down_window=7, up_count=4, degraded_loss_pct=30,
-                degraded_rtt_factor=2.5, degraded_rtt_ms=80, loss_window=40,
-                probe_timeout_min_ms=100, probe_timeout_ms=3000)
-    assert Params.from_globals(g) == Params(
-        down_count=2, down_window=7, up_count=4, degraded_loss_pct=30.0,
-        degraded_rtt_factor=2.5, degraded_rtt_ms=80.0, loss_window=40,
-        timeout_min_ms=100.0, timeout_max_ms=3000.0)
-    assert Params.from_globals(Globals()) == Params()
-
 
 @pytest.mark.parametrize(("paths", "best"), [
     ([], None),

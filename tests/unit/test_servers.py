@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Sequence
 
 import pytest
 
-from bonding.config import Globals
 from bonding.core import servers as sv
 from bonding.core.servers import (
     Attempt,
@@ -109,11 +108,6 @@ def test_a_flapping_server_needs_more_good_rounds() -> None:
     h, _ = feed(h, "BBB", t0=1000.0)
     _, seen = feed(h, "GGG", t0=1002.0)
     assert first(seen, True) == 2
-
-
-def test_params_from_globals() -> None:
-    g = Globals(server_down_count=4, server_up_count=2, server_failback="stay", server_hold_s=5)
-    assert Params.from_globals(g) == Params(4, 2, Failback.STAY, 5.0)
 
 
 # --- the choice -----------------------------------------------------------------------------------

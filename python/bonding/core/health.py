@@ -19,8 +19,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from bonding.config import Globals
-
 FLAP_WINDOW_S = 60.0
 MAX_FLAP_SHIFT = 3
 
@@ -49,19 +47,6 @@ class Params:
     timeout_min_ms: float = 250.0
     timeout_max_ms: float = 1000.0
 
-    @classmethod
-    def from_globals(cls, g: Globals) -> Params:
-        return cls(
-            down_count=g.down_count,
-            down_window=g.down_window,
-            up_count=g.up_count,
-            degraded_loss_pct=float(g.degraded_loss_pct),
-            degraded_rtt_factor=g.degraded_rtt_factor,
-            degraded_rtt_ms=float(g.degraded_rtt_ms),
-            loss_window=g.loss_window,
-            timeout_min_ms=float(g.probe_timeout_min_ms),
-            timeout_max_ms=float(g.probe_timeout_ms),
-        )
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from bonding.config import Globals
-
 FLAP_WINDOW_S = 300.0
 MAX_FLAP_SHIFT = 3
 
@@ -55,10 +53,6 @@ class Params:
     failback: Failback = Failback.RETURN
     hold_s: float = 60.0
 
-    @classmethod
-    def from_globals(cls, g: Globals) -> Params:
-        return cls(down_count=g.server_down_count, up_count=g.server_up_count,
-                   failback=Failback(g.server_failback), hold_s=float(g.server_hold_s))
 
 
 @dataclass(frozen=True)
