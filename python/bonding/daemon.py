@@ -19,37 +19,37 @@ if __name__ == "__main__" or sys.argv[0].endswith("bondingd"):
 
 import argparse
 import asyncio
-import contextlib
-import errno
 import functools
-import json
 import logging
-import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
 from bonding import __version__, api, config, netifd, secretsfile
-from bonding.actions import Reconciler
+from bonding.bondingd.checkconfig import check_config
+from bonding.bondingd.handlers import Handlers
+from bonding.bondingd.hooks import Hooks, path_action, send_event, server_action, server_env
+from bonding.bondingd.kernel import Kernel
+from bonding.bondingd.kernelview import read_view, resolve
+from bonding.bondingd.linkevents import on_event
+from bonding.bondingd.netifd_bridge import NetifdBridge
 from bonding.bondingd.params import health_params
-from bonding.bondingd.runtime import FamilyRuntime, PathRuntime
+from bonding.bondingd.planview import path_views, server_probe_paths
+from bonding.bondingd.probing import Probing, stop
+from bonding.bondingd.runtime import FamilyRuntime, PathRuntime, rebuild
+from bonding.bondingd.samplers import SubflowSampler, sample_counters
 from bonding.bondingd.status import STATUS_FILE, KernelView, StatusFile, path_status
 from bonding.config import Config, PathConfig, Severity
 from bonding.core import health as hl
 from bonding.core.health import Health, Params, State
-from bonding.core.plan import FamilyView, PathView, plan
-from bonding.core.servers import ServerState
+from bonding.core.plan import PathView
 from bonding.dataplane import DataPlane
 from bonding.failover import Change, Failover
 from bonding.netlink.core import NetlinkError
-from bonding.netlink.diag import SubflowCounter
-from bonding.netlink.monitor import AddrEvent, Event, LinkEvent, LinkMonitor, Resync
-from bonding.netlink.mptcp import MptcpPM
-from bonding.netlink.rtnl import AF_INET6, Addr, Route, Rtnl, pick_ipv6
+from bonding.netlink.monitor import Event, LinkMonitor
 from bonding.probe import PathProber
 from bonding.serverprobe import Via
 from bonding.ubus import Ubus, UbusError, UbusLibraryError
@@ -57,10 +57,6 @@ from bonding.ubus import Ubus, UbusError, UbusLibraryError
 log = logging.getLogger("bondingd")
 
 STATUS_REFRESH_S = 1.0
-HOOK_TIMEOUT_S = 10.0
-PROBE_REPLY_SLACK_S = 1.0  # `probe` waits for one round: its timeout plus this
-NETIFD_TIMEOUT_S = 3.0
-SUBFLOW_REFRESH_S = 2.0  # subflow counts: one sock_diag dump this often
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO,
               "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -72,6 +68,7 @@ class Daemon:
         self.run_dir = run_dir
         self.status_file = StatusFile(run_dir)
         self.hooks_dir = hooks_dir
+        self.hooks = Hooks(hooks_dir, self._spawn)
         self.ubus_socket = ubus_socket
         self.cfg = Config()
         self.problems: list[config.Problem] = []
@@ -80,30 +77,23 @@ class Daemon:
         self.paths: dict[str, PathRuntime] = {}
         self.started = time.monotonic()
         self.started_wall = time.time()
-        self.fail_open = False
-        self.action_errors: list[str] = []
-        self.kernel_errors: list[str] = []
         self._stop = asyncio.Event()
         self._dirty = True
         self._reconcile_pending = False
         self._tasks: set[asyncio.Task[None]] = set()  # hook runs, ubus connect
-        self.rtnl: Rtnl | None = None
-        self.pm: MptcpPM | None = None
-        self.reconciler: Reconciler | None = None
+        self.kernel: Kernel | None = None
         self.dataplane: DataPlane | None = None
         self.monitor: LinkMonitor | None = None
         self.bus: Ubus | None = None
         self.bus_error: str | None = None
         self.netifd = netifd.NetifdView()
-        self._netifd_task: asyncio.Task[None] | None = None
-        self._netifd_again = False
+        self.netifd_bridge = NetifdBridge(self.netifd, lambda: self.bus,
+                                          lambda: self.bus_error, self._netifd_read)
         self.counters_at = 0.0
-        self.subflow_counter: SubflowCounter | None = None
-        self.subflows: Counter[str] | None = None  # established subflows by local address
-        self._subflows_at = 0.0
-        self._probe_waiters: dict[tuple[str, int], list[asyncio.Future[None]]] = {}
-        self.fail_open6 = False
-        self.carriers: dict[int, tuple[str, ...]] = {4: (), 6: ()}  # paths with endpoints
+        self.subflow_sampler = SubflowSampler()
+        self.handlers = Handlers(self)
+        self.probing = Probing(PathProber, self._family_health, lambda: self.params,
+                               self.on_round)
         self.failover = Failover(paths=self._server_probe_paths, on_active=self._server_active,
                                  on_state=self._server_changed)
 
@@ -135,23 +125,11 @@ class Daemon:
         return True
 
     def _set_paths(self, pcs: Sequence[PathConfig], *, reset_overrides: bool) -> None:
-        old = self.paths
-        self.paths = {}
-        for i, pc in enumerate(pcs):
-            rt = old.pop(pc.name, None)
-            if rt is None:
-                rt = PathRuntime(cfg=pc, index=i)
-            else:
-                rt = replace(rt, cfg=pc, index=i)
-                if reset_overrides:
-                    rt.enabled_override = rt.backup_override = None
-            enabled = rt.enabled and self.cfg.globals.enabled
-            rt.set_enabled(enabled, time.monotonic())
-            self.paths[pc.name] = rt
-        for gone in old.values():  # removed from the config: stop probing
-            for f in gone.families:
-                if f.prober is not None:
-                    f.prober.close()
+        self.paths, gone = rebuild(self.paths, pcs, reset_overrides=reset_overrides,
+                                   enabled=self.cfg.globals.enabled, now=time.monotonic())
+        for rt in gone:  # removed from the config: stop probing
+            for f in rt.families:
+                stop(f)
         self._dirty = True
 
     def _discovered(self) -> tuple[PathConfig, ...]:
@@ -171,64 +149,26 @@ class Daemon:
     # --- kernel view ----------------------------------------------------------------------------
     def resolve_paths(self) -> None:
         """Find each path's device, ifindex, addresses and gateways (IPv4 and IPv6)."""
-        assert self.rtnl is not None
-        links = {lk.name: lk for lk in self.rtnl.links()}
-        addrs = self.rtnl.addresses()
-        main_defaults = [r for r in self.rtnl.routes(254) if r.dst == "default"]
-        addrs6, main_defaults6 = self._ipv6_view()
-        for rt in self.paths.values():
-            info = netifd.Info(device=rt.cfg.device)
-            if rt.cfg.interface and not rt.cfg.device:
-                got = self.netifd.lookup(rt.cfg.interface)
-                if isinstance(got, str):
-                    rt.device = rt.ifindex = rt.v4.address = rt.v6.address = None
-                    rt.resolve_error = got
-                    self._on_link(rt, False, got)
-                    continue
-                info = got
-            rt.resolve_error = None
-            rt.device = info.device
-            link = links.get(info.device or "")
-            if link is None:
-                rt.ifindex = rt.v4.address = rt.v6.address = None
-                rt.resolve_error = f"device {info.device} does not exist"
-                self._on_link(rt, False, rt.resolve_error)
-                continue
-            rt.ifindex = link.index
-            own = [a.address for a in addrs if a.index == link.index and a.scope == 0]
-            rt.v4.address = info.address if info.address in own else (own[0] if own else None)
-            rt.v4.gateway = rt.cfg.gateway or info.gateway or _gateway_of(main_defaults,
-                                                                          link.index)
-            rt.v6.address = pick_ipv6([a for a in addrs6 if a.index == link.index],
-                                      rt.v6.address)
-            rt.v6.gateway = rt.cfg.gateway6 or _gateway_of(main_defaults6, link.index)
-            self._link_state(rt, link.up, link.carrier)
+        assert self.kernel is not None
+        view = read_view(self.kernel.rtnl, ipv6=self.cfg.globals.ipv6)
+        for rt, news in resolve(self.paths.values(), view, self.netifd.lookup):
+            if news.error is not None:
+                self.on_link(rt, False, news.error)
+            else:
+                self.link_state(rt, news.up, news.carrier)
 
-    def _ipv6_view(self) -> tuple[list[Addr], list[Route]]:
-        """The IPv6 addresses and main-table default routes (none when IPv6 is off)."""
-        assert self.rtnl is not None
-        if not self.cfg.globals.ipv6:
-            return [], []
-        try:
-            return (self.rtnl.addresses(AF_INET6),
-                    [r for r in self.rtnl.routes(254, AF_INET6) if r.dst == "default"])
-        except NetlinkError as e:
-            if e.errno == errno.EAFNOSUPPORT:  # a kernel without IPv6
-                return [], []
-            raise
-
-    def _on_link(self, rt: PathRuntime, ok: bool, why: str,
+    def on_link(self, rt: PathRuntime, ok: bool, why: str,
                  families: Sequence[FamilyRuntime] | None = None) -> None:
         before = rt.health
         rt.on_link(ok, why, time.monotonic(), families)
         self._after_change(rt, before)
 
-    def _link_state(self, rt: PathRuntime, up: bool, carrier: bool) -> None:
+    def link_state(self, rt: PathRuntime, up: bool, carrier: bool) -> None:
         if not up:
-            self._on_link(rt, False, f"{rt.device} is administratively down")
+            self.on_link(rt, False, f"{rt.device} is administratively down")
             return
         if not carrier:
-            self._on_link(rt, False, f"carrier lost on {rt.device}")
+            self.on_link(rt, False, f"carrier lost on {rt.device}")
             return
         before = rt.health
         now = time.monotonic()
@@ -243,38 +183,7 @@ class Daemon:
 
     # --- events ---------------------------------------------------------------------------------
     def on_event(self, ev: Event) -> None:
-        if isinstance(ev, Resync):
-            log.warning("netlink events were lost: re-reading links and addresses")
-            self._safe_resolve()
-            return
-        if isinstance(ev, LinkEvent):
-            for rt in self.paths.values():
-                if rt.device == ev.name or (rt.ifindex == ev.index and ev.removed):
-                    if ev.removed:
-                        rt.ifindex = rt.v4.address = rt.v6.address = None
-                        self._on_link(rt, False, f"{rt.device} was removed")
-                    elif rt.ifindex != ev.index or rt.address is None:
-                        self._safe_resolve()
-                    else:
-                        self._link_state(rt, ev.up, ev.carrier)
-        elif isinstance(ev, AddrEvent):
-            v6 = ev.family == AF_INET6
-            if v6 and (not self.cfg.globals.ipv6 or ev.address.startswith("fe80:")):
-                return
-            for rt in self.paths.values():
-                if rt.ifindex != ev.index:
-                    continue
-                f = rt.v6 if v6 else rt.v4
-                if not ev.added and ev.address == f.address:
-                    f.address = None
-                    self._on_link(rt, False, f"address {ev.address} removed from {rt.device}",
-                                  [f])
-                    self._safe_resolve()  # another address may remain
-                elif ev.added and (f.address is None or v6):
-                    # IPv6: an address turns usable (DAD over) or unusable (deprecated) by
-                    # RTM_NEWADDR too: look again
-                    self._safe_resolve()
-        self.schedule_reconcile()
+        on_event(self, list(self.paths.values()), ev, ipv6=self.cfg.globals.ipv6)
 
     def _safe_resolve(self) -> None:
         try:
@@ -293,9 +202,6 @@ class Daemon:
         best = hl.best_rtt(p.family(family).health for p in self.paths.values())
         f.health = hl.on_round(f.health, r, self.params, time.monotonic(), best)
         self._after_change(rt, before)
-        for fut in self._probe_waiters.pop((name, family), []):
-            if not fut.done():
-                fut.set_result(None)
 
     def _after_change(self, rt: PathRuntime, before: Health) -> None:
         h = rt.health
@@ -324,40 +230,18 @@ class Daemon:
         g = self.cfg.globals
         for rt in self.paths.values():
             before = rt.health
-            for f in rt.families:
-                f.targets = (self.cfg.targets_for(rt.cfg, f.family)
-                             if f.family == 4 or g.ipv6 else ())
-                want = (rt.enabled and g.enabled and rt.device is not None
-                        and f.address is not None and bool(f.targets))
-                key = (rt.device, f.address, f.targets, g.probe_interval_ms) if want else ()
-                if key == f.probe_key:
-                    continue
-                if f.prober is not None:
-                    f.prober.close()
-                    f.prober = None
-                f.probe_key = key
-                if want:
-                    assert rt.device is not None and f.address is not None
-                    f.prober = PathProber(
-                        device=rt.device, source=f.address, targets=f.targets,
-                        interval_s=g.probe_interval_ms / 1000,
-                        timeout_s=functools.partial(self._timeout, rt.cfg.name, f.family),
-                        srtt_s=functools.partial(self._srtt, rt.cfg.name, f.family),
-                        on_round=functools.partial(self.on_round, rt.cfg.name, f.family))
-                    f.prober.start()
+            self.probing.sync(rt, functools.partial(self._targets, rt.cfg),
+                              enabled=rt.enabled and g.enabled,
+                              interval_ms=g.probe_interval_ms)
             self._after_change(rt, before)  # which families count may have changed
+
+    def _targets(self, pc: PathConfig, family: int) -> tuple[str, ...]:
+        return (self.cfg.targets_for(pc, family) if family == 4 or self.cfg.globals.ipv6
+                else ())
 
     def _family_health(self, name: str, family: int) -> Health:
         rt = self.paths.get(name)
         return rt.family(family).health if rt else Health()
-
-    def _timeout(self, name: str, family: int = 4) -> float:
-        return self._family_health(name, family).timeout_ms(self.params) / 1000
-
-    def _srtt(self, name: str, family: int) -> float | None:
-        """The family's smoothed probe RTT in seconds (its prober's patience), None unknown."""
-        srtt_ms = self._family_health(name, family).srtt_ms
-        return None if srtt_ms is None else srtt_ms / 1000
 
     # --- actions --------------------------------------------------------------------------------
     def schedule_reconcile(self) -> None:
@@ -365,38 +249,10 @@ class Daemon:
             self._reconcile_pending = True
             asyncio.get_running_loop().call_soon(self.reconcile)
 
-    def _state_for_plan(self, rt: PathRuntime, f: FamilyRuntime) -> tuple[State, bool]:
-        """What one family of a path is for the plan: (state, backup)."""
-        if not rt.enabled:
-            return State.DISABLED, rt.forced_backup
-        if not f.targets:
-            # Nothing to probe this family with: it follows the family that is probed (a link
-            # that stops answering over IPv4 is taken out for IPv6 too).
-            f = next((o for o in rt.families if o.probed), f)
-        h = f.health
-        backup = rt.backup_for(h)
-        if h.state is State.DOWN and h.link_ok and h.fresh and not any(
-                not ok for ok in h.window):
-            return State.UP, backup  # not judged yet (just started or enabled): keep what may work
-        return h.state, backup
-
     def _views(self) -> list[PathView]:
-        out = []
-        for rt in self.paths.values():
-            state, backup = self._state_for_plan(rt, rt.v4)
-            v6 = None
-            if rt.v6.address is not None:
-                state6, backup6 = self._state_for_plan(rt, rt.v6)
-                v6 = FamilyView(rt.v6.address, rt.v6.gateway, state6, rt.v6.health.link_ok,
-                                backup6)
-            out.append(PathView(
-                name=rt.cfg.name, index=rt.index, device=rt.device, ifindex=rt.ifindex,
-                address=rt.v4.address, gateway=rt.v4.gateway, state=state,
-                link_ok=rt.v4.health.link_ok, backup=backup, weight_kbit=rt.cfg.upload_kbit,
-                congctl=(self.dataplane.path_congctl(rt.cfg.name)
-                         if self.dataplane is not None else None),
-                v6=v6))
-        return out
+        dp = self.dataplane
+        return path_views(self.paths.values(),
+                          dp.path_congctl if dp is not None else lambda name: None)
 
     def _tables(self) -> set[int]:
         g = self.cfg.globals
@@ -409,48 +265,21 @@ class Daemon:
 
     def reconcile(self) -> None:
         self._reconcile_pending = False
-        if self.reconciler is None:
+        if self.kernel is None:
             return
-        g = self.cfg.globals
-        if not g.enabled:
-            out = self.reconciler.cleanup(g.rule_priority, self._tables())
-            self.carriers = {4: (), 6: ()}
-        else:
-            servers = self.cfg.server_addresses()
-            if g.ipv6:
-                servers += self.cfg.server_addresses6()
-            p = plan(self._views(), servers, route_table=g.route_table,
-                     path_table_base=g.path_table_base, rule_priority=g.rule_priority,
-                     default_route=g.manage_default_route,
-                     tproxy=self.dataplane.tproxy() if self.dataplane else None,
-                     congctl=self.dataplane.congctl() if self.dataplane else None)
-            if p.fail_open != self.fail_open:
-                self.fail_open = p.fail_open
-                if p.fail_open:
-                    log.warning("no path is up: using every path that has a link anyway")
-            self.carriers = {4: p.carriers, 6: p.carriers6}
-            if p.fail_open6 != self.fail_open6:
-                self.fail_open6 = p.fail_open6
-                if p.fail_open6:
-                    log.warning("no path's IPv6 is up: using every path that has an IPv6 "
-                                "address anyway")
-            out = self.reconciler.apply(p, rule_priority=g.rule_priority, tables=self._tables(),
-                                        adopt=[f.address for rt in self.paths.values()
-                                               for f in rt.families if f.address])
-        for c in out.changes:
-            log.info("kernel: %s", c)
-        self.action_errors = out.errors[-10:]
+        dp = self.dataplane
+        self.kernel.apply(self.cfg, self._views(), self._tables(),
+                          tproxy=dp.tproxy() if dp else None,
+                          congctl=dp.congctl() if dp else None,
+                          adopt=[f.address for rt in self.paths.values()
+                                 for f in rt.families if f.address])
         self._dirty = True
         self.write_status()
 
     # --- servers ----------------------------------------------------------------------------------
     def _server_probe_paths(self) -> list[Via]:
-        """The paths servers are probed through: those carrying traffic (every path with a link
-        when none passes its probes, as routing does)."""
-        usable = [rt for rt in self.paths.values() if rt.enabled and rt.device and rt.address
-                  and rt.health.link_ok and rt.health.state is not State.DISABLED]
-        live = [rt for rt in usable if self._state_for_plan(rt, rt.v4)[0].live] or usable
-        return [Via(rt.cfg.name, rt.device or "", rt.address or "") for rt in live]
+        return [Via(rt.cfg.name, rt.device or "", rt.address or "")
+                for rt in server_probe_paths(self.paths.values())]
 
     def _server_active(self, name: str | None) -> None:
         """The server in use changed: the proxy follows (the rest keeps running)."""
@@ -462,20 +291,14 @@ class Daemon:
 
     def _server_changed(self, ch: Change) -> None:
         log.info("server %s: %s → %s (%s)", ch.name, ch.previous, ch.state, ch.reason)
-        self._send_event(api.EVENT_SERVER, {"name": ch.name, "state": str(ch.state),
-                                            "previous": str(ch.previous), "reason": ch.reason})
+        send_event(self.bus, api.EVENT_SERVER, {"name": ch.name, "state": str(ch.state),
+                                                "previous": str(ch.previous),
+                                                "reason": ch.reason})
         self._dirty = True
         self.write_status()
-        action = ("server-down" if ch.state is ServerState.DOWN else
-                  "server-active" if ch.state is ServerState.ACTIVE else
-                  "server-up" if ch.previous is ServerState.DOWN
-                  and ch.state is ServerState.STANDBY else None)
-        if action is None or self.hooks_dir is None or not self.hooks_dir.is_dir():
-            return
-        env = dict(os.environ, ACTION=action, SERVER_NAME=ch.name, ADDRESS=ch.address,
-                   STATE=str(ch.state), PREVIOUS=str(ch.previous), REASON=ch.reason,
-                   ACTIVE_SERVER=ch.active or "")
-        self._keep(asyncio.get_running_loop().create_task(self._hook_scripts(env)))
+        action = server_action(ch)
+        if action is not None:
+            self.hooks.fire(server_env(action, ch))
 
     def _prune_secrets(self, previous: Config, cfg: Config) -> None:
         """Drop the keys of server sections this reload removed from bonding_secrets."""
@@ -492,75 +315,24 @@ class Daemon:
             log.warning("%s: removed the key of server '%s' (its server section is gone)",
                         self.config_dir / config.SECRETS_PACKAGE, name)
 
-    # --- hooks ----------------------------------------------------------------------------------
+    # --- hooks and events ------------------------------------------------------------------------
     def _run_hooks(self, rt: PathRuntime, previous: State) -> None:
         state = rt.health.state
-        action = ("path-up" if state.live and not previous.live
-                  else "path-down" if previous.live and not state.live else None)
-        self._emit(rt, previous)
-        if action is None or self.hooks_dir is None or not self.hooks_dir.is_dir():
-            return
-        env = dict(os.environ, ACTION=action, PATH_NAME=rt.cfg.name,
-                   INTERFACE=rt.cfg.interface or rt.cfg.name, DEVICE=rt.device or "",
-                   STATE=str(state), PREVIOUS=str(previous), REASON=rt.health.reason)
-        self._keep(asyncio.get_running_loop().create_task(self._hook_scripts(env)))
-
-    def _emit(self, rt: PathRuntime, previous: State) -> None:
-        """The `bonding.path` event on ubus."""
-        self._send_event(api.EVENT_PATH, {
-            "name": rt.cfg.name, "state": str(rt.health.state), "previous": str(previous),
-            "reason": rt.health.reason})
-
-    def _send_event(self, event: str, data: dict[str, Any]) -> None:
-        """An event on ubus (dropped, with a debug line, when not connected)."""
-        log.debug("event %s %s", event, json.dumps(data))
-        if self.bus is None or not self.bus.connected:
-            return
-        try:
-            self.bus.send_event(event, data)
-        except UbusError as e:
-            log.warning("sending %s: %s", event, e)
-
-    async def _hook_scripts(self, env: dict[str, str]) -> None:
-        assert self.hooks_dir is not None
-        for script in sorted(self.hooks_dir.iterdir()):
-            if not script.is_file() or not os.access(script, os.X_OK):
-                continue
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    str(script), env=env, stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-                _, err = await asyncio.wait_for(proc.communicate(), HOOK_TIMEOUT_S)
-                if proc.returncode:
-                    log.warning("hook %s exited %s: %s", script, proc.returncode,
-                                err.decode(errors="replace").strip()[:200])
-            except TimeoutError:
-                log.warning("hook %s took more than %gs: killed", script, HOOK_TIMEOUT_S)
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-            except OSError as e:
-                log.warning("hook %s: %s", script, e)
+        send_event(self.bus, api.EVENT_PATH, {"name": rt.cfg.name, "state": str(state),
+                                              "previous": str(previous),
+                                              "reason": rt.health.reason})
+        action = path_action(state, previous)
+        if action is not None:
+            self.hooks.fire({"ACTION": action, "PATH_NAME": rt.cfg.name,
+                             "INTERFACE": rt.cfg.interface or rt.cfg.name,
+                             "DEVICE": rt.device or "", "STATE": str(state),
+                             "PREVIOUS": str(previous), "REASON": rt.health.reason})
 
     # --- status ---------------------------------------------------------------------------------
     def sample_counters(self) -> None:
         now = time.monotonic()
         self.counters_at = now - self.started
-        for rt in self.paths.values():
-            if rt.device is None:
-                rt.counters = None
-                continue
-            base = Path("/sys/class/net") / rt.device / "statistics"
-            try:
-                rx = int((base / "rx_bytes").read_text())
-                tx = int((base / "tx_bytes").read_text())
-            except (OSError, ValueError):
-                rt.counters = None
-                continue
-            if rt.counters is not None and now > rt.counters[0]:
-                dt = now - rt.counters[0]
-                rt.rx_bps = max(0, rx - rt.counters[1]) * 8 / dt
-                rt.tx_bps = max(0, tx - rt.counters[2]) * 8 / dt
-            rt.counters = (now, rx, tx)
+        sample_counters(self.paths.values(), now)
         self._dirty = True
 
     def status(self, detail: bool = False) -> dict[str, Any]:
@@ -569,8 +341,8 @@ class Daemon:
             "uptime": round(time.monotonic() - self.started, 3),
             "counters_at": round(self.counters_at, 3),  # uptime when the byte counters were read
             "enabled": self.cfg.globals.enabled,
-            "fail_open": self.fail_open,
-            "fail_open6": self.fail_open6,
+            "fail_open": self.kernel is not None and self.kernel.fail_open,
+            "fail_open6": self.kernel is not None and self.kernel.fail_open6,
             "servers": self.failover.status(),
             "active_server": self.failover.active_status(),
             "paths": {name: self.path_status(rt, detail) for name, rt in self.paths.items()},
@@ -579,16 +351,17 @@ class Daemon:
                        "since": round(self.started_wall, 3), "error": "",
                        "ipv6": {"lan": "routed natively", "reason": "no proxy"}}),
             "config_problems": [str(p) for p in self.problems],
-            "errors": (self.kernel_errors + self.action_errors
+            "errors": ((self.kernel.errors if self.kernel is not None else [])
                        + (self.dataplane.errors() if self.dataplane is not None else [])),
             "ubus": {"connected": self.bus is not None and self.bus.connected,
                      "error": self.bus_error},
         }
 
     def _kernel(self) -> KernelView:
-        return KernelView(self.carriers,
-                          self.reconciler.endpoint_ids if self.reconciler is not None else {},
-                          self.subflows)
+        k = self.kernel
+        if k is None:
+            return KernelView(subflows=self.subflows)
+        return KernelView(k.carriers, k.reconciler.endpoint_ids, self.subflows)
 
     def path_status(self, rt: PathRuntime, detail: bool = False) -> dict[str, Any]:
         return path_status(rt, self.params, self._kernel(), ipv6=self.cfg.globals.ipv6,
@@ -600,73 +373,23 @@ class Daemon:
         self._dirty = False
         self.status_file.write(self.status(detail=True))
 
-    # --- the ubus object `bonding` (bonding.api validates the arguments) ------------------------
-    def api_status(self) -> dict[str, Any]:
-        return self.status()
+    # --- what the ubus methods (bondingd.handlers) ask of the daemon --------------------------
+    def apply_enabled(self, rt: PathRuntime) -> None:
+        """A path's enabled override changed: its health and probers follow."""
+        before = rt.health
+        rt.set_enabled(rt.enabled and self.cfg.globals.enabled, time.monotonic())
+        self._after_change(rt, before)
+        self._sync_probers()
 
-    def api_path(self, name: str) -> dict[str, Any] | None:
-        rt = self.paths.get(name)
-        return None if rt is None else {"name": name, **self.path_status(rt, detail=True)}
-
-    def api_set_path(self, name: str, enabled: bool | None,
-                     backup: bool | None) -> dict[str, Any] | None:
-        rt = self.paths.get(name)
-        if rt is None:
-            return None
-        if backup is not None:
-            rt.backup_override = None if backup == rt.cfg.backup else backup
-        if enabled is not None:
-            rt.enabled_override = None if enabled == rt.cfg.enabled else enabled
-            before = rt.health
-            rt.set_enabled(rt.enabled and self.cfg.globals.enabled, time.monotonic())
-            self._after_change(rt, before)
-            self._sync_probers()
-        log.info("path %s set over ubus: enabled=%s backup=%s", name, rt.enabled,
-                 rt.forced_backup)
+    def changed(self) -> None:
         self._dirty = True
         self.schedule_reconcile()
-        return {"name": name, "enabled": rt.enabled, "backup": rt.forced_backup}
 
-    async def api_probe(self, name: str) -> dict[str, Any] | None:
-        rt = self.paths.get(name)
-        if rt is None:
-            return None
-        futs = []
-        for f in rt.families:  # a round of each family's probes
-            if f.prober is not None:
-                fut = asyncio.get_running_loop().create_future()
-                self._probe_waiters.setdefault((name, f.family), []).append(fut)
-                futs.append(fut)
-                f.prober.probe_now()
-        if futs:
-            wait = max(self._timeout(name, f.family) for f in rt.families if f.prober)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*futs), wait + PROBE_REPLY_SLACK_S)
-        return self.api_path(name)
+    def resolve(self) -> None:
+        self._safe_resolve()
 
-    def api_reload(self) -> dict[str, Any]:
-        ok = self.reload()
-        return {"ok": ok, "problems": [str(p) for p in self.problems]}
-
-    def api_iface(self, interface: str, action: str, device: str | None) -> dict[str, Any]:
-        """A netifd hotplug event (ifup/ifdown/ifupdate) told by /etc/hotplug.d/iface."""
-        names = [n for n, rt in self.paths.items()
-                 if rt.cfg.interface == interface or (device and rt.cfg.device == device)]
-        log.info("netifd %s of %s (device %s): %s", action, interface, device or "?",
-                 ", ".join(names) or "not a path")
-        if action == "ifdown":
-            for n in names:
-                rt = self.paths[n]
-                if rt.cfg.interface == interface and any(f.health.link_ok
-                                                         for f in rt.families):
-                    self._on_link(rt, False, f"netifd interface '{interface}' went down")
-            self.schedule_reconcile()
-        elif names:
-            # ifup/ifupdate: the links again, for a path that netifd's ifdown took down (one
-            # with a device of its own; refresh_netifd does it for the others)
-            self._safe_resolve()
-        self.refresh_netifd()
-        return {"handled": bool(names), "path": names[0] if names else None}
+    async def probe_now(self, rt: PathRuntime) -> None:
+        await self.probing.probe_now(rt)
 
     def _start_ubus(self) -> None:
         try:
@@ -677,8 +400,8 @@ class Daemon:
             log.warning("%s", self.bus_error)
             self.netifd.failed(self.bus_error)
             return
-        self.bus.add_object(api.OBJECT, api.methods(self))
-        self.bus.subscribe("network.interface", self._on_netifd_event)
+        self.bus.add_object(api.OBJECT, api.methods(self.handlers))
+        self.bus.subscribe("network.interface", self.netifd_bridge.on_event)
         task = asyncio.get_running_loop().create_task(self._connect_ubus())
         self._keep(task)
 
@@ -699,64 +422,32 @@ class Daemon:
         self._dirty = True
         self.refresh_netifd()
 
-    def _on_netifd_event(self, event: str, data: dict[str, Any]) -> None:
-        log.debug("netifd event %s %s", event, data)
-        self.refresh_netifd()
-
     def refresh_netifd(self) -> None:
         """Re-read netifd's interfaces (once at a time), then re-resolve the paths."""
         if self.cfg.paths and not any(rt.cfg.interface and not rt.cfg.device
                                       for rt in self.paths.values()):
             return
-        if self._netifd_task is not None and not self._netifd_task.done():
-            self._netifd_again = True
-            return
-        self._netifd_task = asyncio.get_running_loop().create_task(self._read_netifd())
+        self.netifd_bridge.refresh()
 
-    async def _read_netifd(self) -> None:
-        while True:
-            self._netifd_again = False
-            if self.bus is None or not self.bus.connected:
-                self.netifd.failed(self.bus_error or "not connected to ubusd")
-            else:
-                try:
-                    self.netifd.update(await self.bus.call("network.interface", "dump",
-                                                           timeout=NETIFD_TIMEOUT_S))
-                except UbusError as e:
-                    self.netifd.failed(f"network.interface dump: {e}")
-                    log.warning("asking netifd: %s", e)
-            self._sync_discovered()
-            self._safe_resolve()
-            if not self._netifd_again:
-                return
+    def _netifd_read(self) -> None:
+        self._sync_discovered()
+        self._safe_resolve()
 
     def _keep(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    # --- MPTCP subflows ---------------------------------------------------------------------------
-    def sample_subflows(self) -> None:
-        """Count established MPTCP subflows per local address (sock_diag), now and then.
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._keep(asyncio.get_running_loop().create_task(coro))
 
-        (The kernel's mptcp_pm_events do not say `closed` for every connection, so counting
-        events drifts; a dump is the truth.)
-        """
-        now = time.monotonic()
-        if now - self._subflows_at < SUBFLOW_REFRESH_S:
-            return
-        self._subflows_at = now
-        try:
-            if self.subflow_counter is None:
-                self.subflow_counter = SubflowCounter()
-            counts = self.subflow_counter.by_address()
-        except (NetlinkError, OSError, ValueError) as e:
-            if self.subflows is not None or self.subflow_counter is None:
-                log.warning("counting MPTCP subflows (sock_diag): %s", e)
-            self.subflows = None
-            return
-        if counts != self.subflows:
-            self.subflows = counts
+    def sample_subflows(self) -> None:
+        if self.subflow_sampler.sample(time.monotonic()):
             self._dirty = True
+
+    @property
+    def subflows(self) -> Counter[str] | None:
+        """Established MPTCP subflows by local address (None: unknown)."""
+        return self.subflow_sampler.counts
 
     # --- main -----------------------------------------------------------------------------------
     def reload(self) -> bool:
@@ -770,14 +461,8 @@ class Daemon:
         return ok
 
     def _setup_limits(self) -> None:
-        self.kernel_errors = []
-        if self.reconciler is None:
-            return
-        g = self.cfg.globals
-        err = self.reconciler.set_limits(g.mptcp_subflows, g.mptcp_add_addr_accepted)
-        if err:
-            log.error("%s: subflows over other links will not be created", err)
-            self.kernel_errors.append(err)
+        if self.kernel is not None:
+            self.kernel.set_limits(self.cfg)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -789,18 +474,10 @@ class Daemon:
         self.dataplane = DataPlane(self.run_dir, on_change=self._dataplane_changed)
         self.load_config()
         try:
-            self.rtnl = Rtnl()
+            self.kernel = kernel = Kernel.open(self.run_dir)
         except OSError as e:
             log.critical("cannot open rtnetlink: %s", e)
             return 1
-        try:
-            self.pm = MptcpPM()
-        except (NetlinkError, OSError) as e:
-            msg = (f"MPTCP path manager unavailable ({e}): the kernel needs CONFIG_MPTCP "
-                   "and net.mptcp.enabled=1; probing and routing go on without endpoints")
-            log.error("%s", msg)
-            self.kernel_errors.append(msg)
-        self.reconciler = Reconciler(self.rtnl, self.pm, self.run_dir / "owned.json")
         self._setup_limits()
         self.monitor = LinkMonitor(self.on_event, ipv6=True)
         self.monitor.start(loop)
@@ -821,18 +498,13 @@ class Daemon:
         self.failover.close()
         for rt in self.paths.values():
             for f in rt.families:
-                if f.prober is not None:
-                    f.prober.close()
+                stop(f)
         await self.dataplane.close()
-        self.reconciler.cleanup(self.cfg.globals.rule_priority, self._tables())
         if self.bus is not None:
             self.bus.close()
-        if self.subflow_counter is not None:
-            self.subflow_counter.close()
+        self.subflow_sampler.close()
         self.monitor.close()
-        self.rtnl.close()
-        if self.pm is not None:
-            self.pm.close()
+        kernel.close(self.cfg.globals.rule_priority, self._tables())
         self.status_file.remove()
         return 0
 
@@ -842,12 +514,6 @@ class Daemon:
             self.sample_counters()
             self.sample_subflows()
             self.write_status()
-
-
-def _gateway_of(defaults: Sequence[Route], ifindex: int) -> str | None:
-    """The gateway of a default route (main table) through this device, if any."""
-    return next((n.gateway for r in defaults for n in r.nexthops
-                 if n.ifindex == ifindex and n.gateway), None)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -867,31 +533,6 @@ def _parser() -> argparse.ArgumentParser:
                    help="validate the config, print the problems, exit 1 on errors")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
-
-
-def check_config(config_dir: Path) -> int:
-    """Validate /etc/config/bonding and, held against it, /etc/config/bonding_secrets."""
-    cfg, problems = config.load(config_dir)
-    for pc in cfg.paths:
-        if pc.device and not Path("/sys/class/net", pc.device).exists():
-            problems.append(config.Problem(
-                Severity.WARNING, pc.name, "device", pc.device,
-                f"device '{pc.device}' does not exist (now): the path stays down until it "
-                "appears; check the name with `ip link`"))
-    if not any(p.severity is Severity.ERROR for p in problems):
-        problems += secretsfile.check_file(config_dir, cfg)
-    for prob in problems:
-        print(prob)
-    errors = sum(1 for p in problems if p.severity is Severity.ERROR)
-    where = config_dir / config.PACKAGE
-    if any(p.package == config.SECRETS_PACKAGE for p in problems):
-        where = config_dir / f"{{{config.PACKAGE},{config.SECRETS_PACKAGE}}}"
-    if errors:
-        print(f"{where}: {errors} error(s): fix them, then `bondingd --check-config` again",
-              file=sys.stderr)
-        return 1
-    print(f"{where}: OK" + (f" ({len(problems)} warning(s))" if problems else ""))
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,12 +6,22 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from bonding.config import PathConfig
 from bonding.core import health as hl
 from bonding.core.health import Health, State
-from bonding.probe import PathProber
+from bonding.probe import TargetStats
+
+
+class Prober(Protocol):
+    """A family's prober, as the daemon's parts use it (bonding.probe.PathProber)."""
+
+    stats: dict[str, TargetStats]  # per target
+
+    def start(self) -> None: ...
+    def close(self) -> None: ...
+    def probe_now(self) -> None: ...
 
 
 @dataclass
@@ -23,7 +33,7 @@ class FamilyRuntime:
     address: str | None = None
     gateway: str | None = None
     targets: tuple[str, ...] = ()  # probe targets of this family (empty: not probed)
-    prober: PathProber | None = None
+    prober: Prober | None = None
     probe_key: tuple[object, ...] = ()
     since_wall: float = field(default_factory=time.time)
 
@@ -126,3 +136,22 @@ def measures(h: Health) -> dict[str, Any]:
 
 def window(h: Health) -> list[str]:
     return ["ok" if ok else "fail" for ok in h.window]
+
+
+def rebuild(old: dict[str, PathRuntime], pcs: Sequence[PathConfig], *, reset_overrides: bool,
+            enabled: bool, now: float) -> tuple[dict[str, PathRuntime], list[PathRuntime]]:
+    """The paths of a new config: a path keeps its runtime (health, probers, counters) by
+    name, and its ubus overrides unless `reset_overrides`; (the paths, those gone)."""
+    rest = dict(old)
+    paths: dict[str, PathRuntime] = {}
+    for i, pc in enumerate(pcs):
+        rt = rest.pop(pc.name, None)
+        if rt is None:
+            rt = PathRuntime(cfg=pc, index=i)
+        else:
+            rt = replace(rt, cfg=pc, index=i)
+            if reset_overrides:
+                rt.enabled_override = rt.backup_override = None
+        rt.set_enabled(rt.enabled and enabled, now)
+        paths[pc.name] = rt
+    return paths, list(rest.values())
