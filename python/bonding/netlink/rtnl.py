@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Sequence
+from typing import TypedDict, Unpack
 
 from .core import (
     NETLINK_ROUTE,
@@ -16,6 +17,7 @@ from .core import (
     NLM_F_DUMP,
     NLM_F_EXCL,
     NLM_F_REPLACE,
+    NetlinkClient,
     NetlinkError,
     NetlinkSocket,
     nla_str,
@@ -25,23 +27,28 @@ from .rtnl_codec import *  # noqa: F403
 from .rtnl_codec import _delroute_payload
 from .rtnl_consts import *  # noqa: F403
 
+
+class RuleSelectors(TypedDict, total=False):
+    """What a rule matches besides its source (keywords of Rtnl.rule_add/rule_del)."""
+
+    family: int
+    dst: str | None
+    dst_len: int | None
+    iif: str | None
+    oif: str | None
+    fwmark: int | None
+    fwmask: int | None
+    suppress_prefixlength: int | None
+
+
 # --- the API ----------------------------------------------------------------
 
 
-class Rtnl:
+class Rtnl(NetlinkClient):
     """Synchronous NETLINK_ROUTE requests in the current network namespace."""
 
     def __init__(self, timeout: float = 5.0) -> None:
         self.nl = NetlinkSocket(NETLINK_ROUTE, timeout=timeout)
-
-    def close(self) -> None:
-        self.nl.close()
-
-    def __enter__(self) -> Rtnl:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # links
 
@@ -152,28 +159,16 @@ class Rtnl:
         table: int,
         src: str | None = None,
         src_len: int | None = None,
-        iif: str | None = None,
-        fwmark: int | None = None,
-        fwmask: int | None = None,
-        suppress_prefixlength: int | None = None,
         *,
-        family: int = AF_INET,
-        dst: str | None = None,
-        dst_len: int | None = None,
-        oif: str | None = None,
         protocol: int | None = None,
         exist_ok: bool = False,
+        **selectors: Unpack[RuleSelectors],
     ) -> None:
         """Add a rule `priority: [from src/len] [iif] [fwmark/mask] lookup table`."""
-        payload = encode_rule(priority, table, family=family, src=src, src_len=src_len, dst=dst,
-                              dst_len=dst_len, iif=iif, oif=oif, fwmark=fwmark, fwmask=fwmask,
-                              suppress_prefixlength=suppress_prefixlength, protocol=protocol)
-        try:
-            self.nl.request(RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL, payload,
-                            f"add rule {priority} table {table}")
-        except NetlinkError as exc:
-            if not (exist_ok and exc.errno == errno.EEXIST):
-                raise
+        payload = encode_rule(priority, table, src=src, src_len=src_len, protocol=protocol,
+                              **selectors)  # fmt: skip
+        self._rule_request(RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL, payload,
+                           f"add rule {priority} table {table}", errno.EEXIST if exist_ok else 0)
 
     def rule_del(
         self,
@@ -181,25 +176,22 @@ class Rtnl:
         table: int,
         src: str | None = None,
         src_len: int | None = None,
-        iif: str | None = None,
-        fwmark: int | None = None,
-        fwmask: int | None = None,
-        suppress_prefixlength: int | None = None,
         *,
-        family: int = AF_INET,
-        dst: str | None = None,
-        dst_len: int | None = None,
-        oif: str | None = None,
         missing_ok: bool = False,
+        **selectors: Unpack[RuleSelectors],
     ) -> None:
         """Delete the rule matching all the given selectors."""
-        payload = encode_rule(priority, table, family=family, src=src, src_len=src_len, dst=dst,
-                              dst_len=dst_len, iif=iif, oif=oif, fwmark=fwmark, fwmask=fwmask,
-                              suppress_prefixlength=suppress_prefixlength)
+        payload = encode_rule(priority, table, src=src, src_len=src_len, **selectors)
+        self._rule_request(RTM_DELRULE, 0, payload, f"delete rule {priority} table {table}",
+                           errno.ENOENT if missing_ok else 0)
+
+    def _rule_request(
+        self, msg_type: int, flags: int, payload: bytes, operation: str, ok_errno: int
+    ) -> None:
         try:
-            self.nl.request(RTM_DELRULE, 0, payload, f"delete rule {priority} table {table}")
+            self.nl.request(msg_type, flags, payload, operation)
         except NetlinkError as exc:
-            if not (missing_ok and exc.errno == errno.ENOENT):
+            if not (ok_errno and exc.errno == ok_errno):
                 raise
 
     def rules(self, family: int = AF_INET) -> list[Rule]:
