@@ -11,6 +11,7 @@ import struct
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Self
 
 # Netlink protocols.
 NETLINK_ROUTE = 0
@@ -240,7 +241,20 @@ def parse_error(msg: Message) -> tuple[int, str | None]:
 # --- socket -----------------------------------------------------------------
 
 
-class NetlinkSocket:
+class Closing:
+    """``close()`` and the with-statement, for what owns a netlink socket."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class NetlinkSocket(Closing):
     """A netlink socket for requests (blocking with timeout) or events (non-blocking)."""
 
     def __init__(
@@ -277,15 +291,23 @@ class NetlinkSocket:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> NetlinkSocket:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def add_membership(self, group: int) -> None:
         """Join a multicast group by number (needed for genl groups > 32)."""
         self.sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
+
+    def recv_ready(self, max_datagrams: int) -> Iterator[bytes | None]:
+        """The datagrams readable now (non-blocking socket), at most `max_datagrams`;
+        None for each overrun (ENOBUFS: the kernel dropped messages)."""
+        for _ in range(max_datagrams):
+            try:
+                data: bytes | None = self.recv_datagram()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                data = None
+            yield data
 
     def recv_datagram(self) -> bytes:
         """Read one whole datagram, growing the buffer first if it would truncate."""
@@ -356,6 +378,18 @@ class NetlinkSocket:
                     continue
                 replies.append(msg)
         raise NetlinkError(errno.ETIMEDOUT, operation, "no answer from the kernel")
+
+
+class NetlinkClient(Closing):
+    """What owns one :class:`NetlinkSocket` as ``nl`` (Rtnl, MptcpPM, the event readers)."""
+
+    nl: NetlinkSocket
+
+    def fileno(self) -> int:
+        return self.nl.fileno()
+
+    def close(self) -> None:
+        self.nl.close()
 
 
 def set_rcvbuf(sock: socket.socket, size: int) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .core import NETLINK_ROUTE, NetlinkSocket, parse_messages
+from .core import NETLINK_ROUTE, NetlinkClient, NetlinkSocket, parse_messages
 from .rtnl import (
     AF_INET,
     RTM_DELADDR,
@@ -95,7 +94,7 @@ def decode_events(data: bytes) -> list[Event]:
     return out
 
 
-class LinkMonitor:
+class LinkMonitor(NetlinkClient):
     """Non-blocking rtnetlink listener; `start()` hooks it into an asyncio loop.
 
     The callback gets LinkEvent, AddrEvent, RouteEvent (with routes=True) and
@@ -119,20 +118,11 @@ class LinkMonitor:
         self.nl = NetlinkSocket(NETLINK_ROUTE, groups, nonblocking=True, rcvbuf=rcvbuf)
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def fileno(self) -> int:
-        return self.nl.fileno()
-
     def read(self, max_datagrams: int = 64) -> list[Event]:
         """Everything readable now, at most `max_datagrams` datagrams."""
         out: list[Event] = []
-        for _ in range(max_datagrams):
-            try:
-                data = self.nl.recv_datagram()
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    raise
+        for data in self.nl.recv_ready(max_datagrams):
+            if data is None:
                 if not out or not isinstance(out[-1], Resync):
                     out.append(Resync())
                 continue

@@ -20,6 +20,7 @@ from .core import (
     Attrs,
     GenlFamily,
     Message,
+    NetlinkClient,
     NetlinkError,
     NetlinkSocket,
     genl_payload,
@@ -239,7 +240,7 @@ def parse_event(msg: Message) -> MptcpEvent:
     )
 
 
-class MptcpPM:
+class MptcpPM(NetlinkClient):
     """Endpoints and limits of the in-kernel MPTCP path manager (current netns)."""
 
     def __init__(self, timeout: float = 5.0) -> None:
@@ -249,15 +250,6 @@ class MptcpPM:
         except BaseException:
             self.nl.close()
             raise
-
-    def close(self) -> None:
-        self.nl.close()
-
-    def __enter__(self) -> MptcpPM:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _call(self, cmd: int, attrs: list[bytes], operation: str, flags: int = 0) -> list[Attrs]:
         payload = genl_payload(cmd, MPTCP_PM_VER, attrs)
@@ -352,7 +344,7 @@ class MptcpPM:
         self._call(MPTCP_PM_CMD_SET_LIMITS, attrs, "set mptcp limits")
 
 
-class MptcpEventReader:
+class MptcpEventReader(NetlinkClient):
     """Non-blocking reader of the mptcp_pm_events group; use with loop.add_reader."""
 
     def __init__(self, rcvbuf: int = 1 << 20) -> None:
@@ -369,26 +361,14 @@ class MptcpEventReader:
             self.nl.close()
             raise
 
-    def fileno(self) -> int:
-        return self.nl.fileno()
-
-    def close(self) -> None:
-        self.nl.close()
-
     def read(self, max_datagrams: int = 64) -> list[MptcpEvent | EventsLost]:
         """Everything readable now (bounded); EventsLost marks an overrun."""
         out: list[MptcpEvent | EventsLost] = []
-        for _ in range(max_datagrams):
-            try:
-                data = self.nl.recv_datagram()
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                if exc.errno == errno.ENOBUFS:
-                    out.append(EventsLost())
-                    continue
-                raise
-            out.extend(_events(data, self.family.id))
+        for data in self.nl.recv_ready(max_datagrams):
+            if data is None:
+                out.append(EventsLost())
+            else:
+                out.extend(_events(data, self.family.id))
         return out
 
     def attach(

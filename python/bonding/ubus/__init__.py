@@ -12,18 +12,10 @@ The libraries are found by path (OpenWrt keeps them in /lib, where ``find_librar
 
 from ._lib import UbusLibraryError, UbusLibs, load
 from .blobmsg import BlobmsgError, BlobmsgType
-from .client import (
-    Args,
-    EventCallback,
-    Handler,
-    Method,
-    ObjectHandle,
-    Subscription,
-    Ubus,
-    UbusError,
-    UbusStatus,
-    call,
-)
+from .client import Ubus
+from .handles import Args, EventCallback, Handler, Method, ObjectHandle, Subscription
+from .oneshot import call
+from .status import UbusError, UbusStatus
 
 __all__ = [
     "Args",
