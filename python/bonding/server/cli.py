@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from bonding import __version__
-from bonding.server import service
+from bonding.server import reconcile, service
 from bonding.server.model import (
     DEFAULT_CIPHER,
     PORT_FIRST,
@@ -171,7 +171,7 @@ def _prevalidate(args: argparse.Namespace) -> None:
         validate_name(args.name)
 
 
-def _print_steps(cmd: str, out: service.Outcome) -> None:
+def _print_steps(cmd: str, out: reconcile.Outcome) -> None:
     for s in out.steps:
         mark = "changed  " if s.changed else "unchanged"
         print(f"  {mark} {s.what}" + (f": {s.detail}" if s.detail else ""))
