@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from feedlib.common import DEFAULT_PYTHON, FILE_LIST, REPO, VERSION_FILE, FeedError, Kind
@@ -163,37 +163,49 @@ def _show(item: Item) -> str:
     return f"{item.mode:04o}  {item.path}  ({src})"
 
 
+def _version(args: argparse.Namespace) -> None:
+    print(project_version())
+
+
+def _install(args: argparse.Namespace) -> None:
+    rules = [r for r in read_rules((REPO / FILE_LIST).read_text()) if r.package == args.package]
+    if not rules:
+        raise FeedError(f"{args.package}: not in {FILE_LIST}")
+    install(resolve(rules, REPO, args.python).get(args.package, []), args.destdir)
+
+
+def _list(args: argparse.Namespace) -> None:
+    items = load_items(REPO, args.python)
+    for pkg in args.packages or list(items):
+        if pkg not in items:
+            raise FeedError(f"{pkg}: not in {FILE_LIST}")
+        print(f"{pkg}:")
+        for item in items[pkg]:
+            print("  " + _show(item))
+
+
+def _build(args: argparse.Namespace) -> None:
+    built = build_feed(args.output, args.packages, args.python)
+    if args.sign is not None:
+        sign_index(args.output, args.sign)
+    for meta, ipk, n in built:
+        print(f"{ipk.name}: {ipk.stat().st_size} bytes, {n} entries, "
+              f"depends on {', '.join(meta.depends) or 'nothing'}")
+    print(f"{args.output / 'Packages'}: {len(built)} packages.  On the router: "
+          f"src/gz bonding file://{args.output.resolve()} in "
+          "/etc/opkg/customfeeds.conf" + ("" if args.sign else
+                                           " (unsigned: see feeds.conf.snippet)")
+          + ", or opkg install the .ipk files directly")
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "version": _version, "install": _install, "list": _list, "build": _build}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.cmd == "version":
-            print(project_version())
-        elif args.cmd == "install":
-            rules = [r for r in read_rules((REPO / FILE_LIST).read_text())
-                     if r.package == args.package]
-            if not rules:
-                raise FeedError(f"{args.package}: not in {FILE_LIST}")
-            install(resolve(rules, REPO, args.python).get(args.package, []), args.destdir)
-        elif args.cmd == "list":
-            items = load_items(REPO, args.python)
-            for pkg in args.packages or list(items):
-                if pkg not in items:
-                    raise FeedError(f"{pkg}: not in {FILE_LIST}")
-                print(f"{pkg}:")
-                for item in items[pkg]:
-                    print("  " + _show(item))
-        else:
-            built = build_feed(args.output, args.packages, args.python)
-            if args.sign is not None:
-                sign_index(args.output, args.sign)
-            for meta, ipk, n in built:
-                print(f"{ipk.name}: {ipk.stat().st_size} bytes, {n} entries, "
-                      f"depends on {', '.join(meta.depends) or 'nothing'}")
-            print(f"{args.output / 'Packages'}: {len(built)} packages.  On the router: "
-                  f"src/gz bonding file://{args.output.resolve()} in "
-                  "/etc/opkg/customfeeds.conf" + ("" if args.sign else
-                                                   " (unsigned: see feeds.conf.snippet)")
-                  + ", or opkg install the .ipk files directly")
+        _COMMANDS[args.cmd](args)
     except FeedError as e:
         print(f"feed.py: {e}", file=sys.stderr)
         return 1
