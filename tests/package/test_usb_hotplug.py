@@ -238,18 +238,14 @@ def test_auto_dhcp_off_turns_it_off(sb: Sandbox, value: str) -> None:
     nothing_happened(sb, before)
 
 
-def test_a_device_the_user_configured_is_left_alone(sb: Sandbox) -> None:
-    sb.write_config("network", NETWORK + "\nconfig interface 'phone'\n\toption device 'usb0'\n"
-                    "\toption proto 'dhcp'\n")
-    before = sb.configs()
-    dev = usb_netdev(sb, "1-1.2", "usb0", "cdc_ether")
-    net_event(sb, "add", dev, "usb0")
-    nothing_happened(sb, before)
-
-
-def test_a_section_of_the_same_name_made_by_the_user_is_left_alone(sb: Sandbox) -> None:
-    sb.write_config("network", NETWORK + "\nconfig interface 'usb1_1_2'\n\toption proto 'dhcp'\n"
-                    "\toption device 'usb5'\n")
+@pytest.mark.parametrize("section", [
+    # the user's own interface on the device
+    "config interface 'phone'\n\toption device 'usb0'\n\toption proto 'dhcp'\n",
+    # a section of the name the hotplug would give it, on another device
+    "config interface 'usb1_1_2'\n\toption proto 'dhcp'\n\toption device 'usb5'\n",
+], ids=["configured-device", "same-section-name"])
+def test_what_the_user_made_is_left_alone(sb: Sandbox, section: str) -> None:
+    sb.write_config("network", NETWORK + "\n" + section)
     before = sb.configs()
     dev = usb_netdev(sb, "1-1.2", "usb0", "cdc_ether")
     net_event(sb, "add", dev, "usb0")

@@ -37,12 +37,12 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from bonding import __version__
-from bonding.server import service
+from bonding.server import reconcile, service
 from bonding.server.model import (
     DEFAULT_CIPHER,
     PORT_FIRST,
@@ -140,17 +140,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# What _prevalidate checks of each command's options, in order (None: the option not given).
+_PRECHECKS: dict[str, tuple[tuple[str, Callable[[Any], object]], ...]] = {
+    "init": (("public_address", validate_address), ("public_address6", validate_address6),
+             ("user", validate_user), ("interface", validate_interface)),
+    "add-client": (("name", validate_name), ("rate_mbit", validate_rate), ("port", validate_port),
+                   # the full list; the server's own is checked when it is known
+                   ("cipher", lambda c: validate_cipher(c, "sing-box"))),
+}
+
+
 def _prevalidate(args: argparse.Namespace) -> None:
     """Check what the user typed before anything else (so a typo is named even as non-root)."""
+    for attr, check in _PRECHECKS.get(args.cmd, ()):
+        if getattr(args, attr) is not None:
+            check(getattr(args, attr))
     if args.cmd == "init":
-        if args.public_address is not None:
-            validate_address(args.public_address)
-        if args.public_address6 is not None:
-            validate_address6(args.public_address6)
-        if args.user is not None:
-            validate_user(args.user)
-        if args.interface is not None:
-            validate_interface(args.interface)
         for a in args.allow or ():
             validate_network(a)
         if args.allow and args.clear_allow:
@@ -158,20 +163,11 @@ def _prevalidate(args: argparse.Namespace) -> None:
         if args.public_address6 is not None and args.clear_address6:
             raise UsageError("--public-address6 and --clear-address6 contradict each other: "
                              "give one")
-    elif args.cmd == "add-client":
-        if args.name is not None:
-            validate_name(args.name)
-        if args.rate_mbit is not None:
-            validate_rate(args.rate_mbit)
-        if args.port is not None:
-            validate_port(args.port)
-        if args.cipher is not None:
-            validate_cipher(args.cipher, "sing-box")  # the full list; the server's is checked
     elif args.cmd in ("remove-client", "show-client"):
         validate_name(args.name)
 
 
-def _print_steps(cmd: str, out: service.Outcome) -> None:
+def _print_steps(cmd: str, out: reconcile.Outcome) -> None:
     for s in out.steps:
         mark = "changed  " if s.changed else "unchanged"
         print(f"  {mark} {s.what}" + (f": {s.detail}" if s.detail else ""))

@@ -13,8 +13,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,206 +40,21 @@ from bonding.server.model import (
     validate_rate,
     validate_user,
 )
-from bonding.server.store import Store, atomic_unlink, atomic_write, process_alive, read_json
-from bonding.server.system import INSTALL_HINT, HostAPI
+from bonding.server.reconcile import (
+    KERNEL_TOOLS,
+    PROXY_TOOLS,
+    Outcome,
+    Step,
+    gather_facts,
+    reconcile,
+    require_tools,
+)
+from bonding.server.store import Store, process_alive, read_json
+from bonding.server.system import HostAPI
 
 DEFAULT_USER = "bonding-server"
-PROXY_TOOLS = {"sing-box": ("sing-box",), "shadowsocks-libev": ("ss-server", "mptcpize")}
-KERNEL_TOOLS = ("nft", "tc", "ip")
 
 READY_TIMEOUT_S = 10.0
-
-
-@dataclass(frozen=True)
-class Step:
-    """One item of the wanted state: whether it had to change, and how."""
-
-    what: str
-    changed: bool
-    detail: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"step": self.what, "changed": self.changed, "detail": self.detail}
-
-
-@dataclass
-class Outcome:
-    steps: list[Step] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def changed(self) -> bool:
-        return any(s.changed for s in self.steps)
-
-
-def require_tools(host: HostAPI, tools: Sequence[str]) -> dict[str, str]:
-    found = {t: host.which(t) for t in tools}
-    missing = [t for t, p in found.items() if p is None]
-    if missing:
-        raise ServerError("missing: " + ", ".join(
-            f"{t} ({INSTALL_HINT.get(t, 'install it')})" for t in missing))
-    return {t: str(p) for t, p in found.items()}
-
-
-def gather_facts(host: HostAPI, store: Store, cfg: ServerConfig, *,
-                 need_proxy_tools: bool = True) -> plan.Facts:
-    uid = host.uid(cfg.user)
-    if uid is None:
-        raise ServerError(f"user {cfg.user!r} does not exist: run `bonding-server init` again "
-                          "(it creates it with systemd) or pass --user nobody")
-    tools = require_tools(host, PROXY_TOOLS[cfg.proxy]) if need_proxy_tools else {}
-    for program in tools.values():
-        why = host.exec_problem(program, cfg.user)
-        if why is not None:
-            raise ServerError(
-                f"the proxies run as user {cfg.user!r}, which cannot run {program}: {why}; "
-                "install it where every user can reach it (such as /usr/local/bin) or let "
-                f"{cfg.user!r} enter that directory")
-    interface = cfg.interface or host.default_interface()
-    return plan.Facts(
-        uid=uid, interface=interface, networks=tuple(host.connected_networks()),
-        nameservers=tuple(host.nameservers()), ipv6=host.ipv6(),
-        state_dir=str(store.root.resolve()),
-        exe=host.which("bonding-server") or "/usr/bin/bonding-server",
-        ss_server=tools.get("ss-server", "/usr/bin/ss-server"),
-        mptcpize=tools.get("mptcpize", "/usr/bin/mptcpize"),
-        sing_box=tools.get("sing-box", "/usr/bin/sing-box"))
-
-
-# --- the wanted state -----------------------------------------------------------------------------
-def reconcile(host: HostAPI, store: Store, cfg: ServerConfig, clients: Sequence[Client],
-              facts: plan.Facts) -> list[Step]:
-    """Make the kernel (and systemd) match the plan; change only what differs.  Hold the lock."""
-    steps: list[Step] = []
-    for key, want in plan.SYSCTLS.items():
-        have = host.sysctl_get(key)
-        if have == want:
-            steps.append(Step(f"sysctl {key}", False, want))
-        else:
-            host.sysctl_set(key, want)
-            steps.append(Step(f"sysctl {key}", True, f"{have} → {want}"))
-
-    have_limits = host.mptcp_limits()
-    want_limits = dict(plan.MPTCP_LIMITS)
-    if all(have_limits.get(k) == v for k, v in want_limits.items()):
-        steps.append(Step("mptcp limits", False, _fmt_limits(want_limits)))
-    else:
-        host.set_mptcp_limits(want_limits)
-        steps.append(Step("mptcp limits", True,
-                          f"{_fmt_limits(have_limits)} → {_fmt_limits(want_limits)}"))
-
-    applied = store.load_applied()
-    steps.append(_firewall(host, cfg, clients, facts, applied))
-    store.save_applied(applied)
-    steps.append(_shaping(host, clients, facts, applied))
-    store.save_applied(applied)
-    steps.append(_proxy_configs(store, cfg, clients, facts))
-    if cfg.systemd:
-        steps += _systemd(host, cfg, facts)
-    return steps
-
-
-def _fmt_limits(limits: dict[str, int]) -> str:
-    return " ".join(f"{k} {v}" for k, v in sorted(limits.items())) or "unknown"
-
-
-def _firewall(host: HostAPI, cfg: ServerConfig, clients: Sequence[Client], facts: plan.Facts,
-              applied: dict[str, Any]) -> Step:
-    want = plan.nft_table(cfg, clients, facts)
-    want_hash = plan.digest(want)
-    what = f"firewall (nft table inet {plan.NFT_TABLE})"
-    have = host.nft_listing()
-    if have is not None and applied.get("nft_plan") == want_hash and \
-            applied.get("nft_listing") == have:
-        return Step(what, False, f"{len(clients)} client(s)")
-    counters = host.nft_counters()  # carried over into the new table
-    host.nft_apply(plan.nft_script(plan.nft_table(cfg, clients, facts, counters)))
-    applied["nft_plan"] = want_hash
-    applied["nft_listing"] = host.nft_listing()
-    return Step(what, True, ("created" if have is None else "rewritten") +
-                f" for {len(clients)} client(s), proxies run as uid {facts.uid}")
-
-
-def _shaping(host: HostAPI, clients: Sequence[Client], facts: plan.Facts,
-             applied: dict[str, Any]) -> Step:
-    limited = [c for c in clients if c.rate_mbit is not None]
-    old_dev = applied.get("tc_dev")
-    if not limited:
-        if old_dev and (host.link_exists(old_dev) and host.tc_ours(old_dev)):
-            host.tc_teardown(old_dev)
-            applied.pop("tc_dev", None)
-            applied.pop("tc_plan", None)
-            applied.pop("tc_listing", None)
-            return Step("shaping", True, f"removed from {old_dev} (no client has a limit)")
-        return Step("shaping", False, "no client has a rate limit")
-    dev = facts.interface
-    if dev is None:
-        raise ServerError("rate limits need the egress interface and there is no default "
-                          "route: run `bonding-server init --interface DEV`")
-    if not host.link_exists(dev):
-        raise ServerError(f"interface {dev!r} does not exist: run `bonding-server init "
-                          "--interface DEV` with the device that faces the clients")
-    lines = plan.tc_commands(clients, dev, facts.ipv6)
-    want_hash = plan.digest("\n".join(lines))
-    have = host.tc_listing(dev)
-    detail = ", ".join(f"{c.name} {c.rate_mbit:g}" for c in limited) + f" Mbit/s on {dev}"
-    if (old_dev == dev and applied.get("tc_plan") == want_hash
-            and applied.get("tc_listing") == have):
-        return Step("shaping", False, detail)
-    if old_dev and old_dev != dev and host.link_exists(old_dev):
-        host.tc_teardown(old_dev)
-    host.tc_teardown(dev)
-    applied.pop("tc_dev", None)
-    try:
-        host.tc_build(dev, lines)
-    except ServerError:
-        host.tc_teardown(dev)
-        raise
-    applied.update(tc_dev=dev, tc_plan=want_hash, tc_listing=host.tc_listing(dev))
-    return Step("shaping", True, detail + f" (htb per client, upload through {plan.IFB})")
-
-
-def _proxy_configs(store: Store, cfg: ServerConfig, clients: Sequence[Client],
-                   facts: plan.Facts) -> Step:
-    changed = []
-    suffix = plan.config_suffix(cfg.proxy)
-    wanted = {store.proxy_config_path(c.name, suffix): plan.proxy_config(cfg.proxy, c,
-                                                                         facts.ipv6)
-              for c in clients}
-    for path, data in wanted.items():
-        try:
-            same = path.read_bytes() == data
-        except FileNotFoundError:
-            same = False
-        if not same:
-            atomic_write(path, data)
-            changed.append(path.name)
-    for p in store.proxy_config_paths():
-        if p not in wanted:
-            atomic_unlink(p)
-            changed.append(f"-{p.name}")
-    return Step("proxy configs", bool(changed), ", ".join(changed) or f"{len(wanted)} up to date")
-
-
-def _systemd(host: HostAPI, cfg: ServerConfig, facts: plan.Facts) -> list[Step]:
-    steps = []
-    written = []
-    for path, text in plan.units(cfg, facts).items():
-        data = text.encode()
-        if host.read_file(path) != data:
-            host.write_file(path, data, 0o644)
-            written.append(path)
-        steps.append(Step(f"file {path}", path in written))
-    if written:
-        host.systemctl("daemon-reload")
-        steps.append(Step("systemctl daemon-reload", True))
-    enabled = host.systemctl("is-enabled", plan.SERVICE, check=False).strip()
-    if enabled != "enabled":
-        host.systemctl("enable", plan.SERVICE)
-        steps.append(Step(f"enable {plan.SERVICE}", True, f"{enabled or 'unknown'} → enabled"))
-    else:
-        steps.append(Step(f"enable {plan.SERVICE}", False))
-    return steps
 
 
 # --- commands -------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bonding.server import plan, service
+from bonding.server import plan, reconcile
 from bonding.server.model import Client, ServerConfig, ServerError
 from bonding.server.store import Store, atomic_write
 from bonding.server.system import HostAPI
@@ -148,8 +148,8 @@ class Supervisor:
             with self.store.lock():
                 cfg = self.store.require_server()
                 clients = self.store.clients()
-                facts = service.gather_facts(self.host, self.store, cfg)
-                steps = service.reconcile(self.host, self.store, cfg, clients, facts)
+                facts = reconcile.gather_facts(self.host, self.store, cfg)
+                steps = reconcile.reconcile(self.host, self.store, cfg, clients, facts)
         except ServerError as e:
             log.error("reload failed, keeping the proxies as they are: %s", e)
             self.generation += 1
