@@ -516,15 +516,8 @@ class Lab:
         ns = st.namespaces[role]
         st.pids.pop(f"bonding-{role}", None)
         self.save()
-        pids = run(["ip", "netns", "pids", ns], check=False).stdout.split()
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid), signal.SIGKILL)
-        deadline = time.monotonic() + timeout
-        while run(["ip", "netns", "pids", ns], check=False).stdout.split():
-            if time.monotonic() > deadline:
-                raise LabError(f"processes of {ns} still alive after SIGKILL")
-            time.sleep(0.02)
+        if not _kill_netns(ns, (signal.SIGKILL,), timeout):
+            raise LabError(f"processes of {ns} still alive after SIGKILL")
 
     def server_blackhole(self, role: str = "server", on: bool = True) -> None:
         """Drop everything that reaches a server namespace, silently (or stop doing so)."""
@@ -747,16 +740,7 @@ class Lab:
         The state directory (logs, configs) stays for a look afterwards, unless `purge`."""
         removed = []
         for ns in self.existing_namespaces():
-            pids = run(["ip", "netns", "pids", ns], check=False).stdout.split()
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                for pid in pids:
-                    with contextlib.suppress(ProcessLookupError, ValueError):
-                        os.kill(int(pid), sig)
-                deadline = time.monotonic() + 2
-                while pids and time.monotonic() < deadline:
-                    pids = run(["ip", "netns", "pids", ns], check=False).stdout.split()
-                    if pids:
-                        time.sleep(0.05)
+            _kill_netns(ns, (signal.SIGTERM, signal.SIGKILL), 2.0)
             run(["ip", "netns", "del", ns], check=False)
             removed.append(ns)
         if self.state_file.exists():
@@ -806,6 +790,32 @@ def _listening(ns: str, port: int) -> bool:
     r = subprocess.run(nsx(ns, "ss", "-Hltn", f"sport = :{port}"), capture_output=True,
                        text=True, check=False)
     return bool(r.stdout.strip())
+
+
+def _netns_pids(ns: str) -> list[str]:
+    return run(["ip", "netns", "pids", ns], check=False).stdout.split()
+
+
+def _kill_netns(ns: str, signals: Sequence[signal.Signals], timeout: float) -> bool:
+    """Send each signal in turn to every process of `ns`, giving them `timeout` seconds to go
+    after each; True once the namespace has no process left, False if some outlived them all.
+    The one kill loop of `Lab.down` (SIGTERM, then SIGKILL) and `Lab.stop_server` (SIGKILL)."""
+    for sig in signals:
+        pids = _netns_pids(ns)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), sig)
+        deadline = time.monotonic() + timeout
+        while pids:
+            pids = _netns_pids(ns)
+            if not pids:
+                return True
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        if not pids:
+            return True
+    return False
 
 
 def _kill_wait(pid: int, timeout: float) -> None:
