@@ -14,10 +14,11 @@ from bonding.core.health import Health, State
 UP = Health(state=State.UP, reason="")
 DOWN = Health(state=State.DOWN, reason="3 of the last 5 probe rounds got no reply")
 DEGRADED = Health(state=State.DEGRADED, reason="loss 30%")
+FRESH = Health()
 
 
 def path(v4: str | None = None, v6: str | None = None, t4: tuple[str, ...] = (),
-         t6: tuple[str, ...] = (), h4: Health = Health(), h6: Health = Health(),
+         t6: tuple[str, ...] = (), h4: Health = FRESH, h6: Health = FRESH,
          **cfg: object) -> PathRuntime:
     rt = PathRuntime(cfg=PathConfig(name="wan", **cfg), index=0)  # type: ignore[arg-type]
     rt.v4.address, rt.v4.targets, rt.v4.health = v4, t4, h4
