@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -58,6 +59,7 @@ class _Parser:
         self.physline = 0  # physical lines read so far
         self.starts: list[tuple[int, int, int]] = []  # (buffer offset, line number, src offset)
         self.sections: list[_MSection] = []
+        self.by_sid: dict[bytes, _MSection] = {}  # the first section of each sid
         self.section: _MSection | None = None
 
     # -- buffer primitives
@@ -120,7 +122,7 @@ class _Parser:
         return target + 1
 
     def parse_quoted(self, target: int, quote: int) -> int:
-        opened = self.line_of(self.pos)[0]
+        opened = self.start_of(self.pos)[1]
         self.pos += 1
         while True:
             c = self.ch(self.pos)
@@ -217,10 +219,9 @@ class _Parser:
         if not name:
             count = len(self.sections) + 1
             sid = anonymous_sid(stype.decode(_ENCODING, _ERRORS), count).encode()
-            self.section = _MSection(stype, sid, True)
-            self.sections.append(self.section)
+            self.add_section(_MSection(stype, sid, True))
             return
-        found = next((s for s in self.sections if s.sid == name), None)
+        found = self.by_sid.get(name)
         if found is not None:
             if found.type != stype:
                 raise self.error(
@@ -228,8 +229,12 @@ class _Parser:
                     f"{_show(name)} is a {_show(found.type)}, not a {_show(stype)}")
             self.section = found
             return
-        self.section = _MSection(stype, name, False)
-        self.sections.append(self.section)
+        self.add_section(_MSection(stype, name, False))
+
+    def add_section(self, section: _MSection) -> None:
+        self.section = section
+        self.sections.append(section)
+        self.by_sid.setdefault(section.sid, section)
 
     def parse_option(self, is_list: bool) -> None:
         if self.section is None:
@@ -294,11 +299,17 @@ class _Parser:
                     raise self.located(a) from None
         return self.sections
 
+    def start_of(self, pos: int) -> tuple[int, int, int]:
+        """(buffer offset, line number, src offset) of the physical line holding buffer position
+        `pos` (the buffer offsets of a logical line's physical lines increase)."""
+        i = bisect.bisect_right(self.starts, pos, key=lambda st: st[0])
+        return self.starts[max(i - 1, 0)] if self.starts else (0, 0, 0)
+
     def line_of(self, pos: int) -> tuple[int, int, str | None]:
         """(line, column, text) of a buffer position, as in the file."""
         if not self.starts:
             return 0, 0, None
-        off, line, src = next((st for st in reversed(self.starts) if st[0] <= pos), self.starts[0])
+        off, line, src = self.start_of(pos)
         end = self.src.find(b"\n", src)
         raw = self.src[src:end if end >= 0 else len(self.src)].rstrip(b"\r")
         return line, max(pos - off, 0) + 1, raw.decode(_ENCODING, "replace")
