@@ -7,13 +7,21 @@ from pathlib import Path
 import pytest
 
 from bonding import config
-from bonding.config import Problem, Severity
+from bonding.config import Problem, Secrets, Severity
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
 
 
 def errors(problems: list[Problem]) -> list[Problem]:
     return [p for p in problems if p.severity is ERROR]
+
+
+def load(config_dir: Path, text: str, mode: int = 0o600) -> tuple[Secrets, list[Problem]]:
+    """Write `text` as <config_dir>/bonding_secrets with `mode`, and load it."""
+    f = config_dir / "bonding_secrets"
+    f.write_text(text)
+    f.chmod(mode)
+    return config.load_secrets(config_dir)
 
 
 def where(problems: list[Problem]) -> list[tuple[Severity, str, str | None, str | None]]:
@@ -24,11 +32,8 @@ SECRET = "s3cr3t-K3y+/="
 
 
 def test_secrets_load(tmp_path: Path) -> None:
-    f = tmp_path / "bonding_secrets"
-    f.write_text(f"config server 'vps1'\n\toption key '{SECRET}'\n"
-                 "config server 'vps2'\n\toption key 'other'\n")
-    f.chmod(0o600)
-    secrets, problems = config.load_secrets(tmp_path)
+    secrets, problems = load(tmp_path, f"config server 'vps1'\n\toption key '{SECRET}'\n"
+                             "config server 'vps2'\n\toption key 'other'\n")
     assert problems == []
     assert secrets.key("vps1") == SECRET
     assert secrets.key("vps2") == "other"
@@ -59,10 +64,7 @@ def test_secrets_missing_file_is_a_warning(tmp_path: Path) -> None:
 ])
 def test_secrets_readable_by_others(tmp_path: Path, mode: int, severity: Severity,
                                     who: str) -> None:
-    f = tmp_path / "bonding_secrets"
-    f.write_text(f"config server 'vps1'\n\toption key '{SECRET}'\n")
-    f.chmod(mode)
-    secrets, problems = config.load_secrets(tmp_path)
+    secrets, problems = load(tmp_path, f"config server 'vps1'\n\toption key '{SECRET}'\n", mode)
     assert secrets.key("vps1") == SECRET  # still used: the daemon keeps serving
     assert len(problems) == 1 and problems[0].severity is severity
     assert f"mode {mode:04o}: {who}" in str(problems[0]) and "chmod 600" in str(problems[0])
@@ -80,10 +82,7 @@ def test_secrets_readable_by_others(tmp_path: Path, mode: int, severity: Severit
 def test_secrets_errors_name_the_place_never_the_key(tmp_path: Path, text: str,
                                                      where_: tuple[str, str | None],
                                                      message: str) -> None:
-    f = tmp_path / "bonding_secrets"
-    f.write_text(text)
-    f.chmod(0o600)
-    _, problems = config.load_secrets(tmp_path)
+    _, problems = load(tmp_path, text)
     errs = errors(problems)
     assert [(p.section, p.option) for p in errs] == [where_]
     assert message in errs[0].message
@@ -93,10 +92,8 @@ def test_secrets_errors_name_the_place_never_the_key(tmp_path: Path, text: str,
 
 
 def test_secrets_unparsable_file_does_not_quote_it(tmp_path: Path) -> None:
-    f = tmp_path / "bonding_secrets"
-    f.write_text(f"config server 'vps1'\n\toption key '{SECRET}\n")  # unterminated quote
-    f.chmod(0o600)
-    secrets, problems = config.load_secrets(tmp_path)
+    unterminated = f"config server 'vps1'\n\toption key '{SECRET}\n"
+    secrets, problems = load(tmp_path, unterminated)
     assert secrets.names() == ()
     assert [p.severity for p in problems] == [ERROR]
     assert SECRET not in str(problems[0])
@@ -104,10 +101,7 @@ def test_secrets_unparsable_file_does_not_quote_it(tmp_path: Path) -> None:
 
 
 def test_secrets_unknown_option_and_section_are_warnings(tmp_path: Path) -> None:
-    f = tmp_path / "bonding_secrets"
-    f.write_text(f"config server 'vps1'\n\toption key '{SECRET}'\n\toption uuid 'x'\n"
-                 "config client 'c'\n")
-    f.chmod(0o600)
-    secrets, problems = config.load_secrets(tmp_path)
+    secrets, problems = load(tmp_path, f"config server 'vps1'\n\toption key '{SECRET}'\n"
+                             "\toption uuid 'x'\nconfig client 'c'\n")
     assert secrets.key("vps1") == SECRET
     assert where(problems) == [(WARNING, "vps1", "uuid", None), (WARNING, "c", None, None)]
