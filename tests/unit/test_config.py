@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import Any
 
@@ -800,122 +799,6 @@ def test_data_plane_cross_checks(opts: Opts, option: str, message: str) -> None:
     errs = errors(problems)
     assert [(p.option) for p in errs] == [option], problems
     assert message in errs[0].message
-
-
-# --- secrets: /etc/config/bonding_secrets ----------------------------------------------------
-
-SECRET = "s3cr3t-K3y+/="
-
-
-def test_secrets_load(tmp_path: Path) -> None:
-    f = tmp_path / "bonding_secrets"
-    f.write_text(f"config server 'vps1'\n\toption key '{SECRET}'\n"
-                 "config server 'vps2'\n\toption key 'other'\n")
-    f.chmod(0o600)
-    secrets, problems = config.load_secrets(tmp_path)
-    assert problems == []
-    assert secrets.key("vps1") == SECRET
-    assert secrets.key("vps2") == "other"
-    assert secrets.key("nope") is None
-    assert secrets.names() == ("vps1", "vps2")
-
-
-def test_secrets_are_never_shown(tmp_path: Path) -> None:
-    secrets = config.Secrets({"vps1": SECRET})
-    assert SECRET not in repr(secrets) and SECRET not in str(secrets)
-    assert SECRET not in f"{secrets!r} {secrets}"
-    assert "vps1" in repr(secrets)
-
-
-def test_secrets_missing_file_is_a_warning(tmp_path: Path) -> None:
-    secrets, problems = config.load_secrets(tmp_path)
-    assert secrets.names() == ()
-    assert [(p.severity, p.package) for p in problems] == [(WARNING, "bonding_secrets")]
-    assert "does not exist" in str(problems[0])
-
-
-@pytest.mark.parametrize(("mode", "severity", "who"), [
-    (0o644, ERROR, "every user"),
-    (0o604, ERROR, "every user"),
-    (0o602, ERROR, "every user"),
-    (0o640, WARNING, "its group"),
-    (0o660, WARNING, "its group"),
-])
-def test_secrets_readable_by_others(tmp_path: Path, mode: int, severity: Severity,
-                                    who: str) -> None:
-    f = tmp_path / "bonding_secrets"
-    f.write_text(f"config server 'vps1'\n\toption key '{SECRET}'\n")
-    f.chmod(mode)
-    secrets, problems = config.load_secrets(tmp_path)
-    assert secrets.key("vps1") == SECRET  # still used: the daemon keeps serving
-    assert len(problems) == 1 and problems[0].severity is severity
-    assert f"mode {mode:04o}: {who}" in str(problems[0]) and "chmod 600" in str(problems[0])
-    assert SECRET not in str(problems[0])
-
-
-@pytest.mark.parametrize(("text", "where_", "message"), [
-    ("config server 'vps1'\n", ("vps1", "key"), "missing"),
-    (f"config server 'vps1'\n\tlist key '{SECRET}'\n", ("vps1", "key"), "takes one value"),
-    (f"config server 'vps1'\n\toption key '{SECRET} {SECRET}'\n", ("vps1", "key"),
-     "printable characters without spaces"),
-    (f"config server\n\toption key '{SECRET}'\n", ("@server[0]", None),
-     "needs the name of its server section"),
-])
-def test_secrets_errors_name_the_place_never_the_key(tmp_path: Path, text: str,
-                                                     where_: tuple[str, str | None],
-                                                     message: str) -> None:
-    f = tmp_path / "bonding_secrets"
-    f.write_text(text)
-    f.chmod(0o600)
-    _, problems = config.load_secrets(tmp_path)
-    errs = errors(problems)
-    assert [(p.section, p.option) for p in errs] == [where_]
-    assert message in errs[0].message
-    assert errs[0].value is None
-    assert SECRET not in str(errs[0])
-    assert str(errs[0]).startswith(f"error: bonding_secrets.{where_[0]}")
-
-
-def test_secrets_unparsable_file_does_not_quote_it(tmp_path: Path) -> None:
-    f = tmp_path / "bonding_secrets"
-    f.write_text(f"config server 'vps1'\n\toption key '{SECRET}\n")  # unterminated quote
-    f.chmod(0o600)
-    secrets, problems = config.load_secrets(tmp_path)
-    assert secrets.names() == ()
-    assert [p.severity for p in problems] == [ERROR]
-    assert SECRET not in str(problems[0])
-    assert "not a valid UCI file" in str(problems[0])
-
-
-def test_secrets_unknown_option_and_section_are_warnings(tmp_path: Path) -> None:
-    f = tmp_path / "bonding_secrets"
-    f.write_text(f"config server 'vps1'\n\toption key '{SECRET}'\n\toption uuid 'x'\n"
-                 "config client 'c'\n")
-    f.chmod(0o600)
-    secrets, problems = config.load_secrets(tmp_path)
-    assert secrets.key("vps1") == SECRET
-    assert where(problems) == [(WARNING, "vps1", "uuid", None), (WARNING, "c", None, None)]
-
-
-@pytest.mark.parametrize(("cipher", "key", "problem"), [
-    ("chacha20-ietf-poly1305", "any password at all", None),
-    ("2022-blake3-aes-128-gcm", base64.b64encode(b"k" * 16).decode(), None),
-    ("2022-blake3-aes-256-gcm", base64.b64encode(b"k" * 32).decode(), None),
-    ("2022-blake3-chacha20-poly1305", base64.b64encode(b"k" * 32).decode(), None),
-    ("2022-blake3-aes-128-gcm", base64.b64encode(b"k" * 32).decode(),
-     "decodes to 32 bytes; cipher 2022-blake3-aes-128-gcm needs exactly 16"),
-    ("2022-blake3-chacha20-poly1305", base64.b64encode(b"k" * 16).decode(),
-     "decodes to 16 bytes; cipher 2022-blake3-chacha20-poly1305 needs exactly 32"),
-    ("2022-blake3-aes-128-gcm", "not-base64-at-all!", "not base64"),
-])
-def test_shadowsocks_2022_keys_are_base64_of_the_cipher_size(cipher: str, key: str,
-                                                             problem: str | None) -> None:
-    got = config.key_problem(cipher, key)
-    if problem is None:
-        assert got is None
-    else:
-        assert got is not None and problem in got and key not in got
-        assert "openssl rand -base64" in got
 
 
 # --- IPv6 (issue 12) -------------------------------------------------------------------------

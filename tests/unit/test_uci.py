@@ -8,6 +8,7 @@ libuci whenever OWRT_PREFIX is set.
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -295,3 +296,30 @@ def test_load_without_pyuci_uses_the_parser(tmp_path: Path) -> None:
     assert shape(uci.load(tmp_path, "p")) == [("t", None, [])]
     with pytest.raises(uci.UciError, match="pyuci"):
         uci.load(tmp_path, "p", use_pyuci=True)
+
+
+# --- size: the parser is linear (issue 19: a 2.4 MB line took 65 s, 20k sections 7.8 s) ---------
+
+# (id, file text, sections, length of the first section's option 'a'); each parses in about a
+# second here, where the quadratic parser took 18–25 s.
+BIG: list[tuple[str, str, int, int]] = [
+    ("a 2 MB line of commands", "config t 'n'" + "; option a 'b'" * 150_000 + "\n", 1, 1),
+    ("a 2 MB value of quoted pieces", "config t\n\toption a " + "'x'" * 700_000 + "\n", 1,
+     700_000),
+    ("a 2 MB value over 1M lines", "config t\n\toption a '" + "x\n" * 1_000_000 + "'\n", 1,
+     2_000_000),
+    ("40k named sections",
+     "".join(f"config t 's{i}'\n\toption a 'b'\n" for i in range(40_000)), 40_000, 1),
+]
+
+
+@pytest.mark.parametrize(("text", "sections", "length"), [b[1:] for b in BIG],
+                         ids=[b[0] for b in BIG])
+def test_big_files_parse_in_linear_time(text: str, sections: int, length: int) -> None:
+    start = time.perf_counter()
+    p = uci.loads(text, "big")
+    took = time.perf_counter() - start
+    assert len(p.sections) == sections
+    a = p.sections[0].options["a"]
+    assert isinstance(a, str) and len(a) == length
+    assert took < 6.0, f"{took:.1f} s: quadratic again?"
