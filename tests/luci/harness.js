@@ -213,6 +213,13 @@ function loadView(relPath, opts) {
 	return Object.assign(out, { ctx, state, loaded });
 }
 
+/* A resource module ('bonding.format') as a view gets it: loaded, its class instantiated. */
+function loadModule(name, opts) {
+	opts = Object.assign({}, opts);
+	opts.modules = Object.assign({ baseclass }, opts.modules);
+	return instantiate(loadView(moduleFile(name), opts).result);
+}
+
 function moduleFile(name) {
 	return name.split('.').join(path.sep) + '.js';
 }
@@ -491,6 +498,6 @@ async function settle() {
 }
 
 module.exports = {
-	REPO, APP, HTDOCS, Node, Text, E, dom, loadView, makeRpc, ubusStatus, makePoll, makeUi, makeL,
+	REPO, APP, HTDOCS, Node, Text, E, dom, loadView, loadModule, makeRpc, ubusStatus, makePoll, makeUi, makeL,
 	viewModule, baseclass, instantiate, makeForm, makeUci, readJSON, fixture, text, settle
 };
