@@ -83,28 +83,25 @@ test('datatypes accept what bondingd accepts and refuse the rest', async () => {
 		for (const v of bad)
 			assert.equal(dt.validate(o.datatype, v), false, `${type}.${name} refuses ${v}`);
 	}
-	const mark = option('globals', 'tproxy_mark');
-	assert.equal(mark.validate('globals', '0xb0'), true);
-	assert.equal(mark.validate('globals', '176'), true);
-	assert.notEqual(mark.validate('globals', '0'), true);
-	assert.notEqual(mark.validate('globals', '0x1ffffffff'), true);
-	assert.notEqual(mark.validate('globals', 'b0'), true);
-	assert.equal(mark.validate('globals', '0xb0/0xff'), true);
-	assert.notEqual(mark.validate('globals', '0xb0/0x0f'), true, 'mark bits outside the mask');
-	assert.notEqual(mark.validate('globals', '0x40000000'), true, 'bit 31 must stay free');
-	const bypass = option('globals', 'bypass');
-	assert.equal(bypass.validate('globals', '10.0.0.0/8'), true);
-	assert.equal(bypass.validate('globals', '192.0.2.7'), true);
-	assert.notEqual(bypass.validate('globals', '10.1.2.3/8'), true, 'host bits set');
-	const bypass6 = option('globals', 'bypass6');
-	assert.equal(bypass6.validate('globals', 'fd00::/8'), true);
-	assert.equal(bypass6.validate('globals', '2001:db8:64::/47'), true);
-	assert.equal(bypass6.validate('globals', '2001:db8::7'), true);
-	assert.notEqual(bypass6.validate('globals', 'fd00::1/8'), true, 'host bits set');
-	assert.notEqual(bypass6.validate('globals', '2001:db8:65::/47'), true, 'host bits set');
-	const cc = option('globals', 'congestion_control');
-	assert.equal(cc.validate('globals', 'bbr'), true);
-	assert.notEqual(cc.validate('globals', 'BBR!'), true);
+	/* validate functions: [ section, option, accepted, refused (value and why) ] */
+	const validated = [
+		[ 'globals', 'tproxy_mark', [ '0xb0', '176', '0xb0/0xff' ], [
+			[ '0' ], [ '0x1ffffffff' ], [ 'b0' ],
+			[ '0xb0/0x0f', 'mark bits outside the mask' ], [ '0x40000000', 'bit 31 must stay free' ] ] ],
+		[ 'globals', 'bypass', [ '10.0.0.0/8', '192.0.2.7' ], [ [ '10.1.2.3/8', 'host bits set' ] ] ],
+		[ 'globals', 'bypass6', [ 'fd00::/8', '2001:db8:64::/47', '2001:db8::7' ], [
+			[ 'fd00::1/8', 'host bits set' ], [ '2001:db8:65::/47', 'host bits set' ] ] ],
+		[ 'globals', 'congestion_control', [ 'bbr' ], [ [ 'BBR!' ] ] ],
+		[ 'path', 'congestion_control', [ 'cubic', '' ], [ [ 'CUBIC' ] ] ],
+		[ 'usb', 'apn', [ 'internet', '' ], [ [ '.internet' ], [ 'a b' ] ] ]
+	];
+	for (const [ type, name, good, bad ] of validated) {
+		const o = option(type, name);
+		for (const v of good)
+			assert.equal(o.validate(type, v), true, `${type}.${name} accepts ${v}`);
+		for (const [ v, why ] of bad)
+			assert.notEqual(o.validate(type, v), true, `${type}.${name} refuses ${v}${why ? ': ' + why : ''}`);
+	}
 });
 
 test('thresholds explain what they mean', async () => {

@@ -179,11 +179,12 @@ const FORMAT = `
 /*
  * Build a vm context with LuCI's browser globals, and load a view file from htdocs.
  * `modules` maps the names a view requires ('view', 'rpc', 'tools.widgets', ...) to stubs.
+ * A required name without a stub whose file is in htdocs ('bonding.rpc' is bonding/rpc.js) is
+ * loaded from there into the same context, with the same stubs, once per view, and instantiated
+ * as LuCI's L.require does: the view gets an instance of the class the module returns.
  */
 function loadView(relPath, opts) {
 	opts = opts || {};
-	const file = path.join(HTDOCS, relPath);
-	const source = fs.readFileSync(file, 'utf8');
 	const state = { now: opts.now != null ? opts.now : 1763800000000 };
 
 	const document = {
@@ -207,21 +208,56 @@ function loadView(relPath, opts) {
 	vm.runInContext(FORMAT, ctx);
 	vm.runInContext('Date.now = function() { return __state.now; };', Object.assign(ctx, { __state: state }));
 
+	const loaded = {};
+	const out = loadInto(ctx, relPath, opts.modules || {}, loaded, []);
+	return Object.assign(out, { ctx, state, loaded });
+}
+
+/* A resource module ('bonding.format') as a view gets it: loaded, its class instantiated. */
+function loadModule(name, opts) {
+	opts = Object.assign({}, opts);
+	opts.modules = Object.assign({ baseclass }, opts.modules);
+	return instantiate(loadView(moduleFile(name), opts).result);
+}
+
+function moduleFile(name) {
+	return name.split('.').join(path.sep) + '.js';
+}
+
+function loadInto(ctx, relPath, modules, loaded, stack) {
+	const file = path.join(HTDOCS, relPath);
+	const source = fs.readFileSync(file, 'utf8');
+
 	const requires = [];
 	const re = /^\s*'require ([\w.]+)(?: as (\w+))?';/gm;
 	let m;
 	while ((m = re.exec(source)) !== null)
 		requires.push({ module: m[1], name: m[2] || m[1].split('.').pop() });
 
-	const missing = requires.filter(r => !(r.module in opts.modules)).map(r => r.module);
+	const resolve = r => {
+		if (r.module in modules)
+			return modules[r.module];
+		if (r.module in loaded)
+			return loaded[r.module];
+		if (stack.includes(r.module))
+			throw new Error(`${relPath}: circular 'require ${r.module}'`);
+		const rel = moduleFile(r.module);
+		if (!fs.existsSync(path.join(HTDOCS, rel)))
+			return undefined;
+		const sub = loadInto(ctx, rel, Object.assign({ baseclass }, modules), loaded, stack.concat([ r.module ]));
+		return (loaded[r.module] = instantiate(sub.result));
+	};
+
+	const missing = requires.filter(r => !(r.module in modules) && !fs.existsSync(path.join(HTDOCS, moduleFile(r.module))))
+		.map(r => r.module);
 	if (missing.length)
 		throw new Error(`${relPath}: no stub for required module(s): ${missing.join(', ')}`);
 
 	const wrapper = `(function(${requires.map(r => r.name).join(', ')}) {\n${source}\n})`;
 	const factory = vm.runInContext(wrapper, ctx, { filename: file, lineOffset: -1 });
-	const result = factory.apply(null, requires.map(r => opts.modules[r.module]));
+	const result = factory.apply(null, requires.map(resolve));
 
-	return { result, ctx, state, requires, source };
+	return { result, requires, source };
 }
 
 /* --- stubs of LuCI modules ------------------------------------------------------------------ */
@@ -462,6 +498,6 @@ async function settle() {
 }
 
 module.exports = {
-	REPO, APP, HTDOCS, Node, Text, E, dom, loadView, makeRpc, ubusStatus, makePoll, makeUi, makeL,
+	REPO, APP, HTDOCS, Node, Text, E, dom, loadView, loadModule, makeRpc, ubusStatus, makePoll, makeUi, makeL,
 	viewModule, baseclass, instantiate, makeForm, makeUci, readJSON, fixture, text, settle
 };

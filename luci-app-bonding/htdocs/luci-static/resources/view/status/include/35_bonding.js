@@ -1,48 +1,26 @@
 'use strict';
 'require baseclass';
-'require rpc';
+'require bonding.rpc as bondingRpc';
+'require bonding.format as fmt';
 
 /* Status → Overview: one box with the bonded links at a glance. */
-
-const callStatus = rpc.declare({
-	object: 'bonding',
-	method: 'status',
-	expect: { '': {} }
-});
-
-function isObject(v) {
-	return v != null && typeof v == 'object' && !Array.isArray(v);
-}
-
-function formatRate(bps) {
-	if (!(typeof bps == 'number' && isFinite(bps)))
-		return '–';
-	if (bps < 1e3)
-		return '%d bit/s'.format(Math.round(bps));
-	if (bps < 1e6)
-		return '%.1f kbit/s'.format(bps / 1e3);
-	if (bps < 1e9)
-		return '%.1f Mbit/s'.format(bps / 1e6);
-	return '%.2f Gbit/s'.format(bps / 1e9);
-}
 
 return baseclass.extend({
 	title: _('Bonding'),
 
 	/* Never rejects: the overview hides an include whose load() failed for good. */
 	load: function() {
-		return callStatus().then(function(st) {
+		return bondingRpc.status().then(function(st) {
 			return { status: st, error: null };
 		}, function(err) {
-			const msg = (err && err.message) ? err.message : String(err);
-			return { status: null, error: msg.split('\n')[0] };
+			return { status: null, error: fmt.errorText(err) };
 		});
 	},
 
 	render: function(res) {
 		const st = res ? res.status : null;
 
-		if (!isObject(st) || !isObject(st.paths)) {
+		if (!fmt.isObject(st) || !fmt.isObject(st.paths)) {
 			/* A user without the bonding ACL sees no box at all. */
 			if (res && res.error && /-32002|Access denied/.test(res.error))
 				return null;
@@ -56,24 +34,24 @@ return baseclass.extend({
 		let up = 0, degraded = 0, rx = 0, tx = 0;
 
 		for (const name of names) {
-			const p = isObject(st.paths[name]) ? st.paths[name] : {};
+			const p = fmt.isObject(st.paths[name]) ? st.paths[name] : {};
 			if (p.state == 'up')
 				up++;
 			else if (p.state == 'degraded')
 				degraded++;
-			if (typeof p.rx_bps == 'number' && isFinite(p.rx_bps))
+			if (fmt.isNum(p.rx_bps))
 				rx += p.rx_bps;
-			if (typeof p.tx_bps == 'number' && isFinite(p.tx_bps))
+			if (fmt.isNum(p.tx_bps))
 				tx += p.tx_bps;
 		}
 
-		const proxy = isObject(st.proxy) ? st.proxy : null;
+		const proxy = fmt.isObject(st.proxy) ? st.proxy : null;
 		const fields = [
 			_('Links up'), degraded
 				? _('%d of %d (%d degraded)').format(up, names.length, degraded)
 				: _('%d of %d').format(up, names.length),
-			_('Download'), formatRate(rx),
-			_('Upload'), formatRate(tx)
+			_('Download'), fmt.formatRate(rx),
+			_('Upload'), fmt.formatRate(tx)
 		];
 
 		if (proxy)
