@@ -67,7 +67,6 @@ class Daemon:
         self.config_dir = config_dir
         self.run_dir = run_dir
         self.status_file = StatusFile(run_dir)
-        self.hooks_dir = hooks_dir
         self.hooks = Hooks(hooks_dir, self._spawn)
         self.ubus_socket = ubus_socket
         self.cfg = Config()
@@ -185,7 +184,8 @@ class Daemon:
     def on_event(self, ev: Event) -> None:
         on_event(self, list(self.paths.values()), ev, ipv6=self.cfg.globals.ipv6)
 
-    def _safe_resolve(self) -> None:
+    def resolve(self) -> None:
+        """Read the paths from the kernel again (errors logged), then probers and plan."""
         try:
             self.resolve_paths()
         except (NetlinkError, OSError) as e:
@@ -385,9 +385,6 @@ class Daemon:
         self._dirty = True
         self.schedule_reconcile()
 
-    def resolve(self) -> None:
-        self._safe_resolve()
-
     async def probe_now(self, rt: PathRuntime) -> None:
         await self.probing.probe_now(rt)
 
@@ -431,7 +428,7 @@ class Daemon:
 
     def _netifd_read(self) -> None:
         self._sync_discovered()
-        self._safe_resolve()
+        self.resolve()
 
     def _keep(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
@@ -454,7 +451,7 @@ class Daemon:
         log.info("reloading %s", self.config_dir / config.PACKAGE)
         ok = self.load_config()
         self._setup_limits()
-        self._safe_resolve()
+        self.resolve()
         self.refresh_netifd()
         self._dirty = True
         self.write_status()
@@ -485,7 +482,7 @@ class Daemon:
                         (signal.SIGHUP, self.reload)):
             loop.add_signal_handler(sig, fn)
         self._start_ubus()
-        self._safe_resolve()
+        self.resolve()
         self.reconcile()
         if hup_while_starting:
             self.reload()
