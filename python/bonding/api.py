@@ -11,11 +11,18 @@ the daemon:
 Every method accepts (and ignores) rpcd's ``ubus_rpc_session`` and any other unknown argument,
 so a newer LuCI can call an older daemon.  Booleans are JSON booleans, or 0/1 as `ubus call`
 sends integers from a shell.
+
+Log policy: a refusal is the caller's business (the reply says why), and any ubus caller, a LuCI
+read-only user among them, can send them by the thousand.  So a refused value is quoted at most
+:data:`SHOWN` characters long, and at most :data:`REFUSALS_LOGGED` refusals per
+:data:`REFUSAL_WINDOW_S` are logged, then one line counts the rest: OpenWrt's 64 KB log ring
+cannot be flushed through us.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -30,6 +37,9 @@ EVENT_PATH = "bonding.path"
 EVENT_SERVER = "bonding.server"
 IFACE_ACTIONS = ("ifup", "ifdown", "ifupdate")
 MAX_NAME = 64
+SHOWN = 40  # characters of a refused value that a message quotes
+REFUSALS_LOGGED = 10  # refusals logged per window, then one line counts the rest
+REFUSAL_WINDOW_S = 60.0
 
 Reply = Mapping[str, Any]
 
@@ -66,6 +76,14 @@ METHODS: Mapping[str, tuple[Arg, ...]] = {
 READ_METHODS = ("status", "path")  # what LuCI's read ACL grants; the rest change state
 
 
+def shown(v: object) -> str:
+    """`v` for a message: its repr, cut to :data:`SHOWN` characters (its length said)."""
+    text = repr(v)
+    if len(text) <= SHOWN:
+        return text
+    return f"{text[:SHOWN]}… ({len(text)} characters)"
+
+
 def _invalid(method: str, msg: str) -> UbusError:
     return UbusError(UbusStatus.INVALID_ARGUMENT, f"{OBJECT}.{method}: {msg}")
 
@@ -89,10 +107,10 @@ def parse_args(method: str, args: Mapping[str, Any]) -> dict[str, Any]:
             elif isinstance(v, int) and v in (0, 1):
                 out[a.name] = bool(v)
             else:
-                raise _invalid(method, f"'{a.name}' must be true/false (or 1/0), not {v!r}")
+                raise _invalid(method, f"'{a.name}' must be true/false (or 1/0), not {shown(v)}")
         elif a.type is BlobmsgType.STRING:
             if not isinstance(v, str):
-                raise _invalid(method, f"'{a.name}' must be a string, not {v!r}")
+                raise _invalid(method, f"'{a.name}' must be a string, not {shown(v)}")
             if not v or len(v) > MAX_NAME or not v.isprintable():
                 raise _invalid(method, f"'{a.name}' must be 1–{MAX_NAME} printable characters")
             out[a.name] = v
@@ -100,7 +118,7 @@ def parse_args(method: str, args: Mapping[str, Any]) -> dict[str, Any]:
             raise AssertionError(a.type)
     if method == "iface" and out["action"] not in IFACE_ACTIONS:
         raise _invalid(method, f"'action' must be one of {', '.join(IFACE_ACTIONS)}, "
-                               f"not {out['action']!r}")
+                               f"not {shown(out['action'])}")
     if method == "set_path" and out["enabled"] is None and out["backup"] is None:
         raise _invalid(method, "give 'enabled' and/or 'backup'")
     return out
@@ -108,7 +126,7 @@ def parse_args(method: str, args: Mapping[str, Any]) -> dict[str, Any]:
 
 def _found(name: str, reply: Reply | None) -> Reply:
     if reply is None:
-        raise UbusError(UbusStatus.NOT_FOUND, f"no path named {name!r}")
+        raise UbusError(UbusStatus.NOT_FOUND, f"no path named {shown(name)}")
     return reply
 
 
@@ -135,17 +153,39 @@ def dispatch(backend: Backend, method: str, args: Mapping[str, Any]
     raise UbusError(UbusStatus.METHOD_NOT_FOUND, f"{OBJECT}.{method}")  # pragma: no cover
 
 
+class RefusalLog:
+    """Logs refused calls, at most :data:`REFUSALS_LOGGED` per window (see the log policy)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.start = -REFUSAL_WINDOW_S
+        self.count = 0
+
+    def log(self, e: UbusError) -> None:
+        now = self.clock()
+        if now - self.start >= REFUSAL_WINDOW_S:
+            if self.count > REFUSALS_LOGGED:
+                log.info("%d more ubus calls refused in %.0f s, not logged",
+                         self.count - REFUSALS_LOGGED, now - self.start)
+            self.start, self.count = now, 0
+        self.count += 1
+        if self.count <= REFUSALS_LOGGED:
+            log.info("ubus call refused: %s", e)
+
+
 def methods(backend: Backend) -> list[Method]:
     """The object's methods for :meth:`bonding.ubus.Ubus.add_object`.
 
     The policy is published for `ubus list -v`; checking is ours (check_policy off) so that
     0/1 pass as booleans and every refusal is logged with its reason.
     """
+    refusals = RefusalLog()
+
     def handler(name: str, args: dict[str, Any]) -> Reply | Awaitable[Reply]:
         try:
             return dispatch(backend, name, args)
         except UbusError as e:
-            log.info("ubus call refused: %s", e)
+            refusals.log(e)
             raise
 
     out = []

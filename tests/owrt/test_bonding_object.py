@@ -125,6 +125,20 @@ def test_bad_arguments_get_status_codes_and_the_daemon_serves_on(olab: Lab) -> N
     assert set(out["families"]) == {"ipv4", "ipv6"}
 
 
+def test_a_flood_of_refused_calls_cannot_flush_the_log(olab: Lab) -> None:
+    # any ubus caller (a LuCI read-only user among them) sends 2,000 refused calls of 60 KB
+    s = sock(olab)
+    log = Path(olab.load().daemon_log)
+    before = log.stat().st_size
+    for i in range(2000):
+        with pytest.raises(UbusError) as e:
+            call("bonding", "path", {"name": ["x" * 60_000, i]}, socket=s, timeout=5)
+        assert e.value.status == UbusStatus.INVALID_ARGUMENT
+    grown = log.stat().st_size - before
+    assert grown < 4096, f"the log grew by {grown} bytes"  # 10 short lines, not 120 MB
+    assert call("bonding", "path", {"name": "wan1"}, socket=s)["name"] == "wan1"
+
+
 def test_set_path_and_probe(olab: Lab) -> None:
     s = sock(olab)
     try:

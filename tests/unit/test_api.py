@@ -134,3 +134,29 @@ def test_handler_raises_ubus_errors_for_the_transport() -> None:
     with pytest.raises(UbusError) as e:
         m.handler("path", {"name": "nope"})
     assert e.value.status == UbusStatus.NOT_FOUND
+
+
+def test_a_refused_value_is_quoted_short() -> None:
+    # a read-only caller sends a 60 KB argument: the reply and the log quote 40 characters of it
+    with pytest.raises(UbusError) as e:
+        api.dispatch(Recorder(), "path", {"name": ["x" * 60_000]})
+    assert len(str(e.value)) < 200 and "characters)" in str(e.value)
+    with pytest.raises(UbusError) as e:
+        api.dispatch(Recorder(), "path", {"name": "y" * api.MAX_NAME})
+    assert len(str(e.value)) < 200 and e.value.status == UbusStatus.NOT_FOUND
+
+
+def test_refusals_are_logged_at_most_ten_a_minute_then_counted(
+        caplog: pytest.LogCaptureFixture) -> None:
+    now = [100.0]
+    refusals = api.RefusalLog(clock=lambda: now[0])
+    err = UbusError(UbusStatus.INVALID_ARGUMENT, "bonding.path: bad")
+    with caplog.at_level("INFO", logger="bondingd.api"):
+        for _ in range(5000):
+            refusals.log(err)
+        assert len(caplog.records) == api.REFUSALS_LOGGED
+        now[0] += api.REFUSAL_WINDOW_S
+        refusals.log(err)  # a new window: the count of the old one, then this one
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[-2].startswith(f"{5000 - api.REFUSALS_LOGGED} more ubus calls refused")
+    assert lines[-1] == f"ubus call refused: {err}"
