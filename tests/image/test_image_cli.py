@@ -4,6 +4,7 @@ request's fields, the imagebuilder script and command line."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import stat
 import subprocess
@@ -361,3 +362,56 @@ def test_server_name_of_a_wan_path(tmp_path: Path, capsys: pytest.CaptureFixture
     (tmp_path / "b").mkdir()
     assert "server name 'wan3' is also a path name" in _err(
         tmp_path / "b", ["--wan", "lan1", "--wan", "lan2"], capsys, client_text=text)
+
+
+KEY = "Zm9vYmFyYmF6cXV4MTIzNA"  # the key of conftest's CLIENT_TEXT
+
+
+def test_planted_temp_symlinks_are_never_followed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # whoever could write the output earlier planted links at every temp name we once used
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    out = tmp_path / "out"
+    (out / "files/etc/uci-defaults").mkdir(parents=True)
+    for d, name in ((out, "99-bonding-setup"), (out, "asu-request.json"),
+                    (out, "packages.txt"), (out, "imagebuilder.sh"),
+                    (out / "files/etc/uci-defaults", "99-bonding-setup")):
+        (d / f".{name}.tmp").symlink_to(victim)
+    g = generate(tmp_path, ["--wan", "lan4"], capsys=capsys)
+    assert g.rc == 0, g.stderr
+    assert victim.read_text() == "precious\n"
+    assert KEY in (out / "99-bonding-setup").read_text()
+    assert not (out / "99-bonding-setup").is_symlink()
+
+
+def test_a_symlinked_output_subdirectory_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "files").symlink_to(elsewhere)
+    g = generate(tmp_path, ["--wan", "lan4"], capsys=capsys)
+    assert g.rc == 1
+    assert "out/files: not a directory of its own" in g.stderr
+    assert list(elsewhere.rglob("*")) == []
+
+
+@pytest.mark.parametrize("how", ["world-writable", "group-writable", "another user's"])
+def test_an_output_directory_others_can_change_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str) -> None:
+    # they could swap the first-boot script (which the image runs as root) after it is written
+    out = tmp_path / "out"
+    out.mkdir()
+    if how == "world-writable":
+        out.chmod(0o1777)
+    elif how == "group-writable":
+        out.chmod(0o775)
+    else:
+        assert os.geteuid() == 0, "this test changes a directory's owner: run it as root"
+        os.chown(out, 65534, 65534)
+    g = generate(tmp_path, ["--wan", "lan4"], capsys=capsys)
+    assert g.rc == 1
+    assert ("writable by others" in g.stderr) == (how != "another user's"), g.stderr
+    assert ("belongs to uid 65534" in g.stderr) == (how == "another user's"), g.stderr
+    assert list(out.iterdir()) == []

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from bonding import __version__
+from bonding import __version__, safefile
 from bonding.image.packages import PACKAGE_MANAGER, RELEASES
 from bonding.image.setup_script import ASU_MAX_DEFAULTS, SCRIPT_NAME, sq
 
@@ -196,29 +196,31 @@ cd "$ib"
 
 def write_outputs(out: Path, *, script: str, packages: Sequence[str],
                   asu: dict[str, Any], ib_script: str) -> dict[str, Path]:
-    """Write the artefacts; files that hold the key are mode 0600."""
-    out.mkdir(parents=True, exist_ok=True)
-    files_dir = out / "files" / "etc" / "uci-defaults"
-    files_dir.mkdir(parents=True, exist_ok=True)
+    """Write the artefacts; files that hold the key are mode 0600.
+
+    Through bonding.safefile: an output directory that someone else can write to is refused
+    (they could swap the first-boot script after it is written), and no planted file or
+    symlink in it is ever opened."""
+    files_parts = ("files", "etc", "uci-defaults")
     written = {
         "setup": out / SCRIPT_NAME,
-        "files": files_dir / SCRIPT_NAME,
+        "files": out.joinpath(*files_parts, SCRIPT_NAME),
         "packages": out / "packages.txt",
         "asu": out / "asu-request.json",
         "imagebuilder": out / "imagebuilder.sh",
     }
-    _write(written["setup"], script, 0o600)
-    _write(written["files"], script, 0o600)
-    _write(written["packages"], " ".join(packages) + "\n", 0o644)
-    _write(written["asu"], json.dumps(asu, indent=2) + "\n", 0o600)
-    _write(written["imagebuilder"], ib_script, 0o755)
+    fds = [safefile.open_dir(out, create=True)]
+    try:
+        for part in files_parts:
+            fds.append(safefile.subdir(fds[-1], part, str(out.joinpath(*files_parts[:len(fds)]))))
+        top, files = fds[0], fds[-1]
+        for fd, key, text, mode in (
+                (top, "setup", script, 0o600), (files, "files", script, 0o600),
+                (top, "packages", " ".join(packages) + "\n", 0o644),
+                (top, "asu", json.dumps(asu, indent=2) + "\n", 0o600),
+                (top, "imagebuilder", ib_script, 0o755)):
+            safefile.write_at(fd, written[key].name, text.encode(), mode)
+    finally:
+        for fd in fds:
+            os.close(fd)
     return written
-
-
-def _write(path: Path, text: str, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    os.fchmod(fd, mode)  # also when the file was there already
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
