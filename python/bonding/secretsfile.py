@@ -16,20 +16,20 @@ from the new one, both read from the file (never when the file is missing or has
 deleted or broken /etc/config/bonding never wipes the keys), and never a key for a server it has
 not seen (a key written before its server section, e.g. by a script, is kept).  The file is
 rewritten as libuci's commit does it: the file locked (flock) while it is re-read and replaced,
-the new text written to a temporary file beside it, synced and renamed over it, mode 0600.
+the new text written to a temporary file beside it, synced and renamed over it, mode 0600; a
+symlinked bonding_secrets stays a link and the file it points to is rewritten
+(bonding.safefile.replace).
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
-import tempfile
 from collections.abc import Collection
 from pathlib import Path
 from typing import Final
 
-from bonding import uci
+from bonding import safefile, uci
 from bonding.config import (
     SECRETS_PACKAGE,
     SS2022_KEY_BYTES,
@@ -107,7 +107,6 @@ def prune(config_dir: Path, names: Collection[str]) -> list[str]:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
         return []
-    tmp: str | None = None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         with os.fdopen(os.dup(fd), "rb") as f:
@@ -124,22 +123,7 @@ def prune(config_dir: Path, names: Collection[str]) -> list[str]:
         keep = tuple(uci.Section(s.type, s.name, s.options, sid=s.sid) for s in pkg.sections
                      if not (s.type == "server" and s.name in removed))
         text = uci.dumps(uci.Package(SECRETS_PACKAGE, keep))
-        tfd, tmp = tempfile.mkstemp(prefix=f".{SECRETS_PACKAGE}.uci-", dir=config_dir)
-        with os.fdopen(tfd, "wb") as out:
-            os.fchmod(out.fileno(), 0o600)
-            out.write(text.encode("utf-8", "surrogateescape"))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        dfd = os.open(config_dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        safefile.replace(path, text.encode("utf-8", "surrogateescape"), 0o600)
         return removed
     finally:
-        if tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
         os.close(fd)

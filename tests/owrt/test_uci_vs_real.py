@@ -578,3 +578,32 @@ def test_load_goes_through_libuci_when_pyuci_imports(owrt_prefix: Path, owrt_pyt
         (delta_dir / name).unlink(missing_ok=True)
         if created and delta_dir.is_dir() and not any(delta_dir.iterdir()):
             delta_dir.rmdir()
+
+
+def test_pruning_a_symlinked_secrets_file_does_what_libuci_commit_does(
+        owrt_prefix: Path, owrt_env: dict[str, str], tmp_path: Path) -> None:
+    """The real `uci delete` + `commit` and bondingd's pruning leave the same two trees: the
+    link kept, the file it points to rewritten without the removed server."""
+    from bonding import secretsfile
+    text = ("config server 'vps1'\n\toption key 'one-0123456789abcdef'\n\n"
+            "config server 'vps2'\n\toption key 'two-0123456789abcdef'\n")
+    trees = {}
+    for who in ("libuci", "bondingd"):
+        top = tmp_path / who
+        (top / "keys").mkdir(parents=True)
+        (top / "config").mkdir()
+        real_file = top / "keys" / "bonding_secrets"
+        real_file.write_text(text)
+        real_file.chmod(0o600)
+        (top / "config" / "bonding_secrets").symlink_to(real_file)
+        if who == "libuci":
+            for args in (("delete", "bonding_secrets.vps2"), ("commit", "bonding_secrets")):
+                subprocess.run([str(owrt_prefix / "bin" / "uci"), "-c", str(top / "config"),
+                                *args], env=owrt_env, check=True, timeout=30)
+        else:
+            assert secretsfile.prune(top / "config", {"vps2"}) == ["vps2"]
+        link = top / "config" / "bonding_secrets"
+        trees[who] = (link.is_symlink(), sorted(p.name for p in (top / "keys").iterdir()),
+                      uci.loads(real_file.read_bytes(), "bonding_secrets").sections)
+    assert trees["libuci"][0] and trees["libuci"] == trees["bondingd"]
+    assert [s.name for s in trees["bondingd"][2]] == ["vps1"]

@@ -158,6 +158,21 @@ def test_prune_removes_only_the_named_servers(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["bonding_secrets"]  # no temporary left
 
 
+def test_prune_of_a_symlinked_file_rewrites_its_target(tmp_path: Path) -> None:
+    # /etc/config/bonding_secrets -> /etc/keys/bonding_secrets: libuci writes through the link,
+    # and so does the pruning, or the removed key would stay in the real file
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    real = write(keys, "bonding_secrets", SECRETS, 0o600)
+    conf = tmp_path / "config"
+    conf.mkdir()
+    (conf / "bonding_secrets").symlink_to(real)
+    assert secretsfile.prune(conf, {"vps2"}) == ["vps2"]
+    assert (conf / "bonding_secrets").is_symlink()
+    assert K32 not in real.read_text() and PASSWORD in real.read_text()
+    assert sorted(p.name for p in keys.iterdir()) == ["bonding_secrets"]  # no temporary left
+
+
 def test_prune_keeps_mode_0600_even_from_a_looser_file(tmp_path: Path) -> None:
     f = write(tmp_path, "bonding_secrets", SECRETS, 0o644)
     assert secretsfile.prune(tmp_path, {"vps1"}) == ["vps1"]
