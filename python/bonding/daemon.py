@@ -28,7 +28,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from bonding import __version__, api, config, netifd, secretsfile
+from bonding import __version__, api, config, netifd, secretsfile, teardown
 from bonding.bondingd.checkconfig import check_config
 from bonding.bondingd.handlers import Handlers
 from bonding.bondingd.hooks import Hooks, path_action, send_event, server_action, server_env
@@ -492,18 +492,26 @@ class Daemon:
         await self._stop.wait()
         log.info("stopping: removing our routes, rules and endpoints")
         ticker.cancel()
-        self.failover.close()
+        failed = await teardown.run_all([
+            ("server failover", self.failover.close),
+            ("the probers", self._stop_probers),
+            ("the proxy and its nftables table", self.dataplane.close),
+            ("ubus", self._close_bus),
+            ("the subflow sampler", self.subflow_sampler.close),
+            ("the link monitor", self.monitor.close),
+            ("our routes, rules and endpoints",
+             lambda: kernel.close(self.cfg.globals.rule_priority, self._tables())),
+            ("status.json", self.status_file.remove)])
+        return 1 if failed else 0
+
+    def _stop_probers(self) -> None:
         for rt in self.paths.values():
             for f in rt.families:
                 stop(f)
-        await self.dataplane.close()
+
+    def _close_bus(self) -> None:
         if self.bus is not None:
             self.bus.close()
-        self.subflow_sampler.close()
-        self.monitor.close()
-        kernel.close(self.cfg.globals.rule_priority, self._tables())
-        self.status_file.remove()
-        return 0
 
     async def _tick(self) -> None:
         while True:

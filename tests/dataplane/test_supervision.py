@@ -480,3 +480,52 @@ def test_repeated_proxy_lines_are_logged_once(run_dir: Path,
         run(body)
     infos = [r.message for r in caplog.records if r.levelname == "INFO"]
     assert sum("dscp" in m for m in infos) == 1
+
+
+def test_nothing_of_the_proxy_stays_in_the_run_dir_after_close(bin_dir: Path, run_dir: Path,
+                                                               conf_dir: Path) -> None:
+    async def body() -> None:
+        d = dp(run_dir, bin_dir)
+        d.configure(CFG, conf_dir)
+        await until(lambda: d.status()["state"] == "running")
+        assert any(KEY in p.read_text() for p in run_dir.iterdir() if p.is_file())
+        await d.close()
+        left = {p.name: p.read_text() for p in run_dir.iterdir() if p.is_file()}
+        assert not [n for n, text in left.items() if KEY in text], left
+    run(body)
+
+
+def test_a_device_name_nft_cannot_hold_is_an_error_in_status(bin_dir: Path, run_dir: Path,
+                                                              conf_dir: Path) -> None:
+    # the config's validator refuses it; were one to get through, status must not say all is well
+    bad = Config(globals=Globals(proxy="shadowsocks-libev", lan_devices=('la"n',)),
+                 servers=CFG.servers)
+
+    async def body() -> None:
+        d = dp(run_dir, bin_dir)
+        d.configure(bad, conf_dir)
+        await until(lambda: d.status()["state"] == "running")
+        assert "cannot be written in an nft string" in d.status()["error"]
+        assert any("cannot be written in an nft string" in e for e in d.errors())
+        await d.close()
+        assert "delete table inet bonding" in nft_calls(bin_dir)[-1]
+    run(body)
+
+
+def test_stopping_goes_on_after_a_step_fails(bin_dir: Path, run_dir: Path,
+                                             conf_dir: Path) -> None:
+    async def body() -> None:
+        d = dp(run_dir, bin_dir)
+        d.configure(CFG, conf_dir)
+        await until(lambda: d.status()["state"] == "running")
+        pid = d.status()["pid"]
+        real_close = d.supervisor.close
+
+        async def broken() -> None:
+            await real_close()
+            raise RuntimeError("a bug while stopping the proxy")
+        d.supervisor.close = broken  # type: ignore[method-assign]
+        await d.close()
+        assert not alive(pid)
+        assert "delete table inet bonding" in nft_calls(bin_dir)[-1]
+    run(body)

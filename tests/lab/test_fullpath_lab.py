@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -155,6 +156,34 @@ def test_a_missing_proxy_program_is_reported_and_routing_goes_on(full: Lab) -> N
     assert wait_for(lambda: _has_table(full), 2) is not None
     with Service(full, "target", "whoami", 8083):
         assert ask_from(full, "lan", "whoami", TARGET_ADDR, 8083) == SERVER_ADDR
+
+
+def test_a_lan_device_nft_cannot_name_is_refused_and_the_lan_stays_proxied(full: Lab) -> None:
+    """A '"' in lan_device once passed the checks; the nft table then failed to load while
+    status said all was well, and the LAN went unproxied."""
+    st = full.load()
+    cfg = Path(st.config_dir) / "bonding"
+    original = cfg.read_text()
+    assert "option lan_device 'lan0'" in original
+    bad = original.replace("option lan_device 'lan0'", "list lan_device 'lan0'\n"
+                           "\tlist lan_device 'br\"lan'")
+    try:
+        _reload(full, bad)
+        assert wait_for(lambda: any("lan_device" in p
+                                    for p in full.status()["config_problems"]), 5) is not None
+        problem = next(p for p in full.status()["config_problems"] if "lan_device" in p)
+        assert "not a network device name" in problem, problem
+        r = subprocess.run([sys.executable, "-m", "bonding.daemon", "--check-config",
+                            "--config-dir", st.config_dir], capture_output=True, text=True,
+                           check=False)
+        assert r.returncode == 1 and "lan_device" in r.stdout, r.stdout
+        p = full.status()["proxy"]
+        assert (p["state"], p["error"]) == ("running", ""), p
+        assert _has_table(full)
+        with Service(full, "target", "whoami", 8084):
+            assert ask_from(full, "lan", "whoami", TARGET_ADDR, 8084) == SERVER_ADDR
+    finally:
+        _reload(full, original)
 
 
 def _router(lab: Lab, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -43,6 +43,13 @@ CASES: list[tuple[str, Callable[[str], object], str, object, str | None]] = [
     ("fwmark", values.fwmark, "0xb0", (0xB0, 0xB0), None),
     ("fwmark mask", values.fwmark, "16/0xff", (16, 0xFF), None),
     ("fwmark outside", values.fwmark, "0x1ff/0xff", None, "the mark 0x1ff has bits outside"),
+    ("ifname", values.ifname, "br-lan.10@x", "br-lan.10@x", None),
+    ("ifname long", values.ifname, "a" * 16, None, "not a network device name"),
+    ("ifname dot", values.ifname, "..", None, "not a network device name"),
+    # the kernel takes these two, but an nft string cannot hold them (the LAN table names them)
+    ("ifname quote", values.ifname, 'br"lan', None, "not a network device name"),
+    ("ifname backslash", values.ifname, "br\\lan", None, "not a network device name"),
+    ("ifname control", values.ifname, "br\x01lan", None, "not a network device name"),
 ]
 
 

@@ -188,8 +188,13 @@ _NETIFD_RE = re.compile(r"^[A-Za-z0-9_]{1,15}$")
 
 
 def ifname(raw: str) -> str:
-    if not _IFNAME_RE.fullmatch(raw) or raw in (".", ".."):
-        raise ValueError("not a network device name (1–15 characters, no spaces, '/' or ':')")
+    """A device name the kernel and nft both take: the kernel's rule (1–15 characters, not '.'
+    or '..', no space, '/' or ':') and nothing an nft string cannot hold ('"', '\\', control
+    characters), since the data plane names LAN devices in its table."""
+    if (not _IFNAME_RE.fullmatch(raw) or raw in (".", "..") or not raw.isprintable()
+            or '"' in raw or "\\" in raw):
+        raise ValueError("not a network device name (1–15 characters, no spaces, '/', ':', "
+                         "'\"' or '\\')")
     return raw
 
 

@@ -172,7 +172,8 @@ def _set(name: str, kind: str, elements: Sequence[str], *, interval: bool = Fals
 
 def _quote(name: str) -> str:
     if '"' in name or "\\" in name:
-        raise ValueError(f"bad device name {name!r}")
+        raise NftError(f"the device name {name!r} cannot be written in an nft string: rename "
+                       "it or leave it out of lan_device")
     return f'"{name}"'
 
 

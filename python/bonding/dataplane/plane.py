@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bonding import teardown
 from bonding.config import Config, Problem, Secrets, Server, load_secrets
 from bonding.core.plan import TproxyWant
 from bonding.dataplane import backends, nft
@@ -251,15 +252,20 @@ class DataPlane:
                             self.anchor_error) if e]
 
     async def close(self) -> None:
-        """Stop the proxy, remove the nftables table and the fw4 include."""
-        await self.supervisor.close()
+        """Stop the proxy, remove the nftables table and the fw4 include (each step also when
+        one before it failed)."""
+        await teardown.run_all([("the proxy", self.supervisor.close),
+                                ("the nftables table", self._remove_nft),
+                                ("the fw4 include", self.nft.forget_include),
+                                ("the local route", lambda: self._anchor(False))])
+
+    def _remove_nft(self) -> None:
+        had = self.nft.applied is not None or self._tproxy is not None
         self.ruleset = None
+        self._tproxy = None
         try:
-            if self.nft.applied is not None or self._tproxy is not None:
+            if had:
                 self.nft.remove()
         except (nft.NftError, OSError) as e:
             log.error("nftables: %s", e)
-        self.nft.forget_include()
-        self._tproxy = None
-        self._anchor(False)
 

@@ -24,7 +24,7 @@ import re
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
@@ -86,6 +86,7 @@ class Supervisor:
         self._last_exit = ""
         self._logged: dict[str, float] = {}
         self._orphan_checked = False
+        self._written: set[str] = set()  # files of ours in run_dir
 
     # --- what to run ---------------------------------------------------------------------------
     def set(self, launch: Launch | None) -> None:
@@ -98,6 +99,7 @@ class Supervisor:
         self._last_exit = ""
         if launch is None:
             self.backend = None
+            self._remove_files()
             self._set_state(State.DISABLED)
             self._task = self._spawn(self._retire(old)) if old is not None else None
             return
@@ -109,6 +111,7 @@ class Supervisor:
         (it raises BackendError while the problem lasts)."""
         old = self._cancel()
         self.launch = None
+        self._remove_files()
         self.backend = backend
         self.restarts = 0
         if error != self.error or self.state is not State.FAILED:
@@ -169,8 +172,10 @@ class Supervisor:
         quick = 0
         while True:
             try:
+                self._remove_files(keep=launch.files)
                 for fname, text in launch.files.items():
                     write_private(self.run_dir / fname, text)
+                    self._written.add(fname)
                 self._stop_orphan()
                 self._tail.clear()
                 # Output through a pipe of our own, not the transport's: asyncio's wait()
@@ -288,6 +293,14 @@ class Supervisor:
         with contextlib.suppress(OSError):
             (self.run_dir / PID_FILE).unlink()
 
+    def _remove_files(self, keep: Collection[str] = ()) -> None:
+        """Remove the config files written for earlier launches (they hold the key) but `keep`:
+        nothing of a proxy stays in the run directory once it is stopped or replaced."""
+        for fname in self._written - set(keep):
+            with contextlib.suppress(FileNotFoundError):
+                (self.run_dir / fname).unlink()
+            self._written.discard(fname)
+
     def _stop_orphan(self) -> None:
         """A proxy left running by a bondingd that died: stop it (it holds our port)."""
         if self._orphan_checked:
@@ -333,6 +346,7 @@ class Supervisor:
         if old is not None:
             await self._terminate(old)
         self._clear_pid()
+        self._remove_files()
         self.launch = None
         if self.state is State.RUNNING:
             self._set_state(State.STOPPED, "bondingd stopped it")
