@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
+import pwd
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from bonding.dataplane.anchor import TOS, Anchor
 from bonding.dataplane.plane import DataPlane
 from bonding.netlink.core import NetlinkError
 from bonding.netlink.rtnl import RT_SCOPE_LINK, RT_TABLE_MAIN, Nexthop, Route
+
+ME = pwd.getpwuid(os.geteuid()).pw_name  # the proxy runs as who runs the test
 
 
 class FakeRtnl:
@@ -104,7 +108,7 @@ class Recorder:
             raise self.fail
 
 
-CFG = Config(globals=Globals(proxy="sing-box", lan_devices=("lan0",)),
+CFG = Config(globals=Globals(proxy="sing-box", lan_devices=("lan0",), proxy_user=ME),
              servers=(Server(name="vps1", address="203.0.113.10"),))
 
 

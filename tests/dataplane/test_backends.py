@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -46,9 +47,11 @@ from bonding.dataplane import backends
 from bonding.dataplane.backends import BackendError, launch
 from bonding.dataplane.nft import proxy_mark
 
+ME = pwd.getpwuid(os.geteuid()).pw_name  # the proxy runs as who runs the test
+
 KEY = "k3y-for-the-test"
 SERVER = Server(name="vps1", address="203.0.113.10", port=65101)
-CFG = Config(globals=Globals(proxy="xray", tproxy_port=1100), servers=(SERVER,))
+CFG = Config(globals=Globals(proxy="xray", tproxy_port=1100, proxy_user=ME), servers=(SERVER,))
 SECRETS = Secrets({"vps1": KEY})
 KEY16 = base64.b64encode(bytes(range(16))).decode()  # a Shadowsocks-2022 key of 16 bytes
 KEY32 = base64.b64encode(bytes(range(32))).decode()
@@ -387,7 +390,7 @@ def test_ss_libev_config_and_command(tmp_path: Path, bins: str) -> None:
 @pytest.mark.parametrize("cipher", ["2022-blake3-aes-128-gcm", "2022-blake3-chacha20-poly1305"])
 def test_ss_libev_refuses_ciphers_it_does_not_speak(tmp_path: Path, bins: str,
                                                     cipher: str) -> None:
-    cfg = Config(globals=Globals(proxy="shadowsocks-libev"),
+    cfg = Config(globals=Globals(proxy="shadowsocks-libev", proxy_user=ME),
                  servers=(replace(SERVER, cipher=cipher),))
     with pytest.raises(BackendError, match=f"shadowsocks-libev does not speak {cipher}"):
         launch(cfg, Secrets({"vps1": key_for(cipher)}), tmp_path, bins)
@@ -499,8 +502,11 @@ def test_ss_libev_runs_twice_under_twin_when_lan_ipv6_is_proxied(tmp_path: Path,
     la = launch(with6("shadowsocks-libev"), SECRETS, tmp_path, bins)
     v4, v6 = tmp_path / "ss-redir.json", tmp_path / "ss-redir6.json"
     one = [f"{bins}/mptcpize", "run", f"{bins}/ss-redir", "-c"]
-    assert la.argv == (sys.executable, "-m", "bonding.dataplane.twin", *one, str(v4), "-T", "-u",
+    me = pwd.getpwnam(ME)
+    assert la.argv == (sys.executable, "-m", "bonding.dataplane.twin",
+                       "--user", f"{me.pw_uid}:{me.pw_gid}", *one, str(v4), "-T", "-u",
                        "--", *one, str(v6), "-T", "-u")
+    assert la.drops_itself  # the twin stays root and starts both as the proxy user
     assert la.program == "ss-redir"
     c4, c6 = (json.loads(la.files[f.name]) for f in (v4, v6))
     assert (c4["local_address"], c6["local_address"]) == ("127.0.0.1", "::1")
@@ -513,3 +519,15 @@ def test_ss_libev_runs_twice_under_twin_when_lan_ipv6_is_proxied(tmp_path: Path,
     single = launch(replace(with6("shadowsocks-libev"), servers=(SERVER,)), SECRETS, tmp_path,
                     bins)
     assert single.argv[0] == f"{bins}/mptcpize" and list(single.files) == ["ss-redir.json"]
+
+
+def test_mptcpize_refuses_a_program_with_file_capabilities_for_a_non_root_user(
+        tmp_path: Path, bins: str) -> None:
+    # the kernel ignores LD_PRELOAD then (secure execution): the proxy would be plain TCP
+    assert os.geteuid() == 0, "setcap needs root"
+    subprocess.run(["setcap", "cap_net_admin=ep", f"{bins}/ss-redir"], check=True)
+    cfg = replace(with6("shadowsocks-libev"), servers=(SERVER,))
+    with pytest.raises(BackendError, match=r"ss-redir has file capabilities .*setcap -r"):
+        launch(replace(cfg, globals=replace(cfg.globals, proxy_user="nobody")), SECRETS,
+               tmp_path, bins)
+    assert launch(cfg, SECRETS, tmp_path, bins).user.uid == 0  # root: it works as before

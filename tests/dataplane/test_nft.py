@@ -98,7 +98,7 @@ def test_proxy_mark_never_matches_the_tproxy_rule(mask: int) -> None:
 
 def test_device_names_are_quoted_and_checked() -> None:
     assert '"br-lan"' in build(replace(LAB, lan_devices=("br-lan",)), []).render()
-    with pytest.raises(ValueError):
+    with pytest.raises(NftError, match="cannot be written in an nft string"):
         build(replace(LAB, lan_devices=('x"y',)), []).render()
 
 

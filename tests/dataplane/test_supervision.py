@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
+import shutil
 import signal
 import stat
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -23,8 +26,10 @@ from bonding.dataplane import supervisor as sup
 from bonding.dataplane.backends import launch
 from bonding.dataplane.supervisor import Supervisor
 
+ME = pwd.getpwuid(os.geteuid()).pw_name  # the proxy runs as who runs the test
+
 KEY = "the-key-0123"
-CFG = Config(globals=Globals(proxy="shadowsocks-libev", lan_devices=("lan0",)),
+CFG = Config(globals=Globals(proxy="shadowsocks-libev", lan_devices=("lan0",), proxy_user=ME),
              servers=(Server(name="vps1", address="203.0.113.10"),))
 STATUS_KEYS = {"backend", "state", "pid", "restarts", "since", "error"}  # + server, configured
 
@@ -373,7 +378,7 @@ def test_proxy_auto_takes_up_a_proxy_installed_later(bin_dir: Path, run_dir: Pat
         d = DataPlane(run_dir, path=str(bin_dir), nft_cmd=str(bin_dir / "nft"), fw4=False,
                       cc_available=lambda: ("cubic", "bbr"),
                       anchor=anchor)  # type: ignore[arg-type]
-        auto = Config(globals=Globals(lan_devices=("lan0",)), servers=CFG.servers)
+        auto = Config(globals=Globals(lan_devices=("lan0",), proxy_user=ME), servers=CFG.servers)
         assert auto.globals.proxy == "auto"
         d.configure(auto, conf_dir)
         st = d.status()
@@ -498,7 +503,7 @@ def test_nothing_of_the_proxy_stays_in_the_run_dir_after_close(bin_dir: Path, ru
 def test_a_device_name_nft_cannot_hold_is_an_error_in_status(bin_dir: Path, run_dir: Path,
                                                               conf_dir: Path) -> None:
     # the config's validator refuses it; were one to get through, status must not say all is well
-    bad = Config(globals=Globals(proxy="shadowsocks-libev", lan_devices=('la"n',)),
+    bad = Config(globals=Globals(proxy="shadowsocks-libev", lan_devices=('la"n',), proxy_user=ME),
                  servers=CFG.servers)
 
     async def body() -> None:
@@ -529,3 +534,57 @@ def test_stopping_goes_on_after_a_step_fails(bin_dir: Path, run_dir: Path,
         assert not alive(pid)
         assert "delete table inet bonding" in nft_calls(bin_dir)[-1]
     run(body)
+
+
+def test_the_proxy_runs_as_its_user_with_three_capabilities_and_a_clean_environment(
+        bin_dir: Path, conf_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    # (root: it drops to 'nobody' as on the router it drops to 'bonding'), in a tree 'nobody'
+    # can walk, as /usr/bin and /var/run/bonding are
+    assert os.geteuid() == 0, "this test drops privileges: run it as root"
+    top = Path(tempfile.mkdtemp(prefix="bonding-privdrop-"))
+    try:
+        top.chmod(0o755)
+        shutil.copytree(bin_dir, top / "bin")
+        bin_dir, run_dir, seen = top / "bin", top / "run", top / "seen"
+        run_dir.mkdir()
+        seen.mkdir()
+        seen.chmod(0o777)
+        _proxy_as_nobody(bin_dir, run_dir, conf_dir, seen, monkeypatch)
+    finally:
+        shutil.rmtree(top)
+
+
+def _proxy_as_nobody(bin_dir: Path, run_dir: Path, conf_dir: Path, seen: Path,
+                     monkeypatch: pytest.MonkeyPatch) -> None:
+    write(bin_dir / "ss-redir",
+          f'#!/bin/sh\ngrep -E "^(Uid|Gid|Groups|CapEff|CapPrm|CapAmb|NoNewPrivs):" '
+          f'/proc/self/status > {seen}/status\ntr "\\0" "\\n" < /proc/self/environ > {seen}/env\n'
+          'while [ "$1" != -c ]; do shift; done\n'
+          f'cat "$2" > {seen}/config.new 2>&1 || echo unreadable > {seen}/config.new\n'
+          f'mv {seen}/config.new {seen}/config\n'
+          'exec sleep 600\n')
+    monkeypatch.setenv("BONDINGD_CANARY", "root's environment")
+    nobody = Config(globals=Globals(proxy="shadowsocks-libev", lan_devices=("lan0",),
+                                    proxy_user="nobody"), servers=CFG.servers)
+
+    async def body() -> None:
+        d = dp(run_dir, bin_dir)
+        d.configure(nobody, conf_dir)
+        try:
+            await until(lambda: (seen / "config").exists() and (seen / "env").exists())
+        except AssertionError:
+            raise AssertionError(d.status()) from None
+        await asyncio.sleep(0.2)
+        await d.close()
+    run(body)
+    status = dict(line.split(":", 1) for line in (seen / "status").read_text().splitlines())
+    assert status["Uid"].split() == ["65534"] * 4 and status["Gid"].split()[0] == "65534"
+    assert status["Groups"].strip() == ""
+    caps = (1 << 10) | (1 << 12) | (1 << 13)  # NET_BIND_SERVICE, NET_ADMIN, NET_RAW
+    for field in ("CapEff", "CapPrm", "CapAmb"):
+        assert int(status[field], 16) == caps, (field, status[field])
+    assert status["NoNewPrivs"].strip() == "1"
+    env = (seen / "env").read_text().split()
+    assert not [v for v in env if v.startswith("BONDINGD_CANARY")], env
+    assert KEY in (seen / "config").read_text()  # its own config it can read, as that user

@@ -186,6 +186,25 @@ def test_a_lan_device_nft_cannot_name_is_refused_and_the_lan_stays_proxied(full:
         _reload(full, original)
 
 
+def test_the_proxy_runs_as_its_own_user_with_network_capabilities_only(full: Lab) -> None:
+    """It parses what LAN hosts and the internet send: not as root (it was)."""
+    pid = full.status()["proxy"]["pid"]
+    # ss-redir's two (IPv4, IPv6) run under the twin, which stays root to start them
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    proxies = [int(c) for c in children] if full.load().backend == "shadowsocks-libev" else [pid]
+    assert proxies
+    for p in proxies:
+        fields = dict(line.split(":", 1) for line in
+                      Path(f"/proc/{p}/status").read_text().splitlines())
+        assert fields["Uid"].split() == ["65534"] * 4, fields["Uid"]  # proxy_user nobody here
+        assert int(fields["CapEff"], 16) == (1 << 10) | (1 << 12) | (1 << 13)
+        assert fields["NoNewPrivs"].strip() == "1"
+        environ = Path(f"/proc/{p}/environ").read_bytes().split(b"\0")
+        names = {v.split(b"=")[0] for v in environ if v}
+        # LD_PRELOAD: mptcpize; LC_CTYPE: the twin's Python (PEP 538)
+        assert names <= {b"GODEBUG", b"PATH", b"LD_PRELOAD", b"LC_CTYPE"}, environ
+
+
 def _router(lab: Lab, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", "-n", lab.load().namespaces["router"], *args],
                           capture_output=True, text=True, check=check)

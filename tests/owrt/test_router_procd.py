@@ -107,6 +107,13 @@ def test_opkg_installs_the_feed_and_its_postinst_starts_bondingd(
         ["globals", "usb"]
     assert oct(root.path("/etc/config/bonding_secrets").stat().st_mode & 0o777) == "0o600"
     assert root.path("/etc/rc.d/S95bonding").is_symlink()
+    # default_postinst made the proxy's user and group (USERID): unprivileged, no login
+    users = {u.split(":")[0]: u.split(":") for u in
+             root.path("/etc/passwd").read_text().splitlines()}
+    assert "bonding" in users and int(users["bonding"][2]) > 0, users.get("bonding")
+    assert users["bonding"][6] == "/bin/false"
+    assert any(g.startswith("bonding:") for g in
+               root.path("/etc/group").read_text().splitlines())
     root.wait(lambda: service(root).get("running"), 10, "bondingd started by the postinst")
     # python3-bonding's postinst compiled the byte code next to the sources
     pyc = root.path(f"/usr/lib/python{pyver()}/site-packages/bonding/__pycache__")
@@ -268,7 +275,12 @@ def test_opkg_remove_leaves_only_the_conffiles(router: Router) -> None:
     after = root.files()
     left = {p: k for p, k in after.items()
             if p not in router.files_before and not p.startswith("/var/opkg-lists/")}
-    assert set(left) <= set(router.conffiles), left
+    # OpenWrt never deletes a package's users (USERID): the user 'bonding' stays, alone
+    accounts = {"/etc/passwd", "/etc/group", "/etc/shadow"}
+    for f in accounts & set(left):
+        lines = root.path(f).read_text().splitlines()
+        assert [x.split(":")[0] for x in lines if x.startswith("bonding:")] == ["bonding"], f
+    assert set(left) - accounts <= set(router.conffiles), left
     assert "/etc/config/bonding" in left  # changed by the user: opkg keeps it
     assert not root.path("/etc/rc.d/S95bonding").is_symlink()
     assert not root.path(f"/usr/lib/python{pyver()}/site-packages/bonding").exists()

@@ -86,7 +86,8 @@ def control_text(meta: Meta, installed_size: int) -> str:
     fields = [("Package", meta.name), ("Version", meta.full_version), ("Depends", depends),
               ("Source", meta.makefile.parent.relative_to(REPO).as_posix()
                if meta.makefile.is_relative_to(REPO) else meta.makefile.parent.name),
-              ("SourceName", meta.name), ("License", meta.license), ("Section", meta.section),
+              ("SourceName", meta.name), ("License", meta.license),
+              ("Require-User", meta.userid), ("Section", meta.section),
               ("URL", meta.url), ("Maintainer", meta.maintainer),
               ("Architecture", meta.pkgarch), ("Installed-Size", str(installed_size))]
     text = "".join(f"{k}: {v}\n" for k, v in fields if v)

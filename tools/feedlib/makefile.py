@@ -33,6 +33,7 @@ class Meta:
     license: str = ""
     maintainer: str = ""
     url: str = ""
+    userid: str = ""  # USERID: the users and groups its postinst creates (Require-User)
     scripts: dict[str, str] = field(default_factory=dict)  # preinst postinst prerm postrm
 
     @property
@@ -180,7 +181,7 @@ def _package_meta(name: str, blocks: dict[str, list[str]], env: dict[str, str],
         section=attrs.get("SECTION", ""), pkgarch=attrs.get("PKGARCH", ""),
         license=env.get("PKG_LICENSE", ""),
         maintainer=attrs.get("MAINTAINER", env.get("PKG_MAINTAINER", "")),
-        url=attrs.get("URL", env.get("PKG_URL", "")))
+        url=attrs.get("URL", env.get("PKG_URL", "")), userid=attrs.get("USERID", ""))
     desc = blocks.get(f"Package/{name}/description")
     meta.description = (_expand("\n".join(desc), env, where).strip("\n") if desc
                         else meta.title)

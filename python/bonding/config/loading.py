@@ -44,6 +44,7 @@ from bonding.config.values import (
     number,
     probe_target,
     server_address6,
+    username,
     whole,
 )
 
@@ -54,6 +55,7 @@ _GLOBALS: _Spec = {
     "enabled": ("enabled", boolean, False),
     "log_level": ("log_level", choice(*LOG_LEVELS), False),
     "proxy": ("proxy", choice(*PROXIES), False),
+    "proxy_user": ("proxy_user", username, False),
     "probe_interval_ms": ("probe_interval_ms", whole(20, 60000, " ms"), False),
     "probe_timeout_min_ms": ("probe_timeout_min_ms", whole(10, 60000, " ms"), False),
     "probe_timeout_ms": ("probe_timeout_ms", whole(10, 60000, " ms"), False),

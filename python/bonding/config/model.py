@@ -38,6 +38,7 @@ class Globals:
     enabled: bool = True
     log_level: str = "info"
     proxy: str = "auto"
+    proxy_user: str = "bonding"  # the proxy runs as this user (bonding.dataplane.privdrop)
     # Probing: a round every probe_interval_ms; a round is good when any target answers, so it
     # asks the next target only while none has (bonding.probe).  The reply timeout adapts to the
     # path's RTT within these bounds.

@@ -198,6 +198,17 @@ def ifname(raw: str) -> str:
     return raw
 
 
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+def username(raw: str) -> str:
+    """A system user name (as busybox adduser takes them)."""
+    if not _USER_RE.fullmatch(raw):
+        raise ValueError("not a user name (a lower-case letter or '_', then up to 31 of "
+                         "a-z, 0-9, '_' and '-')")
+    return raw
+
+
 def fwmark(raw: str) -> tuple[int, int]:
     """'0xb0' or '0xb0/0xff' (decimal too) → (mark, mask); the mask defaults to the mark."""
     text = raw.strip()

@@ -32,6 +32,7 @@ backend can (ss-libev cannot, and needs not: see bonding.dataplane.nft).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -45,6 +46,7 @@ from typing import Any, Final
 
 from bonding.config import Config, Secrets, Server, key_problem
 from bonding.dataplane.nft import LISTEN_ADDRESS, LISTEN_ADDRESS6, lan_ipv6, proxy_mark
+from bonding.dataplane.privdrop import ROOT, Identity, UserError, lookup
 
 # Where a procd or systemd service finds programs, after $PATH.
 SEARCH_DIRS: Final = ("/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin",
@@ -73,12 +75,14 @@ class Launch:
     argv: tuple[str, ...]
     files: Mapping[str, str] = field(default_factory=dict)
     server: str = ""  # the server section it connects to
-    env: Mapping[str, str] = field(default_factory=dict)  # added to bondingd's environment
+    env: Mapping[str, str] = field(default_factory=dict)  # its own variables (privdrop.clean_env)
+    user: Identity = ROOT  # it runs as this user (privdrop.drop), and owns its files
+    drops_itself: bool = False  # started as root, it drops to `user` itself (the twin)
 
     def key(self) -> tuple[object, ...]:
         """Equal keys: the running process already does what this launch asks."""
         return (self.backend, self.argv, tuple(sorted(self.files.items())),
-                tuple(sorted(self.env.items())))
+                tuple(sorted(self.env.items())), self.user)
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,31 @@ def ss_libev_config(cfg: Config, server: Server, key: str,
     }
 
 
+TWIN: Final = "bonding.dataplane.twin"
+
+
+def _file_caps(program: str) -> bool:
+    try:
+        return bool(os.getxattr(program, "security.capability"))
+    except OSError:
+        return False
+
+
+def _check_preload(built: Launch) -> None:
+    """mptcpize works by LD_PRELOAD, which the kernel has ignored (secure execution) when a
+    non-root user runs a program with file capabilities: Debian's ss-redir has them.  That
+    proxy would speak plain TCP over one link; say so instead."""
+    for i, arg in enumerate(built.argv[:-2]):
+        if os.path.basename(arg) == "mptcpize" and built.argv[i + 1] == "run":
+            program = built.argv[i + 2]
+            if _file_caps(program):
+                raise BackendError(
+                    f"{program} has file capabilities (getcap {program}): run as a user other "
+                    "than root, the kernel then ignores mptcpize's LD_PRELOAD and the proxy "
+                    f"would not use MPTCP; remove them (setcap -r {program}: it needs none, "
+                    "bondingd grants them) or set option proxy_user 'root'")
+
+
 def ss_libev(cfg: Config, server: Server, key: str, run_dir: Path, path: str) -> Launch:
     bins = find("shadowsocks-libev", path)
     files: dict[str, str] = {}
@@ -187,7 +216,7 @@ def ss_libev(cfg: Config, server: Server, key: str, run_dir: Path, path: str) ->
         files[name] = _json(ss_libev_config(cfg, server, key, listen))
         argvs.append([bins["mptcpize"], "run", bins["ss-redir"], "-c", str(run_dir / name),
                       "-T", *(["-u"] if cfg.globals.proxy_udp else [])])
-    argv = argvs[0] if len(argvs) == 1 else [sys.executable, "-m", "bonding.dataplane.twin",
+    argv = argvs[0] if len(argvs) == 1 else [sys.executable, "-m", TWIN,
                                              *argvs[0], "--", *argvs[1]]
     return Launch("shadowsocks-libev", "ss-redir", tuple(argv), files, server.name)
 
@@ -336,7 +365,20 @@ def launch(cfg: Config, secrets: Secrets, run_dir: Path, path: str | None = None
     if backend not in BACKENDS:
         raise BackendError(f"unknown proxy '{backend}'")
     srv, key = pick_server(cfg, secrets, server)
-    return BACKENDS[backend](cfg, srv, key, run_dir, search_path(path))
+    try:
+        user = lookup(cfg.globals.proxy_user)
+    except UserError as e:
+        raise BackendError(str(e)) from None
+    built = BACKENDS[backend](cfg, srv, key, run_dir, search_path(path))
+    if user.uid != 0:
+        _check_preload(built)
+    if built.argv[1:3] == ("-m", TWIN):
+        # the twin (our stdlib code, whose interpreter the proxy user may not be able to run)
+        # starts as root and drops to the user for both programs
+        return dataclasses.replace(
+            built, user=user, drops_itself=True,
+            argv=(*built.argv[:3], "--user", f"{user.uid}:{user.gid}", *built.argv[3:]))
+    return dataclasses.replace(built, user=user)
 
 
 VERSION_ARGS: Final = {"sing-box": ("version",), "xray": ("version",), "ss-redir": ("-h",)}

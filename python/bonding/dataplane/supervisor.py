@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -29,6 +30,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
+from bonding.dataplane import privdrop
 from bonding.dataplane.backends import Launch
 
 log = logging.getLogger("bondingd.proxy")
@@ -53,14 +55,18 @@ class State(StrEnum):
     DISABLED = "disabled"
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (it may hold a key), atomically."""
+def write_private(path: Path, text: str, owner: privdrop.Identity = privdrop.ROOT) -> None:
+    """Write a file only `owner` (the proxy's user) can read (it holds a key), atomically."""
     tmp = path.with_name(f".{path.name}.tmp")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        os.fchmod(fd, 0o600)
+        if owner.uid != os.geteuid():
+            os.fchown(fd, owner.uid, owner.gid)
+            os.fchmod(fd, 0o400)
+        else:
+            os.fchmod(fd, 0o600)
         os.write(fd, text.encode())
     finally:
         os.close(fd)
@@ -174,7 +180,7 @@ class Supervisor:
             try:
                 self._remove_files(keep=launch.files)
                 for fname, text in launch.files.items():
-                    write_private(self.run_dir / fname, text)
+                    write_private(self.run_dir / fname, text, launch.user)
                     self._written.add(fname)
                 self._stop_orphan()
                 self._tail.clear()
@@ -184,8 +190,9 @@ class Supervisor:
                 try:
                     proc = await asyncio.create_subprocess_exec(
                         *launch.argv, stdin=asyncio.subprocess.DEVNULL, stdout=wfd,
-                        stderr=wfd, start_new_session=True,
-                        env={**os.environ, **launch.env} if launch.env else None)
+                        stderr=wfd, start_new_session=True, env=privdrop.clean_env(launch.env),
+                        preexec_fn=None if launch.drops_itself
+                        else functools.partial(privdrop.drop, launch.user))
                 except BaseException:
                     os.close(rfd)
                     raise

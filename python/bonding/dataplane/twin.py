@@ -1,6 +1,6 @@
 """Run two programs as one process, for a proxy that needs one process per address family.
 
-    python3 -m bonding.dataplane.twin PROGRAM ARGS... -- PROGRAM ARGS...
+    python3 -m bonding.dataplane.twin [--user UID:GID] PROGRAM ARGS... -- PROGRAM ARGS...
 
 ss-redir listens on one address: 127.0.0.1 takes what tproxy hands it in IPv4, ::1 what it hands
 it in IPv6 (one socket on :: would take both for TCP, but ss-redir then misses the original
@@ -8,12 +8,16 @@ destination of IPv4 datagrams).  The supervisor runs one process per proxy; this
 process: it starts both programs (in its own session, where the supervisor stops everything),
 passes SIGTERM and SIGINT on to them, and as soon as either ends it stops the other and ends
 with the same status, so that the supervisor restarts the pair.  Their output is its output.
-Standard library only.
+With --user, both programs run as that user with the proxy's capabilities only
+(bonding.dataplane.privdrop); the twin itself stays root, as the proxy user may not be able to
+run bondingd's interpreter.
+Standard library only (and bonding.dataplane.privdrop, which is too).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -22,8 +26,11 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
+from bonding.dataplane import privdrop
+
 STOP_TIMEOUT_S = 2.0
-USAGE = "usage: python3 -m bonding.dataplane.twin PROGRAM ARGS... -- PROGRAM ARGS..."
+USAGE = ("usage: python3 -m bonding.dataplane.twin [--user UID:GID] PROGRAM ARGS... -- "
+         "PROGRAM ARGS...")
 
 
 def split(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -55,7 +62,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def run(first: Sequence[str], second: Sequence[str]) -> int:
+def run(first: Sequence[str], second: Sequence[str],
+        user: privdrop.Identity | None = None) -> int:
     procs: list[subprocess.Popen[bytes]] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:
@@ -67,7 +75,9 @@ def run(first: Sequence[str], second: Sequence[str]) -> int:
         signal.signal(sig, forward)
     try:
         for cmd in (first, second):
-            procs.append(subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL))
+            procs.append(subprocess.Popen(
+                list(cmd), stdin=subprocess.DEVNULL,
+                preexec_fn=None if user is None else functools.partial(privdrop.drop, user)))
     except OSError as e:
         print(f"twin: cannot start {e.filename or ' '.join(cmd)}: {e.strerror}", file=sys.stderr,
               flush=True)
@@ -94,12 +104,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args in (["-h"], ["--help"]):
         print(USAGE)
         return 0
+    user = None
     try:
+        if args[:1] == ["--user"]:
+            uid, _, gid = args[1].partition(":")
+            user = privdrop.Identity(uid, int(uid), int(gid))
+            args = args[2:]
         first, second = split(args)
-    except ValueError as e:
-        print(f"twin: {e}\n{USAGE}", file=sys.stderr)
+    except (ValueError, IndexError) as e:
+        print(f"twin: {e or 'bad --user'}\n{USAGE}", file=sys.stderr)
         return 2
-    return run(first, second)
+    return run(first, second, user)
 
 
 if __name__ == "__main__":

@@ -289,11 +289,16 @@ PROXY_USER = "nobody"  # the user the lab's bonding-server runs its proxies as
 def tool_path() -> str:
     """$PATH with the venv's bin first: where tools/install-deps.sh puts sing-box.
 
-    When the proxies' user cannot reach the venv (a checkout under /root, mode 0700), a copy of
-    its sing-box in /run/bonding-lab/.bin comes first: the lab's servers run their proxies as
-    'nobody', and bonding-server refuses a program that user cannot run."""
+    A program the proxies' user cannot use as it is comes first as a copy in
+    /run/bonding-lab/.bin: sing-box when that user cannot reach the venv (a checkout under
+    /root, mode 0700: the lab's servers run their proxies as 'nobody', and bonding-server
+    refuses a program that user cannot run), and ss-redir when it has file capabilities (as
+    Debian's has: the kernel then ignores mptcpize's LD_PRELOAD for the router's proxy user,
+    and bondingd refuses it).  A copy has no file capabilities."""
     venv_bin = str(Path(sys.executable).parent)
-    first = [d for d in (_shared_sing_box(venv_bin), venv_bin) if d]
+    shared = [_shared_sing_box(venv_bin), _shared_copy(shutil.which("ss-redir") or "", "caps")]
+    first = [d for d in (*shared, venv_bin) if d]
+    first = list(dict.fromkeys(first))
     rest = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d and d not in first]
     return os.pathsep.join([*first, *rest])
 
@@ -304,7 +309,23 @@ def _shared_sing_box(venv_bin: str) -> str | None:
     program = Path(venv_bin) / "sing-box"
     if os.geteuid() != 0 or not program.is_file() or not exec_problem(str(program), PROXY_USER):
         return None
-    copy = SHARED_BIN / "sing-box"
+    return _shared_copy(str(program), "always")
+
+
+@functools.cache
+def _shared_copy(where: str, when: str) -> str | None:
+    """A copy of program `where` in SHARED_BIN (when 'caps': only if it has file
+    capabilities); SHARED_BIN, or None when no copy is needed."""
+    program = Path(where)
+    if os.geteuid() != 0 or not where or not program.is_file():
+        return None
+    if when == "caps":
+        try:
+            if not os.getxattr(program, "security.capability"):
+                return None
+        except OSError:
+            return None
+    copy = SHARED_BIN / program.name
     have = program.stat()
     try:
         st = copy.stat()
@@ -315,7 +336,7 @@ def _shared_sing_box(venv_bin: str) -> str | None:
         SHARED_BIN.mkdir(parents=True, exist_ok=True)
         SHARED_BIN.chmod(0o755)
         SHARED_BIN.parent.chmod(0o755)
-        tmp = SHARED_BIN / f".sing-box.{os.getpid()}"
+        tmp = SHARED_BIN / f".{program.name}.{os.getpid()}"
         shutil.copyfile(program, tmp)
         tmp.chmod(0o755)
         os.utime(tmp, ns=(have.st_atime_ns, have.st_mtime_ns))

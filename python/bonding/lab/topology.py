@@ -548,6 +548,7 @@ class Lab:
             {"address": SERVER_ADDR, "address6": SERVER_ADDR6, "port": "65101"}]
         if clients is not None:
             g.update({"proxy": self.state.backend, "lan_device": LAN_DEVICE,
+                      "proxy_user": "nobody",  # the package's user 'bonding' is not here
                       "bypass": LAB_BYPASS, "bypass6": LAB_BYPASS6})
             server_opts = [{
                 "address": str(c["address"]), "port": str(c["port"]),

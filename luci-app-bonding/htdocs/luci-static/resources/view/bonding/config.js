@@ -136,6 +136,14 @@ function dataplaneTab(s) {
 	o.validate = validators.network;
 	o.placeholder = '10.0.0.0/8';
 
+	o = s.taboption('dataplane', form.Value, 'proxy_user', _('Proxy user'),
+		_('The proxy runs as this user, with network capabilities only. The package creates \'bonding\'; \'root\' gives the proxy every privilege.'));
+	o.validate = function(section_id, value) {
+		return (value === '' || /^[a-z_][a-z0-9_-]{0,31}$/.test(value)) ? true
+			: _('A user name: a lower-case letter or \'_\', then letters, digits, \'_\' or \'-\'');
+	};
+	o.placeholder = 'bonding';
+
 	o = s.taboption('dataplane', form.Flag, 'proxy_udp', _('Proxy UDP'),
 		_('Send UDP (DNS, calls, games) through the proxy as well as TCP.'));
 	o.default = o.enabled;
