@@ -213,7 +213,7 @@ cmake_build() {
 	bdir="$dir/_build"
 	[ "${IN_SOURCE-0}" = 1 ] && bdir=$dir
 	# What it is built with: a change of options rebuilds it.
-	recipe="$* cflags=${EXTRA_CFLAGS-} libs=${EXTRA_LIBS-} in_source=${IN_SOURCE-0}"
+	recipe="$* cflags=${EXTRA_CFLAGS-} libs=${EXTRA_LIBS-}${IN_SOURCE:+ in-source}"
 	built "$dir/.installed" "$recipe" && return 0
 	echo "$me: building $name${SUB:+ ($SUB)}"
 	rm -rf "$dir/_build" "$dir/CMakeCache.txt" "$dir/CMakeFiles"
@@ -390,9 +390,7 @@ part firewall4
 cp -pR "$WORK/firewall4/root"/. "$d"/
 part apk
 mkdir -p "$d/usr/bin" "$d/etc/apk/keys" "$d/lib/apk/db"
-apk_bin="$PREFIX/bin/apk"
-[ -x "$apk_bin" ] || apk_bin="$PREFIX/sbin/apk"
-cp "$apk_bin" "$d/usr/bin/apk"
+cp "$PREFIX/bin/apk" "$d/usr/bin/apk"
 luci_part luci-base modules/luci-base
 mkdir -p "$d/usr/lib/ucode/luci"
 cp "$WORK/luci/modules/luci-base/src/core.so" "$d/usr/lib/ucode/luci/core.so"
@@ -428,7 +426,7 @@ fi
 LD_LIBRARY_PATH="$PREFIX/lib" "$PREFIX/venv/bin/python" -c 'import uci, ubus' ||
 	die "the Python bindings do not import"
 
-for prog in uci ubus ubusd procd rpcd uhttpd opkg-cl jshn ucode netifd jsonfilter; do
+for prog in uci ubus ubusd procd rpcd uhttpd opkg-cl jshn ucode netifd jsonfilter apk; do
 	[ -x "$PREFIX/bin/$prog" ] || die "$prog was not built into $PREFIX/bin"
 done
 for f in lib/rpcd/ucode.so lib/uhttpd_ucode.so lib/libnl-tiny.so lib/ucode/lucihttp.so \
