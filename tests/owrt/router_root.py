@@ -14,9 +14,10 @@ puts it:
   /sbin/hotplug-call, /etc/hotplug*.json, /etc/init.d/sysctl ...), %PATH% filled in as
   base-files' build does;
 - /sbin/procd, /sbin/ubusd, /bin/ubus, /sbin/uci, /sbin/rpcd, /usr/sbin/uhttpd, /bin/opkg,
-  /usr/bin/jshn, /usr/share/libubox/jshn.sh, /usr/bin/ucode, the libraries in /usr/lib (= /lib
-  on Debian) and rpcd's plugins; OWRT_PREFIX itself is masked (rpcd's compiled-in ACL and
-  plugin directories under it are links to /usr/share/rpcd and /usr/lib/rpcd);
+  /usr/bin/jshn, /usr/share/libubox/jshn.sh, /usr/bin/ucode (and utpl), the libraries in
+  /usr/lib (= /lib on Debian) and rpcd's plugins; OWRT_PREFIX itself is masked (rpcd's
+  compiled-in ACL and plugin directories under it are links to /usr/share/rpcd and
+  /usr/lib/rpcd);
 - python3 (the host's) finds /usr/lib/python3.X/site-packages, where OpenWrt's python3
   packages install, through a .pth file; python3-uci's module (pyuci) is there;
 - opkg's configuration and status, with the given base packages declared installed;
