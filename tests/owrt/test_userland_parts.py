@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .router_root import RouterRoot
+from .router_root import RootError, RouterRoot, part_files
 
 UBUS = "/var/run/ubus/ubus.sock"
 HTTP = "127.0.0.1:8080"
@@ -120,6 +120,18 @@ def test_fw4_print_is_a_ruleset_nft_accepts(net_root: RouterRoot) -> None:
     net_root.sh("fw4 -q start")
     chains = net_root.sh("nft list table inet fw4").stdout
     assert "chain input_wan" in chains and "chain srcnat_wan" in chains
+
+
+def test_a_root_gets_only_the_packages_it_asks_for(net_root: RouterRoot,
+                                                  owrt_prefix: Path) -> None:
+    assert net_root.path("/sbin/netifd").is_file() and net_root.path("/sbin/fw4").is_file()
+    # LuCI's files (which rpcd would load) and apk are not in this root
+    for absent in ("/usr/share/rpcd/ucode/luci", "/usr/lib/rpcd/luci.so", "/www/luci-static",
+                   "/usr/share/ucode/luci/uhttpd.uc", "/usr/bin/apk"):
+        assert not net_root.path(absent).exists(), absent
+    assert "luci" not in net_root.sh("ubus list").stdout.split()
+    with pytest.raises(RootError, match=r"has no package luci-app-nope .*tools/owrt-userland\.sh"):
+        part_files(owrt_prefix, ["netifd", "luci-app-nope"])
 
 
 def test_jsonfilter_parses_json(owrt_prefix: Path, owrt_env: dict[str, str]) -> None:
