@@ -14,12 +14,16 @@ puts it:
   /sbin/hotplug-call, /etc/hotplug*.json, /etc/init.d/sysctl ...), %PATH% filled in as
   base-files' build does;
 - /sbin/procd, /sbin/ubusd, /bin/ubus, /sbin/uci, /sbin/rpcd, /usr/sbin/uhttpd, /bin/opkg,
-  /usr/bin/jshn, /usr/share/libubox/jshn.sh, /usr/bin/ucode, the libraries in /usr/lib (= /lib
-  on Debian) and rpcd's plugins; OWRT_PREFIX itself is masked (rpcd's compiled-in ACL and
-  plugin directories under it are links to /usr/share/rpcd and /usr/lib/rpcd);
+  /usr/bin/jshn, /usr/share/libubox/jshn.sh, /usr/bin/ucode (and utpl), the libraries in
+  /usr/lib (= /lib on Debian) and rpcd's plugins; OWRT_PREFIX itself is masked (rpcd's
+  compiled-in ACL and plugin directories under it are links to /usr/share/rpcd and
+  /usr/lib/rpcd);
 - python3 (the host's) finds /usr/lib/python3.X/site-packages, where OpenWrt's python3
   packages install, through a .pth file; python3-uci's module (pyuci) is there;
-- opkg's configuration and status, with the given base packages declared installed.
+- opkg's configuration and status, with the given base packages declared installed;
+- of the further OpenWrt packages the prefix holds in PREFIX/openwrt (netifd, jsonfilter,
+  firewall4, apk, luci-base, luci-mod-status, luci-mod-system, luci-theme-bootstrap,
+  rpcd-mod-luci: PREFIX/share/owrt-parts/<package>.list), only those given as `parts`.
 
 Then busybox syslogd (/dev/log for `logger`), ubusd and `procd -S` run.  Commands run inside
 with :meth:`RouterRoot.sh` (nsenter into the namespaces and the chroot); files are read and
@@ -113,9 +117,27 @@ def _ns_init(pid: int) -> int | None:
     return None
 
 
+def part_files(prefix: Path, parts: Iterable[str]) -> tuple[set[str], set[str]]:
+    """(the files of the packages asked for, those of the others) of PREFIX/openwrt, relative
+    paths, as PREFIX/share/owrt-parts/<package>.list name them.  A package the prefix does not
+    have is an error naming the rebuild."""
+    lists = {f.stem: f for f in sorted((prefix / "share" / "owrt-parts").glob("*.list"))}
+    unknown = sorted(set(parts) - set(lists))
+    if unknown:
+        raise RootError(f"{prefix} has no package {', '.join(unknown)} (known: "
+                        f"{', '.join(lists) or 'none'}): rebuild it with tools/owrt-userland.sh")
+    keep: set[str] = set()
+    other: set[str] = set()
+    for name, f in lists.items():
+        rels = {x.strip().lstrip("/") for x in f.read_text().splitlines() if x.strip()}
+        (keep if name in parts else other).update(rels)
+    return keep, other - keep
+
+
 class RouterRoot:
-    def __init__(self, prefix: Path, stage: Path, tag: str) -> None:
+    def __init__(self, prefix: Path, stage: Path, tag: str, parts: Iterable[str] = ()) -> None:
         self.prefix = prefix
+        self.parts = tuple(parts)
         self.stage = stage
         self.tag = tag
         self.ns = f"{tag}r"
@@ -271,9 +293,12 @@ class RouterRoot:
             self.path(d).mkdir()
         self.path("/etc/sysctl.conf").unlink(missing_ok=True)
         base = self.prefix / "openwrt"
+        asked, others = part_files(self.prefix, self.parts)
         for src in sorted(base.rglob("*")):
             rel = src.relative_to(base).as_posix()
-            if any(rel == s or rel.startswith(s + "/") for s in BASE_SKIP) or src.is_dir():
+            if src.is_dir() or rel in others:
+                continue
+            if rel not in asked and any(rel == s or rel.startswith(s + "/") for s in BASE_SKIP):
                 continue
             if src.is_symlink():
                 self.link(os.readlink(src), "/" + rel)
@@ -285,6 +310,7 @@ class RouterRoot:
             self.write("/" + rel, data, mode)
         for rel, dest in PROGRAMS.items():
             self.copy(self.prefix / rel, dest)
+        self.link("ucode", "/usr/bin/utpl")  # as OpenWrt's ucode package (fw4 runs utpl)
         for lib in sorted((self.prefix / "lib").iterdir()):
             if lib.is_symlink():
                 self.link(os.readlink(lib), f"/usr/lib/{lib.name}")

@@ -84,16 +84,19 @@ def test_pinned_commits_match_the_manifest() -> None:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) < 3 or not cells[0].endswith(".tar.gz"):
             continue
-        # | name.tar.gz | owner/repo | commit |, or | name.tar.gz | words | commit (owner/repo) |
+        # | name.tar.gz | owner/repo [words] | commit |,
+        # or | name.tar.gz | words | commit (owner/repo) |
         commit = re.match(r"([0-9a-f]{40})(?: \((\S+)\))?$", cells[2])
         assert commit, f"manifest row without a commit: {line}"
-        rows[cells[0].removesuffix(".tar.gz")] = (commit.group(2) or cells[1], commit.group(1))
+        repo = re.match(r"[\w.-]+/[\w.-]+", cells[1])
+        rows[cells[0].removesuffix(".tar.gz")] = (commit.group(2) or (repo.group(0) if repo else
+                                                                       cells[1]), commit.group(1))
     assert len(rows) >= 10, f"manifest rows not understood: {rows}"
     pins = pinned()
     # Every component the script builds is a tarball of the manifest, at the manifest's commit.
-    # (The manifest holds more than the script builds yet: netifd, fw4, apk, LuCI, ... are
-    # the OpenWrt-in-a-box work.)
     assert set(pins) <= set(rows), f"components with no tarball: {set(pins) - set(rows)}"
+    # ... and every tarball of the manifest is built.
+    assert set(rows) <= set(pins), f"tarballs the script does not build: {set(rows) - set(pins)}"
     for name in pins:
         repo, commit = rows[name]
         assert pins[name][1] == commit, f"{name}: script pins {pins[name][1]}, manifest {commit}"
