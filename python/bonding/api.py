@@ -9,7 +9,7 @@ the daemon:
 * an unknown path → NOT_FOUND (4)
 * a key that cannot be stored (bonding_secrets unparsable, not writable) → UNKNOWN_ERROR (9)
 
-`set_key` and `clear_key` write /etc/config/bonding_secrets for LuCI, which never touches that
+`set_key` writes a key into /etc/config/bonding_secrets for LuCI, which never touches that
 file through rpcd's uci: no reply and no log line carries a key (a bad key's message says what is
 wrong with it, not what it is).
 
@@ -51,7 +51,6 @@ class Backend(Protocol):
     def api_reload(self) -> Reply: ...
     def api_iface(self, interface: str, action: str, device: str | None) -> Reply: ...
     def api_set_key(self, server: str, key: str, cipher: str | None) -> Reply: ...
-    def api_clear_key(self, server: str) -> Reply: ...
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,6 @@ METHODS: Mapping[str, tuple[Arg, ...]] = {
     "set_key": (Arg("server", BlobmsgType.STRING, True),
                 Arg("key", BlobmsgType.STRING, True, secret=True),
                 Arg("cipher", BlobmsgType.STRING)),
-    "clear_key": (Arg("server", BlobmsgType.STRING, True),),
 }
 READ_METHODS = ("status", "path")  # what LuCI's read ACL grants; the rest change state
 
@@ -122,7 +120,7 @@ def parse_args(method: str, args: Mapping[str, Any]) -> dict[str, Any]:
                                f"not {out['action']!r}")
     if method == "set_path" and out["enabled"] is None and out["backup"] is None:
         raise _invalid(method, "give 'enabled' and/or 'backup'")
-    if method in ("set_key", "clear_key"):
+    if method == "set_key":
         bad = config.invalid_server_name(out["server"])
         if bad is not None:
             raise _invalid(method, bad)
@@ -164,8 +162,6 @@ def dispatch(backend: Backend, method: str, args: Mapping[str, Any]
         return backend.api_iface(a["interface"], a["action"], a["device"])
     if method == "set_key":
         return backend.api_set_key(a["server"], a["key"], a["cipher"])
-    if method == "clear_key":
-        return backend.api_clear_key(a["server"])
     raise UbusError(UbusStatus.METHOD_NOT_FOUND, f"{OBJECT}.{method}")  # pragma: no cover
 
 

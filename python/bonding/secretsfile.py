@@ -10,8 +10,8 @@ the config's; none ever carries a key):
 - a key whose server section does not exist: a warning (nothing uses it).
 The file's mode is checked where it is read (bonding.config.load_secrets).
 
-set_key() and clear_key() store and remove one server's key: bondingd's ubus methods for LuCI,
-which never writes bonding_secrets through rpcd's uci (nor reads it: nothing hands a key back).
+set_key() stores one server's key: bondingd's ubus method for LuCI, which never writes
+bonding_secrets through rpcd's uci (nor reads it: nothing hands a key back).
 
 prune() removes the sections of servers that a reload took out of /etc/config/bonding.  What is
 safe: bondingd prunes only servers that were in the previous config it applied and are gone
@@ -19,7 +19,7 @@ from the new one, both read from the file (never when the file is missing or has
 deleted or broken /etc/config/bonding never wipes the keys), and never a key for a server it has
 not seen (a key written before its server section, e.g. by a script, is kept).
 
-All three rewrite the file as libuci's commit does: the file locked (flock) while it is re-read
+Both rewrite the file as libuci's commit does: the file locked (flock) while it is re-read
 and replaced, the new text written to a temporary file beside it, synced and renamed over it,
 mode 0600.
 """
@@ -129,14 +129,6 @@ def set_key(config_dir: Path, server: str, key: str, cipher: str | None = None) 
         return tuple(out)
 
     _rewrite(config_dir, edit, create=True)
-
-
-def clear_key(config_dir: Path, server: str) -> bool:
-    """Remove the key (the whole section) of `server`; False when it had none."""
-    bad = invalid_server_name(server)
-    if bad is not None:
-        raise SecretsFileError(bad)
-    return bool(prune(config_dir, {server}))
 
 
 def prune(config_dir: Path, names: Collection[str]) -> list[str]:

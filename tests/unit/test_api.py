@@ -50,10 +50,6 @@ class Recorder:
         self.calls.append(("set_key", (server, key, cipher)))
         return {"server": server, "stored": True}
 
-    def api_clear_key(self, server: str) -> Mapping[str, Any]:
-        self.calls.append(("clear_key", (server,)))
-        return {"server": server, "removed": True}
-
 
 def run(method: str, args: dict[str, Any], be: Recorder | None = None) -> Any:
     be = be or Recorder()
@@ -128,7 +124,7 @@ def test_each_method_reaches_its_backend_call() -> None:
 def test_published_policies_match_the_checks() -> None:
     ms = {m.name: m for m in api.methods(Recorder())}
     assert set(ms) == set(api.METHODS) == {"status", "path", "set_path", "probe", "reload",
-                                           "iface", "set_key", "clear_key"}
+                                           "iface", "set_key"}
     assert dict(ms["set_path"].policy) == {"name": BlobmsgType.STRING,
                                            "enabled": BlobmsgType.BOOL,
                                            "backup": BlobmsgType.BOOL}
@@ -147,16 +143,14 @@ def test_handler_raises_ubus_errors_for_the_transport() -> None:
 KEY = "a-long-enough-password"
 
 
-def test_set_key_and_clear_key_reach_the_backend() -> None:
+def test_set_key_reaches_the_backend() -> None:
     be = Recorder()
     assert run("set_key", {"server": "vps1", "key": KEY, "ubus_rpc_session": "x"}, be) == \
         {"server": "vps1", "stored": True}
     k16 = "AAECAwQFBgcICQoLDA0ODw=="
     run("set_key", {"server": "vps2", "key": k16, "cipher": "2022-blake3-aes-128-gcm"}, be)
-    assert run("clear_key", {"server": "vps1"}, be) == {"server": "vps1", "removed": True}
     assert be.calls == [("set_key", ("vps1", KEY, None)),
-                        ("set_key", ("vps2", k16, "2022-blake3-aes-128-gcm")),
-                        ("clear_key", ("vps1",))]
+                        ("set_key", ("vps2", k16, "2022-blake3-aes-128-gcm"))]
 
 
 @pytest.mark.parametrize("args", [
@@ -184,5 +178,5 @@ def test_a_bad_key_call_is_refused_without_quoting_the_key(
     assert KEY not in str(e.value) and KEY not in caplog.text
 
 
-def test_the_key_methods_are_not_read_methods() -> None:
-    assert "set_key" not in api.READ_METHODS and "clear_key" not in api.READ_METHODS
+def test_set_key_is_not_a_read_method() -> None:
+    assert "set_key" not in api.READ_METHODS

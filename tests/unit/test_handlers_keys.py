@@ -1,5 +1,5 @@
-"""bondingd's set_key / clear_key methods (bonding.bondingd.handlers) over a fake core: they
-write bonding_secrets, reload, and never hand a key back."""
+"""bondingd's set_key method (bonding.bondingd.handlers) over a fake core: it writes
+bonding_secrets, reloads, and never hands a key back."""
 
 from __future__ import annotations
 
@@ -46,12 +46,6 @@ def test_set_key_stores_reloads_and_answers_without_the_key(
     assert config.load_secrets(tmp_path)[0].key("vps1") == KEY
     assert stat.S_IMODE((tmp_path / "bonding_secrets").stat().st_mode) == 0o600
     assert KEY not in json.dumps(out) and KEY not in caplog.text
-    out = call(h, "clear_key", {"server": "vps1"})
-    assert out == {"server": "vps1", "removed": True, "reloaded": True}
-    assert call(h, "clear_key", {"server": "vps1"}) == \
-        {"server": "vps1", "removed": False, "reloaded": False}
-    assert core.reloads == 2
-    assert config.load_secrets(tmp_path)[0].names() == ()
 
 
 def test_an_unwritable_file_is_an_error_naming_the_file_not_the_key(tmp_path: Path) -> None:

@@ -207,7 +207,7 @@ def test_prune_waits_for_the_lock_uci_holds(tmp_path: Path) -> None:
     assert config.load_secrets(tmp_path)[0].names() == ("vps2", "vps3", "vps4")
 
 
-# --- set_key / clear_key (bondingd's ubus methods for LuCI) --------------------------------------
+# --- set_key (bondingd's ubus method for LuCI) --------------------------------------
 
 def test_set_key_creates_the_file_0600_and_reads_back_as_bondingd_reads_it(
         tmp_path: Path) -> None:
@@ -268,13 +268,3 @@ def test_set_key_refuses_a_section_of_another_type_and_an_unparsable_file(
     with pytest.raises(secretsfile.SecretsFileError) as ei:
         secretsfile.set_key(tmp_path, "vps1", "another-" + PASSWORD)
     assert PASSWORD not in str(ei.value) and f.read_text() == broken
-
-
-def test_clear_key_removes_the_section(tmp_path: Path) -> None:
-    write(tmp_path, "bonding_secrets", SECRETS)
-    assert secretsfile.clear_key(tmp_path, "vps2") is True
-    assert secretsfile.clear_key(tmp_path, "vps2") is False
-    assert config.load_secrets(tmp_path)[0].names() == ("vps1", "vps3")
-    assert secretsfile.clear_key(tmp_path / "missing", "vps1") is False
-    with pytest.raises(secretsfile.SecretsFileError, match="server name"):
-        secretsfile.clear_key(tmp_path, "../x")

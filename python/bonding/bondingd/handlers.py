@@ -111,16 +111,6 @@ class Handlers:
         log.info("key of server %s stored over ubus", server)
         return {"server": server, "stored": True, "reloaded": self.core.reload()}
 
-    def api_clear_key(self, server: str) -> dict[str, Any]:
-        try:
-            removed = secretsfile.clear_key(self.core.config_dir, server)
-        except (OSError, secretsfile.SecretsFileError) as e:
-            raise self._unwritten(server, e) from None
-        log.info("key of server %s %s over ubus", server, "removed" if removed else
-                 "not there: nothing removed")
-        return {"server": server, "removed": removed,
-                "reloaded": self.core.reload() if removed else False}
-
     def _unwritten(self, server: str, e: Exception) -> UbusError:
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         path = self.core.config_dir / config.SECRETS_PACKAGE
