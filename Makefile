@@ -39,8 +39,8 @@ test: lint
 
 # An installable opkg feed (OpenWrt 24.10) of the arch-all packages, without the SDK.
 feed:
-	@test -n "$(FEED_DIR)" || { echo "usage: make feed FEED_DIR=DIR [FEED_KEY=usign-key] [FEED_PYTHON=3.11]" >&2; exit 2; }
-	python3 tools/feed.py build --output "$(FEED_DIR)" $(if $(FEED_PYTHON),--python $(FEED_PYTHON)) $(if $(FEED_KEY),--sign "$(FEED_KEY)")
+	@test -n "$(FEED_DIR)" || { echo "usage: make feed FEED_DIR=DIR [FEED_KEY=usign-secret-key | FEED_KEY_DIR=DIR] [FEED_PYTHON=3.11]" >&2; exit 2; }
+	python3 tools/feed.py build --output "$(FEED_DIR)" $(if $(FEED_PYTHON),--python $(FEED_PYTHON)) $(if $(FEED_KEY),--key "$(FEED_KEY)") $(if $(FEED_KEY_DIR),--key-dir "$(FEED_KEY_DIR)")
 
 bench: deps
 	$(PY) bench/run.py
