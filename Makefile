@@ -38,9 +38,10 @@ test: lint
 	$(VENV)/bin/pytest -q -rs tests
 
 # An installable opkg feed (OpenWrt 24.10) of the arch-all packages, without the SDK.
+# Signed by default: FEED_KEY=secret key, else key-build in FEED_KEY_DIR (~/.config/bonding-feed).
 feed:
-	@test -n "$(FEED_DIR)" || { echo "usage: make feed FEED_DIR=DIR [FEED_KEY=usign-key] [FEED_PYTHON=3.11]" >&2; exit 2; }
-	python3 tools/feed.py build --output "$(FEED_DIR)" $(if $(FEED_PYTHON),--python $(FEED_PYTHON)) $(if $(FEED_KEY),--sign "$(FEED_KEY)")
+	@test -n "$(FEED_DIR)" || { echo "usage: make feed FEED_DIR=DIR [FEED_KEY=usign-secret-key | FEED_KEY_DIR=DIR] [FEED_PYTHON=3.11]" >&2; exit 2; }
+	python3 tools/feed.py build --output "$(FEED_DIR)" $(if $(FEED_PYTHON),--python $(FEED_PYTHON)) $(if $(FEED_KEY),--key "$(FEED_KEY)") $(if $(FEED_KEY_DIR),--key-dir "$(FEED_KEY_DIR)")
 
 bench: deps
 	$(PY) bench/run.py

@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
 """The bonding packages, from the one file list, for every packaging path.
 
-    feed.py build --output DIR [--python X.Y] [PACKAGE ...]
-        an opkg feed folder without the SDK: one .ipk per arch-all package, Packages and
-        Packages.gz (what `make feed FEED_DIR=DIR` runs)
+    feed.py build --output DIR [--python X.Y] [--key SECRET | --key-dir KEYDIR | --unsigned]
+                  [PACKAGE ...]
+        an opkg feed folder without the SDK: one .ipk per arch-all package, Packages,
+        Packages.gz and Packages.sig (what `make feed FEED_DIR=DIR` runs).  The index is signed
+        with usign's format, by default with KEYDIR/key-build (made there, with key-build.pub,
+        when missing; KEYDIR is $BONDING_FEED_KEY_DIR, else ~/.config/bonding-feed), never a
+        key inside this repository; the public key and the router's `opkg-key add` step are
+        printed.
     feed.py install [--python X.Y] PACKAGE DESTDIR
         put PACKAGE's files into DESTDIR (what the package Makefiles' install sections run in the
         OpenWrt SDK or buildroot)
@@ -23,6 +28,7 @@ uci-defaults, restarts sysctl and enables and starts the init scripts).  Standar
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,6 +56,7 @@ from feedlib.ipk import (
     write_index,
 )
 from feedlib.makefile import Meta, load_metas, makefile_for, parse_makefile
+from feedlib.usign import SecretKey, generate, load_secret, public_text
 
 __all__ = [
     "DEFAULT_PYTHON",
@@ -139,8 +146,15 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--output", "-o", type=Path, required=True, help="the feed folder")
     b.add_argument("--python", default=DEFAULT_PYTHON,
                    help="the router's Python major.minor (default %(default)s: OpenWrt 24.10)")
-    b.add_argument("--sign", metavar="KEY", type=Path, default=None,
-                   help="sign Packages with this usign secret key (Packages.sig; needs usign)")
+    how = b.add_mutually_exclusive_group()
+    how.add_argument("--key", "--sign", metavar="SECRET", type=Path, default=None,
+                     help="sign Packages with this usign secret key (usign -G makes one)")
+    how.add_argument("--key-dir", metavar="DIR", type=Path, default=None,
+                     help="sign with DIR/key-build, made there when missing (default: "
+                          "$BONDING_FEED_KEY_DIR, else ~/.config/bonding-feed)")
+    how.add_argument("--unsigned", action="store_true",
+                     help="no Packages.sig: opkg then refuses the feed (for copying .ipk files "
+                          "to the router only; never switch check_signature off)")
     b.add_argument("packages", nargs="*", help="only these (default: all in the list)")
     i = sub.add_parser("install", help="put a package's files into a directory (Makefiles)")
     i.add_argument("--python", default=None, help="the router's Python major.minor")
@@ -184,18 +198,58 @@ def _list(args: argparse.Namespace) -> None:
             print("  " + _show(item))
 
 
+def default_key_dir() -> Path:
+    env = os.environ.get("BONDING_FEED_KEY_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "bonding-feed"
+
+
+def signing_key(key: Path | None, key_dir: Path | None) -> tuple[SecretKey, Path, bool]:
+    """The secret key to sign with, its file, and whether it was made just now."""
+    path = key if key is not None else (key_dir or default_key_dir()) / "key-build"
+    if path.resolve().is_relative_to(REPO):
+        raise FeedError(f"{path}: a signing key inside the repository could be committed; "
+                        "keep it outside (--key-dir DIR)")
+    if key is not None or path.exists():
+        if not path.is_file():
+            raise FeedError(f"{path}: no such usign secret key (usign -G -s {path} -p "
+                            f"{path}.pub makes one)")
+        return load_secret(path), path, False
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return generate(path, path.with_name(path.name + ".pub")), path, True
+
+
+def _router_steps(key: SecretKey, path: Path, made: bool) -> str:
+    pub = public_text(key)
+    return (("A new signing key: " if made else "Signed with ") + f"{path} (key {key.hex}).\n"
+            "Once on the router, trust it as opkg-key add does (it becomes "
+            f"/etc/opkg/keys/{key.hex}):\n"
+            f"  cat > /tmp/bonding-feed.pub <<'EOF'\n{pub}EOF\n"
+            "  opkg-key add /tmp/bonding-feed.pub\n"
+            "and keep `option check_signature` in /etc/opkg.conf: opkg then refuses an index "
+            "this key did not sign, on every feed.")
+
+
 def _build(args: argparse.Namespace) -> None:
+    signer = None if args.unsigned else signing_key(args.key, args.key_dir)
     built = build_feed(args.output, args.packages, args.python)
-    if args.sign is not None:
-        sign_index(args.output, args.sign)
+    if signer is not None:
+        sign_index(args.output, signer[0])
+    else:
+        (args.output / "Packages.sig").unlink(missing_ok=True)
     for meta, ipk, n in built:
         print(f"{ipk.name}: {ipk.stat().st_size} bytes, {n} entries, "
               f"depends on {', '.join(meta.depends) or 'nothing'}")
     print(f"{args.output / 'Packages'}: {len(built)} packages.  On the router: "
-          f"src/gz bonding file://{args.output.resolve()} in "
-          "/etc/opkg/customfeeds.conf" + ("" if args.sign else
-                                           " (unsigned: see feeds.conf.snippet)")
-          + ", or opkg install the .ipk files directly")
+          f"src/gz bonding file://{args.output.resolve()} (or the URL you serve it at) in "
+          "/etc/opkg/customfeeds.conf, or opkg install the .ipk files directly.")
+    if signer is not None:
+        print(_router_steps(*signer))
+    else:
+        print("Unsigned (--unsigned): opkg update refuses this feed while check_signature is "
+              "on, which it must stay; build it signed to serve it.", file=sys.stderr)
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {

@@ -7,6 +7,11 @@ the daemon:
 
 * a missing, mistyped or out-of-range argument → INVALID_ARGUMENT (2)
 * an unknown path → NOT_FOUND (4)
+* a key that cannot be stored (bonding_secrets unparsable, not writable) → UNKNOWN_ERROR (9)
+
+`set_key` writes a key into /etc/config/bonding_secrets for LuCI, which never touches that
+file through rpcd's uci: no reply and no log line carries a key (a bad key's message says what is
+wrong with it, not what it is).
 
 Every method accepts (and ignores) rpcd's ``ubus_rpc_session`` and any other unknown argument,
 so a newer LuCI can call an older daemon.  Booleans are JSON booleans, or 0/1 as `ubus call`
@@ -27,6 +32,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bonding import config
 from bonding.ubus.blobmsg import BlobmsgType
 from bonding.ubus.client import Method, UbusError, UbusStatus
 
@@ -54,6 +60,7 @@ class Backend(Protocol):
     def api_probe(self, name: str) -> Awaitable[Reply | None]: ...
     def api_reload(self) -> Reply: ...
     def api_iface(self, interface: str, action: str, device: str | None) -> Reply: ...
+    def api_set_key(self, server: str, key: str, cipher: str | None) -> Reply: ...
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,7 @@ class Arg:
     name: str
     type: BlobmsgType
     required: bool = False
+    secret: bool = False  # a key: checked by its own rules, never quoted
 
 
 METHODS: Mapping[str, tuple[Arg, ...]] = {
@@ -72,6 +80,9 @@ METHODS: Mapping[str, tuple[Arg, ...]] = {
     "reload": (),
     "iface": (Arg("interface", BlobmsgType.STRING, True), Arg("action", BlobmsgType.STRING, True),
               Arg("device", BlobmsgType.STRING)),
+    "set_key": (Arg("server", BlobmsgType.STRING, True),
+                Arg("key", BlobmsgType.STRING, True, secret=True),
+                Arg("cipher", BlobmsgType.STRING)),
 }
 READ_METHODS = ("status", "path")  # what LuCI's read ACL grants; the rest change state
 
@@ -108,6 +119,12 @@ def parse_args(method: str, args: Mapping[str, Any]) -> dict[str, Any]:
                 out[a.name] = bool(v)
             else:
                 raise _invalid(method, f"'{a.name}' must be true/false (or 1/0), not {shown(v)}")
+        elif a.secret:
+            bad = None if isinstance(v, str) else f"'{a.name}' must be a string"
+            bad = bad or config.key_shape_problem(v)
+            if bad is not None:
+                raise _invalid(method, bad)
+            out[a.name] = v
         elif a.type is BlobmsgType.STRING:
             if not isinstance(v, str):
                 raise _invalid(method, f"'{a.name}' must be a string, not {shown(v)}")
@@ -121,6 +138,17 @@ def parse_args(method: str, args: Mapping[str, Any]) -> dict[str, Any]:
                                f"not {shown(out['action'])}")
     if method == "set_path" and out["enabled"] is None and out["backup"] is None:
         raise _invalid(method, "give 'enabled' and/or 'backup'")
+    if method == "set_key":
+        bad = config.invalid_server_name(out["server"])
+        if bad is not None:
+            raise _invalid(method, bad)
+    if method == "set_key" and out["cipher"] is not None:
+        if out["cipher"] not in config.CIPHERS:
+            raise _invalid(method, f"'cipher' must be one of {', '.join(config.CIPHERS)}, "
+                                   f"not {shown(out['cipher'])}")
+        bad = config.key_problem(out["cipher"], out["key"])
+        if bad is not None:
+            raise _invalid(method, bad)
     return out
 
 
@@ -150,6 +178,8 @@ def dispatch(backend: Backend, method: str, args: Mapping[str, Any]
         return backend.api_reload()
     if method == "iface":
         return backend.api_iface(a["interface"], a["action"], a["device"])
+    if method == "set_key":
+        return backend.api_set_key(a["server"], a["key"], a["cipher"])
     raise UbusError(UbusStatus.METHOD_NOT_FOUND, f"{OBJECT}.{method}")  # pragma: no cover
 
 

@@ -5,13 +5,20 @@ const assert = require('node:assert/strict');
 const h = require('./harness');
 const dt = require('./datatypes');
 
+/* opts.setKey(args): bondingd's answer to set_key (default: stored) */
 async function openConfig(opts) {
-	opts = Object.assign({ writable: true, uci: {} }, opts);
-	const f = h.makeForm();
+	opts = Object.assign({ writable: true, uci: {}, setKey: () => ({ stored: true }) }, opts);
 	const uci = h.makeUci(opts.uci);
+	const f = h.makeForm(uci);
+	const ui = h.makeUi();
+	const rpc = h.makeRpc((decl, args) => {
+		if (decl.method === 'set_key')
+			return opts.setKey(args);
+		throw new Error(`unexpected call ${decl.method}`);
+	});
 	const loaded = h.loadView('view/bonding/config.js', {
 		L: h.makeL(opts.writable),
-		modules: { view: h.viewModule, form: f.form, uci, 'tools.widgets': f.widgets }
+		modules: { view: h.viewModule, form: f.form, rpc, ui, uci, 'tools.widgets': f.widgets }
 	});
 	const view = h.instantiate(loaded.result);
 	const node = await view.render(view.load ? await view.load() : null);
@@ -19,7 +26,7 @@ async function openConfig(opts) {
 	const map = f.maps[0];
 	const section = type => map.children.find(s => s.sectiontype === type);
 	const option = (type, name) => section(type).children.find(o => o.option === name);
-	return { map, node, uci, f, section, option };
+	return { map, node, uci, f, rpc, ui, section, option };
 }
 
 function allOptions(map) {
@@ -124,26 +131,18 @@ test('a link needs an interface or a device; the interface comes from netifd', a
 	assert.equal(option('path', 'backup').title, 'Forced backup');
 });
 
-test('write access: the server key is a write-only field stored in bonding_secrets', async () => {
+test('write access: the server key is a write-only field that never goes through uci', async () => {
 	const { option, section, uci } = await openConfig({ uci: { bonding_secrets: { vps2: { '.type': 'server', key: 'old' } } } });
 	const key = option('server', 'key');
 	assert.ok(key, 'key option with write access');
-	assert.equal(key.uciconfig, 'bonding_secrets');
+	assert.equal(key.uciconfig, undefined, 'not a uci option: rpcd lets nobody read bonding_secrets');
+	assert.equal(key.keystore, 'bondingd');
 	assert.equal(key.password, true);
+	assert.equal(key.modalonly, true);
 	assert.equal(key.load('vps2'), null, 'never read back');
-
-	/* a server with no secrets section yet: created, then the key set */
 	key.write('vps1', 'c2VjcmV0');
-	assert.deepEqual(uci.log.slice(-2), [ [ 'add', 'bonding_secrets', 'server', 'vps1' ], [ 'set', 'bonding_secrets', 'vps1', 'key', 'c2VjcmV0' ] ]);
-	assert.equal(uci.values.bonding_secrets.vps1.key, 'c2VjcmV0');
-	/* an existing one: only set */
-	key.write('vps2', 'bmV3');
-	assert.deepEqual(uci.log.slice(-1), [ [ 'set', 'bonding_secrets', 'vps2', 'key', 'bmV3' ] ]);
-	/* an empty field keeps the stored key */
-	const before = uci.log.length;
 	key.remove('vps2');
-	assert.equal(uci.log.length, before);
-	assert.equal(uci.values.bonding_secrets.vps2.key, 'bmV3');
+	assert.deepEqual(uci.log, [], 'writing or clearing the field stages nothing');
 
 	/* Shadowsocks-2022 keys must be base64 of the cipher's key size */
 	const s = section('server');
@@ -159,6 +158,61 @@ test('write access: the server key is a write-only field stored in bonding_secre
 	assert.notEqual(key.validate('vps1', 'x'.repeat(257)), true);
 	assert.equal(key.validate('vps1', 'password'), true);
 	assert.equal(key.validate('vps1', ''), true, 'empty: keep the stored key');
+});
+
+/* the server dialog of a new server vps1, as form.js opens it, with these values typed */
+async function newServerDialog(opts, typed) {
+	const c = await openConfig(opts);
+	c.uci.add('bonding', 'server', 'vps1');	/* GridSection.handleAdd */
+	const dialog = await c.f.openModal(c.section('server'), 'vps1', Object.assign({
+		enabled: '1', address: '203.0.113.10', port: '65101', protocol: 'shadowsocks',
+		cipher: '2022-blake3-aes-128-gcm', key: Buffer.alloc(16, 7).toString('base64')
+	}, typed), true);
+	return Object.assign(c, { dialog });
+}
+
+const touches = (changes, conf) => changes.filter(c => c[1] === conf);
+
+test('saving the server dialog hands the key to bondingd, stages only bonding, and closes', async () => {
+	const c = await newServerDialog();
+	assert.equal(await c.dialog.save(), 'closed', 'the dialog closes: LuCI re-reads only bonding');
+	assert.deepEqual(c.rpc.calls.map(x => [ x.method, x.args ]), [
+		[ 'set_key', [ 'vps1', Buffer.alloc(16, 7).toString('base64'), '2022-blake3-aes-128-gcm' ] ]
+	]);
+	assert.deepEqual(touches(c.uci.staged, 'bonding_secrets'), [], 'nothing of bonding_secrets staged');
+	assert.ok(touches(c.uci.staged, 'bonding').some(x => x[0] === 'set' && x[3] === 'address'));
+	assert.deepEqual(c.ui.notifications, []);
+});
+
+test('only a saved dialog sends its key; a refused one is shown and stays open with nothing staged', async () => {
+	const c = await newServerDialog({ setKey: () => h.ubusStatus(9) });
+	assert.equal(await c.dialog.save(), 'open');
+	assert.equal(c.rpc.calls.length, 1);
+	assert.equal(c.ui.notifications.length, 1);
+	const shown = h.text(c.ui.notifications[0].body);
+	assert.match(shown, /key of server vps1 was not stored/);
+	assert.match(shown, /ubus code 9/);
+	assert.equal(c.ui.notifications[0].cls, 'danger');
+	assert.deepEqual(c.uci.staged, [], 'nothing staged: Save & Apply on another tab commits nothing of it');
+	/* dismissed after the failure: the new server goes again, nothing was ever staged */
+	c.dialog.cancel();
+	assert.deepEqual(c.uci.staged, []);
+	assert.equal(c.uci.get('bonding', 'vps1'), null);
+
+	/* an invalid field elsewhere: the key is not sent; a dismissed dialog: neither */
+	const bad = await newServerDialog({}, { address: 'not a host' });
+	assert.equal(await bad.dialog.save(), 'open');
+	const gone = await newServerDialog();
+	assert.equal(gone.dialog.cancel(), 'closed');
+	for (const x of [ bad, gone ]) {
+		assert.deepEqual(x.rpc.calls, []);
+		assert.deepEqual(x.uci.staged, []);
+	}
+	/* an empty key field keeps the stored key: no call, the dialog closes */
+	const empty = await newServerDialog({}, { key: '' });
+	assert.equal(await empty.dialog.save(), 'closed');
+	assert.deepEqual(empty.rpc.calls, []);
+	assert.deepEqual(touches(empty.uci.staged, 'bonding_secrets'), []);
 });
 
 test('read-only access: no key field at all', async () => {

@@ -86,9 +86,10 @@ test('read methods only in read; state-changing methods and secrets only in writ
 	assert.deepEqual(acl.read.uci, [ 'bonding' ]);
 	for (const m of acl.write.ubus.bonding)
 		assert.ok(!READ_METHODS.includes(m), `${m} in write is a state-changing method`);
-	assert.deepEqual(acl.write.ubus.bonding.slice().sort(), [ 'probe', 'reload', 'set_path' ]);
-	assert.deepEqual(acl.write.uci.slice().sort(), [ 'bonding', 'bonding_secrets' ]);
-	assert.ok(!JSON.stringify(acl.read).includes('secret'), 'bonding_secrets never readable');
+	assert.deepEqual(acl.write.ubus.bonding.slice().sort(), [ 'probe', 'reload', 'set_key', 'set_path' ]);
+	/* keys go through bondingd's set_key, never through uci: nothing of them is ever staged */
+	assert.deepEqual(acl.write.uci, [ 'bonding' ]);
+	assert.ok(!JSON.stringify(acl).includes('secret'), 'bonding_secrets in no uci or file grant');
 	assert.equal(acl.read.file, undefined);
 });
 

@@ -9,7 +9,7 @@ const h = require('./harness');
 const f = h.makeForm();
 const loaded = h.loadView('view/bonding/config.js', {
 	L: h.makeL(true),
-	modules: { view: h.viewModule, form: f.form, uci: h.makeUci(), 'tools.widgets': f.widgets }
+	modules: { view: h.viewModule, form: f.form, rpc: h.makeRpc(() => ({})), ui: h.makeUi(), 'tools.widgets': f.widgets }
 });
 
 Promise.resolve(h.instantiate(loaded.result).render()).then(() => {
@@ -18,7 +18,7 @@ Promise.resolve(h.instantiate(loaded.result).render()).then(() => {
 		for (const s of map.children)
 			for (const o of s.children)
 				out.push({
-					config: o.uciconfig || map.config,
+					config: o.keystore || o.uciconfig || map.config,
 					section: s.sectiontype,
 					option: o.option,
 					widget: o.constructor.name,

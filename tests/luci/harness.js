@@ -354,8 +354,12 @@ function instantiate(spec) {
 	return Object.assign(Object.create(null), spec);
 }
 
-/* form.*: records the form the view builds, options and their properties */
-function makeForm() {
+/*
+ * form.*: records the form the view builds, options and their properties.  With `uci` (makeUci),
+ * a Map also saves as LuCI's form.js does (parse: validate every option, then write or remove
+ * it; the callback; uci.save(); load), options read and write through that uci.
+ */
+function makeForm(uci) {
 	const maps = [];
 
 	class AbstractValue {
@@ -366,6 +370,34 @@ function makeForm() {
 		}
 		value(k, v) { this.keylist.push(String(k)); this.vallist.push(v != null ? v : k); }
 		depends(field, value) { this.deps.push(typeof field === 'string' ? { [field]: value } : field); }
+		config() { return this.uciconfig || this.section.uciconfig || this.map.config; }
+		load(section_id) { return this.map.data.get(this.config(), section_id, this.option); }
+		formvalue(section_id) { return this.section.formvalue(section_id, this.option); }
+		write(section_id, value) { return this.map.data.set(this.config(), section_id, this.option, value); }
+		remove(section_id) { return this.map.data.unset(this.config(), section_id, this.option); }
+		isValid(section_id) {
+			const v = this.formvalue(section_id);
+			if (v == null || v === '')
+				return true;
+			if (this.datatype && !require('./datatypes').validate(this.datatype, v))
+				return false;
+			return typeof this.validate !== 'function' || this.validate(section_id, v) === true;
+		}
+		/* LuCI's AbstractValue.parse (every option counts as active) */
+		parse(section_id) {
+			if (!this.isValid(section_id))
+				return Promise.reject(new TypeError(`Option "${this.title}" contains an invalid input value.`));
+			const cval = this.load(section_id);
+			const fval = this.formvalue(section_id);
+			if (fval == null || fval === '') {
+				if (this.rmempty || this.optional)
+					return Promise.resolve(this.remove(section_id));
+				return Promise.reject(new TypeError(`Option "${this.title}" must not be empty.`));
+			}
+			if (cval !== fval)
+				return Promise.resolve(this.write(section_id, fval));
+			return Promise.resolve();
+		}
 	}
 	class Value extends AbstractValue {}
 	class ListValue extends Value {}
@@ -405,19 +437,25 @@ function makeForm() {
 		formvalue(section_id, option) {
 			return (this.formvalues && this.formvalues[section_id]) ? this.formvalues[section_id][option] : null;
 		}
+		parse() {
+			return Promise.all(this.ids().flatMap(sid => this.children.map(o => o.parse(sid))));
+		}
+		addModalOptions(modalSection, section_id) {}
 	}
 	class TypedSection extends AbstractSection {
 		constructor(map, type, title, description) { super(map); Object.assign(this, { sectiontype: type, title, description }); }
+		ids() { return Object.keys(this.formvalues || {}); }
 	}
 	class TableSection extends TypedSection {}
 	class GridSection extends TableSection {}
 	class NamedSection extends AbstractSection {
 		constructor(map, name, type, title, description) { super(map); Object.assign(this, { section: name, sectiontype: type, title, description }); }
+		ids() { return [ this.section ]; }
 	}
 
 	class Map {
 		constructor(config, title, description) {
-			Object.assign(this, { config, title, description, children: [], parsechain: [ config ] });
+			Object.assign(this, { config, title, description, children: [], parsechain: [ config ], data: uci });
 			maps.push(this);
 		}
 		section(cls, ...args) {
@@ -429,10 +467,46 @@ function makeForm() {
 		}
 		chain(config) { if (!this.parsechain.includes(config)) this.parsechain.push(config); }
 		render() { return Promise.resolve(E('div', { 'class': 'cbi-map', 'id': 'cbi-' + this.config })); }
+		parse() { return Promise.all(this.children.map(s => s.parse())); }
+		load() { return this.data.load(this.parsechain); }
+		/* LuCI's Map.save(cb, silent) (silent: the error is only in the rejection) */
+		save(cb, silent) {
+			return this.parse().then(cb).then(() => this.data.save()).then(() => this.load());
+		}
+	}
+
+	/*
+	 * A GridSection's dialog as form.js makes it (renderMoreOptionsModal): a Map of its own with
+	 * a NamedSection holding copies of the options, then the section's addModalOptions.  save()
+	 * is the dialog's Save (handleModalSave: 'closed', or 'open' when the save was rejected);
+	 * cancel() its Dismiss (handleModalCancel: a section added for it is removed again).
+	 */
+	function openModal(grid, section_id, formvalues, added) {
+		const m = new Map(grid.map.config);
+		maps.pop();
+		const s = m.section(NamedSection, section_id, grid.sectiontype);
+		Object.assign(m, { parent: grid.map, section: section_id });
+		for (const o1 of grid.children) {
+			const o2 = s.option(o1.constructor, o1.option, o1.title, o1.description);
+			for (const k of Object.keys(o1))
+				if (![ 'map', 'section', 'option', 'title', 'description' ].includes(k))
+					o2[k] = o1[k];
+		}
+		s.formvalues = { [section_id]: formvalues };
+		return Promise.resolve(grid.addModalOptions(s, section_id)).then(() => ({
+			section: s,
+			save: () => m.save(null, true).then(() => 'closed', () => 'open'),
+			cancel: () => {
+				if (added)
+					uci.remove(grid.map.config, section_id);
+				return 'closed';
+			}
+		}));
 	}
 
 	return {
 		maps,
+		openModal,
 		form: { Map, TypedSection, TableSection, GridSection, NamedSection, AbstractValue, Value, ListValue, DynamicList, DummyValue, Flag },
 		widgets: {
 			NetworkSelect: class NetworkSelect extends ListValue {},
@@ -442,13 +516,38 @@ function makeForm() {
 	};
 }
 
-/* uci: an in-memory copy of LuCI's uci.js semantics the views rely on */
-function makeUci(data) {
+/*
+ * uci: an in-memory copy of LuCI's uci.js semantics the views rely on.  save() stages what was
+ * changed since the last save (`staged`, as rpcd holds it until Save & Apply), then re-reads the
+ * changed configs, as uci.js does; reading a config in `unreadable` is refused as rpcd refuses
+ * it (bonding_secrets: no ACL grants reading it), which rejects the save after the staging.
+ */
+function makeUci(data, unreadable) {
 	const log = [];
+	const staged = [];
+	let saved = 0;
 	const values = JSON.parse(JSON.stringify(data || {}));
+	const denied = unreadable || [ 'bonding_secrets' ];
 	const uci = {
 		log,
+		staged,
 		values,
+		unset(conf, sid, opt) {
+			log.push([ 'unset', conf, sid, opt ]);
+			const s = values[conf] && values[conf][sid];
+			if (s)
+				delete s[opt];
+		},
+		load(confs) {
+			const bad = [].concat(confs).filter(c => denied.includes(c));
+			return bad.length ? Promise.reject(new Error(`uci get ${bad[0]}: Permission denied`)) : Promise.resolve();
+		},
+		save() {
+			const fresh = log.slice(saved);
+			saved = log.length;
+			staged.push(...fresh);
+			return uci.load(Array.from(new Set(fresh.map(c => c[1]))));
+		},
 		get(conf, sid, opt) {
 			const s = values[conf] && values[conf][sid];
 			if (!s)

@@ -115,8 +115,9 @@ test('servers: the proxy line for every proxy state', () => {
 test('rpc: one declaration per bondingd method, all on the bonding object', () => {
 	const rpc = h.makeRpc(() => ({}));
 	const decls = load('bonding.rpc', { rpc });
-	assert.deepEqual(rpc.declared.map(d => d.method), [ 'status', 'path', 'set_path', 'probe', 'reload' ]);
+	assert.deepEqual(rpc.declared.map(d => d.method), [ 'status', 'path', 'set_path', 'probe', 'reload', 'set_key' ]);
 	assert.ok(rpc.declared.every(d => d.object === 'bonding'));
+	assert.deepEqual(Array.from(rpc.declared.find(d => d.method === 'set_key').params), [ 'server', 'key', 'cipher' ]);
 	assert.equal(rpc.declared.find(d => d.method === 'status').reject, undefined, 'status resolves even on ubus errors');
-	assert.deepEqual(Object.keys(decls).sort(), [ 'path', 'probe', 'reload', 'setPath', 'status' ]);
+	assert.deepEqual(Object.keys(decls).sort(), [ 'path', 'probe', 'reload', 'setKey', 'setPath', 'status' ]);
 });

@@ -83,7 +83,9 @@ def test_acl_grants_readers_the_read_methods_and_writers_the_rest() -> None:
     mutating = set(api.METHODS) - set(api.READ_METHODS) - {"iface"}
     assert set(acl["write"]["ubus"]["bonding"]) == mutating
     assert acl["read"]["uci"] == ["bonding"]
-    assert "bonding_secrets" in acl["write"]["uci"]
+    # keys go to bondingd's set_key, never through rpcd's uci (which nobody may read them from)
+    assert acl["write"]["uci"] == ["bonding"]
+    assert "set_key" in acl["write"]["ubus"]["bonding"]
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +116,11 @@ def test_form_offers_every_option_bondingd_knows(form: list[dict[str, Any]]) -> 
     assert known - offered == set(), "options of bonding.config missing from the LuCI form"
     unknown = {(s, opt) for s, opt in offered - known if opt not in DATAPLANE}
     assert unknown == set(), "LuCI options bondingd does not know"
-    secrets = [o for o in form if o["config"] == "bonding_secrets"]
-    assert [(o["section"], o["option"]) for o in secrets] == [("server", "key")]
+    # the key is no uci option: the server dialog hands it to bondingd's set_key
+    assert not [o for o in form if o["config"] == "bonding_secrets"]
+    keys = [o for o in form if o["config"] == "bondingd"]
+    assert [(o["section"], o["option"]) for o in keys] == [("server", "key")]
+    assert {a.name for a in api.METHODS["set_key"]} == {"server", "key", "cipher"}
 
 
 def test_form_ranges_are_bondingd_ranges(form: list[dict[str, Any]]) -> None:

@@ -100,7 +100,9 @@ def owrt_feed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import feed
 
     out = tmp_path_factory.mktemp("owrt-feed")
-    assert feed.main(["build", "--output", str(out), "--python", pyver()]) == 0
+    keys = tmp_path_factory.mktemp("owrt-feed-key")
+    assert feed.main(["build", "--output", str(out), "--python", pyver(), "--key-dir",
+                      str(keys)]) == 0
     return out
 
 

@@ -1,13 +1,20 @@
-"""luci-app-bonding's ACL under the real rpcd and uhttpd, in a scratch OpenWrt root
-(tests/owrt/router_root.py; root only).
+"""luci-app-bonding's ACL under the real rpcd and uhttpd, with LuCI's own ACL files, in a scratch
+OpenWrt root (tests/owrt/router_root.py; root only).
 
 luci-app-bonding is installed with the real opkg (it brings bonding and python3-bonding; bondingd
-runs under procd), rpcd reads its acl.d file, and /etc/config/rpcd has two logins whose
-passwords are stored as rpcd reads them (`uhttpd -m`, MD5 crypt): `viewer` with the ACL's read
-part, `admin` with its read and write parts.  Both also get the `uci` object's ubus methods (as
-luci-base's luci-access gives them, but without its `uci: *`): what configs they reach is then
-up to our ACL alone.  Each asks through `ubus call session login` and the ubus_rpc_session it
-gets, and over HTTP through uhttpd's JSON-RPC endpoint /ubus on 127.0.0.1.
+runs under procd), rpcd reads its acl.d file and those of luci-base, luci-mod-status and
+luci-mod-system as upstream LuCI ships them (copied from the LuCI source in
+/work/shared/owrt-src/luci.tar.gz), and /etc/config/rpcd has three logins whose passwords are
+stored as rpcd reads them (`uhttpd -m`, MD5 crypt):
+
+- `viewer`: the viewer login of the README, `list read` unauthenticated, luci-base and
+  luci-app-bonding (what LuCI needs to log in and show the app);
+- `reader`: `list read '*'`, the usual "read-only" recipe, which is no viewer login: it holds
+  luci-mod-system's backup download;
+- `admin`: `list read '*'` and `list write '*'`, as OpenWrt's root login.
+
+Each asks through `ubus call session login` and the ubus_rpc_session it gets, and over HTTP
+through uhttpd's JSON-RPC endpoint /ubus on 127.0.0.1, as LuCI does.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,24 +33,38 @@ from bonding.lab.topology import nsx
 
 from .router_root import CONFIGURE, RouterRoot, booted
 
-ACL = Path(__file__).resolve().parents[2] / "luci-app-bonding/root/usr/share/rpcd/acl.d"
+LUCI_SRC = Path("/work/shared/owrt-src/luci.tar.gz")
+# LuCI's ACL files, as luci-base, luci-mod-status and luci-mod-system install them
+LUCI_ACLS = ("luci/modules/luci-base/root/usr/share/rpcd/acl.d/luci-base.json",
+             "luci/modules/luci-mod-status/root/usr/share/rpcd/acl.d/luci-mod-status.json",
+             "luci/modules/luci-mod-status/root/usr/share/rpcd/acl.d/"
+             "luci-mod-status-index.json",
+             "luci/modules/luci-mod-system/root/usr/share/rpcd/acl.d/luci-mod-system.json")
 SECRET = "c2VjcmV0LWtleS1vZi10aGUtc2VydmVyLXZwczE="
-PASSWORDS = {"viewer": "look-only", "admin": "change-all"}
+NEW_KEY = "bmV3LWtleS1vZi10aGUtc2VydmVyLXZwczEtLS0="
+PASSWORDS = {"viewer": "look-only", "reader": "read-star", "admin": "change-all"}
+LOGINS = {"viewer": ("list read 'unauthenticated'\n\tlist read 'luci-base'\n"
+                     "\tlist read 'luci-app-bonding'"),
+          "reader": "list read '*'",
+          "admin": "list read '*'\n\tlist write '*'"}
 HTTP = "127.0.0.1:8080"
-# the `uci` object's methods, as luci-base's ACL group luci-access grants them (without its
-# uci: ["*"], which would open every config to every LuCI user)
-UCI_METHODS = {
-    "uci-methods": {
-        "description": "The uci object's methods (luci-base's), no config",
-        "read": {"ubus": {"uci": ["changes", "get"]}},
-        "write": {"ubus": {"uci": ["add", "apply", "confirm", "delete", "order", "set",
-                                   "rename", "commit"]}},
-    }
-}
+SECRETS_FILE = "/etc/config/bonding_secrets"
 READ_CALLS = [("bonding", "status", {}), ("bonding", "path", {"name": "wan"})]
 WRITE_CALLS = [("bonding", "set_path", {"name": "wanb", "backup": False}),
                ("bonding", "probe", {"name": "wan"}), ("bonding", "reload", {})]
 PERMISSION_DENIED = 6  # UBUS_STATUS_PERMISSION_DENIED
+
+
+def luci_acls() -> dict[str, bytes]:
+    """LuCI's ACL files by name, from the LuCI source tarball."""
+    out = {}
+    with tarfile.open(LUCI_SRC) as tar:
+        names = {m.name.removeprefix("./"): m for m in tar.getmembers()}
+        for rel in LUCI_ACLS:
+            f = tar.extractfile(names[rel])
+            assert f is not None, rel
+            out[Path(rel).name] = f.read()
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -56,28 +78,21 @@ def rpc_root(router_prereqs: Path, owrt_feed: Path, tmp_path_factory: pytest.Tem
         root.sh("uci set bonding_secrets.vps1=server; "
                 f"uci set bonding_secrets.vps1.key='{SECRET}'; uci commit bonding_secrets")
         root.sh("/etc/init.d/bonding start")
-        root.write("/usr/share/rpcd/acl.d/uci-methods.json", json.dumps(UCI_METHODS))
+        for name, data in luci_acls().items():
+            root.write(f"/usr/share/rpcd/acl.d/{name}", data)
         hashes = {u: root.sh(f"uhttpd -m '{p}'").stdout.strip() for u, p in PASSWORDS.items()}
         assert all(h.startswith("$1$") for h in hashes.values()), hashes
+        logins = "".join(f"""
+config login
+	option username '{u}'
+	option password '{hashes[u]}'
+	{LOGINS[u]}
+""" for u in PASSWORDS)
         root.write("/etc/config/rpcd", f"""
 config rpcd
 	option socket /var/run/ubus/ubus.sock
 	option timeout 30
-
-config login
-	option username 'viewer'
-	option password '{hashes["viewer"]}'
-	list read 'luci-app-bonding'
-	list read 'uci-methods'
-
-config login
-	option username 'admin'
-	option password '{hashes["admin"]}'
-	list read 'luci-app-bonding'
-	list write 'luci-app-bonding'
-	list read 'uci-methods'
-	list write 'uci-methods'
-""")
+{logins}""")
         root.spawn("rpcd", ["/sbin/rpcd", "-s", "/var/run/ubus/ubus.sock", "-t", "30"])
         root.wait(lambda: root.sh("ubus -t 1 list session", check=False).returncode == 0, 5,
                   "rpcd's session object")
@@ -127,16 +142,19 @@ def test_a_wrong_password_gets_no_session(rpc_root: RouterRoot) -> None:
     assert r.returncode != 0 and "Permission denied" in r.stderr, r
 
 
-def test_the_logins_get_exactly_the_acl(rpc_root: RouterRoot) -> None:
-    viewer = login(rpc_root, "viewer")["acls"]
-    assert viewer == {"access-group": {"luci-app-bonding": ["read"], "uci-methods": ["read"]},
-                      "ubus": {"bonding": ["status", "path"], "uci": ["changes", "get"]},
-                      "uci": {"bonding": ["read"]}}
+def test_the_viewer_login_is_what_luci_needs_and_no_more(rpc_root: RouterRoot) -> None:
+    acls = login(rpc_root, "viewer")["acls"]
+    assert acls["access-group"] == {"unauthenticated": ["read"], "luci-base": ["read"],
+                                    "luci-app-bonding": ["read"]}
+    assert acls["ubus"]["bonding"] == ["status", "path"]
+    assert acls["ubus"]["session"] == ["access", "login"]
+    assert acls["uci"] == {"system": ["read"], "luci": ["read"], "bonding": ["read"]}
+    assert "cgi-io" not in acls and "bonding_secrets" not in json.dumps(acls)
     admin = login(rpc_root, "admin")["acls"]
-    assert admin["access-group"] == {"luci-app-bonding": ["read", "write"],
-                                     "uci-methods": ["read", "write"]}
-    assert admin["ubus"]["bonding"] == ["status", "path", "set_path", "probe", "reload"]
-    assert admin["uci"] == {"bonding": ["read", "write"], "bonding_secrets": ["write"]}
+    assert admin["ubus"]["bonding"] == ["status", "path", "set_path", "probe", "reload",
+                                        "set_key"]
+    for user in PASSWORDS:  # no login of any recipe is granted the secrets through uci or files
+        assert "bonding_secrets" not in json.dumps(login(rpc_root, user)["acls"]), user
 
 
 def test_rpcd_denies_the_viewer_what_only_the_admin_may(rpc_root: RouterRoot) -> None:
@@ -145,31 +163,61 @@ def test_rpcd_denies_the_viewer_what_only_the_admin_may(rpc_root: RouterRoot) ->
     for obj, method, _ in READ_CALLS:
         assert access(rpc_root, v, "ubus", obj, method)
         assert access(rpc_root, a, "ubus", obj, method)
-    for obj, method, _ in WRITE_CALLS:
+    for obj, method, _ in [*WRITE_CALLS, ("bonding", "set_key", {})]:
         assert not access(rpc_root, v, "ubus", obj, method), method
         assert access(rpc_root, a, "ubus", obj, method), method
     # nobody reaches the hotplug's method through rpcd
     assert not access(rpc_root, a, "ubus", "bonding", "iface")
-    # uci through rpcd's own plugin: bonding readable, the secrets never read back
-    for sid in (v, a):
-        cfg = uci_call(rpc_root, sid, "get", {"config": "bonding"})
-        assert cfg["values"]["wanb"]["device"] == "wan2"
-        assert uci_call(rpc_root, sid, "get", {"config": "bonding_secrets"}) == "denied"
-        assert uci_call(rpc_root, sid, "get", {"config": "bonding_secrets", "section": "vps1",
-                                               "option": "key"}) == "denied"
-        assert uci_call(rpc_root, sid, "state", {"config": "bonding_secrets"}) == "denied"
-        changes = uci_call(rpc_root, sid, "changes", {})
-        assert "bonding_secrets" not in json.dumps(changes)
-    # only the admin writes: to bonding and (write-only) to the secrets
-    setkey = {"config": "bonding_secrets", "section": "vps1", "values": {"key": SECRET + "x"}}
-    assert uci_call(rpc_root, v, "set", setkey) == "denied"
+    cfg = uci_call(rpc_root, v, "get", {"config": "bonding"})
+    assert cfg["values"]["wanb"]["device"] == "wan2"
     assert uci_call(rpc_root, v, "set", {"config": "bonding", "section": "wan",
                                          "values": {"backup": "1"}}) == "denied"
-    assert uci_call(rpc_root, a, "set", setkey) == {}
-    # a staged key is not read back either (rpcd's `changes`)
-    assert uci_call(rpc_root, a, "changes", {"config": "bonding_secrets"}) == "denied"
-    assert SECRET not in json.dumps(uci_call(rpc_root, a, "changes", {}))
-    assert uci_call(rpc_root, a, "revert", {"config": "bonding_secrets"}) == {}
+
+
+@pytest.mark.parametrize("user", list(PASSWORDS))
+def test_no_login_reads_a_key_through_uci_ubus_or_files(rpc_root: RouterRoot, user: str) -> None:
+    """Whatever the recipe, not even root's: rpcd's uci, file and bonding objects."""
+    sid = login(rpc_root, user)["ubus_rpc_session"]
+    assert not access(rpc_root, sid, "uci", "bonding_secrets", "read")
+    assert not access(rpc_root, sid, "file", SECRETS_FILE, "read")
+    for method, args in (("get", {"config": "bonding_secrets"}),
+                         ("get", {"config": "bonding_secrets", "section": "vps1",
+                                  "option": "key"}),
+                         ("state", {"config": "bonding_secrets"}),
+                         ("changes", {"config": "bonding_secrets"})):
+        assert uci_call(rpc_root, sid, method, args) == "denied", (method, args)
+    assert SECRET not in json.dumps(uci_call(rpc_root, sid, "changes", {}))
+    r = rpc_root.sh("ubus -t 5 call file read " + _q(json.dumps(
+        {"ubus_rpc_session": sid, "path": SECRETS_FILE})), check=False)
+    assert r.returncode != 0 and SECRET not in r.stdout, r
+    rpc = JsonRpc(rpc_root)
+    hsid = rpc.login(user)
+    for obj, method, args in [("uci", "get", {"config": "bonding_secrets"}),
+                              ("file", "read", {"path": SECRETS_FILE}),
+                              ("bonding", "status", {}), ("bonding", "path", {"name": "wan"})]:
+        out = rpc.call(hsid, obj, method, args)
+        assert SECRET not in json.dumps(out), (obj, method)
+        if obj != "bonding":
+            assert denied(out), (obj, method, out)
+    # and nobody stages a key through uci: the ACL grants no uci write on bonding_secrets
+    out = rpc.call(hsid, "uci", "set", {"config": "bonding_secrets", "section": "vps1",
+                                        "values": {"key": NEW_KEY}})
+    assert denied(out), out
+    assert "bonding_secrets" not in json.dumps(rpc.call(hsid, "uci", "changes", {}))
+
+
+def test_read_star_is_no_viewer_login_it_holds_the_backup_download(
+        rpc_root: RouterRoot) -> None:
+    """`list read '*'` includes luci-mod-system-flash: cgi-io's backup (a tarball of /etc/config,
+    keys and /etc/shadow included) and the raw flash.  What the README says; not a fix."""
+    for user, granted in (("reader", True), ("admin", True), ("viewer", False)):
+        sid = login(rpc_root, user)["ubus_rpc_session"]
+        assert access(rpc_root, sid, "cgi-io", "backup", "read") is granted, user
+        assert access(rpc_root, sid, "file", "/dev/mtdblock0", "read") is granted, user
+    reader = login(rpc_root, "reader")["acls"]
+    assert "luci-mod-system-flash" in reader["access-group"]
+    assert not access(rpc_root, login(rpc_root, "reader")["ubus_rpc_session"], "ubus",
+                      "bonding", "set_key")
 
 
 class JsonRpc:
@@ -227,13 +275,6 @@ def test_over_http_the_viewer_reads_and_the_admin_also_writes(rpc_root: RouterRo
         assert status == 0 and p["name"] == "wan" and "targets" in p
         status, cfg = rpc.call(sid, "uci", "get", {"config": "bonding"})["result"]
         assert status == 0 and cfg["values"]["globals"][".type"] == "globals"
-        out = rpc.call(sid, "uci", "get", {"config": "bonding_secrets"})
-        assert denied(out), out
-        assert SECRET not in json.dumps(out)
-        out = rpc.call(sid, "uci", "get", {"config": "bonding_secrets", "section": "vps1",
-                                           "option": "key"})
-        assert denied(out) and SECRET not in json.dumps(out), out
-        assert SECRET not in json.dumps(st)
     for obj, method, args in WRITE_CALLS:
         out = rpc.call(v, obj, method, args)
         assert out.get("error", {}).get("code") == -32002, (method, out)
@@ -246,3 +287,29 @@ def test_over_http_the_viewer_reads_and_the_admin_also_writes(rpc_root: RouterRo
         [0, {"name": "wanb", "enabled": True, "backup": True}]
     assert rpc.call(v, "bonding", "path", {"name": "wanb"})["result"][1]["forced_backup"] is True
     rpc.call(a, "bonding", "set_path", {"name": "wanb", "backup": False})
+
+
+def test_the_admin_sets_a_key_through_bondingd_and_nobody_reads_it_back(
+        rpc_root: RouterRoot) -> None:
+    rpc = JsonRpc(rpc_root)
+    v, r, a = rpc.login("viewer"), rpc.login("reader"), rpc.login("admin")
+    args = {"server": "vps1", "key": NEW_KEY}
+    for sid in (v, r):
+        out = rpc.call(sid, "bonding", "set_key", args)
+        assert out.get("error", {}).get("code") == -32002, out
+    assert rpc.call(a, "bonding", "set_key", {"server": "vps1", "key": "a b"})["result"] == [2]
+    out = rpc.call(a, "bonding", "set_key", args)
+    assert out["result"][0] == 0, out
+    assert out["result"][1]["stored"] is True and NEW_KEY not in json.dumps(out)
+    f = rpc_root.path(SECRETS_FILE)
+    assert f.stat().st_mode & 0o777 == 0o600
+    assert f"option key '{NEW_KEY}'" in f.read_text()
+    assert SECRET not in f.read_text()
+    for sid in (v, r, a):
+        for obj, method, call_args in [("uci", "get", {"config": "bonding_secrets"}),
+                                       ("file", "read", {"path": SECRETS_FILE}),
+                                       ("uci", "changes", {}), ("bonding", "status", {})]:
+            assert NEW_KEY not in json.dumps(rpc.call(sid, obj, method, call_args))
+    assert NEW_KEY not in rpc_root.path("/tmp/log/messages").read_text()
+    # back to the first key, for the other tests
+    rpc.call(a, "bonding", "set_key", {"server": "vps1", "key": SECRET})

@@ -5,15 +5,18 @@ the one version, and `feed.py install` (what the package Makefiles run)."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +47,15 @@ CONFFILES = {
                 "/etc/sysctl.d/60-bonding.conf"],
 }
 PY = "/usr/lib/python3.11/site-packages"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def feed_key_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The signing key the builds make goes here, never to ~/.config."""
+    d = tmp_path_factory.mktemp("feed-key")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BONDING_FEED_KEY_DIR", str(d))
+        yield d
 
 
 @pytest.fixture(scope="module")
@@ -464,22 +476,93 @@ def test_a_luci_mk_app_is_packaged_as_luci_mk_lays_it_out(tmp_path: Path) -> Non
     assert ipk.member("./usr/libexec/rpcd/demo").mode == 0o755
 
 
-def test_sign_runs_usign_on_the_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "usign").write_text('#!/bin/sh\necho "$@" > "$(dirname "$0")/args"\n'
-                                  'echo sig > "$3.sig"\n')
-    (bindir / "usign").chmod(0o755)
-    key = tmp_path / "key-build"
-    key.write_text("untrusted comment: test\nsecret\n")
-    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+# --- the index's signature (usign's format, tools/feedlib/usign.py) --------------------------
+
+RFC8032_SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+RFC8032_PUB = bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+RFC8032_SIG = bytes.fromhex("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
+                            "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b")
+
+
+def test_ed25519_is_rfc_8032s() -> None:
+    from feedlib import usign
+
+    assert usign.public_of(RFC8032_SEED) == RFC8032_PUB
+    assert usign.ed25519_sign(RFC8032_SEED, b"") == RFC8032_SIG
+    assert usign.ed25519_verify(RFC8032_PUB, b"", RFC8032_SIG)
+    assert not usign.ed25519_verify(RFC8032_PUB, b"x", RFC8032_SIG)
+
+
+def _openssl_verifies(pub_file: Path, msg: Path, sig_file: Path, tmp: Path) -> bool:
+    """OpenSSL's Ed25519, not ours: the raw key in a SubjectPublicKeyInfo, the raw signature."""
+    pub = base64.b64decode(pub_file.read_text().splitlines()[1])
+    sig = base64.b64decode(sig_file.read_text().splitlines()[1])
+    assert pub[:2] == sig[:2] == b"Ed" and pub[2:10] == sig[2:10]  # the same fingerprint
+    (tmp / "pub.der").write_bytes(bytes.fromhex("302a300506032b6570032100") + pub[10:])
+    (tmp / "sig.bin").write_bytes(sig[10:])
+    r = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-keyform", "DER", "-inkey",
+                        str(tmp / "pub.der"), "-rawin", "-in", str(msg), "-sigfile",
+                        str(tmp / "sig.bin")], capture_output=True, text=True, timeout=30,
+                       check=False)
+    return r.returncode == 0
+
+
+def test_the_feed_is_signed_by_default_with_a_key_made_outside_the_repo(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    keys = tmp_path / "keys"
+    monkeypatch.setenv("BONDING_FEED_KEY_DIR", str(keys))
     out = tmp_path / "feed"
-    assert feed.main(["build", "--output", str(out), "--sign", str(key), "bonding"]) == 0
-    assert (bindir / "args").read_text().split() == ["-S", "-m", str(out / "Packages"), "-s",
-                                                     str(key)]
-    assert (out / "Packages.sig").read_text() == "sig\n"
-    assert feed.main(["build", "--output", str(out), "--sign", str(tmp_path / "nokey"),
+    assert feed.main(["build", "--output", str(out), "bonding"]) == 0
+    said = capsys.readouterr().out
+    secret, public = keys / "key-build", keys / "key-build.pub"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    fp = public.read_text().splitlines()[0].split()[-1]
+    assert re.fullmatch(r"[0-9a-f]{16}", fp)
+    assert f"A new signing key: {secret} (key {fp})" in said
+    assert public.read_text() in said and "opkg-key add /tmp/bonding-feed.pub" in said
+    assert f"/etc/opkg/keys/{fp}" in said and "check_signature" in said
+    assert _openssl_verifies(public, out / "Packages", out / "Packages.sig", tmp_path)
+    # the next build signs with the same key; a changed index no longer verifies
+    assert feed.main(["build", "--output", str(out), "bonding", "bonding-usb"]) == 0
+    assert f"Signed with {secret} (key {fp})" in capsys.readouterr().out
+    assert _openssl_verifies(public, out / "Packages", out / "Packages.sig", tmp_path)
+    (out / "Packages").write_text((out / "Packages").read_text() + "\n")
+    assert not _openssl_verifies(public, out / "Packages", out / "Packages.sig", tmp_path)
+
+
+def test_a_given_key_signs_and_a_key_in_the_repo_or_a_bad_one_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from feedlib import usign
+
+    key = usign.generate(tmp_path / "mine", tmp_path / "mine.pub")
+    out = tmp_path / "feed"
+    assert feed.main(["build", "--output", str(out), "--key", str(tmp_path / "mine"),
+                      "bonding"]) == 0
+    assert f"key {key.hex}" in capsys.readouterr().out
+    assert (out / "Packages.sig").read_text().startswith(f"untrusted comment: signed by key "
+                                                         f"{key.hex}\n")
+    assert _openssl_verifies(tmp_path / "mine.pub", out / "Packages", out / "Packages.sig",
+                             tmp_path)
+    inside = REPO / "tests" / "no-keys-here"
+    assert feed.main(["build", "--output", str(out), "--key-dir", str(inside), "bonding"]) == 1
+    assert "inside the repository" in capsys.readouterr().err and not inside.exists()
+    assert feed.main(["build", "--output", str(out), "--key", str(tmp_path / "nokey"),
                       "bonding"]) == 1
+    assert "no such usign secret key" in capsys.readouterr().err
+    (tmp_path / "bad").write_text("untrusted comment: x\nRWQ=\n")
+    assert feed.main(["build", "--output", str(out), "--key", str(tmp_path / "bad"),
+                      "bonding"]) == 1
+    assert "not a usign secret key" in capsys.readouterr().err
+
+
+def test_unsigned_only_when_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "feed"
+    assert feed.main(["build", "--output", str(out), "bonding"]) == 0
+    assert (out / "Packages.sig").is_file()
+    assert feed.main(["build", "--output", str(out), "--unsigned", "bonding"]) == 0
+    assert not (out / "Packages.sig").exists()  # no stale signature of another index
+    assert "opkg update refuses this feed" in capsys.readouterr().err
 
 
 STUB_PACKAGE_MK = """all:

@@ -46,6 +46,10 @@ class Recorder:
         self.calls.append(("iface", (interface, action, device)))
         return {"handled": interface == "wan", "path": "wan" if interface == "wan" else None}
 
+    def api_set_key(self, server: str, key: str, cipher: str | None) -> Mapping[str, Any]:
+        self.calls.append(("set_key", (server, key, cipher)))
+        return {"server": server, "stored": True}
+
 
 def run(method: str, args: dict[str, Any], be: Recorder | None = None) -> Any:
     be = be or Recorder()
@@ -120,7 +124,7 @@ def test_each_method_reaches_its_backend_call() -> None:
 def test_published_policies_match_the_checks() -> None:
     ms = {m.name: m for m in api.methods(Recorder())}
     assert set(ms) == set(api.METHODS) == {"status", "path", "set_path", "probe", "reload",
-                                           "iface"}
+                                           "iface", "set_key"}
     assert dict(ms["set_path"].policy) == {"name": BlobmsgType.STRING,
                                            "enabled": BlobmsgType.BOOL,
                                            "backup": BlobmsgType.BOOL}
@@ -160,3 +164,45 @@ def test_refusals_are_logged_at_most_ten_a_minute_then_counted(
     lines = [r.getMessage() for r in caplog.records]
     assert lines[-2].startswith(f"{5000 - api.REFUSALS_LOGGED} more ubus calls refused")
     assert lines[-1] == f"ubus call refused: {err}"
+
+
+KEY = "a-long-enough-password"
+
+
+def test_set_key_reaches_the_backend() -> None:
+    be = Recorder()
+    assert run("set_key", {"server": "vps1", "key": KEY, "ubus_rpc_session": "x"}, be) == \
+        {"server": "vps1", "stored": True}
+    k16 = "AAECAwQFBgcICQoLDA0ODw=="
+    run("set_key", {"server": "vps2", "key": k16, "cipher": "2022-blake3-aes-128-gcm"}, be)
+    assert be.calls == [("set_key", ("vps1", KEY, None)),
+                        ("set_key", ("vps2", k16, "2022-blake3-aes-128-gcm"))]
+
+
+@pytest.mark.parametrize("args", [
+    {"server": "vps1"},  # no key
+    {"key": KEY},  # no server
+    {"server": "vps 1", "key": KEY},
+    {"server": "x" * 33, "key": KEY},
+    {"server": "vps1", "key": KEY + " with spaces"},
+    {"server": "vps1", "key": "é" + KEY},
+    {"server": "vps1", "key": KEY * 20},  # over 256
+    {"server": "vps1", "key": 12345678901234567},
+    {"server": "vps1", "key": KEY, "cipher": "rot13"},
+    {"server": "vps1", "key": KEY, "cipher": "2022-blake3-aes-256-gcm"},  # not base64 of 32
+])
+def test_a_bad_key_call_is_refused_without_quoting_the_key(
+        args: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    be = Recorder()
+    m = {m.name: m for m in api.methods(be)}["set_key"]
+    with caplog.at_level("INFO"), pytest.raises(UbusError) as e:
+        m.handler("set_key", args)
+    assert e.value.status == UbusStatus.INVALID_ARGUMENT
+    assert be.calls == []
+    key = str(args.get("key", KEY))
+    assert key not in str(e.value) and key not in caplog.text
+    assert KEY not in str(e.value) and KEY not in caplog.text
+
+
+def test_set_key_is_not_a_read_method() -> None:
+    assert "set_key" not in api.READ_METHODS

@@ -220,3 +220,66 @@ def test_prune_waits_for_the_lock_uci_holds(tmp_path: Path) -> None:
     t.join(5)
     assert done == [["vps1"]]
     assert config.load_secrets(tmp_path)[0].names() == ("vps2", "vps3", "vps4")
+
+
+# --- set_key (bondingd's ubus method for LuCI) --------------------------------------
+
+def test_set_key_creates_the_file_0600_and_reads_back_as_bondingd_reads_it(
+        tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        secretsfile.set_key(tmp_path, "vps1", PASSWORD)
+    finally:
+        os.umask(old)
+    f = tmp_path / "bonding_secrets"
+    assert stat.S_IMODE(f.stat().st_mode) == 0o600
+    secrets, problems = config.load_secrets(tmp_path)
+    assert problems == [] and secrets.key("vps1") == PASSWORD
+    assert [p.name for p in tmp_path.iterdir()] == ["bonding_secrets"]  # no temporary left
+
+
+def test_set_key_replaces_one_key_and_keeps_the_rest(tmp_path: Path) -> None:
+    f = write(tmp_path, "bonding_secrets", "# a comment\n" + SECRETS
+              + "\nconfig note\n\toption text 'kept'\n", 0o644)
+    inode = f.stat().st_ino
+    secretsfile.set_key(tmp_path, "vps2", K16, "2022-blake3-aes-128-gcm")
+    assert f.stat().st_ino != inode and stat.S_IMODE(f.stat().st_mode) == 0o600
+    secretsfile.set_key(tmp_path, "vps9", f"new-{PASSWORD}")
+    pkg = uci.loads(f.read_text(), "bonding_secrets")
+    assert [(s.type, s.name) for s in pkg.sections] == [
+        ("server", "vps1"), ("server", "vps2"), ("server", "vps3"), ("note", None),
+        ("server", "vps9")]
+    keys = config.load_secrets(tmp_path)[0]
+    assert (keys.key("vps1"), keys.key("vps2"), keys.key("vps9")) == \
+        (PASSWORD, K16, f"new-{PASSWORD}")
+
+
+@pytest.mark.parametrize(("server", "key", "cipher", "why"), [
+    ("vps 1", PASSWORD, None, "server name"),
+    ("", PASSWORD, None, "server name"),
+    ("vps1", "has a space", None, "printable ASCII"),
+    ("vps1", "", None, "printable ASCII"),
+    ("vps1", "x" * 257, None, "printable ASCII"),
+    ("vps1", "ключ-" + PASSWORD, None, "printable ASCII"),
+    ("vps1", K32, "2022-blake3-aes-128-gcm", "needs exactly 16"),
+])
+def test_set_key_refuses_bad_input_without_quoting_the_key(
+        tmp_path: Path, server: str, key: str, cipher: str | None, why: str) -> None:
+    f = write(tmp_path, "bonding_secrets", SECRETS)
+    with pytest.raises(secretsfile.SecretsFileError) as ei:
+        secretsfile.set_key(tmp_path, server, key, cipher)
+    assert why in str(ei.value)
+    assert not key or key not in str(ei.value)
+    assert f.read_text() == SECRETS
+
+
+def test_set_key_refuses_a_section_of_another_type_and_an_unparsable_file(
+        tmp_path: Path) -> None:
+    f = write(tmp_path, "bonding_secrets", "config note 'vps1'\n\toption key 'x'\n")
+    with pytest.raises(secretsfile.SecretsFileError, match="not a server"):
+        secretsfile.set_key(tmp_path, "vps1", PASSWORD)
+    broken = SECRETS + f"option key '{PASSWORD}\n"
+    f.write_text(broken)
+    with pytest.raises(secretsfile.SecretsFileError) as ei:
+        secretsfile.set_key(tmp_path, "vps1", "another-" + PASSWORD)
+    assert PASSWORD not in str(ei.value) and f.read_text() == broken

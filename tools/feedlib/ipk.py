@@ -7,7 +7,6 @@ import gzip
 import hashlib
 import io
 import os
-import shutil
 import subprocess
 import tarfile
 import time
@@ -15,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+from feedlib import usign
 from feedlib.common import (
     REPO,
     FeedError,
@@ -180,18 +180,11 @@ def write_index(feed: Path) -> Path:
     return feed / "Packages"
 
 
-def sign_index(feed: Path, key: Path) -> Path:
-    """Packages.sig, as OpenWrt's `make package/index` makes it (usign -S)."""
-    usign = shutil.which("usign")
-    if usign is None:
-        raise FeedError("--sign needs usign (OpenWrt's staging_dir/host/bin/usign) on PATH")
-    if not key.is_file():
-        raise FeedError(f"--sign {key}: no such key file")
-    r = subprocess.run([usign, "-S", "-m", str(feed / "Packages"), "-s", str(key)],
-                       capture_output=True, text=True, timeout=30, check=False)
-    if r.returncode != 0:
-        raise FeedError(f"usign -S failed: {r.stderr.strip() or r.returncode}")
-    return feed / "Packages.sig"
+def sign_index(feed: Path, key: usign.SecretKey) -> Path:
+    """Packages.sig, as OpenWrt's `make package/index` makes it (usign -S of Packages)."""
+    sig = feed / "Packages.sig"
+    sig.write_text(usign.sign((feed / "Packages").read_bytes(), key))
+    return sig
 
 
 def source_epoch(root: Path = REPO) -> int:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
+from bonding import config, secretsfile
 from bonding.bondingd.runtime import PathRuntime
+from bonding.ubus import UbusError, UbusStatus
 
 log = logging.getLogger("bondingd")
 
@@ -22,6 +25,8 @@ class Core(Protocol):
     def paths(self) -> Mapping[str, PathRuntime]: ...
     @property
     def problems(self) -> list[Any]: ...
+    @property
+    def config_dir(self) -> Path: ...
 
     def status(self, detail: bool = False) -> dict[str, Any]: ...
     def path_status(self, rt: PathRuntime, detail: bool = False) -> dict[str, Any]: ...
@@ -95,3 +100,19 @@ class Handlers:
             self.core.resolve()
         self.core.refresh_netifd()
         return {"handled": bool(names), "path": names[0] if names else None}
+
+    def api_set_key(self, server: str, key: str, cipher: str | None) -> dict[str, Any]:
+        """Store a server's key in bonding_secrets (LuCI's key field), then reload so that the
+        data plane uses it.  The reply and the log name the server only."""
+        try:
+            secretsfile.set_key(self.core.config_dir, server, key, cipher)
+        except (OSError, secretsfile.SecretsFileError) as e:
+            raise self._unwritten(server, e) from None
+        log.info("key of server %s stored over ubus", server)
+        return {"server": server, "stored": True, "reloaded": self.core.reload()}
+
+    def _unwritten(self, server: str, e: Exception) -> UbusError:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        path = self.core.config_dir / config.SECRETS_PACKAGE
+        return UbusError(UbusStatus.UNKNOWN_ERROR, f"cannot store the key of server "
+                                                    f"{server!r} in {path}: {why}")

@@ -15,6 +15,21 @@ SECRETS_PACKAGE: Final = "bonding_secrets"
 _KEY_RE = re.compile(r"^[\x21-\x7e]{1,256}$")
 
 
+def invalid_server_name(name: str) -> str | None:
+    """Why `name` cannot name a server's key section (None: it can)."""
+    if _NAME_RE.fullmatch(name):
+        return None
+    return (f"server name {name!r} must be 1–32 letters, digits or '_' (the name of its "
+            "config server section in /etc/config/bonding)")
+
+
+def key_shape_problem(key: str) -> str | None:
+    """Why `key` is no key bondingd takes (None: it is); the message never quotes the key."""
+    if _KEY_RE.fullmatch(key):
+        return None
+    return "the key must be 1–256 printable ASCII characters without spaces (value not shown)"
+
+
 class Secrets:
     """Server keys from /etc/config/bonding_secrets, by server section name.
 
@@ -72,7 +87,7 @@ def secrets_from_sections(sections: Sequence[uci.Section]) -> tuple[Secrets, lis
             problem(Severity.ERROR, label, "key", "takes one value: write 'option key', not "
                     "'list'")
             continue
-        if not _KEY_RE.fullmatch(raw):
+        if key_shape_problem(raw) is not None:
             problem(Severity.ERROR, label, "key", "must be 1–256 printable characters without "
                     "spaces (value not shown)")
             continue

@@ -6,7 +6,8 @@
  * The `bonding` ubus object (bondingd) as the views call it: one declaration per method, shared
  * by the status page, the configuration page and the Status → Overview include.  Each one is
  * granted in root/usr/share/rpcd/acl.d/luci-app-bonding.json (status and path read, the rest
- * write).
+ * write).  set_key is how a server key is stored: never through uci (rpcd lets no LuCI login
+ * read bonding_secrets), and bondingd never answers with a key.
  */
 
 /* Resolves with {} rather than rejects on a ubus error: the callers show the daemon as down. */
@@ -45,10 +46,18 @@ const callReload = rpc.declare({
 	reject: true
 });
 
+const callSetKey = rpc.declare({
+	object: 'bonding',
+	method: 'set_key',
+	params: [ 'server', 'key', 'cipher' ],
+	reject: true
+});
+
 return baseclass.extend({
 	status: callStatus,
 	path: callPath,
 	setPath: callSetPath,
 	probe: callProbe,
-	reload: callReload
+	reload: callReload,
+	setKey: callSetKey
 });

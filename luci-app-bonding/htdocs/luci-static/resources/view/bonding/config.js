@@ -1,8 +1,9 @@
 'use strict';
 'require view';
 'require form';
-'require uci';
+'require ui';
 'require tools.widgets as widgets';
+'require bonding.rpc as brpc';
 'require bonding.validators as validators';
 
 /*
@@ -10,12 +11,13 @@
  * against the same ranges bondingd checks (python/bonding/config.py).  Save & Apply commits the
  * file and procd's reload trigger makes bondingd reload it.
  *
- * Server keys live in /etc/config/bonding_secrets, which only the write ACL grants, and only
- * for writing: rpcd never hands a key back to the browser.  The key field is therefore
- * write-only: empty means "keep the stored key", anything typed replaces it.
+ * Server keys live in /etc/config/bonding_secrets, which no LuCI login reaches through uci:
+ * rpcd refuses reading it to everyone (so LuCI could not re-read it after staging a change),
+ * and the ACL grants no writing either.  A key is handed to bondingd's `set_key` method (the
+ * write ACL grants it), which stores it and never gives it back.  The key field is therefore
+ * write-only: empty means "keep the stored key", anything typed replaces it, and it is stored
+ * when the server dialog is saved, not staged for Save & Apply.
  */
-
-const SECRETS = 'bonding_secrets';
 
 /*
  * Integer options of a tab and their ranges, the same bounds bondingd enforces: rows of
@@ -236,11 +238,11 @@ function globalsSection(m) {
 	advancedTab(s);
 }
 
-/* The write-only key of a server, kept in bonding_secrets (see the top of this file). */
+/* The write-only key of a server: stored through bondingd (see the top of this file). */
 function keyOption(s) {
 	const o = s.option(form.Value, 'key', _('Key'),
-		_('Stored in /etc/config/bonding_secrets, which LuCI can write but never reads back. Leave empty to keep the stored key; type a key to replace it.'));
-	o.uciconfig = SECRETS;
+		_('Stored in /etc/config/bonding_secrets by bondingd when this dialog is saved (not staged for Save & Apply), and never shown again. Leave empty to keep the stored key; type a key to replace it.'));
+	o.keystore = 'bondingd';
 	o.password = true;
 	o.modalonly = true;
 	o.optional = true;
@@ -251,14 +253,38 @@ function keyOption(s) {
 	o.validate = function(section_id, value) {
 		return validators.key(value, this.section.formvalue(section_id, 'cipher'));
 	};
-	o.write = function(section_id, value) {
-		if (!uci.get(SECRETS, section_id))
-			uci.add(SECRETS, 'server', section_id);
-		uci.set(SECRETS, section_id, 'key', value);
+	/* nothing goes to uci: the dialog's save hands the key to bondingd (storeKeyOnSave) */
+	o.write = function(section_id, value) {};
+	o.remove = function(section_id) {};
+}
+
+/*
+ * The server dialog (a form.Map of its own): once everything in it is valid, and before its
+ * changes are staged, a typed key goes to bondingd.  A refusal is shown, and rejects the save,
+ * so the dialog stays open with nothing staged.
+ */
+function storeKeyOnSave(modalSection, section_id) {
+	const m = modalSection.map;
+	const save = m.save;
+	m.save = function(cb, silent) {
+		return save.call(this, function() {
+			return Promise.resolve(cb ? cb.apply(this, arguments) : null)
+				.then(() => sendKey(modalSection, section_id));
+		}, silent);
 	};
-	o.remove = function(section_id) {
-		/* empty input: keep the stored key */
-	};
+}
+
+function sendKey(ms, section_id) {
+	const key = ms.formvalue(section_id, 'key');
+	if (key == null || key === '')
+		return null;
+	const cipher = ms.formvalue(section_id, 'cipher');
+	return brpc.setKey(section_id, key, cipher || undefined).catch(e => {
+		ui.addNotification(null, E('p', [
+			_('The key of server %s was not stored, and nothing of this dialog was saved: %s').format(section_id, e.message)
+		]), 'danger');
+		throw e;
+	});
 }
 
 /* --- servers ------------------------------------------------------------------------------- */
@@ -309,8 +335,10 @@ function serversSection(m, writable) {
 	o.default = o.disabled;
 	o.modalonly = true;
 
-	if (writable)
+	if (writable) {
 		keyOption(s);
+		s.addModalOptions = storeKeyOnSave;
+	}
 }
 
 /* --- links --------------------------------------------------------------------------------- */
