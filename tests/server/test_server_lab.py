@@ -39,7 +39,7 @@ OVER, UNDER = 0.10, 0.15
 @pytest.fixture(scope="module")
 def served(world: World) -> dict[str, dict[str, Any]]:
     """init + three clients (20 and 40 Mbit/s and one without a limit) + the supervisor."""
-    r = world.cli("init", "--no-systemd", "--user", "nobody", "--public-address", SERVER_ADDR,
+    r = world.cli("init", "--no-systemd", "--public-address", SERVER_ADDR,
                   "--proxy", world.proxy)
     assert r.returncode == 0, r.stderr
     creds = {}
@@ -62,7 +62,7 @@ def snapshot(state_dir: Path) -> dict[str, bytes]:
 
 def test_second_init_changes_nothing_and_repairs_tampering(world: World,
                                                            served: dict[str, Any]) -> None:
-    args = ("init", "--no-systemd", "--user", "nobody", "--public-address", SERVER_ADDR)
+    args = ("init", "--no-systemd", "--public-address", SERVER_ADDR)
     r = world.cli(*args)
     assert r.returncode == 0, r.stderr
     assert "nothing to change" in r.stdout, r.stdout

@@ -68,7 +68,7 @@ def _rows(w: World) -> dict[str, Any]:
 
 
 def test_start_reload_stop_and_kernel_state(solo: Solo) -> None:
-    init = ("init", "--no-systemd", "--user", "nobody", "--public-address", SERVER_ADDR,
+    init = ("init", "--no-systemd", "--public-address", SERVER_ADDR,
             "--interface", "wan")
     assert solo.cli_json(*init)["changed"] is True
     a = solo.cli_json("add-client", "--name", "a", "--rate-mbit", "10")
@@ -107,7 +107,7 @@ def test_start_reload_stop_and_kernel_state(solo: Solo) -> None:
 
 
 def test_many_clients_added_at_once_are_each_isolated(solo: Solo) -> None:
-    assert solo.cli("init", "--no-systemd", "--user", "nobody", "--public-address", SERVER_ADDR,
+    assert solo.cli("init", "--no-systemd", "--public-address", SERVER_ADDR,
                     "--interface", "wan").returncode == 0
     procs = [subprocess.Popen(
         ["ip", "netns", "exec", solo.ns("server"), sys.executable, "-m", "bonding.server",

@@ -2,7 +2,7 @@
 
 In the lab (no systemd; run inside the server's network namespace, as root)::
 
-    ip netns exec NS bonding-server --state-dir DIR init --no-systemd --user nobody \\
+    ip netns exec NS bonding-server --state-dir DIR init --no-systemd \\
         --public-address 203.0.113.10
     ip netns exec NS bonding-server --state-dir DIR add-client --name lab --json
     ip netns exec NS bonding-server --state-dir DIR run &      # the foreground supervisor
@@ -99,8 +99,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="no units: `bonding-server run` supervises the proxies (the lab)")
     mode.add_argument("--systemd", dest="systemd", action="store_true", default=None,
                       help="one unit per client (default where systemd runs)")
-    init.add_argument("--user", help="unprivileged user the proxies run as (default: "
-                      f"{service.DEFAULT_USER}, created with systemd; the lab uses nobody)")
+    init.add_argument("--user", metavar="PREFIX", help="each client's proxy runs as its own "
+                      "system user PREFIX-PORT, created when the client is added (default "
+                      f"prefix: {service.DEFAULT_USER})")
     init.add_argument("--interface", metavar="DEV",
                       help="device facing the clients, for rate limits (default: the "
                       "default route's)")

@@ -30,7 +30,7 @@ from types import FrameType
 from typing import Any
 
 from bonding.server import plan, reconcile
-from bonding.server.model import Client, ServerConfig, ServerError
+from bonding.server.model import Client, ServerConfig, ServerError, proxy_user
 from bonding.server.store import Store, atomic_write
 from bonding.server.system import HostAPI
 
@@ -64,13 +64,21 @@ class Proxy:
                 "last_exit": self.last_exit}
 
 
-def _raise_nofile() -> None:
-    """Let the proxies (who inherit it) open as many sockets as the hard limit allows."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = plan.NOFILE if hard == resource.RLIM_INFINITY else min(hard, plan.NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < want:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+# The proxies' whole environment (with ProxyRun.env): none of the supervisor's variables.
+PROXY_ENV: dict[str, str] = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+
+
+def _set_nofile() -> None:
+    """Give the proxies (who inherit it) plan.NOFILE descriptors, soft and hard alike (as root
+    the hard limit may be raised; sing-box raises its soft limit to the hard one).  The
+    firewall's per-source limit (plan.LIMIT_CONNS) stays far below it."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    for limits in ((plan.NOFILE, plan.NOFILE), (min(hard, plan.NOFILE), hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+            return
+        except (ValueError, OSError):
+            continue
 
 
 class Supervisor:
@@ -114,7 +122,7 @@ class Supervisor:
                               "bonding-server@NAME units (`bonding-server start`/`stop`); "
                               "`run` is for `init --no-systemd`")
         self._claim()
-        _raise_nofile()
+        _set_nofile()
         old = {s: signal.signal(s, self._on_stop) for s in (signal.SIGTERM, signal.SIGINT)}
         old[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
         try:
@@ -174,7 +182,7 @@ class Supervisor:
 
     def _proxy(self, cfg: ServerConfig, c: Client, facts: plan.Facts) -> Proxy:
         path = self.store.proxy_config_path(c.name, plan.config_suffix(cfg.proxy))
-        return Proxy(c, plan.proxy_run(cfg.proxy, facts, str(path), cfg.user),
+        return Proxy(c, plan.proxy_run(cfg.proxy, facts, str(path), proxy_user(cfg.user, c)),
                      plan.proxy_config(cfg.proxy, c, facts.ipv6), path)
 
     def _spawn(self, p: Proxy) -> None:
@@ -187,7 +195,7 @@ class Supervisor:
             with (open(p.config_path, "rb") if r.config_on_stdin
                   else open(os.devnull, "rb")) as stdin:
                 p.proc = subprocess.Popen(r.argv, stdin=stdin, start_new_session=True,
-                                          env={**os.environ, **r.env}, **ids)
+                                          env={**PROXY_ENV, **r.env}, **ids)
         except (OSError, KeyError) as e:
             log.error("client %s: cannot start %s: %s", p.client.name, r.argv[0], e)
             p.proc = None
