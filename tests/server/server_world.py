@@ -183,17 +183,20 @@ class World:
     def peers(self, role: str, port: int) -> list[str]:
         return [x for x in self.peer_log(role, port).read_text().splitlines() if x != "ready"]
 
-    def spawn(self, role: str, cmd: Sequence[str], name: str) -> subprocess.Popen[bytes]:
+    def spawn(self, role: str, cmd: Sequence[str], name: str,
+              extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
         p = subprocess.Popen(["ip", "netns", "exec", self.ns(role), *cmd], stdout=out,
-                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env())
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             env={**env(), **(extra_env or {})})
         out.close()
         self.procs.append(p)
         return p
 
     # --- bonding-server -------------------------------------------------------------------------
     def cli(self, *args: str, user: int | None = None, check: bool = False,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+            timeout: float = 60,
+            extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         cmd = ["ip", "netns", "exec", self.ns("server"), sys.executable, "-m", "bonding.server",
                "--state-dir", str(self.state_dir), *args]
         kw: dict[str, Any] = {}
@@ -203,17 +206,17 @@ class World:
                    "--state-dir", str(self.state_dir), *args]
             kw["cwd"] = "/"
             return run(cmd, check=check, timeout=timeout, env=env(public_pythonpath()), **kw)
-        return run(cmd, check=check, timeout=timeout, env=env(), **kw)
+        return run(cmd, check=check, timeout=timeout, env={**env(), **(extra_env or {})}, **kw)
 
     def cli_json(self, *args: str) -> Any:
         r = self.cli("--json", *args)
         assert r.returncode == 0, f"bonding-server {' '.join(args)}: {r.stderr}"
         return json.loads(r.stdout)
 
-    def start_supervisor(self) -> None:
+    def start_supervisor(self, extra_env: dict[str, str] | None = None) -> None:
         self.supervisor = self.spawn("server", [sys.executable, "-m", "bonding.server",
                                                 "--state-dir", str(self.state_dir), "run"],
-                                     "supervisor")
+                                     "supervisor", extra_env)
 
     def wait_running(self, names: Sequence[str], timeout: float = 15) -> dict[str, Any]:
         def ok() -> bool:

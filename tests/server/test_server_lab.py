@@ -9,24 +9,34 @@ ss-tunnel under mptcpize (the older ciphers).
 from __future__ import annotations
 
 import base64
+import contextlib
+import errno
 import json
 import os
+import pwd
 import signal
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from server_world import (
     ECHO_PORT,
+    NETPEER,
     PRIVATE_ADDR,
     SERVER_ADDR,
     SERVER_PRIVATE_ADDR,
     TARGET_ADDR,
     World,
+    run,
     tcp_memory_pressure,
     wait_for,
 )
+
+from bonding.server.plan import LIMIT_CONNS, config_suffix
 
 pytestmark = pytest.mark.lab
 
@@ -50,9 +60,12 @@ def served(world: World) -> dict[str, dict[str, Any]]:
         r = world.cli(*args)
         assert r.returncode == 0, r.stderr
         creds[name] = json.loads(r.stdout)
-    world.start_supervisor()
+    world.start_supervisor({CANARY: "supervisor-secret"})
     world.wait_running(list(creds))
     return creds
+
+
+CANARY = "BONDING_TEST_CANARY"  # in the supervisor's environment; never in a proxy's
 
 
 def snapshot(state_dir: Path) -> dict[str, bytes]:
@@ -340,3 +353,133 @@ def test_udp_over_tcp_is_served_where_add_client_says_so(world: World,
     assert udp["ok"] == c["udp_over_tcp"] == (world.proxy == "sing-box"), udp
     assert all(line.endswith(SERVER_ADDR) for line in new), new
     assert bool(new) == c["udp_over_tcp"], new
+
+
+def _proxy_pids(world: World) -> dict[str, int]:
+    return {r["name"]: int(r["pid"]) for r in world.cli_json("status")["clients"]}
+
+
+# Run as one proxy's user (uid and group, no other groups) in the server namespace: what it
+# can get of another proxy (pid B) and of B's files.
+_PEEK = r"""
+import ctypes, json, sys
+pid, paths = int(sys.argv[1]), sys.argv[2:]
+out = {}
+for what in ("environ", "mem", "fd/0", "cmdline"):
+    try:
+        with open(f"/proc/{pid}/{what}", "rb") as f:
+            out[what] = len(f.read(4096))
+    except OSError as e:
+        out[what] = e.__class__.__name__
+libc = ctypes.CDLL(None, use_errno=True)
+PTRACE_ATTACH, PTRACE_DETACH = 16, 17
+if libc.ptrace(PTRACE_ATTACH, pid, None, None) == 0:
+    out["ptrace"] = "attached"
+    libc.ptrace(PTRACE_DETACH, pid, None, None)
+else:
+    out["ptrace"] = ctypes.get_errno()
+for p in paths:
+    try:
+        with open(p, "rb") as f:
+            out[p] = len(f.read())
+    except OSError as e:
+        out[p] = e.__class__.__name__
+print(json.dumps(out))
+"""
+
+
+def _ids(pid: int) -> tuple[int, int]:
+    fields = dict(line.split(":", 1) for line in
+                  Path(f"/proc/{pid}/status").read_text().splitlines())
+    return int(fields["Uid"].split()[1]), int(fields["Gid"].split()[1])  # effective
+
+
+def test_each_proxy_runs_as_its_own_user_and_cannot_get_at_another(
+        world: World, served: dict[str, Any]) -> None:
+    pids = _proxy_pids(world)
+    ids = {n: _ids(pid) for n, pid in pids.items()}
+    print(f"\nproxy uid/gid: {ids}")
+    assert len({uid for uid, _ in ids.values()}) == len(ids), ids  # one uid per client
+    assert all(uid != 0 and gid != 0 for uid, gid in ids.values()), ids
+    for name, (uid, _) in ids.items():
+        assert pwd.getpwuid(uid).pw_name == f"bonding-server-{served[name]['port']}"
+    uid, gid = ids["c20"]
+    victim = "c40"
+    files = [str(world.state_dir / "run" / f"{victim}.{config_suffix(world.proxy)}.json"),
+             str(world.state_dir / "clients" / f"{victim}.json")]
+    r = subprocess.run(["ip", "netns", "exec", world.ns("server"), "setpriv", f"--reuid={uid}",
+                        f"--regid={gid}", "--clear-groups", sys.executable, "-c", _PEEK,
+                        str(pids[victim]), *files], capture_output=True, text=True,
+                       timeout=30, cwd="/", env={"PATH": "/usr/bin:/bin"}, check=False)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    print(f"c20's user at c40's proxy: {got}")
+    assert got["cmdline"] != "PermissionError"  # the probe itself works (cmdline is public)
+    for what in ("environ", "mem", "fd/0", *files):
+        assert got[what] == "PermissionError", (what, got)
+    assert got["ptrace"] == errno.EPERM, got
+
+
+def test_no_variable_of_the_supervisor_reaches_a_proxy(world: World,
+                                                       served: dict[str, Any]) -> None:
+    sup = world.cli_json("status")["supervisor_pid"]
+    assert f"{CANARY}=".encode() in Path(f"/proc/{sup}/environ").read_bytes()  # the probe works
+    for name, pid in _proxy_pids(world).items():
+        env = dict(v.split(b"=", 1) for v in Path(f"/proc/{pid}/environ").read_bytes().split(
+            b"\0") if b"=" in v)
+        print(f"\n{name}'s proxy environment: {sorted(k.decode() for k in env)}")
+        assert CANARY.encode() not in env, (name, env)
+        assert set(env) <= {b"PATH", b"GODEBUG", b"LD_PRELOAD"}, (name, sorted(env))
+
+
+ATTACK_SOURCES = ("192.0.2.31", "192.0.2.32", "192.0.2.33")
+ATTACK_COUNT = 5000  # silent connections per source
+ATTACK_HOLD_S = 25.0
+
+
+@contextlib.contextmanager
+def attack(world: World, port: int) -> Iterator[subprocess.Popen[str]]:
+    """ATTACK_COUNT silent connections to ``port`` from each of ATTACK_SOURCES (addresses of
+    the client namespace), held ATTACK_HOLD_S seconds; the flood stops by itself."""
+    for a in ATTACK_SOURCES:
+        run(["ip", "-n", world.ns("client"), "addr", "add", f"{a}/24", "dev", "eth0"])
+    p = subprocess.Popen(
+        ["ip", "netns", "exec", world.ns("client"), sys.executable, NETPEER, "flood", "--host",
+         SERVER_ADDR, "--port", str(port), *(x for a in ATTACK_SOURCES for x in ("--source", a)),
+         "--count", str(ATTACK_COUNT), "--hold", str(ATTACK_HOLD_S)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield p
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait(30)
+        for a in ATTACK_SOURCES:
+            run(["ip", "-n", world.ns("client"), "addr", "del", f"{a}/24", "dev", "eth0"],
+                check=False)
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_a_flood_of_unauthenticated_connections_does_not_starve_the_real_client(
+        world: World, served: dict[str, Any]) -> None:
+    c = served["free"]
+    pid = _proxy_pids(world)["free"]
+    fds_before = _fds(pid)
+    with attack(world, c["port"]) as flood:
+        time.sleep(5)  # the flood is at its height: every source at its limit
+        fds = _fds(pid)
+        with world.tunnel(c, 12000, f"{TARGET_ADDR}:{ECHO_PORT}"):
+            probes = [world.probe(12000, timeout=5) for _ in range(5)]
+        out, err = flood.communicate(timeout=ATTACK_HOLD_S + 60)
+    assert flood.returncode == 0, err
+    stats = json.loads(out)
+    print(f"\nproxy fds {fds_before} → {fds} under attack; flood: {stats}")
+    assert all(p["ok"] for p in probes), probes
+    for src, st in stats.items():
+        # each source held at most LIMIT_CONNS at once; the rest was refused or never answered
+        assert st["open"] + st["closed_by_server"] <= LIMIT_CONNS + 8, (src, st)
+        assert st["refused"] + st["pending"] >= ATTACK_COUNT - LIMIT_CONNS - 8, (src, st)
+    assert fds - fds_before <= len(ATTACK_SOURCES) * LIMIT_CONNS + 64, (fds_before, fds)

@@ -212,8 +212,9 @@ def test_a_proxy_program_the_proxies_user_cannot_run_is_an_error_that_says_why(
     host = FakeHost()
     host.not_runnable["/usr/bin/sing-box"] = "user 'nobody' may not enter directory /root"
     with pytest.raises(ServerError, match=r"the proxies run as unprivileged users "
-                       r"\(bonding-server-PORT\), who cannot run /usr/bin/sing-box: user 'nobody' may "
-                       r"not enter directory /root; install it where every user can reach it"):
+                       r"\(bonding-server-PORT\), who cannot run /usr/bin/sing-box: user "
+                       r"'nobody' may not enter directory /root; install it where every user "
+                       r"can reach it"):
         _init(host, Store(tmp_path / "a"), proxy="sing-box")
 
 
