@@ -91,8 +91,9 @@ def probe(host: str, port: int, udp: bool, timeout: float) -> int:
 def flood(host: str, port: int, sources: list[str], count: int, hold: float) -> int:
     """Open ``count`` silent TCP connections from each source address (non-blocking, all at
     once), hold them ``hold`` seconds, close them all; print per source how many were open at
-    the end, how many the server refused or reset, how many it closed, and how many never
-    completed.  Bounded by count × sources sockets and by ``hold`` seconds."""
+    the end, how many the server refused or reset, how many it closed (and after how long, the
+    shortest and the longest), and how many never completed.  Bounded by count × sources
+    sockets and by ``hold`` seconds."""
     import resource
     import selectors
     need = count * len(sources) + 64
@@ -100,9 +101,11 @@ def flood(host: str, port: int, sources: list[str], count: int, hold: float) -> 
     if soft < need:
         resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(hard, need)))
     sel = selectors.DefaultSelector()
-    stats = {src: {"open": 0, "refused": 0, "closed_by_server": 0, "pending": 0}
-             for src in sources}
+    stats: dict[str, dict[str, float]] = {
+        src: {"open": 0, "refused": 0, "closed_by_server": 0, "pending": 0,
+              "held_min_s": 0.0, "held_max_s": 0.0} for src in sources}
     state: dict[socket.socket, tuple[str, str]] = {}
+    since: dict[socket.socket, float] = {}
     for src in sources:
         for _ in range(count):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -128,6 +131,7 @@ def flood(host: str, port: int, sources: list[str], count: int, hold: float) -> 
                     s.close()
                     continue
                 state[s] = (src, "open")
+                since[s] = time.monotonic()
                 sel.modify(s, selectors.EVENT_READ)
                 continue
             try:
@@ -135,7 +139,11 @@ def flood(host: str, port: int, sources: list[str], count: int, hold: float) -> 
             except OSError:
                 data = b""
             if not data:  # the server closed or reset it
-                stats[src]["closed_by_server"] += 1
+                held = time.monotonic() - since[s]
+                st_ = stats[src]
+                st_["held_min_s"] = round(min(held, st_["held_min_s"] or held), 2)
+                st_["held_max_s"] = round(max(held, st_["held_max_s"]), 2)
+                st_["closed_by_server"] += 1
                 sel.unregister(s)
                 del state[s]
                 s.close()

@@ -1,13 +1,16 @@
 """`bonding-server run`: the foreground supervisor where there is no systemd (the lab, CI).
 
-One proxy per client: ``sing-box run -c stdin`` started as the proxy user with its config
-(STATE/run/NAME.sing-box.json, root's) on its standard input, or ``mptcpize run ss-server -c
-STATE/run/NAME.ss.json -a USER``, which reads its config and binds as root, then drops to the
-user.  Either way what the proxy opens towards the internet belongs to the proxy user, whose
-connections the firewall filters.  A proxy that dies is restarted after 1 s, then 2, 4 … up to
+One proxy per client, each as a system user of its own (PREFIX-PORT, model.proxy_user), with
+only PATH (and the proxy's own variables) in its environment: ``sing-box run -c stdin`` started
+as that user with its config (STATE/run/NAME.sing-box.json, root's) on its standard input, or
+``mptcpize run ss-server -c STATE/run/NAME.ss.json -a USER``, which reads its config and binds
+as root, then drops to the user.  Either way what the proxy opens towards the internet belongs
+to the client's user, whose connections the firewall filters; no proxy can ptrace another or
+read its memory, environment or key.  A proxy that dies is restarted after 1 s, then 2, 4 … up to
 30 s while it keeps dying; the back-off resets once it has run 30 s.  SIGHUP re-reads the
 records and the settings (re-applying the firewall and shaping, starting new clients, stopping
-removed ones, restarting changed ones); SIGTERM or SIGINT stops every proxy and exits.  The
+removed ones, restarting changed ones); SIGTERM or SIGINT stops every proxy and exits.  Between
+times it runs the handshake guard (bonding.server.guard) over its proxies.  The
 supervisor holds a flock on STATE/run/supervisor.pid while it lives and writes its view to
 STATE/run/supervisor.json.
 """
@@ -30,6 +33,7 @@ from types import FrameType
 from typing import Any
 
 from bonding.server import plan, reconcile
+from bonding.server.guard import Guard
 from bonding.server.model import Client, ServerConfig, ServerError, proxy_user
 from bonding.server.store import Store, atomic_write
 from bonding.server.system import HostAPI
@@ -92,6 +96,7 @@ class Supervisor:
         self.started = time.time()
         self._pid_fd: int | None = None
         self._dirty = True
+        self.guard = Guard()
 
     # --- signals -------------------------------------------------------------------------------
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
@@ -231,6 +236,8 @@ class Supervisor:
             elif p.state == "restarting" and now >= p.next_start:
                 p.restarts += 1
                 self._spawn(p)
+        self.guard.tick({p.client.port: p.proc.pid for p in self.proxies.values()
+                         if p.state == "running" and p.proc is not None})
 
     def _terminate(self, procs: list[Proxy]) -> None:
         live = [p.proc for p in procs if p.proc is not None and p.proc.poll() is None]
