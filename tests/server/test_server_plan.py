@@ -179,7 +179,10 @@ def test_init_with_systemd_writes_units_once(tmp_path: Path) -> None:
     assert "enable bonding-server.service" in changed
     assert set(host.files) == {"/etc/systemd/system/bonding-server.service",
                                "/etc/systemd/system/bonding-server@.service",
+                               "/etc/systemd/system/bonding-server-guard.service",
                                "/etc/sysctl.d/90-bonding-server.conf"}
+    assert "bonding-server-guard.service" in host.units_active  # the handshake guard runs
+    assert "guard\n" in host.files["/etc/systemd/system/bonding-server-guard.service"].decode()
     host.changes.clear()
     assert not service.init(host, store, service.InitOptions()).changed
     assert host.changes == []

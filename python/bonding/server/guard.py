@@ -25,6 +25,12 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bonding.server.plan import Facts
+    from bonding.server.store import Store
+    from bonding.server.system import HostAPI
 
 log = logging.getLogger("bonding-server")
 
@@ -154,3 +160,43 @@ class Guard:
             self.first_seen.pop(ino, None)
         self.shut_total += done
         return done
+
+
+# --- under systemd: a service of its own ---------------------------------------------------------
+UNIT = "bonding-server-guard.service"
+
+
+def unit(facts: Facts) -> dict[str, str]:
+    """The guard's unit file (path → text), beside plan.units'."""
+    from bonding.server.plan import SERVICE, UNIT_DIR
+
+    return {f"{UNIT_DIR}/{UNIT}": f"""\
+[Unit]
+Description=bonding-server: shut down client connections that send no request in time
+After={SERVICE}
+
+[Service]
+Type=simple
+ExecStart={facts.exe} --state-dir {facts.state_dir} guard
+Restart=always
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+"""}
+
+
+def run_forever(host: HostAPI, store: Store) -> int:
+    """`bonding-server guard`: the guard over the systemd units' proxies (their MainPID)."""
+    from bonding.server.plan import unit_name
+
+    g = Guard()
+    while True:
+        proxies = {}
+        for c in store.clients():
+            show = host.systemctl("show", "-p", "MainPID", unit_name(c.name), check=False)
+            pid = show.strip().partition("=")[2]
+            if pid.isdigit() and int(pid) > 0:
+                proxies[c.port] = int(pid)
+        g.tick(proxies)
+        time.sleep(GUARD_EVERY_S)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bonding.server import plan
+from bonding.server import guard, plan
 from bonding.server.model import Client, ServerConfig, ServerError, proxy_user
 from bonding.server.store import Store, atomic_unlink, atomic_write
 from bonding.server.system import INSTALL_HINT, HostAPI
@@ -233,7 +233,8 @@ def _systemd(host: HostAPI, cfg: ServerConfig, clients: Sequence[Client],
              facts: plan.Facts) -> list[Step]:
     steps = []
     written = []
-    for path, text in {**plan.units(cfg, facts), **user_dropins(cfg, clients)}.items():
+    files = {**plan.units(cfg, facts), **guard.unit(facts), **user_dropins(cfg, clients)}
+    for path, text in files.items():
         data = text.encode()
         if host.read_file(path) != data:
             host.write_file(path, data, 0o644)
@@ -242,11 +243,14 @@ def _systemd(host: HostAPI, cfg: ServerConfig, clients: Sequence[Client],
     if written:
         host.systemctl("daemon-reload")
         steps.append(Step("systemctl daemon-reload", True))
-    enabled = host.systemctl("is-enabled", plan.SERVICE, check=False).strip()
-    if enabled != "enabled":
-        host.systemctl("enable", plan.SERVICE)
-        steps.append(Step(f"enable {plan.SERVICE}", True, f"{enabled or 'unknown'} → enabled"))
-    else:
-        steps.append(Step(f"enable {plan.SERVICE}", False))
+    for unit, now in ((plan.SERVICE, ()), (guard.UNIT, ("--now",))):
+        enabled = host.systemctl("is-enabled", unit, check=False).strip()
+        if enabled != "enabled":
+            host.systemctl("enable", *now, unit)
+            steps.append(Step(f"enable {unit}", True, f"{enabled or 'unknown'} → enabled"))
+        else:
+            steps.append(Step(f"enable {unit}", False))
+    if written and f"{plan.UNIT_DIR}/{guard.UNIT}" in written:
+        host.systemctl("try-restart", guard.UNIT)
     return steps
 
