@@ -4,6 +4,7 @@
     netpeer.py probe [--host H] --port P [--udp]        send a token to H:P (127.0.0.1), print JSON
     netpeer.py flood --host H --port P --source A [--source B …] --count N --hold S
                                                         N silent connections from each source
+    netpeer.py ttfb [--host H] --port P --count N       time to first byte of N connections
 
 Run inside a test's network namespace (``ip netns exec NS python3 netpeer.py …``).
 """
@@ -154,6 +155,23 @@ def flood(host: str, port: int, sources: list[str], count: int, hold: float) -> 
     return 0
 
 
+def ttfb(host: str, port: int, count: int, timeout: float) -> int:
+    """``count`` connections one after the other, each sending a token: seconds from connect()
+    to the first byte of the reply, or null where none came within ``timeout``; JSON list."""
+    out: list[float | None] = []
+    for i in range(count):
+        t0 = time.monotonic()
+        try:
+            with socket.create_connection((host, port), timeout=timeout) as s:
+                s.settimeout(max(0.1, timeout - (time.monotonic() - t0)))
+                s.sendall(f"ttfb-{i}".encode())
+                out.append(round(time.monotonic() - t0, 6) if s.recv(1) else None)
+        except OSError:
+            out.append(None)
+    print(json.dumps(out))
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -172,7 +190,14 @@ def main() -> int:
     f.add_argument("--source", action="append", required=True)
     f.add_argument("--count", type=int, required=True)
     f.add_argument("--hold", type=float, required=True)
+    t = sub.add_parser("ttfb")
+    t.add_argument("--host", default="127.0.0.1")
+    t.add_argument("--port", type=int, required=True)
+    t.add_argument("--count", type=int, required=True)
+    t.add_argument("--timeout", type=float, default=5.0)
     a = p.parse_args()
+    if a.cmd == "ttfb":
+        return ttfb(a.host, a.port, a.count, a.timeout)
     if a.cmd == "flood":
         return flood(a.host, a.port, a.source, a.count, a.hold)
     if a.cmd == "serve":

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ TARGET_ADDR = "198.51.100.10"
 PRIVATE_ADDR = "10.77.0.2"
 SERVER_PRIVATE_ADDR = "10.77.0.1"
 ECHO_PORT = 7
+ATTACK_SOURCES = ("192.0.2.31", "192.0.2.32", "192.0.2.33")  # a flood's, beside the client
+ATTACK_HOLD_S = 25.0
 TOOLS = {"ss-server": "shadowsocks-libev", "ss-tunnel": "shadowsocks-libev",
          "mptcpize": "mptcpize", "iperf3": "iperf3", "nft": "nftables", "tc": "iproute2",
          "ip": "iproute2", "ss": "iproute2", "sing-box": "make deps"}
@@ -281,6 +283,49 @@ class World:
                str(local_port), "-t", str(seconds), "-O", str(omit), "-J",
                *(["-R"] if reverse else []), *(["-b", bitrate] if bitrate else [])]
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    @contextlib.contextmanager
+    def attack(self, port: int, count: int,
+               hold: float = ATTACK_HOLD_S) -> Iterator[Callable[[float], dict[str, Any]]]:
+        """``count`` silent connections to the server's ``port`` from each of ATTACK_SOURCES
+        (addresses of the client namespace, its link to the internet; one netpeer.py flood
+        per source, each within this host's descriptor limit), held ``hold`` seconds; they
+        stop by themselves.  Yields a function that waits for them and returns their figures
+        per source."""
+        for a in ATTACK_SOURCES:
+            run(["ip", "-n", self.ns("client"), "addr", "add", f"{a}/24", "dev", "eth0"])
+        procs = [subprocess.Popen(
+            ["ip", "netns", "exec", self.ns("client"), sys.executable, NETPEER, "flood",
+             "--host", SERVER_ADDR, "--port", str(port), "--source", a, "--count", str(count),
+             "--hold", str(hold)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for a in ATTACK_SOURCES]
+
+        def results(timeout: float) -> dict[str, Any]:
+            stats: dict[str, Any] = {}
+            for p in procs:
+                out, err = p.communicate(timeout=timeout)
+                if p.returncode != 0:
+                    raise AssertionError(f"flood failed ({p.returncode}): {err[-2000:]}")
+                stats.update(json.loads(out))
+            return stats
+        try:
+            yield results
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                p.wait(30)
+            for a in ATTACK_SOURCES:
+                run(["ip", "-n", self.ns("client"), "addr", "del", f"{a}/24", "dev", "eth0"],
+                    check=False)
+
+    def ttfb(self, local_port: int, count: int, timeout: float = 5) -> list[float | None]:
+        """Seconds to the first byte of the reply, per connection into the tunnel."""
+        out: list[float | None] = json.loads(run(
+            ["ip", "netns", "exec", self.ns("client"), sys.executable, NETPEER, "ttfb",
+             "--port", str(local_port), "--count", str(count), "--timeout", str(timeout)],
+            timeout=count * (timeout + 1) + 10).stdout)
+        return out
 
     # --- teardown -------------------------------------------------------------------------------
     def down(self) -> None:
