@@ -80,9 +80,15 @@ def test_start_reload_stop_and_kernel_state(solo: Solo) -> None:
     assert f"th dport {a['port']} counter" in solo.sh("nft", "list", "table", "inet",
                                                       "bonding_server")
 
-    r = solo.cli("start")
+    r = solo.cli("start", extra_env={"BONDING_TEST_CANARY": "caller-secret"})
     assert r.returncode == 0, r.stderr
     assert "supervisor started" in r.stderr
+    # the background supervisor keeps nothing of its caller's environment but PATH and the like
+    sup = solo.cli_json("status")["supervisor_pid"]
+    names = {v.split(b"=", 1)[0] for v in Path(f"/proc/{sup}/environ").read_bytes().split(b"\0")
+             if v}
+    assert b"BONDING_TEST_CANARY" not in names, names
+    assert names <= {b"PATH", b"PYTHONPATH", b"LANG", b"LC_ALL", b"TZ"}, names
     rows = _rows(solo)
     assert all(rows[n]["running"] and rows[n]["listening"] for n in ("a", "b")), rows
     assert solo.proxies() == ["sing-box", "sing-box"]  # the default where it is installed
