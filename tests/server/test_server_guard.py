@@ -47,3 +47,18 @@ def test_only_connections_without_a_request_after_the_deadline_are_shut_down() -
     assert shut == [(42, [7, 9])]
     assert g.shut_total == 2
     assert guard.REQUEST_MIN_BYTES > 30
+
+
+def test_a_connection_that_sent_its_request_stays_when_that_subflow_goes() -> None:
+    now = [0.0]
+    text = [SS]
+    shut: list[list[int]] = []
+    g = Guard(list_sockets=lambda ports: text[0], clock=lambda: now[0],
+              shut=lambda pid, fds: len(shut.append(list(fds)) or []),
+              fds=lambda pid: {1002: 8})
+    g.tick({65101: 42})
+    # the subflow with the request closes; the one left has had 40 bytes only
+    text[0] = "\n".join(SS.splitlines()[2:4]) + "\n"
+    now[0] += HANDSHAKE_S + GUARD_EVERY_S
+    g.tick({65101: 42})
+    assert shut == []

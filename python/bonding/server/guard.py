@@ -128,6 +128,7 @@ class Guard:
     fds: Callable[[int], dict[int, int]] = socket_fds
     clock: Callable[[], float] = time.monotonic
     first_seen: dict[int, float] = field(default_factory=dict)
+    passed: set[int] = field(default_factory=set)  # sockets that have sent a request
     next_scan: float = 0.0
     shut_total: int = 0
 
@@ -143,8 +144,11 @@ class Guard:
             received[c.ino] = received.get(c.ino, 0) + c.received
             port_of[c.ino] = c.port
         self.first_seen = {ino: self.first_seen.get(ino, now) for ino in received}
-        late = [ino for ino, got in received.items()
-                if got < REQUEST_MIN_BYTES and now - self.first_seen[ino] >= HANDSHAKE_S]
+        # once through, always through: the subflow that carried the request may close later
+        self.passed = {ino for ino in received
+                       if ino in self.passed or received[ino] >= REQUEST_MIN_BYTES}
+        late = [ino for ino in received if ino not in self.passed
+                and now - self.first_seen[ino] >= HANDSHAKE_S]
         done = 0
         for port, pid in proxies.items():
             mine = [ino for ino in late if port_of[ino] == port]
