@@ -2,6 +2,9 @@
 
     netpeer.py serve --bind ADDR --port P --log FILE    TCP and UDP echo; one line per peer
     netpeer.py probe [--host H] --port P [--udp]        send a token to H:P (127.0.0.1), print JSON
+    netpeer.py flood --host H --port P --source A [--source B …] --count N --hold S
+                                                        N silent connections from each source
+    netpeer.py ttfb [--host H] --port P --count N       time to first byte of N connections
 
 Run inside a test's network namespace (``ip netns exec NS python3 netpeer.py …``).
 """
@@ -86,6 +89,89 @@ def probe(host: str, port: int, udp: bool, timeout: float) -> int:
     return 0
 
 
+def flood(host: str, port: int, sources: list[str], count: int, hold: float) -> int:
+    """Open ``count`` silent TCP connections from each source address (non-blocking, all at
+    once), hold them ``hold`` seconds, close them all; print per source how many were open at
+    the end, how many the server refused or reset, how many it closed (and after how long, the
+    shortest and the longest), and how many never completed.  Bounded by count × sources
+    sockets and by ``hold`` seconds."""
+    import resource
+    import selectors
+    need = count * len(sources) + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(hard, need)))
+    sel = selectors.DefaultSelector()
+    stats: dict[str, dict[str, float]] = {
+        src: {"open": 0, "refused": 0, "closed_by_server": 0, "pending": 0,
+              "held_min_s": 0.0, "held_max_s": 0.0} for src in sources}
+    state: dict[socket.socket, tuple[str, str]] = {}
+    since: dict[socket.socket, float] = {}
+    for src in sources:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            s.bind((src, 0))
+            if s.connect_ex((host, port)) not in (0, 115):  # EINPROGRESS
+                stats[src]["refused"] += 1
+                s.close()
+                continue
+            state[s] = (src, "connecting")
+            sel.register(s, selectors.EVENT_WRITE)
+    deadline = time.monotonic() + hold
+    while time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=max(0.0, min(1.0, deadline - time.monotonic()))):
+            s = key.fileobj
+            assert isinstance(s, socket.socket)
+            src, st = state[s]
+            if st == "connecting":
+                if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                    stats[src]["refused"] += 1
+                    sel.unregister(s)
+                    del state[s]
+                    s.close()
+                    continue
+                state[s] = (src, "open")
+                since[s] = time.monotonic()
+                sel.modify(s, selectors.EVENT_READ)
+                continue
+            try:
+                data = s.recv(4096)
+            except OSError:
+                data = b""
+            if not data:  # the server closed or reset it
+                held = time.monotonic() - since[s]
+                st_ = stats[src]
+                st_["held_min_s"] = round(min(held, st_["held_min_s"] or held), 2)
+                st_["held_max_s"] = round(max(held, st_["held_max_s"]), 2)
+                st_["closed_by_server"] += 1
+                sel.unregister(s)
+                del state[s]
+                s.close()
+    for s, (src, st) in state.items():
+        stats[src]["open" if st == "open" else "pending"] += 1
+        s.close()
+    print(json.dumps(stats))
+    return 0
+
+
+def ttfb(host: str, port: int, count: int, timeout: float) -> int:
+    """``count`` connections one after the other, each sending a token: seconds from connect()
+    to the first byte of the reply, or null where none came within ``timeout``; JSON list."""
+    out: list[float | None] = []
+    for i in range(count):
+        t0 = time.monotonic()
+        try:
+            with socket.create_connection((host, port), timeout=timeout) as s:
+                s.settimeout(max(0.1, timeout - (time.monotonic() - t0)))
+                s.sendall(f"ttfb-{i}".encode())
+                out.append(round(time.monotonic() - t0, 6) if s.recv(1) else None)
+        except OSError:
+            out.append(None)
+    print(json.dumps(out))
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -98,7 +184,22 @@ def main() -> int:
     pr.add_argument("--port", type=int, required=True)
     pr.add_argument("--udp", action="store_true")
     pr.add_argument("--timeout", type=float, default=3.0)
+    f = sub.add_parser("flood")
+    f.add_argument("--host", required=True)
+    f.add_argument("--port", type=int, required=True)
+    f.add_argument("--source", action="append", required=True)
+    f.add_argument("--count", type=int, required=True)
+    f.add_argument("--hold", type=float, required=True)
+    t = sub.add_parser("ttfb")
+    t.add_argument("--host", default="127.0.0.1")
+    t.add_argument("--port", type=int, required=True)
+    t.add_argument("--count", type=int, required=True)
+    t.add_argument("--timeout", type=float, default=5.0)
     a = p.parse_args()
+    if a.cmd == "ttfb":
+        return ttfb(a.host, a.port, a.count, a.timeout)
+    if a.cmd == "flood":
+        return flood(a.host, a.port, a.source, a.count, a.hold)
     if a.cmd == "serve":
         return serve(a.bind, a.port, a.log)
     return probe(a.host, a.port, a.udp, a.timeout)

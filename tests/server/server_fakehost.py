@@ -111,7 +111,7 @@ class FakeHost:
         return self.not_runnable.get(program)
 
     def create_user(self, user: str) -> None:
-        self.users[user] = 999
+        self.users[user] = 999 - len(self.users)  # as useradd --system: downwards from 999
         self.changes.append(f"useradd {user}")
 
     def read_file(self, path: str) -> bytes | None:
@@ -120,6 +120,10 @@ class FakeHost:
     def write_file(self, path: str, data: bytes, mode: int) -> None:
         self.files[path] = data
         self.changes.append(f"write {path}")
+
+    def remove_file(self, path: str) -> None:
+        if self.files.pop(path, None) is not None:
+            self.changes.append(f"remove {path}")
 
     def systemd_running(self) -> bool:
         return self.systemd

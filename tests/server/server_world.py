@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ TARGET_ADDR = "198.51.100.10"
 PRIVATE_ADDR = "10.77.0.2"
 SERVER_PRIVATE_ADDR = "10.77.0.1"
 ECHO_PORT = 7
+ATTACK_SOURCES = ("192.0.2.31", "192.0.2.32", "192.0.2.33")  # a flood's, beside the client
+ATTACK_HOLD_S = 25.0
 TOOLS = {"ss-server": "shadowsocks-libev", "ss-tunnel": "shadowsocks-libev",
          "mptcpize": "mptcpize", "iperf3": "iperf3", "nft": "nftables", "tc": "iproute2",
          "ip": "iproute2", "ss": "iproute2", "sing-box": "make deps"}
@@ -183,17 +185,20 @@ class World:
     def peers(self, role: str, port: int) -> list[str]:
         return [x for x in self.peer_log(role, port).read_text().splitlines() if x != "ready"]
 
-    def spawn(self, role: str, cmd: Sequence[str], name: str) -> subprocess.Popen[bytes]:
+    def spawn(self, role: str, cmd: Sequence[str], name: str,
+              extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
         p = subprocess.Popen(["ip", "netns", "exec", self.ns(role), *cmd], stdout=out,
-                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env())
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             env={**env(), **(extra_env or {})})
         out.close()
         self.procs.append(p)
         return p
 
     # --- bonding-server -------------------------------------------------------------------------
     def cli(self, *args: str, user: int | None = None, check: bool = False,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+            timeout: float = 60,
+            extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         cmd = ["ip", "netns", "exec", self.ns("server"), sys.executable, "-m", "bonding.server",
                "--state-dir", str(self.state_dir), *args]
         kw: dict[str, Any] = {}
@@ -203,17 +208,17 @@ class World:
                    "--state-dir", str(self.state_dir), *args]
             kw["cwd"] = "/"
             return run(cmd, check=check, timeout=timeout, env=env(public_pythonpath()), **kw)
-        return run(cmd, check=check, timeout=timeout, env=env(), **kw)
+        return run(cmd, check=check, timeout=timeout, env={**env(), **(extra_env or {})}, **kw)
 
     def cli_json(self, *args: str) -> Any:
         r = self.cli("--json", *args)
         assert r.returncode == 0, f"bonding-server {' '.join(args)}: {r.stderr}"
         return json.loads(r.stdout)
 
-    def start_supervisor(self) -> None:
+    def start_supervisor(self, extra_env: dict[str, str] | None = None) -> None:
         self.supervisor = self.spawn("server", [sys.executable, "-m", "bonding.server",
                                                 "--state-dir", str(self.state_dir), "run"],
-                                     "supervisor")
+                                     "supervisor", extra_env)
 
     def wait_running(self, names: Sequence[str], timeout: float = 15) -> dict[str, Any]:
         def ok() -> bool:
@@ -278,6 +283,49 @@ class World:
                str(local_port), "-t", str(seconds), "-O", str(omit), "-J",
                *(["-R"] if reverse else []), *(["-b", bitrate] if bitrate else [])]
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    @contextlib.contextmanager
+    def attack(self, port: int, count: int,
+               hold: float = ATTACK_HOLD_S) -> Iterator[Callable[[float], dict[str, Any]]]:
+        """``count`` silent connections to the server's ``port`` from each of ATTACK_SOURCES
+        (addresses of the client namespace, its link to the internet; one netpeer.py flood
+        per source, each within this host's descriptor limit), held ``hold`` seconds; they
+        stop by themselves.  Yields a function that waits for them and returns their figures
+        per source."""
+        for a in ATTACK_SOURCES:
+            run(["ip", "-n", self.ns("client"), "addr", "add", f"{a}/24", "dev", "eth0"])
+        procs = [subprocess.Popen(
+            ["ip", "netns", "exec", self.ns("client"), sys.executable, NETPEER, "flood",
+             "--host", SERVER_ADDR, "--port", str(port), "--source", a, "--count", str(count),
+             "--hold", str(hold)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for a in ATTACK_SOURCES]
+
+        def results(timeout: float) -> dict[str, Any]:
+            stats: dict[str, Any] = {}
+            for p in procs:
+                out, err = p.communicate(timeout=timeout)
+                if p.returncode != 0:
+                    raise AssertionError(f"flood failed ({p.returncode}): {err[-2000:]}")
+                stats.update(json.loads(out))
+            return stats
+        try:
+            yield results
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                p.wait(30)
+            for a in ATTACK_SOURCES:
+                run(["ip", "-n", self.ns("client"), "addr", "del", f"{a}/24", "dev", "eth0"],
+                    check=False)
+
+    def ttfb(self, local_port: int, count: int, timeout: float = 5) -> list[float | None]:
+        """Seconds to the first byte of the reply, per connection into the tunnel."""
+        out: list[float | None] = json.loads(run(
+            ["ip", "netns", "exec", self.ns("client"), sys.executable, NETPEER, "ttfb",
+             "--port", str(local_port), "--count", str(count), "--timeout", str(timeout)],
+            timeout=count * (timeout + 1) + 10).stdout)
+        return out
 
     # --- teardown -------------------------------------------------------------------------------
     def down(self) -> None:

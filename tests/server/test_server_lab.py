@@ -9,15 +9,21 @@ ss-tunnel under mptcpize (the older ciphers).
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
+import pwd
 import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from server_world import (
+    ATTACK_HOLD_S,
+    ATTACK_SOURCES,
     ECHO_PORT,
     PRIVATE_ADDR,
     SERVER_ADDR,
@@ -27,6 +33,9 @@ from server_world import (
     tcp_memory_pressure,
     wait_for,
 )
+
+from bonding.server.guard import GUARD_EVERY_S, HANDSHAKE_S
+from bonding.server.plan import LIMIT_CONNS, config_suffix
 
 pytestmark = pytest.mark.lab
 
@@ -39,7 +48,7 @@ OVER, UNDER = 0.10, 0.15
 @pytest.fixture(scope="module")
 def served(world: World) -> dict[str, dict[str, Any]]:
     """init + three clients (20 and 40 Mbit/s and one without a limit) + the supervisor."""
-    r = world.cli("init", "--no-systemd", "--user", "nobody", "--public-address", SERVER_ADDR,
+    r = world.cli("init", "--no-systemd", "--public-address", SERVER_ADDR,
                   "--proxy", world.proxy)
     assert r.returncode == 0, r.stderr
     creds = {}
@@ -50,9 +59,12 @@ def served(world: World) -> dict[str, dict[str, Any]]:
         r = world.cli(*args)
         assert r.returncode == 0, r.stderr
         creds[name] = json.loads(r.stdout)
-    world.start_supervisor()
+    world.start_supervisor({CANARY: "supervisor-secret"})
     world.wait_running(list(creds))
     return creds
+
+
+CANARY = "BONDING_TEST_CANARY"  # in the supervisor's environment; never in a proxy's
 
 
 def snapshot(state_dir: Path) -> dict[str, bytes]:
@@ -62,7 +74,7 @@ def snapshot(state_dir: Path) -> dict[str, bytes]:
 
 def test_second_init_changes_nothing_and_repairs_tampering(world: World,
                                                            served: dict[str, Any]) -> None:
-    args = ("init", "--no-systemd", "--user", "nobody", "--public-address", SERVER_ADDR)
+    args = ("init", "--no-systemd", "--public-address", SERVER_ADDR)
     r = world.cli(*args)
     assert r.returncode == 0, r.stderr
     assert "nothing to change" in r.stdout, r.stdout
@@ -340,3 +352,115 @@ def test_udp_over_tcp_is_served_where_add_client_says_so(world: World,
     assert udp["ok"] == c["udp_over_tcp"] == (world.proxy == "sing-box"), udp
     assert all(line.endswith(SERVER_ADDR) for line in new), new
     assert bool(new) == c["udp_over_tcp"], new
+
+
+def _proxy_pids(world: World) -> dict[str, int]:
+    return {r["name"]: int(r["pid"]) for r in world.cli_json("status")["clients"]}
+
+
+# Run as one proxy's user (uid and group, no other groups) in the server namespace: what it
+# can get of another proxy (pid B) and of B's files.
+_PEEK = r"""
+import ctypes, json, sys
+pid, paths = int(sys.argv[1]), sys.argv[2:]
+out = {}
+for what in ("environ", "mem", "fd/0", "cmdline"):
+    try:
+        with open(f"/proc/{pid}/{what}", "rb") as f:
+            out[what] = len(f.read(4096))
+    except OSError as e:
+        out[what] = e.__class__.__name__
+libc = ctypes.CDLL(None, use_errno=True)
+PTRACE_ATTACH, PTRACE_DETACH = 16, 17
+if libc.ptrace(PTRACE_ATTACH, pid, None, None) == 0:
+    out["ptrace"] = "attached"
+    libc.ptrace(PTRACE_DETACH, pid, None, None)
+else:
+    out["ptrace"] = ctypes.get_errno()
+for p in paths:
+    try:
+        with open(p, "rb") as f:
+            out[p] = len(f.read())
+    except OSError as e:
+        out[p] = e.__class__.__name__
+print(json.dumps(out))
+"""
+
+
+def _ids(pid: int) -> tuple[int, int]:
+    fields = dict(line.split(":", 1) for line in
+                  Path(f"/proc/{pid}/status").read_text().splitlines())
+    return int(fields["Uid"].split()[1]), int(fields["Gid"].split()[1])  # effective
+
+
+def test_each_proxy_runs_as_its_own_user_and_cannot_get_at_another(
+        world: World, served: dict[str, Any]) -> None:
+    pids = _proxy_pids(world)
+    ids = {n: _ids(pid) for n, pid in pids.items()}
+    print(f"\nproxy uid/gid: {ids}")
+    assert len({uid for uid, _ in ids.values()}) == len(ids), ids  # one uid per client
+    assert all(uid != 0 and gid != 0 for uid, gid in ids.values()), ids
+    for name, (uid, _) in ids.items():
+        assert pwd.getpwuid(uid).pw_name == f"bonding-server-{served[name]['port']}"
+    uid, gid = ids["c20"]
+    victim = "c40"
+    files = [str(world.state_dir / "run" / f"{victim}.{config_suffix(world.proxy)}.json"),
+             str(world.state_dir / "clients" / f"{victim}.json")]
+    r = subprocess.run(["ip", "netns", "exec", world.ns("server"), "setpriv", f"--reuid={uid}",
+                        f"--regid={gid}", "--clear-groups", sys.executable, "-c", _PEEK,
+                        str(pids[victim]), *files], capture_output=True, text=True,
+                       timeout=30, cwd="/", env={"PATH": "/usr/bin:/bin"}, check=False)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    print(f"c20's user at c40's proxy: {got}")
+    assert got["cmdline"] != "PermissionError"  # the probe itself works (cmdline is public)
+    for what in ("environ", "mem", "fd/0", *files):
+        assert got[what] == "PermissionError", (what, got)
+    assert got["ptrace"] == errno.EPERM, got
+
+
+def test_no_variable_of_the_supervisor_reaches_a_proxy(world: World,
+                                                       served: dict[str, Any]) -> None:
+    sup = world.cli_json("status")["supervisor_pid"]
+    assert f"{CANARY}=".encode() in Path(f"/proc/{sup}/environ").read_bytes()  # the probe works
+    for name, pid in _proxy_pids(world).items():
+        env = dict(v.split(b"=", 1) for v in Path(f"/proc/{pid}/environ").read_bytes().split(
+            b"\0") if b"=" in v)
+        print(f"\n{name}'s proxy environment: {sorted(k.decode() for k in env)}")
+        assert CANARY.encode() not in env, (name, env)
+        assert set(env) <= {b"PATH", b"GODEBUG", b"LD_PRELOAD"}, (name, sorted(env))
+
+
+# More than the old per-proxy descriptor limit of this host (its hard NOFILE, 20000) in all.
+ATTACK_COUNT = 7000  # silent connections per source
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_a_flood_of_unauthenticated_connections_does_not_starve_the_real_client(
+        world: World, served: dict[str, Any]) -> None:
+    c = served["free"]
+    pid = _proxy_pids(world)["free"]
+    fds_before = _fds(pid)
+    with world.attack(c["port"], ATTACK_COUNT) as flood:
+        time.sleep(5)  # the flood is at its height: every source at its limit
+        fds = _fds(pid)
+        with world.tunnel(c, 12000, f"{TARGET_ADDR}:{ECHO_PORT}"):
+            probes = [world.probe(12000, timeout=5) for _ in range(3)]
+            ttfb = world.ttfb(12000, 5)
+        stats = flood(ATTACK_HOLD_S + 120)
+    print(f"\nproxy fds {fds_before} → {fds} under attack; the client's time to first byte "
+          f"{ttfb}; flood: {stats}")
+    assert all(p["ok"] for p in probes), probes
+    assert None not in ttfb, ttfb
+    for src, st in stats.items():
+        # each source held at most LIMIT_CONNS at once; the rest was refused or never answered
+        assert st["open"] <= LIMIT_CONNS + 8, (src, st)
+        assert st["refused"] + st["pending"] >= ATTACK_COUNT - 3 * LIMIT_CONNS, (src, st)
+        # the guard shut the silent ones down once they had not sent a request in time
+        assert st["closed_by_server"] >= LIMIT_CONNS - 8, (src, st)
+        assert HANDSHAKE_S - 1 <= st["held_min_s"] <= st["held_max_s"] <= (
+            HANDSHAKE_S + 2 * GUARD_EVERY_S + 3), (src, st)
+    assert fds - fds_before <= len(ATTACK_SOURCES) * LIMIT_CONNS + 64, (fds_before, fds)

@@ -19,12 +19,12 @@ from bonding.server.model import Client, ServerConfig, ServerError, UsageError
 from bonding.server.store import Store
 
 CFG = ServerConfig(public_address="203.0.113.10", systemd=False, user="nobody")
-FACTS = plan.Facts(uid=65534, interface="eth0", networks=("203.0.113.0/24", "10.77.0.0/24"),
+FACTS = plan.Facts(uids=(65534,), interface="eth0", networks=("203.0.113.0/24", "10.77.0.0/24"),
                    nameservers=("127.0.0.53", "2001:db8::53"), state_dir="/srv/bs")
 A = Client(name="a", port=65101, key="key-a-0123456789abcdef", rate_mbit=20.0, created=1.0)
 B = Client(name="b", port=65102, key="key-b-0123456789abcdef", rate_mbit=None, created=1.0)
 C = Client(name="c", port=65103, key="key-c-0123456789abcdef", rate_mbit=2.5, created=1.0)
-INIT = ["init", "--no-systemd", "--user", "nobody", "--public-address", "203.0.113.10"]
+INIT = ["init", "--no-systemd", "--public-address", "203.0.113.10"]
 
 
 # --- the plan -------------------------------------------------------------------------------------
@@ -43,7 +43,7 @@ def test_firewall_blocks_the_servers_own_networks_for_the_proxy_user_only() -> N
             "172.16.0.0/12, 192.0.0.0/24, 192.168.0.0/16, 198.18.0.0/15, 203.0.113.0/24, "
             "224.0.0.0/3 }") in lines
     assert "198.51.100" not in t  # documentation ranges stay reachable (the lab's internet)
-    assert "meta skuid 65534 ct direction original jump proxy" in lines
+    assert "meta skuid { 65534 } ct direction original jump proxy" in lines
     chain = t[t.index("chain proxy {"):t.index("chain refuse {")]
     order = ["@allowed4 return", "@dns4 return", "fib daddr type local goto refuse",
              "@blocked4 goto refuse", "@blocked6 goto refuse"]
@@ -137,7 +137,7 @@ def test_sing_box_units_and_proxy_config() -> None:
 
 # --- init, idempotent -----------------------------------------------------------------------------
 def _init(host: FakeHost, store: Store, **kw: object) -> service.Outcome:
-    opts = {"public_address": "203.0.113.10", "systemd": False, "user": "nobody", **kw}
+    opts = {"public_address": "203.0.113.10", "systemd": False, **kw}
     return service.init(host, store, service.InitOptions(**opts))  # type: ignore[arg-type]
 
 
@@ -174,12 +174,15 @@ def test_init_with_systemd_writes_units_once(tmp_path: Path) -> None:
     host, store = FakeHost(systemd=True), Store(tmp_path / "s")
     out = service.init(host, store, service.InitOptions(public_address="vps.example.com"))
     changed = [s.what for s in out.steps if s.changed]
-    assert "user bonding-server" in changed and host.users["bonding-server"] == 999
+    assert "bonding-server" not in host.users  # no client yet: no proxy user
     assert "systemctl daemon-reload" in changed
     assert "enable bonding-server.service" in changed
     assert set(host.files) == {"/etc/systemd/system/bonding-server.service",
                                "/etc/systemd/system/bonding-server@.service",
+                               "/etc/systemd/system/bonding-server-guard.service",
                                "/etc/sysctl.d/90-bonding-server.conf"}
+    assert "bonding-server-guard.service" in host.units_active  # the handshake guard runs
+    assert "guard\n" in host.files["/etc/systemd/system/bonding-server-guard.service"].decode()
     host.changes.clear()
     assert not service.init(host, store, service.InitOptions()).changed
     assert host.changes == []
@@ -197,8 +200,6 @@ def test_init_errors(tmp_path: Path) -> None:
     host.missing = {"sing-box"}
     with pytest.raises(ServerError, match=r"missing: sing-box \(install sing-box 1.12 or later"):
         _init(host, store, proxy="sing-box")
-    with pytest.raises(ServerError, match="user 'bonding-server' does not exist"):
-        _init(FakeHost(), store, user=None)
     with pytest.raises(UsageError, match="interface 'eth9' does not exist"):
         _init(FakeHost(), store, interface="eth9")
     assert not store.server_file.exists()  # nothing written by a failed init
@@ -213,9 +214,10 @@ def test_a_proxy_program_the_proxies_user_cannot_run_is_an_error_that_says_why(
         tmp_path: Path) -> None:
     host = FakeHost()
     host.not_runnable["/usr/bin/sing-box"] = "user 'nobody' may not enter directory /root"
-    with pytest.raises(ServerError, match=r"the proxies run as user 'nobody', which cannot run "
-                       r"/usr/bin/sing-box: user 'nobody' may not enter directory /root; "
-                       r"install it where every user can reach it"):
+    with pytest.raises(ServerError, match=r"the proxies run as unprivileged users "
+                       r"\(bonding-server-PORT\), who cannot run /usr/bin/sing-box: user "
+                       r"'nobody' may not enter directory /root; install it where every user "
+                       r"can reach it"):
         _init(host, Store(tmp_path / "a"), proxy="sing-box")
 
 
@@ -521,3 +523,39 @@ def test_bad_public_address6_is_named_and_nothing_is_written(
     assert code == 2 and message in err, err
     assert not (state / "server.json").exists()
 
+
+
+def test_each_client_gets_its_own_proxy_user_and_the_firewall_filters_them_all(
+        tmp_path: Path) -> None:
+    host, store = _ready(tmp_path, systemd=True)
+    a, b = _add(host, store, "a"), _add(host, store, "b")
+    users = {u: host.users[u] for u in (f"bonding-server-{a.port}", f"bonding-server-{b.port}")}
+    assert len(set(users.values())) == 2, host.users
+    assert f"meta skuid {{ {', '.join(map(str, sorted(users.values())))} }} ct direction " \
+           "original jump proxy" in (host.table or "")
+    # under systemd each unit runs as its client's user (a drop-in), removed with the client
+    dropin = "/etc/systemd/system/bonding-server@a.service.d/user.conf"
+    assert f"User=bonding-server-{a.port}\n" in host.files[dropin].decode()
+    service.remove_client(host, store, "a")
+    assert dropin not in host.files
+    assert f"User=bonding-server-{b.port}\n" in host.files[dropin.replace("@a", "@b")].decode()
+    # the supervisor starts each proxy as its client's user too
+    facts = plan.Facts(uids=(), interface="eth0")
+    run = plan.proxy_run("shadowsocks-libev", facts, "/x.json", f"bonding-server-{b.port}")
+    assert run.argv[-2:] == ("-a", f"bonding-server-{b.port}")
+
+
+def test_per_source_limits_on_the_client_ports_only() -> None:
+    t = plan.nft_table(CFG, [A, B], FACTS)
+    lines = [x.strip() for x in t.splitlines()]
+    chain = t[t.index("chain client_limits {"):]
+    chain = chain[:chain.index("\t}")]
+    assert "type filter hook input priority filter - 1; policy accept;" in chain
+    assert f"tcp dport != {{ {A.port}, {B.port} }} return" in chain
+    assert (f"add @limit_conns4 {{ ip saddr . tcp dport ct count over {plan.LIMIT_CONNS} }} "
+            "counter reject with tcp reset") in lines
+    assert (f"update @limit_rate6 {{ ip6 saddr & ffff:ffff:ffff:ffff:: . tcp dport limit rate "
+            f"over {plan.LIMIT_RATE}/second burst {plan.LIMIT_BURST} packets }} counter drop"
+            ) in lines
+    assert plan.LIMIT_CONNS * 16 <= plan.NOFILE  # a few sources cannot take a proxy's fds
+    assert "client_limits" not in plan.nft_table(CFG, [], FACTS)

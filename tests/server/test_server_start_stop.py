@@ -68,7 +68,7 @@ def _rows(w: World) -> dict[str, Any]:
 
 
 def test_start_reload_stop_and_kernel_state(solo: Solo) -> None:
-    init = ("init", "--no-systemd", "--user", "nobody", "--public-address", SERVER_ADDR,
+    init = ("init", "--no-systemd", "--public-address", SERVER_ADDR,
             "--interface", "wan")
     assert solo.cli_json(*init)["changed"] is True
     a = solo.cli_json("add-client", "--name", "a", "--rate-mbit", "10")
@@ -80,9 +80,15 @@ def test_start_reload_stop_and_kernel_state(solo: Solo) -> None:
     assert f"th dport {a['port']} counter" in solo.sh("nft", "list", "table", "inet",
                                                       "bonding_server")
 
-    r = solo.cli("start")
+    r = solo.cli("start", extra_env={"BONDING_TEST_CANARY": "caller-secret"})
     assert r.returncode == 0, r.stderr
     assert "supervisor started" in r.stderr
+    # the background supervisor keeps nothing of its caller's environment but PATH and the like
+    sup = solo.cli_json("status")["supervisor_pid"]
+    names = {v.split(b"=", 1)[0] for v in Path(f"/proc/{sup}/environ").read_bytes().split(b"\0")
+             if v}
+    assert b"BONDING_TEST_CANARY" not in names, names
+    assert names <= {b"PATH", b"PYTHONPATH", b"LANG", b"LC_ALL", b"TZ"}, names
     rows = _rows(solo)
     assert all(rows[n]["running"] and rows[n]["listening"] for n in ("a", "b")), rows
     assert solo.proxies() == ["sing-box", "sing-box"]  # the default where it is installed
@@ -107,7 +113,7 @@ def test_start_reload_stop_and_kernel_state(solo: Solo) -> None:
 
 
 def test_many_clients_added_at_once_are_each_isolated(solo: Solo) -> None:
-    assert solo.cli("init", "--no-systemd", "--user", "nobody", "--public-address", SERVER_ADDR,
+    assert solo.cli("init", "--no-systemd", "--public-address", SERVER_ADDR,
                     "--interface", "wan").returncode == 0
     procs = [subprocess.Popen(
         ["ip", "netns", "exec", solo.ns("server"), sys.executable, "-m", "bonding.server",

@@ -283,7 +283,7 @@ def _run(cmd: list[str]) -> None:
 # Where the lab keeps a copy of the venv's sing-box that every user can run.
 STATE_ROOT = Path("/run/bonding-lab")  # a lab's state directory is STATE_ROOT/<prefix>
 SHARED_BIN = STATE_ROOT / ".bin"  # not a lab prefix: those start with a letter
-PROXY_USER = "nobody"  # the user the lab's bonding-server runs its proxies as
+PROXY_USER = "nobody"  # stands for the lab bonding-server's proxy users (any unprivileged uid)
 
 
 def tool_path() -> str:

@@ -53,7 +53,6 @@ from typing import Any
 
 from bonding import config, uci
 from bonding.lab.delay import (
-    PROXY_USER,
     STATE_ROOT,
     parse_stats,
     python_env,
@@ -476,7 +475,7 @@ class Lab:
         self.save()
         address = ["--public-address", SERVER_ADDR, "--public-address6", SERVER_ADDR6] \
             if role == "server" else ["--public-address", SERVER2_ADDR]
-        self.server_cli("init", "--no-systemd", "--user", PROXY_USER, *address, "--proxy",
+        self.server_cli("init", "--no-systemd", *address, "--proxy",
                         st.backend, role=role)
         client: dict[str, Any] = json.loads(
             self.server_cli("add-client", "--name", CLIENT_NAME, "--json", role=role).stdout)

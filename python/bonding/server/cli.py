@@ -2,7 +2,7 @@
 
 In the lab (no systemd; run inside the server's network namespace, as root)::
 
-    ip netns exec NS bonding-server --state-dir DIR init --no-systemd --user nobody \\
+    ip netns exec NS bonding-server --state-dir DIR init --no-systemd \\
         --public-address 203.0.113.10
     ip netns exec NS bonding-server --state-dir DIR add-client --name lab --json
     ip netns exec NS bonding-server --state-dir DIR run &      # the foreground supervisor
@@ -14,7 +14,8 @@ the records on SIGHUP (add-client and remove-client send it) and stops them all 
 On a VPS with systemd: ``bonding-server init`` then ``bonding-server add-client``; each
 client's proxy is the unit ``bonding-server@NAME.service``.
 
-Commands: init, add-client, remove-client, show-client, list, status, apply, start, stop, run.
+Commands: init, add-client, remove-client, show-client, list, status, apply, start, stop, run,
+guard.
 `status --json`: {"address", "proxy", "mode": "supervisor"|"systemd", "supervisor_pid",
 "refused_packets", "clients": [{"name", "port", "rate_mbit", "running", "state", "pid",
 "restarts", "listening", "connections" (MPTCP), "subflows" (TCP), "bytes_in", "bytes_out"}]}
@@ -99,8 +100,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="no units: `bonding-server run` supervises the proxies (the lab)")
     mode.add_argument("--systemd", dest="systemd", action="store_true", default=None,
                       help="one unit per client (default where systemd runs)")
-    init.add_argument("--user", help="unprivileged user the proxies run as (default: "
-                      f"{service.DEFAULT_USER}, created with systemd; the lab uses nobody)")
+    init.add_argument("--user", metavar="PREFIX", help="each client's proxy runs as its own "
+                      "system user PREFIX-PORT, created when the client is added (default "
+                      f"prefix: {service.DEFAULT_USER})")
     init.add_argument("--interface", metavar="DEV",
                       help="device facing the clients, for rate limits (default: the "
                       "default route's)")
@@ -137,6 +139,8 @@ def _parser() -> argparse.ArgumentParser:
                    "background supervisor)")
     sub.add_parser("stop", parents=[common], help="stop the proxies")
     sub.add_parser("run", parents=[common], help="foreground supervisor without systemd")
+    sub.add_parser("guard", parents=[common], help="the handshake guard over the systemd "
+                   "units' proxies (the unit bonding-server-guard.service runs it)")
     return p
 
 
@@ -269,6 +273,10 @@ def dispatch(args: argparse.Namespace, host: HostAPI, store: Store) -> Any:
         from bonding.server.supervisor import Supervisor
 
         return {"exit": Supervisor(store, host).run()}
+    if cmd == "guard":
+        from bonding.server import guard
+
+        return {"exit": guard.run_forever(host, store)}
     raise UsageError(f"unknown command {cmd!r}")  # argparse prevents this
 
 
@@ -299,7 +307,7 @@ def main(argv: Sequence[str] | None = None, host: HostAPI | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
-    if args.json and args.cmd != "run":
+    if args.json and args.cmd not in ("run", "guard"):
         print(json.dumps(result, indent=2))
     return 0
 

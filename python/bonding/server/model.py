@@ -47,6 +47,7 @@ KEY_BYTES: Final = 32  # 256 random bits, URL-safe base64 (43 characters)
 NAME_RE: Final = re.compile(r"[A-Za-z0-9_]{1,32}")
 _HOST_LABEL: Final = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _USER_RE: Final = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+USER_PREFIX_MAX: Final = 26  # PREFIX-PORT fits the 32 characters of a user name
 RECORD_VERSION: Final = 1
 
 
@@ -136,10 +137,18 @@ def validate_cipher(text: str, proxy: str) -> str:
 
 
 def validate_user(text: str) -> str:
-    if not _USER_RE.fullmatch(text) or text == "root":
-        raise UsageError(f"bad user {text!r}: the proxies need an unprivileged system user "
-                         "(not root), e.g. --user nobody")
+    """The prefix of the proxies' users: each client's proxy runs as PREFIX-PORT."""
+    if not _USER_RE.fullmatch(text) or len(text) > USER_PREFIX_MAX or text == "root":
+        raise UsageError(f"bad user prefix {text!r}: each client's proxy runs as its own "
+                         f"system user PREFIX-PORT; use 1–{USER_PREFIX_MAX} of [a-z0-9_-] "
+                         "starting with a letter, e.g. --user bonding-server")
     return text
+
+
+def proxy_user(prefix: str, client: Client) -> str:
+    """The system user that runs ``client``'s proxy, and no other: one uid per client, so that
+    no proxy can ptrace another or read its memory, environment or key."""
+    return f"{prefix}-{client.port}"
 
 
 def validate_interface(text: str) -> str:
@@ -163,7 +172,7 @@ class ServerConfig:
 
     public_address: str
     systemd: bool
-    user: str
+    user: str  # the prefix of the proxies' users (proxy_user)
     interface: str | None = None  # egress device for shaping; None: the default route's device
     allow: tuple[str, ...] = ()  # networks the proxies may reach despite the block list
     proxy: str = DEFAULT_PROXY

@@ -4,8 +4,9 @@
 about the host (:class:`Facts`), compares it with what is there and changes only what differs;
 the same inputs always give the same plan, which is what makes `init` idempotent.
 
-Firewall (table ``inet bonding_server``): the proxies run as one unprivileged user; every
-connection that user opens (``meta skuid UID ct direction original``) to a local, private,
+Firewall (table ``inet bonding_server``): each client's proxy runs as its own unprivileged
+user; every connection these users open (``meta skuid { UIDS } ct direction original``) to a
+local, private,
 reserved or directly connected network of the server is refused (TCP reset, ICMP
 admin-prohibited otherwise), except DNS to the resolvers in /etc/resolv.conf and the networks
 given with ``init --allow``.  Replies to the clients are packets of connections the clients
@@ -70,7 +71,7 @@ BLOCKED6: Final = (
 class Facts:
     """What the plan needs to know about the host; gathered by bonding.server.system."""
 
-    uid: int  # the proxies' user
+    uids: tuple[int, ...]  # the proxies' users, one per client
     interface: str | None  # the egress device shaping applies to
     networks: tuple[str, ...] = ()  # directly connected networks (global scope)
     nameservers: tuple[str, ...] = ()  # from /etc/resolv.conf
@@ -216,12 +217,14 @@ def nft_table(cfg: ServerConfig, clients: Sequence[Client], facts: Facts,
     out += _set("blocked4", "ipv4_addr", block4) + _set("blocked6", "ipv6_addr", block6)
     out += _set("allowed4", "ipv4_addr", allow4) + _set("allowed6", "ipv6_addr", allow6)
     out += _set("dns4", "ipv4_addr", dns4) + _set("dns6", "ipv6_addr", dns6)
+    out += _client_port_limits(clients)
     out += ["\tchain input {", "\t\ttype filter hook input priority filter; policy accept;"]
     out += [f'\t\tmeta l4proto {{ tcp, udp }} th dport {c.port} counter name '
             f'"{counter_name(c.name, "in")}"' for c in clients]
     out += ["\t}", "\tchain output {",
             "\t\ttype filter hook output priority filter; policy accept;",
-            f"\t\tmeta skuid {facts.uid} ct direction original jump proxy"]
+            *([f"\t\tmeta skuid {{ {', '.join(map(str, sorted(facts.uids)))} }} "
+               "ct direction original jump proxy"] if facts.uids else [])]
     out += [f'\t\tmeta l4proto {{ tcp, udp }} th sport {c.port} counter name '
             f'"{counter_name(c.name, "out")}"' for c in clients]
     out += ["\t}", "\tchain proxy {",
@@ -234,6 +237,43 @@ def nft_table(cfg: ServerConfig, clients: Sequence[Client], facts: Facts,
             "\t\tmeta l4proto tcp reject with tcp reset",
             "\t\treject with icmpx admin-prohibited", "\t}", "}"]
     return "\n".join(out) + "\n"
+
+
+# Per source address (IPv6: per /64) and client port: new TCP connections at most
+# LIMIT_RATE/s (burst LIMIT_BURST; more are dropped, the SYN is retried) and at most
+# LIMIT_CONNS at once (more are reset).  A proxy holds one descriptor per connection, so a
+# handful of sources cannot take its NOFILE; a router opens one connection per LAN connection
+# on each of its links' addresses, far below these.
+LIMIT_CONNS: Final = 1024
+LIMIT_RATE: Final = 64
+LIMIT_BURST: Final = 256
+
+
+def _client_port_limits(clients: Sequence[Client]) -> list[str]:
+    """Sets and an input chain of their own (before ``input``) for the per-source limits."""
+    if not clients:
+        return []
+    ports = ", ".join(str(c.port) for c in sorted(clients, key=lambda c: c.port))
+    v6 = "ip6 saddr & ffff:ffff:ffff:ffff::"
+    out = []
+    for name, kind, timeout in (("limit_conns4", "ipv4_addr", ""),
+                                ("limit_conns6", "ipv6_addr", ""),
+                                ("limit_rate4", "ipv4_addr", "1m"),
+                                ("limit_rate6", "ipv6_addr", "1m")):
+        out += [f"\tset {name} {{", f"\t\ttype {kind} . inet_service", "\t\tsize 65535",
+                "\t\tflags dynamic" + (",timeout" if timeout else "")]
+        out += [f"\t\ttimeout {timeout}"] if timeout else []
+        out.append("\t}")
+    rate = f"limit rate over {LIMIT_RATE}/second burst {LIMIT_BURST} packets"
+    return [*out, "\tchain client_limits {",
+            "\t\ttype filter hook input priority filter - 1; policy accept;",
+            f"\t\ttcp dport != {{ {ports} }} return", "\t\tct state != new return",
+            f"\t\tupdate @limit_rate4 {{ ip saddr . tcp dport {rate} }} counter drop",
+            f"\t\tupdate @limit_rate6 {{ {v6} . tcp dport {rate} }} counter drop",
+            f"\t\tadd @limit_conns4 {{ ip saddr . tcp dport ct count over {LIMIT_CONNS} }} "
+            "counter reject with tcp reset",
+            f"\t\tadd @limit_conns6 {{ {v6} . tcp dport ct count over {LIMIT_CONNS} }} "
+            "counter reject with tcp reset", "\t}"]
 
 
 def nft_script(table: str) -> str:

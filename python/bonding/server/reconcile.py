@@ -8,16 +8,17 @@ service.init, apply and add/remove a client run :func:`reconcile`; it takes a ho
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bonding.server import plan
-from bonding.server.model import Client, ServerConfig, ServerError
+from bonding.server import guard, plan
+from bonding.server.model import Client, ServerConfig, ServerError, proxy_user
 from bonding.server.store import Store, atomic_unlink, atomic_write
 from bonding.server.system import INSTALL_HINT, HostAPI
 
 PROXY_TOOLS = {"sing-box": ("sing-box",), "shadowsocks-libev": ("ss-server", "mptcpize")}
 KERNEL_TOOLS = ("nft", "tc", "ip")
+PROBE_USER = "nobody"  # stands for the proxies' users when checking who may run a program
 
 
 @dataclass(frozen=True)
@@ -53,21 +54,19 @@ def require_tools(host: HostAPI, tools: Sequence[str]) -> dict[str, str]:
 
 def gather_facts(host: HostAPI, store: Store, cfg: ServerConfig, *,
                  need_proxy_tools: bool = True) -> plan.Facts:
-    uid = host.uid(cfg.user)
-    if uid is None:
-        raise ServerError(f"user {cfg.user!r} does not exist: run `bonding-server init` again "
-                          "(it creates it with systemd) or pass --user nobody")
     tools = require_tools(host, PROXY_TOOLS[cfg.proxy]) if need_proxy_tools else {}
     for program in tools.values():
-        why = host.exec_problem(program, cfg.user)
+        # every proxy user is a fresh system user with a group of its own: what nobody may
+        # run, none of them may
+        why = host.exec_problem(program, PROBE_USER)
         if why is not None:
             raise ServerError(
-                f"the proxies run as user {cfg.user!r}, which cannot run {program}: {why}; "
-                "install it where every user can reach it (such as /usr/local/bin) or let "
-                f"{cfg.user!r} enter that directory")
+                f"the proxies run as unprivileged users ({cfg.user}-PORT), who cannot run "
+                f"{program}: {why}; install it where every user can reach it (such as "
+                "/usr/local/bin) or let every user enter that directory")
     interface = cfg.interface or host.default_interface()
     return plan.Facts(
-        uid=uid, interface=interface, networks=tuple(host.connected_networks()),
+        uids=(), interface=interface, networks=tuple(host.connected_networks()),
         nameservers=tuple(host.nameservers()), ipv6=host.ipv6(),
         state_dir=str(store.root.resolve()),
         exe=host.which("bonding-server") or "/usr/bin/bonding-server",
@@ -98,6 +97,8 @@ def reconcile(host: HostAPI, store: Store, cfg: ServerConfig, clients: Sequence[
         steps.append(Step("mptcp limits", True,
                           f"{_fmt_limits(have_limits)} → {_fmt_limits(want_limits)}"))
 
+    step, facts = _users(host, cfg, clients, facts)
+    steps.append(step)
     applied = store.load_applied()
     steps.append(_firewall(host, cfg, clients, facts, applied))
     store.save_applied(applied)
@@ -105,8 +106,44 @@ def reconcile(host: HostAPI, store: Store, cfg: ServerConfig, clients: Sequence[
     store.save_applied(applied)
     steps.append(_proxy_configs(store, cfg, clients, facts))
     if cfg.systemd:
-        steps += _systemd(host, cfg, facts)
+        steps += _systemd(host, cfg, clients, facts)
     return steps
+
+
+def user_dropin_path(name: str) -> str:
+    return f"{plan.UNIT_DIR}/{plan.unit_name(name)}.d/user.conf"
+
+
+def user_dropins(cfg: ServerConfig, clients: Sequence[Client]) -> dict[str, str]:
+    """Per client, the drop-in that runs its unit as its own user (the template's User= is
+    only the prefix, a user that does not exist: a unit without its drop-in does not start)."""
+    return {user_dropin_path(c.name): "# bonding-server: this client's own proxy user\n"
+            f"[Service]\nUser={proxy_user(cfg.user, c)}\n" for c in clients}
+
+
+def _users(host: HostAPI, cfg: ServerConfig, clients: Sequence[Client],
+           facts: plan.Facts) -> tuple[Step, plan.Facts]:
+    """One system user per client (created when missing); the facts then hold their uids."""
+    created, uids = [], []
+    for c in clients:
+        user = proxy_user(cfg.user, c)
+        uid = host.uid(user)
+        if uid is None:
+            host.create_user(user)
+            created.append(user)
+            uid = host.uid(user)
+            if uid is None:
+                raise ServerError(f"user {user!r} was created but cannot be looked up")
+        if uid == 0:
+            raise ServerError(f"user {user!r} has uid 0: remove it (userdel {user}); "
+                              "a proxy must not run as root")
+        uids.append(uid)
+    if len(set(uids)) != len(uids):
+        raise ServerError("two clients' proxy users share a uid: give each of "
+                          f"{cfg.user}-PORT a uid of its own (usermod -u)")
+    detail = (f"created {', '.join(created)}" if created else
+              f"{len(clients)} proxy user(s) {cfg.user}-PORT")
+    return Step("proxy users", bool(created), detail), replace(facts, uids=tuple(uids))
 
 
 def _fmt_limits(limits: dict[str, int]) -> str:
@@ -127,7 +164,8 @@ def _firewall(host: HostAPI, cfg: ServerConfig, clients: Sequence[Client], facts
     applied["nft_plan"] = want_hash
     applied["nft_listing"] = host.nft_listing()
     return Step(what, True, ("created" if have is None else "rewritten") +
-                f" for {len(clients)} client(s), proxies run as uid {facts.uid}")
+                f" for {len(clients)} client(s), proxies run as uid(s) "
+                f"{', '.join(map(str, facts.uids)) or 'none'}")
 
 
 def _shaping(host: HostAPI, clients: Sequence[Client], facts: plan.Facts,
@@ -191,10 +229,12 @@ def _proxy_configs(store: Store, cfg: ServerConfig, clients: Sequence[Client],
     return Step("proxy configs", bool(changed), ", ".join(changed) or f"{len(wanted)} up to date")
 
 
-def _systemd(host: HostAPI, cfg: ServerConfig, facts: plan.Facts) -> list[Step]:
+def _systemd(host: HostAPI, cfg: ServerConfig, clients: Sequence[Client],
+             facts: plan.Facts) -> list[Step]:
     steps = []
     written = []
-    for path, text in plan.units(cfg, facts).items():
+    files = {**plan.units(cfg, facts), **guard.unit(facts), **user_dropins(cfg, clients)}
+    for path, text in files.items():
         data = text.encode()
         if host.read_file(path) != data:
             host.write_file(path, data, 0o644)
@@ -203,11 +243,14 @@ def _systemd(host: HostAPI, cfg: ServerConfig, facts: plan.Facts) -> list[Step]:
     if written:
         host.systemctl("daemon-reload")
         steps.append(Step("systemctl daemon-reload", True))
-    enabled = host.systemctl("is-enabled", plan.SERVICE, check=False).strip()
-    if enabled != "enabled":
-        host.systemctl("enable", plan.SERVICE)
-        steps.append(Step(f"enable {plan.SERVICE}", True, f"{enabled or 'unknown'} → enabled"))
-    else:
-        steps.append(Step(f"enable {plan.SERVICE}", False))
+    for unit, now in ((plan.SERVICE, ()), (guard.UNIT, ("--now",))):
+        enabled = host.systemctl("is-enabled", unit, check=False).strip()
+        if enabled != "enabled":
+            host.systemctl("enable", *now, unit)
+            steps.append(Step(f"enable {unit}", True, f"{enabled or 'unknown'} → enabled"))
+        else:
+            steps.append(Step(f"enable {unit}", False))
+    if written and f"{plan.UNIT_DIR}/{guard.UNIT}" in written:
+        host.systemctl("try-restart", guard.UNIT)
     return steps
 

@@ -48,11 +48,12 @@ from bonding.server.reconcile import (
     gather_facts,
     reconcile,
     require_tools,
+    user_dropin_path,
 )
 from bonding.server.store import Store, process_alive, read_json
 from bonding.server.system import HostAPI
 
-DEFAULT_USER = "bonding-server"
+DEFAULT_USER = "bonding-server"  # the prefix: client PORT's proxy runs as bonding-server-PORT
 
 READY_TIMEOUT_S = 10.0
 
@@ -118,12 +119,6 @@ def init(host: HostAPI, store: Store, opts: InitOptions) -> Outcome:
                            interface=interface or (old.interface if old else None),
                            allow=allow if allow is not None else (old.allow if old else ()),
                            proxy=proxy)
-        if host.uid(cfg.user) is None:
-            if not systemd:
-                raise ServerError(f"user {cfg.user!r} does not exist: pass --user nobody or "
-                                  f"create it (useradd --system {cfg.user})")
-            host.create_user(cfg.user)
-            out.steps.append(Step(f"user {cfg.user}", True, "created (system user)"))
         if cfg != old:
             store.save_server(cfg)
         out.steps.append(Step("settings", cfg != old, _describe(cfg)))
@@ -144,7 +139,7 @@ def _describe(cfg: ServerConfig) -> str:
     allow = f", allow {' '.join(cfg.allow)}" if cfg.allow else ""
     address6 = f", IPv6 address {cfg.public_address6}" if cfg.public_address6 else ""
     return (f"proxy {cfg.proxy}, address {cfg.public_address}{address6}, {mode}, "
-            f"user {cfg.user}, "
+            f"proxy users {cfg.user}-PORT, "
             f"interface {cfg.interface or 'of the default route'}{allow}")
 
 
@@ -216,6 +211,7 @@ def remove_client(host: HostAPI, store: Store, name: str) -> list[str]:
             raise UsageError(f"unknown client {name!r}: `bonding-server list` shows the clients")
         if cfg.systemd:
             host.systemctl("disable", "--now", plan.unit_name(name))
+            host.remove_file(user_dropin_path(name))
         store.delete(name)
         clients = store.clients()
         reconcile(host, store, cfg, clients,
@@ -275,10 +271,16 @@ def _tell_supervisor(host: HostAPI, store: Store, expect: dict[str, int]) -> lis
             f"{READY_TIMEOUT_S:g} s: see its log"]
 
 
+# What the background supervisor gets of the caller's environment: where the tools are, the
+# language of its log; nothing else of root's (credentials, agents, tokens) reaches it.
+SUPERVISOR_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
+
+
 def _python_env() -> dict[str, str]:
-    env = dict(os.environ)
+    env = {k: v for k in SUPERVISOR_ENV if (v := os.environ.get(k))}
+    env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
     return env
 
 

@@ -1,13 +1,16 @@
 """`bonding-server run`: the foreground supervisor where there is no systemd (the lab, CI).
 
-One proxy per client: ``sing-box run -c stdin`` started as the proxy user with its config
-(STATE/run/NAME.sing-box.json, root's) on its standard input, or ``mptcpize run ss-server -c
-STATE/run/NAME.ss.json -a USER``, which reads its config and binds as root, then drops to the
-user.  Either way what the proxy opens towards the internet belongs to the proxy user, whose
-connections the firewall filters.  A proxy that dies is restarted after 1 s, then 2, 4 … up to
+One proxy per client, each as a system user of its own (PREFIX-PORT, model.proxy_user), with
+only PATH (and the proxy's own variables) in its environment: ``sing-box run -c stdin`` started
+as that user with its config (STATE/run/NAME.sing-box.json, root's) on its standard input, or
+``mptcpize run ss-server -c STATE/run/NAME.ss.json -a USER``, which reads its config and binds
+as root, then drops to the user.  Either way what the proxy opens towards the internet belongs
+to the client's user, whose connections the firewall filters; no proxy can ptrace another or
+read its memory, environment or key.  A proxy that dies is restarted after 1 s, then 2, 4 … up to
 30 s while it keeps dying; the back-off resets once it has run 30 s.  SIGHUP re-reads the
 records and the settings (re-applying the firewall and shaping, starting new clients, stopping
-removed ones, restarting changed ones); SIGTERM or SIGINT stops every proxy and exits.  The
+removed ones, restarting changed ones); SIGTERM or SIGINT stops every proxy and exits.  Between
+times it runs the handshake guard (bonding.server.guard) over its proxies.  The
 supervisor holds a flock on STATE/run/supervisor.pid while it lives and writes its view to
 STATE/run/supervisor.json.
 """
@@ -30,7 +33,8 @@ from types import FrameType
 from typing import Any
 
 from bonding.server import plan, reconcile
-from bonding.server.model import Client, ServerConfig, ServerError
+from bonding.server.guard import Guard
+from bonding.server.model import Client, ServerConfig, ServerError, proxy_user
 from bonding.server.store import Store, atomic_write
 from bonding.server.system import HostAPI
 
@@ -64,13 +68,21 @@ class Proxy:
                 "last_exit": self.last_exit}
 
 
-def _raise_nofile() -> None:
-    """Let the proxies (who inherit it) open as many sockets as the hard limit allows."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = plan.NOFILE if hard == resource.RLIM_INFINITY else min(hard, plan.NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < want:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+# The proxies' whole environment (with ProxyRun.env): none of the supervisor's variables.
+PROXY_ENV: dict[str, str] = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+
+
+def _set_nofile() -> None:
+    """Give the proxies (who inherit it) plan.NOFILE descriptors, soft and hard alike (as root
+    the hard limit may be raised; sing-box raises its soft limit to the hard one).  The
+    firewall's per-source limit (plan.LIMIT_CONNS) stays far below it."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    for limits in ((plan.NOFILE, plan.NOFILE), (min(hard, plan.NOFILE), hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+            return
+        except (ValueError, OSError):
+            continue
 
 
 class Supervisor:
@@ -84,6 +96,7 @@ class Supervisor:
         self.started = time.time()
         self._pid_fd: int | None = None
         self._dirty = True
+        self.guard = Guard()
 
     # --- signals -------------------------------------------------------------------------------
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
@@ -114,7 +127,7 @@ class Supervisor:
                               "bonding-server@NAME units (`bonding-server start`/`stop`); "
                               "`run` is for `init --no-systemd`")
         self._claim()
-        _raise_nofile()
+        _set_nofile()
         old = {s: signal.signal(s, self._on_stop) for s in (signal.SIGTERM, signal.SIGINT)}
         old[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
         try:
@@ -174,7 +187,7 @@ class Supervisor:
 
     def _proxy(self, cfg: ServerConfig, c: Client, facts: plan.Facts) -> Proxy:
         path = self.store.proxy_config_path(c.name, plan.config_suffix(cfg.proxy))
-        return Proxy(c, plan.proxy_run(cfg.proxy, facts, str(path), cfg.user),
+        return Proxy(c, plan.proxy_run(cfg.proxy, facts, str(path), proxy_user(cfg.user, c)),
                      plan.proxy_config(cfg.proxy, c, facts.ipv6), path)
 
     def _spawn(self, p: Proxy) -> None:
@@ -187,7 +200,7 @@ class Supervisor:
             with (open(p.config_path, "rb") if r.config_on_stdin
                   else open(os.devnull, "rb")) as stdin:
                 p.proc = subprocess.Popen(r.argv, stdin=stdin, start_new_session=True,
-                                          env={**os.environ, **r.env}, **ids)
+                                          env={**PROXY_ENV, **r.env}, **ids)
         except (OSError, KeyError) as e:
             log.error("client %s: cannot start %s: %s", p.client.name, r.argv[0], e)
             p.proc = None
@@ -223,6 +236,8 @@ class Supervisor:
             elif p.state == "restarting" and now >= p.next_start:
                 p.restarts += 1
                 self._spawn(p)
+        self.guard.tick({p.client.port: p.proc.pid for p in self.proxies.values()
+                         if p.state == "running" and p.proc is not None})
 
     def _terminate(self, procs: list[Proxy]) -> None:
         live = [p.proc for p in procs if p.proc is not None and p.proc.poll() is None]

@@ -62,6 +62,7 @@ class HostAPI(Protocol):
     def create_user(self, user: str) -> None: ...
     def read_file(self, path: str) -> bytes | None: ...
     def write_file(self, path: str, data: bytes, mode: int) -> None: ...
+    def remove_file(self, path: str) -> None: ...
     def systemd_running(self) -> bool: ...
     def systemctl(self, *args: str, check: bool = True) -> str: ...
 
@@ -126,8 +127,14 @@ _VOLATILE = [
 ]
 
 
+# the per-source sets of plan._client_port_limits fill with traffic
+_DYNAMIC_ELEMENTS = re.compile(r"(set limit_\w+ \{[^}]*?)\s*elements = \{[^}]*\}", re.S)
+
+
 def normalize(text: str) -> str:
-    """A listing without its counters and reference counts (what changes with traffic)."""
+    """A listing without its counters, reference counts and dynamic set elements (what
+    changes with traffic)."""
+    text = _DYNAMIC_ELEMENTS.sub(r"\1", text)
     for pattern, repl in _VOLATILE:
         text = pattern.sub(repl, text)
     return text
@@ -306,8 +313,14 @@ class Host:
         return exec_problem(program, user)
 
     def create_user(self, user: str) -> None:
-        run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-             "--shell", "/usr/sbin/nologin", "--comment", "bonding-server proxies", user])
+        """A system user with a group of its own, no home and no shell (exists already: fine,
+        another bonding-server may have made it a moment ago)."""
+        r = run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir",
+                 "/nonexistent", "--shell", "/usr/sbin/nologin", "--comment",
+                 "bonding-server proxy", user], check=False)
+        if r.returncode != 0 and self.uid(user) is None:
+            said = (r.stderr or r.stdout).strip().replace("\n", "; ")
+            raise ServerError(f"`useradd --system {user}` failed (exit {r.returncode}): {said}")
 
     def read_file(self, path: str) -> bytes | None:
         try:
@@ -320,6 +333,12 @@ class Host:
 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         atomic_write(Path(path), data, mode)
+
+    def remove_file(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            Path(path).unlink()
+        with contextlib.suppress(OSError):
+            Path(path).parent.rmdir()  # the drop-in directory, when empty
 
     def systemd_running(self) -> bool:
         return Path("/run/systemd/system").is_dir() and shutil.which("systemctl") is not None
