@@ -17,7 +17,6 @@ if __name__ == "__main__" or sys.argv[0].endswith("bondingd"):
     # ssl module is installed.
     sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
 
-import argparse
 import asyncio
 import functools
 import logging
@@ -28,8 +27,9 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from bonding import __version__, api, config, netifd, secretsfile, teardown
-from bonding.bondingd.checkconfig import check_config
+from bonding import __version__, api, config, netifd, teardown
+from bonding.bondingd import configload
+from bonding.bondingd.checkconfig import check_config, parser
 from bonding.bondingd.handlers import Handlers
 from bonding.bondingd.hooks import Hooks, path_action, send_event, server_action, server_env
 from bonding.bondingd.kernel import Kernel
@@ -42,7 +42,7 @@ from bonding.bondingd.probing import Probing, stop
 from bonding.bondingd.runtime import FamilyRuntime, PathRuntime, rebuild
 from bonding.bondingd.samplers import SubflowSampler, sample_counters
 from bonding.bondingd.status import STATUS_FILE, KernelView, StatusFile, path_status
-from bonding.config import Config, PathConfig, Severity
+from bonding.config import Config, PathConfig
 from bonding.core import health as hl
 from bonding.core.health import Health, Params, State
 from bonding.core.plan import PathView
@@ -57,8 +57,6 @@ from bonding.ubus import Ubus, UbusError, UbusLibraryError
 log = logging.getLogger("bondingd")
 
 STATUS_REFRESH_S = 1.0
-LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO,
-              "warning": logging.WARNING, "error": logging.ERROR}
 
 
 class Daemon:
@@ -100,26 +98,25 @@ class Daemon:
     def load_config(self) -> bool:
         """(Re)load the config; on errors keep the last good one.  True when applied."""
         cfg, problems = config.load(self.config_dir)
-        for p in problems:
-            (log.error if p.severity is Severity.ERROR else log.warning)("config: %s", p)
+        configload.log_problems(problems)
         self.problems = problems
-        if any(p.severity is Severity.ERROR for p in problems):
+        if configload.has_errors(problems):
             log.error("config has errors: keeping the last good config")
             return False
-        from_file = not any(p.section == "(file)" for p in problems)  # not the defaults
+        from_file = configload.from_file(problems)
         previous = self.cfg if self._from_file and from_file else None
         self._from_file = from_file
         self.cfg = cfg
         self.params = health_params(cfg.globals)
-        logging.getLogger().setLevel(LOG_LEVELS.get(cfg.globals.log_level, logging.INFO))
+        configload.set_log_level(cfg)
         self._set_paths(cfg.paths or self._discovered(), reset_overrides=True)
         if previous is not None:
-            self._prune_secrets(previous, cfg)
+            configload.prune_removed_keys(self.config_dir, previous, cfg)
         self.failover.configure(cfg)
         if self.dataplane is not None:
-            for p in self.dataplane.configure(cfg, self.config_dir, server=self.failover.active):
-                (log.error if p.severity is Severity.ERROR else log.warning)("config: %s", p)
-                self.problems.append(p)
+            more = self.dataplane.configure(cfg, self.config_dir, server=self.failover.active)
+            configload.log_problems(more)
+            self.problems.extend(more)
         self._dirty = True
         return True
 
@@ -132,9 +129,7 @@ class Daemon:
         self._dirty = True
 
     def _discovered(self) -> tuple[PathConfig, ...]:
-        """With no path sections: a path per netifd interface that has a default route."""
-        return tuple(PathConfig(name=n, interface=n)
-                     for n in self.netifd.wan_interfaces()[:config.MAX_PATHS])
+        return configload.discovered(self.netifd.wan_interfaces())
 
     def _sync_discovered(self) -> None:
         if self.cfg.paths:
@@ -299,21 +294,6 @@ class Daemon:
         action = server_action(ch)
         if action is not None:
             self.hooks.fire(server_env(action, ch))
-
-    def _prune_secrets(self, previous: Config, cfg: Config) -> None:
-        """Drop the keys of server sections this reload removed from bonding_secrets."""
-        gone = {s.name for s in previous.servers} - {s.name for s in cfg.servers}
-        if not gone:
-            return
-        try:
-            removed = secretsfile.prune(self.config_dir, gone)
-        except (OSError, secretsfile.SecretsFileError) as e:
-            log.error("%s: cannot remove the keys of removed servers (%s): %s",
-                      self.config_dir / config.SECRETS_PACKAGE, ", ".join(sorted(gone)), e)
-            return
-        for name in removed:
-            log.warning("%s: removed the key of server '%s' (its server section is gone)",
-                        self.config_dir / config.SECRETS_PACKAGE, name)
 
     # --- hooks and events ------------------------------------------------------------------------
     def _run_hooks(self, rt: PathRuntime, previous: State) -> None:
@@ -521,27 +501,8 @@ class Daemon:
             self.write_status()
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="bondingd",
-        description="Bond several internet links with Multipath TCP: probes every path, keeps "
-                    "MPTCP endpoints, routes and rules on the live ones, and reports the state.")
-    p.add_argument("--config-dir", type=Path, default=Path("/etc/config"),
-                   help="where the UCI file 'bonding' is (default: %(default)s)")
-    p.add_argument("--run-dir", type=Path, default=Path("/var/run/bonding"),
-                   help="where status.json is written (default: %(default)s)")
-    p.add_argument("--hooks-dir", type=Path, default=Path("/etc/hotplug.d/bonding"),
-                   help="scripts run with ACTION=path-up/path-down (default: %(default)s)")
-    p.add_argument("--ubus-socket", default=None,
-                   help="ubusd socket (default: libubus's own default)")
-    p.add_argument("--check-config", action="store_true",
-                   help="validate the config, print the problems, exit 1 on errors")
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    return p
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     if args.check_config:
         return check_config(args.config_dir)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,

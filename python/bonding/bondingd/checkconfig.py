@@ -1,12 +1,13 @@
-"""`bondingd --check-config`: validate /etc/config/bonding and, held against it,
-/etc/config/bonding_secrets; print every problem; exit 1 on errors."""
+"""bondingd's command line, and `bondingd --check-config`: validate /etc/config/bonding and,
+held against it, /etc/config/bonding_secrets; print every problem; exit 1 on errors."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
-from bonding import config, secretsfile
+from bonding import __version__, config, secretsfile
 from bonding.config import Severity
 
 
@@ -33,3 +34,22 @@ def check_config(config_dir: Path) -> int:
         return 1
     print(f"{where}: OK" + (f" ({len(problems)} warning(s))" if problems else ""))
     return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bondingd",
+        description="Bond several internet links with Multipath TCP: probes every path, keeps "
+                    "MPTCP endpoints, routes and rules on the live ones, and reports the state.")
+    p.add_argument("--config-dir", type=Path, default=Path("/etc/config"),
+                   help="where the UCI file 'bonding' is (default: %(default)s)")
+    p.add_argument("--run-dir", type=Path, default=Path("/var/run/bonding"),
+                   help="where status.json is written (default: %(default)s)")
+    p.add_argument("--hooks-dir", type=Path, default=Path("/etc/hotplug.d/bonding"),
+                   help="scripts run with ACTION=path-up/path-down (default: %(default)s)")
+    p.add_argument("--ubus-socket", default=None,
+                   help="ubusd socket (default: libubus's own default)")
+    p.add_argument("--check-config", action="store_true",
+                   help="validate the config, print the problems, exit 1 on errors")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p
