@@ -209,7 +209,10 @@ def test_outputs_and_their_modes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     files = (g.out / "files").resolve()
     assert (f"make image PROFILE='glinet_gl-mt6000' PACKAGES='bonding luci-app-bonding "
             f"sing-box' FILES='{files}'") in g.stdout
-    # the key is in the private files only
+    # the key is in the private files only, and the user is told what sending the ASU request
+    # does with it
+    assert "asu-request.json holds the server key: an ASU server you send it to gets the key" \
+        in g.stderr
     assert "Zm9vYmFyYmF6cXV4MTIzNA" not in g.stdout + g.stderr
     assert "Zm9vYmFyYmF6cXV4MTIzNA" not in (g.out / "imagebuilder.sh").read_text()
 

@@ -33,7 +33,9 @@ Package names per flag and release are in bonding/image/packages.py; 24.10 build
 from a local folder, and ASU needs --feed-url (an ASU server that allows that feed).
 
 The outputs hold the server key (99-bonding-setup, files/, asu-request.json are mode 0600), and
-so does the firmware built from them: keep them private.
+so does the firmware built from them: keep them private.  Sending asu-request.json to an ASU
+server (sysupgrade.openwrt.org or another) hands that server the key: it builds the image with
+it and may keep both.  Build with imagebuilder.sh on your own machine to keep the key there.
 
 examples:
   bonding-server add-client --name home > home.txt        (on the server)
@@ -305,6 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"note: the ASU request asks for {release.version}, the newest {release.branch} "
               f"release known to this tool; --release {release.branch}.N picks another",
               file=sys.stderr)
+    print("note: asu-request.json holds the server key: an ASU server you send it to gets the "
+          "key (and builds it into the image); imagebuilder.sh keeps it on this machine",
+          file=sys.stderr)
     if feed is None:
         print("note: the bonding packages are not in OpenWrt's feeds: ASU can build "
               "asu-request.json only with --feed-url (and a server that allows that feed)",
