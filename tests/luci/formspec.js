@@ -2,7 +2,7 @@
 /*
  * Prints, as JSON, the options the configuration view builds (section type, option, widget,
  * datatype, placeholder, default, choices) so tests/luci/test_luci.py can hold them against
- * bondingd's own validation in python/bonding/config.py.  Not a test itself.
+ * bondingd's own validation in python/bonding/config/.  Not a test itself.
  */
 const h = require('./harness');
 

@@ -36,7 +36,7 @@ NODE = shutil.which("node")
 needs_node = pytest.mark.skipif(NODE is None, reason="node not found: the LuCI view tests need "
                                 "Node.js (Debian package nodejs)")
 
-# Options of the data plane (issue 4) that LuCI offers before python/bonding/config.py knows them.
+# Options of the data plane (issue 4) that LuCI offers before python/bonding/config/ knows them.
 DATAPLANE = {"lan_device", "tproxy_port", "tproxy_mark", "tproxy_table", "bypass", "proxy_udp",
              "congestion_control"}
 SPECS: dict[str, dict[str, tuple[str, Callable[[str], Any], bool]]] = {

@@ -3,7 +3,7 @@
 
 /*
  * The validators of the configuration page beyond LuCI's datatypes: the same checks bondingd
- * makes (python/bonding/config.py).  Each returns true or the message LuCI shows.
+ * makes (python/bonding/config/).  Each returns true or the message LuCI shows.
  */
 
 /* Encrypting, authenticating ciphers only: bondingd refuses the others. */

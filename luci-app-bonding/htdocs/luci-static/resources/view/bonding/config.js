@@ -8,7 +8,7 @@
 
 /*
  * Services → Bonding → Configuration: /etc/config/bonding, validated here with LuCI's datatypes
- * against the same ranges bondingd checks (python/bonding/config.py).  Save & Apply commits the
+ * against the same ranges bondingd checks (python/bonding/config/).  Save & Apply commits the
  * file and procd's reload trigger makes bondingd reload it.
  *
  * Server keys live in /etc/config/bonding_secrets, which no LuCI login reaches through uci:
