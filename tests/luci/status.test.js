@@ -44,6 +44,8 @@ function reason(tr) {
 function advanced(base, dt, deltas) {
 	const st = JSON.parse(JSON.stringify(base));
 	st.uptime = base.uptime + dt;
+	if (typeof(base.counters_at) == 'number')
+		st.counters_at = base.counters_at + dt;	/* bondingd's clock of the counters */
 	for (const name in deltas) {
 		st.paths[name].rx_bytes = base.paths[name].rx_bytes + deltas[name][0];
 		st.paths[name].tx_bytes = base.paths[name].tx_bytes + deltas[name][1];
@@ -352,7 +354,16 @@ test('details show the per-target probe results of bonding.path', async () => {
 	const modal = h.E('div', {}, page.ui.modals[0].body);
 	assert.match(h.text(modal), /✓✓✗✓✓/);
 	const target = modal.find(n => n.tag === 'tr' && h.text(n).startsWith('203.0.113.10'));
-	assert.deepEqual(target.byTag('td').map(h.text), [ '203.0.113.10', '600', '598', '0.3 %', '21.0 ms' ]);
+	assert.deepEqual(target.byTag('td').map(h.text),
+		[ '203.0.113.10', '600', '598', '0.3 %', '21.0 ms', '0.1 s ago', '' ]);
+	/* a target without replies: no RTT, its error shown */
+	const v6 = modal.find(n => n.tag === 'tr' && h.text(n).startsWith('2001:db8:203::10'));
+	assert.deepEqual(v6.byTag('td').map(h.text),
+		[ '2001:db8:203::10', '14', '0', '100.0 %', '–', '–', 'network unreachable' ]);
+	assert.doesNotMatch(h.text(modal), /undefined/);
+	assert.match(h.text(modal), /IPv4: up, 21 rounds/);
+	assert.match(h.text(modal), /IPv6: up, \d+ rounds/);
+	assert.match(h.text(modal), /Probe timeout: 250\.0 ms/);
 });
 
 test('reload reports the problems bondingd found', async () => {

@@ -139,6 +139,52 @@ def test_a_flood_of_refused_calls_cannot_flush_the_log(olab: Lab) -> None:
     assert call("bonding", "path", {"name": "wan1"}, socket=s)["name"] == "wan1"
 
 
+LUCI_FIXTURES = Path(__file__).resolve().parents[1] / "luci" / "fixtures"
+NAMED = ("paths", "families")  # objects keyed by a path's or a family's name
+
+
+def _shape(v: Any, at: str = "") -> dict[str, set[str]]:
+    """Every key path of a reply (names of paths and families as '*', list items as '[]') and
+    the JSON types seen there."""
+    out: dict[str, set[str]] = {at: {"null" if v is None else type(v).__name__}}
+    if isinstance(v, dict):
+        for k, x in v.items():
+            sub = f"{at}.*" if at.endswith(NAMED) else f"{at}.{k}"
+            for key, types in _shape(x, sub).items():
+                out.setdefault(key, set()).update(types)
+    elif isinstance(v, list):
+        for x in v:
+            for key, types in _shape(x, at + "[]").items():
+                out.setdefault(key, set()).update(types)
+    return out
+
+
+def _same_shape(real: Any, fixture: Any) -> list[str]:
+    r, f = _shape(real), _shape(fixture)
+    bad = [f"{k}: missing in the fixture" for k in sorted(set(r) - set(f))]
+    # (items of a list that is empty in this reply, like config_problems, cannot be compared)
+    empty = {k + "[]" for k, types in r.items() if "list" in types and k + "[]" not in r}
+    bad += [f"{k}: not in bondingd's reply" for k in sorted(set(f) - set(r))
+            if not any(k.startswith(e) for e in empty)]
+    num = {"int", "float"}
+    for k in sorted(set(r) & set(f)):
+        rt, ft = r[k] - {"null"}, f[k] - {"null"}
+        if rt and ft and not (rt & ft or (rt | ft) <= num):
+            bad.append(f"{k}: {sorted(ft)} in the fixture, {sorted(rt)} from bondingd")
+    return bad
+
+
+def test_the_luci_fixtures_have_the_shape_of_real_replies(olab: Lab) -> None:
+    """The node tests of the LuCI views run on fixtures: they must be what bondingd sends (a
+    made-up shape once hid a details dialog full of 'undefined')."""
+    s = sock(olab)
+    real_status = call("bonding", "status", socket=s)
+    real_path = call("bonding", "path", {"name": "wan1"}, socket=s)
+    for name, real in (("status.json", real_status), ("path-wan.json", real_path)):
+        fixture = json.loads((LUCI_FIXTURES / name).read_text())
+        assert _same_shape(real, fixture) == [], name
+
+
 def test_set_path_and_probe(olab: Lab) -> None:
     s = sock(olab)
     try:
