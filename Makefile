@@ -27,8 +27,8 @@ lint: deps
 	$(VENV)/bin/ruff check python tests bench tools
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict tools/feed.py
-	shellcheck -s sh tools/*.sh sdk-build.sh $(PKG_SH)
-	shfmt -sr -s -d sdk-build.sh tools/owrt-userland.sh tools/debian-packages.sh $(PKG_SH)
+	shellcheck -s sh tools/*.sh tools/signify-frontend/* sdk-build.sh $(PKG_SH)
+	shfmt -sr -s -d sdk-build.sh tools/owrt-userland.sh tools/debian-packages.sh tools/signify-frontend/* $(PKG_SH)
 	$(PY) tools/luci-pot.py --check
 
 unit: deps

@@ -1,21 +1,26 @@
 #!/bin/sh
 # Build the OpenWrt userland the tests run against (libubox, ubus, uci, ucode, udebug, procd,
-# rpcd and uhttpd with ucode, opkg-lede, libnl-tiny, netifd, jsonfilter, firewall4, apk-tools 3,
-# a trimmed LuCI, the base shell library, pyuci and the PyPI `ubus` binding) into a prefix outside
-# this repository.  Nothing of it is ever part of the repo: the sources come from
-# a directory of upstream tarballs (--src) or are cloned from upstream at pinned commits (--git).
+# rpcd and uhttpd with ucode, opkg-lede with usign support, libnl-tiny, netifd, jsonfilter,
+# firewall4, apk-tools 3, a trimmed LuCI, the base shell library, pyuci and the PyPI `ubus`
+# binding) into a prefix outside this repository.  Nothing of it is ever part of the repo: the
+# sources come from a directory of upstream tarballs (--src) or are cloned from upstream at
+# pinned commits (--git).  Two parts are not upstream's: usign and opkg-key, whose sources are
+# not among the tarballs, are this repo's tools/signify-frontend/ (a verify-only usign over
+# Debian's signify-openbsd, and an opkg-key written to behave as OpenWrt's; see their headers).
 #
 #   tools/owrt-userland.sh [--prefix /opt/owrt] [--src DIR | --git BASE_URL] [--jobs N]
 #                          [--python PYTHON] [--force] [--check]
 #
 # The result, the layout tests/owrt/conftest.py expects:
 #   PREFIX/bin       uci ubus ubusd procd rpcd uhttpd opkg-cl jshn ucode netifd jsonfilter apk
+#                    usign (tools/signify-frontend/usign: needs signify-openbsd to verify)
 #   PREFIX/lib       libubox libubus libuci libblobmsg_json libjson_script libucode libudebug
 #                    libnl-tiny liblucihttp (+ rpcd plugins in lib/rpcd, ucode modules in
 #                    lib/ucode, uhttpd's plugins)
 #   PREFIX/share     libubox/jshn.sh
 #   PREFIX/openwrt   rc.common, lib/functions.sh, lib/functions/{procd,network,...}.sh,
-#                    lib/config/uci.sh: the base shell library, as OpenWrt installs it;
+#                    lib/config/uci.sh: the base shell library, as OpenWrt installs it,
+#                    with usr/sbin/opkg-key (tools/signify-frontend/opkg-key);
 #                    and the packages netifd, jsonfilter, firewall4, apk, luci-base,
 #                    luci-mod-status, luci-mod-system, luci-theme-bootstrap, rpcd-mod-luci
 #   PREFIX/share/owrt-parts/PACKAGE.list   the files of each of those in PREFIX/openwrt
@@ -30,6 +35,8 @@ set -eu
 
 me=$(basename "$0")
 here=$(cd "$(dirname "$0")" && pwd)
+# usign and opkg-key for the prefix: this repo's front ends (their sources are not upstream's).
+FRONTENDS=$here/signify-frontend
 PREFIX=/opt/owrt
 SRC=""
 GIT_BASE=""
@@ -58,13 +65,13 @@ luci openwrt/luci 459941fb2fdb7365b0169ea06e9148afdd0319e0
 lucihttp jow-/lucihttp 9b5b683fbb2bb0010aa031d620d0ab8105516757
 iwinfo-include openwrt/iwinfo f5dd57a84cc31a403a1383dd14944fa2e2b5824a"
 # Bump when the build steps below change what lands in the prefix (the stamp holds it).
-RECIPE=4
+RECIPE=5
 # The PyPI bindings built against the prefix.
 PY_PACKAGES="pyuci==0.10.3 ubus==0.1.3"
 DEBS="cmake pkg-config libjson-c-dev libcrypt-dev libbsd-dev gcc make meson ninja-build libssl-dev zlib1g-dev"
 
 usage() {
-	sed -n '2,28s/^# \{0,1\}//p' "$0"
+	sed -n '2,34s/^# \{0,1\}//p' "$0"
 	exit "${1:-0}"
 }
 
@@ -122,6 +129,7 @@ inputs_hash() {
 		echo "recipe $RECIPE"
 		echo "$COMPONENTS" | cut -d' ' -f1,3
 		echo "$PY_PACKAGES"
+		cat "$FRONTENDS/usign" "$FRONTENDS/opkg-key"
 		"$PYTHON" -c 'import sys; print(sys.version)'
 	} |
 		sha256sum | cut -d' ' -f1
@@ -305,7 +313,8 @@ EXTRA_CFLAGS="-include bsd/string.h" EXTRA_LIBS="-lbsd" cmake_build procd -DJAIL
 EXTRA_CFLAGS="-D_GNU_SOURCE" cmake_build rpcd -DIWINFO_SUPPORT=OFF -DUCODE_SUPPORT=ON
 EXTRA_CFLAGS="-D_GNU_SOURCE -include bsd/string.h" EXTRA_LIBS="-lbsd" cmake_build uhttpd \
 	-DTLS_SUPPORT=OFF -DLUA_SUPPORT=OFF -DUCODE_SUPPORT=ON
-cmake_build opkg-lede -DBUILD_TESTS=OFF -DENABLE_USIGN=OFF
+# With usign support: `option check_signature` makes opkg run /usr/sbin/opkg-key verify.
+cmake_build opkg-lede -DBUILD_TESTS=OFF -DENABLE_USIGN=ON
 cmake_build libnl-tiny -DCMAKE_INSTALL_LIBDIR=lib
 # netifd and jsonpath call their generators by relative paths: built in their source trees.
 IN_SOURCE=1 EXTRA_CFLAGS="-D_GNU_SOURCE= -I$PREFIX/include/libnl-tiny" cmake_build netifd \
@@ -348,6 +357,10 @@ chmod 0755 "$ow/sbin/reload_config" "$ow/sbin/service"
 mkdir -p "$PREFIX/share/rpcd/acl.d"
 cp "$WORK/rpcd/unauthenticated.json" "$PREFIX/share/rpcd/acl.d/"
 cp "$pf"/hotplug*.json "$ow/etc/"
+# opkg's package installs opkg-key; usign is a package of its own (here one program in bin/).
+mkdir -p "$ow/usr/sbin"
+install -m 0755 "$FRONTENDS/opkg-key" "$ow/usr/sbin/opkg-key"
+install -m 0755 "$FRONTENDS/usign" "$PREFIX/bin/usign"
 for f in etc/rc.common lib/functions.sh lib/functions/procd.sh lib/config/uci.sh; do
 	[ -f "$ow/$f" ] || die "the base shell library has no $f (openwrt-files tarball incomplete?)"
 done
@@ -426,7 +439,7 @@ fi
 LD_LIBRARY_PATH="$PREFIX/lib" "$PREFIX/venv/bin/python" -c 'import uci, ubus' ||
 	die "the Python bindings do not import"
 
-for prog in uci ubus ubusd procd rpcd uhttpd opkg-cl jshn ucode netifd jsonfilter apk; do
+for prog in uci ubus ubusd procd rpcd uhttpd opkg-cl jshn ucode netifd jsonfilter apk usign; do
 	[ -x "$PREFIX/bin/$prog" ] || die "$prog was not built into $PREFIX/bin"
 done
 for f in lib/rpcd/ucode.so lib/uhttpd_ucode.so lib/libnl-tiny.so lib/ucode/lucihttp.so \

@@ -2,17 +2,22 @@
 (tests/owrt/router_root.py; root only).
 
 `make feed` signs Packages (tools/feedlib/usign.py); opkg update fetches Packages.sig and runs
-/usr/sbin/opkg-key verify, which runs usign -V -P /etc/opkg/keys.  So this needs, in
-OWRT_PREFIX: opkg-cl built with usign support (-DENABLE_USIGN=ON), bin/usign (openwrt/usign) and
-OpenWrt 24.10's opkg-key (package/system/opkg/files/opkg-key) as openwrt/usr/sbin/opkg-key.
+/usr/sbin/opkg-key verify SIG LIST, which runs `usign -V -P /etc/opkg/keys -q -x SIG -m -` on
+the unpacked list.  So this needs, in OWRT_PREFIX (tools/owrt-userland.sh builds it): opkg-cl
+built with usign support (-DENABLE_USIGN=ON), and bin/usign and openwrt/usr/sbin/opkg-key.
+usign's and opkg-key's sources are not among the upstream tarballs, so those two are this repo's
+tools/signify-frontend/: an opkg-key that behaves as OpenWrt's, and a verify-only usign whose
+cryptography is OpenBSD's signify (Debian's signify-openbsd, on the host and so in the root): an
+implementation independent of tools/feedlib/usign.py, which signed the feed.
 
 opkg installs from the feed once our public key is where `opkg-key add` puts it, and refuses
 the feed without it, with a tampered index, or signed by another key.
 """
-
 from __future__ import annotations
 
 import gzip
+import os
+import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,13 +37,16 @@ def _needs(prefix: Path) -> None:
     missing = []
     if b"Signature check passed" not in (prefix / "bin/opkg-cl").read_bytes():
         missing.append("bin/opkg-cl built with -DENABLE_USIGN=ON (it checks no signature)")
-    if not (prefix / "bin/usign").is_file():
-        missing.append("bin/usign (openwrt/usign)")
+    if not os.access(prefix / "bin/usign", os.X_OK):
+        missing.append("bin/usign (tools/signify-frontend/usign)")
     if not (prefix / "openwrt/usr/sbin/opkg-key").is_file():
-        missing.append("openwrt/usr/sbin/opkg-key (OpenWrt 24.10's, package/system/opkg/files)")
+        missing.append("openwrt/usr/sbin/opkg-key (tools/signify-frontend/opkg-key)")
     if missing:
         pytest.fail(f"{prefix} lacks what opkg's signature check runs: {'; '.join(missing)}: "
                     "rebuild the prefix with tools/owrt-userland.sh")
+    if shutil.which("signify-openbsd") is None:
+        pytest.fail("no signify-openbsd, which the usign front end verifies with: "
+                    "apt-get install signify-openbsd (tools/install-deps.sh does)")
 
 
 @dataclass
