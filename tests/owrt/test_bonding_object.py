@@ -85,6 +85,7 @@ def test_list_shows_methods_with_argument_types(olab: Lab, owrt_prefix: Path) ->
         "set_path": {"name": "String", "enabled": "Boolean", "backup": "Boolean"},
         "probe": {"name": "String"}, "reload": {},
         "iface": {"interface": "String", "action": "String", "device": "String"},
+        "set_key": {"server": "String", "key": "String", "cipher": "String"},
     }
 
 
