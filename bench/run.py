@@ -63,6 +63,7 @@ from bonding.lab.traffic import (
     Transfer,
     goodput_between,
     lan_transfer,
+    link_rates,
     longest_silence,
     path_state,
     received_bps,
@@ -230,10 +231,7 @@ def _measure(lab: Lab, t: Transfer, seconds: float) -> tuple[float, dict[str, fl
     """Steady goodput (bit/s, the receiver's count) and each link's wire rate meanwhile."""
     t.start()
     try:
-        time.sleep(WARMUP_S)
-        rates = Rates(lab)
-        time.sleep(seconds - WARMUP_S - 1)
-        wire = rates.sample()
+        wire = link_rates(lab, WARMUP_S, seconds - WARMUP_S - 1)
         report = t.result(timeout=seconds + 30)
     finally:
         t.stop()
@@ -356,10 +354,7 @@ def udp_failover(runs: int, backends: Sequence[str]) -> None:
                 for _ in range(runs):
                     s = Stream(lab, "lan", TARGET_ADDR, 7007, 8.0)
                     try:
-                        time.sleep(2.0)
-                        rates = Rates(lab)
-                        time.sleep(1.0)
-                        r = rates.sample()
+                        r = link_rates(lab, 2.0, 1.0)
                         victim = max(r, key=lambda n: r[n])
                         t0 = time.time()
                         lab.blackhole(victim)

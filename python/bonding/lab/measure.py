@@ -108,3 +108,11 @@ def wait_all_up(lab: Lab, timeout: float = 20.0) -> bool:
     return wait_for(lambda: all(path_state(lab, n) == "up" for n in names), timeout) is not None
 
 
+
+
+def link_rates(lab: Lab, after: float, over: float) -> dict[str, float]:
+    """After `after` seconds, bits/s sent on each link (upload) over the next `over`."""
+    time.sleep(after)
+    rates = Rates(lab)
+    time.sleep(over)
+    return rates.sample()

@@ -36,6 +36,7 @@ from bonding.lab.measure import (
     Rates,
     endpoints,
     family_state,
+    link_rates,
     path_state,
     rss_kb,
     wait_all_up,
@@ -58,7 +59,7 @@ __all__ = [
     "DNS_ANSWER", "DNS_NAME", "HEADER_RATIO", "HEADER_RATIO6", "SETTLED_JITTER_MS",
     "VOICE_BYTES", "VOICE_PPS", "NewConnections", "Rates", "Service", "Stream", "Transfer",
     "ask", "ask_from", "dns_query", "endpoints", "family_state", "goodput_between",
-    "lan_transfer", "longest_silence", "main", "need", "parse_dns_a", "path_state",
+    "lan_transfer", "link_rates", "longest_silence", "main", "need", "parse_dns_a", "path_state",
     "received_bps", "receiver_intervals", "rss_kb", "serve", "stream", "try_ask_from",
     "until_answer", "wait_all_up", "wait_family_up", "wait_for", "wait_proxy_running",
 ]
