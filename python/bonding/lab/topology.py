@@ -32,12 +32,14 @@ packet that goes round the delay stage is not judged twice.
 
 Only addresses of documentation and shared ranges are used, only inside namespaces the lab
 creates; the host's own interfaces, routes and rules are never touched.  `down()` kills every
+process in the lab's namespaces and deletes them, whatever state they are in.
 
 Where each part lives: bonding.lab.model (addresses, LinkSpec, LabState, LabError),
 bonding.lab.commands (run, nsx, nft, killing a namespace's processes), bonding.lab.build (the
 topology and `down()`), bonding.lab.routerconf (bondingd's config), bonding.lab.processes
 (ubusd, bondingd, bonding-server), bonding.lab.faults, bonding.lab.observe (status, counters,
-describe).  `Lab` here puts them together; the names callers use are importable from here.
+describe).  `Lab` here puts them together; the names its callers use are importable from
+here too.
 """
 
 from __future__ import annotations
@@ -45,30 +47,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from bonding.lab.build import Build, tbf_args
+from bonding.lab.build import Build
 from bonding.lab.commands import nsx, run
 from bonding.lab.faults import Faults
 from bonding.lab.model import (
-    CLIENT_NAME,
-    DELAY_TABLE,
-    INET_SERVER2_SIDE,
-    INET_SERVER_SIDE,
-    INET_SERVER_SIDE6,
-    INET_TARGET_SIDE6,
-    IPERF_PORT,
-    LAB_BYPASS,
-    LAB_BYPASS6,
-    LAN_DEVICE,
-    LAN_HOST,
     LAN_HOST6,
-    LAN_NET6,
-    LAN_ROUTER,
-    LAN_ROUTER6,
-    LINK_NETS6,
-    MAX_LINKS,
     PROXY_BACKEND,
     PROXY_TOOLS,
-    QUEUE_MS,
     SERVER2_ADDR,
     SERVER_ADDR,
     SERVER_ADDR6,
@@ -87,13 +72,11 @@ from bonding.lab.observe import Observe
 from bonding.lab.processes import Processes
 from bonding.lab.routerconf import RouterConfig
 
+# What the lab's callers (bonding.lab.cli, demo, traffic, bench, tests) take from here.
 __all__ = [
-    "CLIENT_NAME", "DELAY_TABLE", "INET_SERVER2_SIDE", "INET_SERVER_SIDE", "INET_SERVER_SIDE6",
-    "INET_TARGET_SIDE6", "IPERF_PORT", "LAB_BYPASS", "LAB_BYPASS6", "LAN_DEVICE", "LAN_HOST",
-    "LAN_HOST6", "LAN_NET6", "LAN_ROUTER", "LAN_ROUTER6", "LINK_NETS6", "MAX_LINKS",
-    "PROXY_BACKEND", "PROXY_TOOLS", "QUEUE_MS", "SERVER2_ADDR", "SERVER_ADDR", "SERVER_ADDR6",
-    "TARGET_ADDR", "TARGET_ADDR6", "WIRED_PATH", "Lab", "LabError", "LabState", "Link",
-    "LinkSpec", "find_ubusd", "missing_proxy_tools", "nsx", "parse_links", "run", "tbf_args",
+    "LAN_HOST6", "PROXY_BACKEND", "PROXY_TOOLS", "SERVER2_ADDR", "SERVER_ADDR", "SERVER_ADDR6",
+    "TARGET_ADDR", "TARGET_ADDR6", "Lab", "LabError", "LabState", "Link", "LinkSpec",
+    "find_ubusd", "missing_proxy_tools", "nsx", "parse_links", "run",
 ]
 
 
