@@ -44,9 +44,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from bonding.lab.server_failover import fail_first_server, heal_first_server
 from bonding.lab.topology import (
     PROXY_BACKEND,
-    SERVER2_ADDR,
     SERVER_ADDR,
     SERVER_ADDR6,
     TARGET_ADDR,
@@ -57,13 +57,13 @@ from bonding.lab.topology import (
 from bonding.lab.traffic import (
     HEADER_RATIO,
     HEADER_RATIO6,
-    NewConnections,
     Rates,
     Service,
     Stream,
     Transfer,
     goodput_between,
     lan_transfer,
+    link_rates,
     longest_silence,
     path_state,
     received_bps,
@@ -231,10 +231,7 @@ def _measure(lab: Lab, t: Transfer, seconds: float) -> tuple[float, dict[str, fl
     """Steady goodput (bit/s, the receiver's count) and each link's wire rate meanwhile."""
     t.start()
     try:
-        time.sleep(WARMUP_S)
-        rates = Rates(lab)
-        time.sleep(seconds - WARMUP_S - 1)
-        wire = rates.sample()
+        wire = link_rates(lab, WARMUP_S, seconds - WARMUP_S - 1)
         report = t.result(timeout=seconds + 30)
     finally:
         t.stop()
@@ -357,10 +354,7 @@ def udp_failover(runs: int, backends: Sequence[str]) -> None:
                 for _ in range(runs):
                     s = Stream(lab, "lan", TARGET_ADDR, 7007, 8.0)
                     try:
-                        time.sleep(2.0)
-                        rates = Rates(lab)
-                        time.sleep(1.0)
-                        r = rates.sample()
+                        r = link_rates(lab, 2.0, 1.0)
                         victim = max(r, key=lambda n: r[n])
                         t0 = time.time()
                         lab.blackhole(victim)
@@ -424,27 +418,13 @@ def _failover(runs: int, backend: str) -> None:
                         print(f"  {how}: not back on the first server within 60 s")
                         break
                     time.sleep(0.13 * i)  # spread the fault's phase against probe rounds
-                    loop = NewConnections(lab, "lan", "whoami", TARGET_ADDR, FAILOVER_PORT,
-                                          SERVER2_ADDR, limit=15)
-                    try:
-                        t0, w0 = time.monotonic(), time.time()
-                        if how == "kill":
-                            lab.stop_server("server")
-                        else:
-                            lab.server_blackhole("server", True)
-                        loop.go(t0)
-                        took = loop.result()
-                    finally:
-                        loop.close()
+                    took, w0 = fail_first_server(lab, how, FAILOVER_PORT)
                     if took is None:
                         print(f"  {how}: no new connection through the second server in 15 s")
                     else:
                         conn.append(took)
                         noticed.append(lab.status()["active_server"]["since"] - w0)
-                    if how == "kill":
-                        lab.start_server("server")
-                    else:
-                        lab.server_blackhole("server", False)
+                    heal_first_server(lab)
                 if conn:
                     print(f"server failover {backend} ({how}), new connection through the "
                           f"second server: {_fmt(conn)}  (bar ≤ 3 s, median)")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bonding.lab.lifetime import up_then_down
 from bonding.lab.topology import Lab, missing_proxy_tools, parse_links
 from bonding.lab.traffic import wait_all_up, wait_family_up, wait_proxy_running
 
@@ -48,20 +49,21 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     if reason:
         pytest.skip(reason)
     lab = Lab(lab_prefix("t"))
-    failed = request.session.testsfailed
-    try:
+
+    def up() -> None:
         lab.up(parse_links(LINKS), proxy=False)
         assert wait_all_up(lab, 20), f"paths not up: {lab.status().get('paths')}"
-    except BaseException:
-        lab.down()  # its logs stay under /run/bonding-lab
-        raise
-    yield lab
-    _down(lab, request, failed)
+
+    yield from _kept(request, lab, up)
 
 
-def _down(lab: Lab, request: pytest.FixtureRequest, failed: int) -> None:
-    """The lab down; its logs kept under /run/bonding-lab only when one of its tests failed."""
-    lab.down(purge=request.session.testsfailed == failed)
+def _kept(request: pytest.FixtureRequest, lab: Lab, up: Callable[[], None]) -> Iterator[Lab]:
+    """The lab built by `up()` for the fixture's tests, then down; its logs kept under
+    /run/bonding-lab when the build or one of its tests failed."""
+    failed = request.session.testsfailed
+    with up_then_down(up, lambda purge: lab.down(purge=purge),
+                      lambda: request.session.testsfailed == failed):
+        yield lab
 
 
 def _full_path(request: pytest.FixtureRequest, letter: str,
@@ -76,19 +78,16 @@ def _full_path(request: pytest.FixtureRequest, letter: str,
     if reason:
         pytest.skip(reason)
     lab = Lab(lab_prefix(letter, backend[1]))
-    failed = request.session.testsfailed
-    try:
+
+    def build() -> None:
         lab.up(parse_links(LINKS), proxy=True, backend=backend,
                daemon=before_daemon is None, **up)
         if before_daemon is not None:
             lab.start_daemon(*before_daemon(lab))
         assert wait_all_up(lab, 20), f"paths not up: {lab.status().get('paths')}"
         assert wait_proxy_running(lab, 10), f"proxy not running: {lab.status().get('proxy')}"
-    except BaseException:
-        lab.down()  # its logs stay under /run/bonding-lab
-        raise
-    yield lab
-    _down(lab, request, failed)
+
+    yield from _kept(request, lab, build)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

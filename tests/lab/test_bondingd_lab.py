@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from bonding.lab.topology import Lab
-from bonding.lab.traffic import Rates, Transfer, endpoints, path_state, wait_all_up, wait_for
+from bonding.lab.traffic import (
+    Transfer,
+    endpoints,
+    link_rates,
+    path_state,
+    wait_all_up,
+    wait_for,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -32,10 +39,7 @@ def test_one_transfer_uses_every_link(fresh: Lab) -> None:
     t = Transfer(fresh, 6)
     t.start()
     try:
-        time.sleep(2)
-        rates = Rates(fresh)
-        time.sleep(3)
-        r = rates.sample()
+        r = link_rates(fresh, 2, 3)
         report = t.result(timeout=20)
     finally:
         t.stop()
@@ -116,19 +120,13 @@ def test_forced_backup_carries_traffic_only_when_the_others_are_down(fresh: Lab)
         t = Transfer(fresh, 14)
         t.start()
         try:
-            time.sleep(2)
-            rates = Rates(fresh)
-            time.sleep(3)
-            r = rates.sample()
+            r = link_rates(fresh, 2, 3)
             assert r["wan3"] < 0.05 * sum(r.values()), r
             fresh.blackhole("wan1")
             fresh.blackhole("wan2")
             assert wait_for(lambda: path_state(fresh, "wan1") == "down"
                             and path_state(fresh, "wan2") == "down", 3) is not None
-            time.sleep(1)
-            rates.sample()
-            time.sleep(3)
-            r = rates.sample()
+            r = link_rates(fresh, 1, 3)
             assert r["wan3"] > 0.5 * 20e6, r
             fresh.clear("wan1")
             fresh.clear("wan2")

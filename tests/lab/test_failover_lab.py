@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 
 from bonding import config, uci
+from bonding.lab.server_failover import fail_first_server, heal_first_server
 from bonding.lab.topology import SERVER2_ADDR, SERVER_ADDR, TARGET_ADDR, Lab
-from bonding.lab.traffic import NewConnections, Service, try_ask_from, wait_all_up, wait_for
+from bonding.lab.traffic import Service, try_ask_from, wait_all_up, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -73,9 +74,7 @@ def preferred(world: Lab) -> Iterator[Lab]:
 
 
 def _heal(lab: Lab) -> None:
-    lab.server_blackhole("server", False)
-    if "bonding-server" not in lab.load().pids:
-        lab.start_server("server")
+    heal_first_server(lab)
     for link in lab.load().links:
         lab.clear(link.name)
     lab.set_options({"globals": {"server_failback": "return"}})
@@ -85,21 +84,10 @@ def _heal(lab: Lab) -> None:
     assert wait_for(lambda: whoami(lab) == SERVER_ADDR, 10), "new connections do not use lab"
 
 
-
 def fail_first(lab: Lab, how: str) -> float | None:
     """Kill or blackhole the first server; seconds until a new LAN connection reaches the
     target through the second."""
-    loop = NewConnections(lab, "lan", "whoami", TARGET_ADDR, PORT, SERVER2_ADDR, limit=15)
-    try:
-        t0 = time.monotonic()
-        if how == "kill":
-            lab.stop_server("server")
-        else:
-            lab.server_blackhole("server", True)
-        loop.go(t0)
-        return loop.result()
-    finally:
-        loop.close()
+    return fail_first_server(lab, how, PORT)[0]
 
 
 @pytest.mark.parametrize("how", ["kill", "blackhole"])

@@ -17,11 +17,11 @@ import pytest
 from bonding.lab.topology import SERVER_ADDR, TARGET_ADDR, Lab, LabError
 from bonding.lab.traffic import (
     DNS_ANSWER,
-    Rates,
     Service,
     Stream,
     ask_from,
     lan_transfer,
+    link_rates,
     longest_silence,
     path_state,
     wait_all_up,
@@ -42,10 +42,7 @@ def test_one_tcp_flow_from_the_lan_host_uses_every_link(full: Lab) -> None:
     t = lan_transfer(full, 7)
     t.start()
     try:
-        time.sleep(2.5)
-        rates = Rates(full)
-        time.sleep(3.5)
-        r = rates.sample()
+        r = link_rates(full, 2.5, 3.5)
         report = t.result(timeout=25)
     finally:
         t.stop()
@@ -83,10 +80,7 @@ def test_a_link_blackholed_mid_transfer_the_transfer_survives(full: Lab) -> None
         time.sleep(3)
         full.blackhole("wan1")  # the fastest link, silently
         assert wait_for(lambda: path_state(full, "wan1") == "down", 3, 0.01) is not None
-        time.sleep(2)
-        rates = Rates(full)
-        time.sleep(3)
-        r = rates.sample()
+        r = link_rates(full, 2, 3)
         assert t.running(), "the transfer died with the link"
         # the others carry it: at least 80% of their rates
         assert r["wan2"] + r["wan3"] > 0.8 * 50e6, r

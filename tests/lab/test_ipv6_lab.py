@@ -24,12 +24,12 @@ from bonding.lab.topology import (
     Lab,
 )
 from bonding.lab.traffic import (
-    Rates,
     Service,
     ask_from,
     endpoints,
     family_state,
     lan_transfer,
+    link_rates,
     path_state,
     try_ask_from,
     wait_all_up,
@@ -233,10 +233,7 @@ def test_over_ipv6_one_lan_flow_uses_every_link_on_ipv6_subflows(full6: Lab) -> 
     t = lan_transfer(full6, 7, ipv6=True)
     t.start()
     try:
-        time.sleep(2.5)
-        rates = Rates(full6)
-        time.sleep(3.5)
-        r = rates.sample()
+        r = link_rates(full6, 2.5, 3.5)
         paths = full6.status()["paths"]
         report = t.result(timeout=25)
     finally:
@@ -258,10 +255,7 @@ def test_over_ipv6_a_blackholed_link_is_taken_out_and_the_flow_survives(full6: L
         full6.blackhole("wan1")
         assert wait_for(lambda: path_state(full6, "wan1") == "down", 3, 0.01) is not None
         assert wait_for(lambda: wan1.router_addr6 not in ep_addresses(full6), 1) is not None
-        time.sleep(1)
-        rates = Rates(full6)
-        time.sleep(3)
-        r = rates.sample()
+        r = link_rates(full6, 1, 3)
         assert t.running(), "the transfer died with the link"
         assert r["wan1"] < 1e6, r  # nothing (but probes) leaves by the dead link
         assert r["wan2"] + r["wan3"] > 0.5 * 50e6, r  # the others carry the flow

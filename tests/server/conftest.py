@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import pytest
 from server_world import World, root_skip_reason
 
+from bonding.lab.lifetime import up_then_down
+
 
 @pytest.fixture(scope="module", params=["sing-box", "shadowsocks-libev"])
 def world(tmp_path_factory: pytest.TempPathFactory,
@@ -18,8 +20,5 @@ def world(tmp_path_factory: pytest.TempPathFactory,
         pytest.skip(reason)
     base = tmp_path_factory.mktemp("bonding-server")
     w = World(f"bst{os.getpid() % 100000}", base / "state", proxy=request.param)
-    try:
-        w.build()
+    with up_then_down(w.build, lambda _purge: w.down()):
         yield w
-    finally:
-        w.down()

@@ -1,4 +1,4 @@
-"""The lab's one namespace kill loop (`_kill_netns`), driven by a fake `ip netns pids` and a
+"""The lab's one namespace kill loop (`commands.kill_netns`), driven by a fake `ip netns pids` and a
 fake os.kill: no root, no namespaces."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from bonding.lab import topology
+from bonding.lab import commands
 
 
 class FakeNetns:
@@ -49,16 +49,16 @@ def test_kill_netns(monkeypatch: pytest.MonkeyPatch, signals: tuple[signal.Signa
                     dies_on: set[signal.Signals], expect_ok: bool,
                     expect_sent: list[signal.Signals]) -> None:
     fake = FakeNetns([101, 102], dies_on)
-    monkeypatch.setattr(topology, "run", fake.run)
-    monkeypatch.setattr(topology.os, "kill", fake.kill)
-    monkeypatch.setattr(topology.time, "sleep", lambda _s: None)
-    assert topology._kill_netns("bl-x", signals, 0.0) is expect_ok
+    monkeypatch.setattr(commands, "run", fake.run)
+    monkeypatch.setattr(commands.os, "kill", fake.kill)
+    monkeypatch.setattr(commands.time, "sleep", lambda _s: None)
+    assert commands.kill_netns("bl-x", signals, 0.0) is expect_ok
     assert [s for _, s in fake.sent] == expect_sent
 
 
 def test_kill_netns_empty_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeNetns([], set())
-    monkeypatch.setattr(topology, "run", fake.run)
-    monkeypatch.setattr(topology.os, "kill", fake.kill)
-    assert topology._kill_netns("bl-x", (signal.SIGTERM, signal.SIGKILL), 2.0)
+    monkeypatch.setattr(commands, "run", fake.run)
+    monkeypatch.setattr(commands.os, "kill", fake.kill)
+    assert commands.kill_netns("bl-x", (signal.SIGTERM, signal.SIGKILL), 2.0)
     assert fake.sent == []

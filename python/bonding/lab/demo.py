@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from bonding.dataplane.backends import BackendError, program_version
 from bonding.lab.delay import tool_path
-from bonding.lab.topology import PROXY_BACKEND, Lab, LabError, LinkSpec
+from bonding.lab.topology import PROXY_BACKEND, Lab, LabError, LabState, LinkSpec
 from bonding.lab.traffic import (
     HEADER_RATIO,
     Rates,
@@ -72,8 +72,8 @@ def run_demo(links: Sequence[LinkSpec], *, prefix: str = "bl", victim: str | Non
         out(f"lab removed ({len(removed)} namespaces)")
 
 
-def _demo(lab: Lab, links: Sequence[LinkSpec], victim: str | None,
-          say: Callable[[str], object]) -> int:
+def _ready(lab: Lab, victim: str | None, say: Callable[[str], object]) -> tuple[LabState, str]:
+    """Every path up and the proxy running (said), and the link to kill."""
     st = lab.load()
     names = [x.name for x in st.links]
     victim = victim or names[0]
@@ -90,8 +90,13 @@ def _demo(lab: Lab, links: Sequence[LinkSpec], victim: str | None,
     say(f"bondingd: all paths up; proxy {program_version(proxy['backend'], tool_path())} "
         f"running (pid {proxy['pid']}); MPTCP endpoints: "
         + ", ".join(f"{e.get('address')} id {e.get('id')}" for e in endpoints(lab)))
+    return st, victim
+
+
+def _demo(lab: Lab, links: Sequence[LinkSpec], victim: str | None,
+          say: Callable[[str], object]) -> int:
+    st, victim = _ready(lab, victim, say)
     cap = sum(x.rate_mbit for x in links) * 1e6
-    hcap = cap * HEADER_RATIO
     total = WARMUP_S + 3 * PHASE_S + 2
     t: Transfer = lan_transfer(lab, total)
     t.start()
@@ -99,56 +104,18 @@ def _demo(lab: Lab, links: Sequence[LinkSpec], victim: str | None,
     try:
         time.sleep(WARMUP_S)  # slow start and subflow setup
         rates = Rates(lab)
-        p1 = (time.monotonic() - t_start, 0.0)
-        steady = _watch(rates, PHASE_S - 0.5)
-        p1 = (p1[0], time.monotonic() - t_start)
-        say("\nphase 1: one TCP connection LAN host → target, bonded over all links")
-        say(f"  {'link':6} {'rate':>6} {'carried':>8}  Mbit/s on the wire (upload)")
-        for link in st.links:
-            got = _avg(steady, link.name)
-            say(f"  {link.name:6} {link.rate_mbit:6g} {_mbit(got):>8}  "
-                f"{100 * got / (link.rate_mbit * 1e6):5.1f}%")
-        agg = sum(_avg(steady, n) for n in names)
-        say(f"  {'all':6} {cap / 1e6:6g} {_mbit(agg):>8}  {100 * agg / cap:5.1f}%")
-
-        say(f"\nphase 2: {victim} blackholed silently (nftables drop at its ISP)")
-        t0 = time.time()
-        lab.blackhole(victim)
-        noticed = wait_for(lambda: path_state(lab, victim) == "down", 10, 0.01)
-        since = lab.status().get("paths", {}).get(victim, {}).get("since")
-        detect = (since - t0) if since and since >= t0 else noticed
-        vaddr = lab.link(victim).router_addr
-        eps = [e.get("address") for e in endpoints(lab)]
-        say(f"  bondingd declared {victim} down after "
-            + (f"{detect:.2f} s" if detect is not None else "— not within 10 s"))
-        say(f"  its MPTCP endpoint {vaddr}: {'still there' if vaddr in eps else 'removed'}")
-        rates.sample()
-        p2_start = time.monotonic() - t_start
-        after = _watch(rates, PHASE_S)
-        p2 = (p2_start + 1.0, time.monotonic() - t_start)
-        rest = sum(x.rate_mbit for x in st.links if x.name != victim) * 1e6
-        agg2 = sum(_avg(after, n) for n in names if n != victim)
-        say(f"  the transfer goes on over the others: {_mbit(agg2).strip()} Mbit/s on the "
-            f"wire ({100 * agg2 / rest:.1f}% of their sum)")
-
-        say(f"\nphase 3: {victim} restored")
-        lab.clear(victim)
-        back = wait_for(lambda: path_state(lab, victim) == "up", 10, 0.01)
-        say("  bondingd declared it up after "
-            + (f"{back:.2f} s" if back is not None else "— not within 10 s"))
-        rates.sample()
-        time.sleep(2.0)
-        r3 = rates.sample()
-        back_ep = vaddr in [e.get("address") for e in endpoints(lab)]
-        say(f"  {victim} carries {_mbit(r3[victim]).strip()} Mbit/s again "
-            f"(endpoint {'back' if back_ep else 'missing'})")
+        p1 = _all_links(st, rates, t_start, cap, say)
+        noticed, p2 = _one_dead(lab, st, victim, rates, t_start, say)
+        back = _restored(lab, victim, rates, say)
         report = t.result(timeout=total + 20)
     except BaseException:
         t.stop()
         raise
+    rest = sum(x.rate_mbit for x in st.links if x.name != victim) * 1e6
     end = report["end"]["sum_received"]
     g1 = goodput_between(report, *p1)
     g2 = goodput_between(report, *p2)
+    hcap = cap * HEADER_RATIO
     hrest = rest * HEADER_RATIO
     say("\ngoodput at the target (what the LAN host's connection delivered):")
     say(f"  all links up:      {_mbit(g1).strip()} Mbit/s of {hcap / 1e6:.1f} "
@@ -159,3 +126,62 @@ def _demo(lab: Lab, links: Sequence[LinkSpec], victim: str | None,
         f"{end['bits_per_second'] / 1e6:.1f} Mbit/s on average")
     ok = noticed is not None and back is not None and end["seconds"] >= total - 1
     return 0 if ok else 1
+
+
+def _all_links(st: LabState, rates: Rates, t_start: float, cap: float,
+               say: Callable[[str], object]) -> tuple[float, float]:
+    """Phase 1: what each link carries; the phase's span in the transfer."""
+    p1 = (time.monotonic() - t_start, 0.0)
+    steady = _watch(rates, PHASE_S - 0.5)
+    p1 = (p1[0], time.monotonic() - t_start)
+    say("\nphase 1: one TCP connection LAN host → target, bonded over all links")
+    say(f"  {'link':6} {'rate':>6} {'carried':>8}  Mbit/s on the wire (upload)")
+    for link in st.links:
+        got = _avg(steady, link.name)
+        say(f"  {link.name:6} {link.rate_mbit:6g} {_mbit(got):>8}  "
+            f"{100 * got / (link.rate_mbit * 1e6):5.1f}%")
+    agg = sum(_avg(steady, x.name) for x in st.links)
+    say(f"  {'all':6} {cap / 1e6:6g} {_mbit(agg):>8}  {100 * agg / cap:5.1f}%")
+    return p1
+
+
+def _one_dead(lab: Lab, st: LabState, victim: str, rates: Rates, t_start: float,
+              say: Callable[[str], object]) -> tuple[float | None, tuple[float, float]]:
+    """Phase 2: `victim` blackholed; when bondingd noticed, and the phase's span."""
+    say(f"\nphase 2: {victim} blackholed silently (nftables drop at its ISP)")
+    t0 = time.time()
+    lab.blackhole(victim)
+    noticed = wait_for(lambda: path_state(lab, victim) == "down", 10, 0.01)
+    since = lab.status().get("paths", {}).get(victim, {}).get("since")
+    detect = (since - t0) if since and since >= t0 else noticed
+    vaddr = lab.link(victim).router_addr
+    eps = [e.get("address") for e in endpoints(lab)]
+    say(f"  bondingd declared {victim} down after "
+        + (f"{detect:.2f} s" if detect is not None else "— not within 10 s"))
+    say(f"  its MPTCP endpoint {vaddr}: {'still there' if vaddr in eps else 'removed'}")
+    rates.sample()
+    p2_start = time.monotonic() - t_start
+    after = _watch(rates, PHASE_S)
+    p2 = (p2_start + 1.0, time.monotonic() - t_start)
+    rest = sum(x.rate_mbit for x in st.links if x.name != victim) * 1e6
+    agg2 = sum(_avg(after, x.name) for x in st.links if x.name != victim)
+    say(f"  the transfer goes on over the others: {_mbit(agg2).strip()} Mbit/s on the "
+        f"wire ({100 * agg2 / rest:.1f}% of their sum)")
+    return noticed, p2
+
+
+def _restored(lab: Lab, victim: str, rates: Rates, say: Callable[[str], object]) -> float | None:
+    """Phase 3: `victim` restored; when bondingd said it was up."""
+    say(f"\nphase 3: {victim} restored")
+    lab.clear(victim)
+    back = wait_for(lambda: path_state(lab, victim) == "up", 10, 0.01)
+    say("  bondingd declared it up after "
+        + (f"{back:.2f} s" if back is not None else "— not within 10 s"))
+    rates.sample()
+    time.sleep(2.0)
+    r3 = rates.sample()
+    vaddr = lab.link(victim).router_addr
+    back_ep = vaddr in [e.get("address") for e in endpoints(lab)]
+    say(f"  {victim} carries {_mbit(r3[victim]).strip()} Mbit/s again "
+        f"(endpoint {'back' if back_ep else 'missing'})")
+    return back
