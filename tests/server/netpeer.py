@@ -2,6 +2,9 @@
 
     netpeer.py serve --bind ADDR --port P --log FILE    TCP and UDP echo; one line per peer
     netpeer.py probe [--host H] --port P [--udp]        send a token to H:P (127.0.0.1), print JSON
+    netpeer.py spray --bind ADDR --sport P --host H --ports A-B
+                                                        one UDP datagram from ADDR:P to each H:port
+    netpeer.py mptcp-hold --host H --port P --seconds S open MPTCP to H:P, send garbage, hold it
 
 Run inside a test's network namespace (``ip netns exec NS python3 netpeer.py …``).
 """
@@ -9,6 +12,7 @@ Run inside a test's network namespace (``ip netns exec NS python3 netpeer.py …
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -86,6 +90,29 @@ def probe(host: str, port: int, udp: bool, timeout: float) -> int:
     return 0
 
 
+def spray(bind: str, sport: int, host: str, ports: str) -> int:
+    first, last = (int(x) for x in ports.split("-"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((bind, sport))
+        for port in range(first, last + 1):
+            s.sendto(b"x", (host, port))
+    return 0
+
+
+def mptcp_hold(host: str, port: int, seconds: float) -> int:
+    """An MPTCP connection with nothing of the protocol in it (no key): what anyone can open.
+    It stays silent while held (sing-box resets a connection at its first garbage byte), then
+    sends garbage; the peer's path manager announces its addresses all the same."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_MPTCP) as s:
+        s.settimeout(seconds + 5)
+        s.connect((host, port))
+        s.sendall(os.urandom(16))
+        time.sleep(seconds)
+        with contextlib.suppress(OSError):  # the proxy may have given up on it
+            s.sendall(os.urandom(64))
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -98,9 +125,22 @@ def main() -> int:
     pr.add_argument("--port", type=int, required=True)
     pr.add_argument("--udp", action="store_true")
     pr.add_argument("--timeout", type=float, default=3.0)
+    sp = sub.add_parser("spray")
+    sp.add_argument("--bind", required=True)
+    sp.add_argument("--sport", type=int, required=True)
+    sp.add_argument("--host", required=True)
+    sp.add_argument("--ports", required=True)
+    mh = sub.add_parser("mptcp-hold")
+    mh.add_argument("--host", required=True)
+    mh.add_argument("--port", type=int, required=True)
+    mh.add_argument("--seconds", type=float, default=3.0)
     a = p.parse_args()
     if a.cmd == "serve":
         return serve(a.bind, a.port, a.log)
+    if a.cmd == "spray":
+        return spray(a.bind, a.sport, a.host, a.ports)
+    if a.cmd == "mptcp-hold":
+        return mptcp_hold(a.host, a.port, a.seconds)
     return probe(a.host, a.port, a.udp, a.timeout)
 
 
