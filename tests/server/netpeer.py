@@ -5,6 +5,9 @@
     netpeer.py flood --host H --port P --source A [--source B …] --count N --hold S
                                                         N silent connections from each source
     netpeer.py ttfb [--host H] --port P --count N       time to first byte of N connections
+    netpeer.py spray --bind ADDR --sport P --host H --ports A-B
+                                                        one UDP datagram from ADDR:P to each H:port
+    netpeer.py mptcp-hold --host H --port P --seconds S open MPTCP to H:P, send garbage, hold it
 
 Run inside a test's network namespace (``ip netns exec NS python3 netpeer.py …``).
 """
@@ -12,6 +15,7 @@ Run inside a test's network namespace (``ip netns exec NS python3 netpeer.py …
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -169,6 +173,26 @@ def ttfb(host: str, port: int, count: int, timeout: float) -> int:
         except OSError:
             out.append(None)
     print(json.dumps(out))
+def spray(bind: str, sport: int, host: str, ports: str) -> int:
+    first, last = (int(x) for x in ports.split("-"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((bind, sport))
+        for port in range(first, last + 1):
+            s.sendto(b"x", (host, port))
+    return 0
+
+
+def mptcp_hold(host: str, port: int, seconds: float) -> int:
+    """An MPTCP connection with nothing of the protocol in it (no key): what anyone can open.
+    It stays silent while held (sing-box resets a connection at its first garbage byte), then
+    sends garbage; the peer's path manager announces its addresses all the same."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_MPTCP) as s:
+        s.settimeout(seconds + 5)
+        s.connect((host, port))
+        s.sendall(os.urandom(16))
+        time.sleep(seconds)
+        with contextlib.suppress(OSError):  # the proxy may have given up on it
+            s.sendall(os.urandom(64))
     return 0
 
 
@@ -195,6 +219,15 @@ def main() -> int:
     t.add_argument("--port", type=int, required=True)
     t.add_argument("--count", type=int, required=True)
     t.add_argument("--timeout", type=float, default=5.0)
+    sp = sub.add_parser("spray")
+    sp.add_argument("--bind", required=True)
+    sp.add_argument("--sport", type=int, required=True)
+    sp.add_argument("--host", required=True)
+    sp.add_argument("--ports", required=True)
+    mh = sub.add_parser("mptcp-hold")
+    mh.add_argument("--host", required=True)
+    mh.add_argument("--port", type=int, required=True)
+    mh.add_argument("--seconds", type=float, default=3.0)
     a = p.parse_args()
     if a.cmd == "ttfb":
         return ttfb(a.host, a.port, a.count, a.timeout)
@@ -202,6 +235,10 @@ def main() -> int:
         return flood(a.host, a.port, a.source, a.count, a.hold)
     if a.cmd == "serve":
         return serve(a.bind, a.port, a.log)
+    if a.cmd == "spray":
+        return spray(a.bind, a.sport, a.host, a.ports)
+    if a.cmd == "mptcp-hold":
+        return mptcp_hold(a.host, a.port, a.seconds)
     return probe(a.host, a.port, a.udp, a.timeout)
 
 

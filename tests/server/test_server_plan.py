@@ -39,15 +39,23 @@ def test_firewall_blocks_the_servers_own_networks_for_the_proxy_user_only() -> N
     t = plan.nft_table(CFG, [A, B], FACTS)
     lines = [x.strip() for x in t.splitlines()]
     # the connected 10.77.0.0/24 merges into 10.0.0.0/8 (nft rejects overlapping intervals)
-    assert ("elements = { 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, "
-            "172.16.0.0/12, 192.0.0.0/24, 192.168.0.0/16, 198.18.0.0/15, 203.0.113.0/24, "
-            "224.0.0.0/3 }") in lines
+    assert ("elements = { 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 168.63.129.16, "
+            "169.254.0.0/16, 172.16.0.0/12, 192.0.0.0/24, 192.88.99.0/24, 192.168.0.0/16, "
+            "198.18.0.0/15, 203.0.113.0/24, 224.0.0.0/3 }") in lines
     assert "198.51.100" not in t  # documentation ranges stay reachable (the lab's internet)
-    assert "meta skuid { 65534 } ct direction original jump proxy" in lines
+    # every packet of the proxies' user is checked, whichever way conntrack sees it, but the
+    # replies on the clients' connections to their ports
+    assert "meta skuid { 65534 } jump proxy" in lines and "ct direction original" not in t
+    assert "elements = { 65101, 65102 }" in lines
     chain = t[t.index("chain proxy {"):t.index("chain refuse {")]
-    order = ["@allowed4 return", "@dns4 return", "fib daddr type local goto refuse",
-             "@blocked4 goto refuse", "@blocked6 goto refuse"]
+    order = ["th sport @ports ct direction reply return", "@dns4 return", "goto forbidden",
+             "@allowed4 return", "fib daddr type local goto refuse", "@blocked4 goto refuse",
+             "@blocked6 goto refuse"]
     assert [chain.index(x) for x in order] == sorted(chain.index(x) for x in order)
+    # the kernel's own MPTCP subflow SYNs (no socket owner) meet the same block list
+    assert "tcp flags syn / syn,ack tcp option mptcp exists jump subflow" in lines
+    sub = t[t.index("chain subflow {"):t.index("chain forbidden {")]
+    assert sub.index("meta skuid 0-4294967295 return") < sub.index("goto forbidden")
     assert "elements = { 127.0.0.53 }" in lines and "elements = { 2001:db8::53 }" in lines
     assert "meta l4proto tcp reject with tcp reset" in lines
     for c in (A, B):
@@ -55,6 +63,21 @@ def test_firewall_blocks_the_servers_own_networks_for_the_proxy_user_only() -> N
                 in lines)
         assert (f'meta l4proto {{ tcp, udp }} th sport {c.port} counter name "c_{c.name}_out"'
                 in lines)
+
+
+def test_public_addresses_and_cloud_platform_addresses_are_blocked() -> None:
+    # behind a 1:1 NAT the public address is not local: listed by itself; a DNS name is not
+    cfg = ServerConfig("198.51.100.50", False, "nobody", public_address6="2001:db8::10")
+    lines = [x.strip() for x in plan.nft_table(cfg, [A], FACTS).splitlines()]
+    block4, block6 = plan.blocked_networks(FACTS, cfg)
+    assert "198.51.100.50" in block4 and "2001:db8::10" in block6
+    assert "168.63.129.16" in block4  # Azure's wireserver
+    assert "64:ff9b::/96" in block6 and "64:ff9b:1::/48" in block6  # NAT64
+    assert {"100.64.0.0/10", "169.254.0.0/16"} <= set(block4)  # Alibaba's, most clouds' metadata
+    assert "fc00::/7" in block6  # AWS's metadata over IPv6, fd00:ec2::254
+    assert f"elements = {{ {', '.join(block4)} }}" in lines
+    named = ServerConfig("vpn.example.org", False, "nobody")
+    assert plan.blocked_networks(FACTS, named) == plan.blocked_networks(FACTS, CFG)
 
 
 def test_allow_list_and_carried_counters() -> None:
@@ -148,7 +171,7 @@ def test_second_init_changes_nothing(tmp_path: Path) -> None:
     assert {"settings", "sysctl net.ipv4.tcp_wmem", "mptcp limits",
             "firewall (nft table inet bonding_server)"} <= changed
     assert "sysctl net.mptcp.enabled" not in changed  # it was 1 already
-    assert host.limits == {"subflows": 8, "add_addr_accepted": 8}
+    assert host.limits == {"subflows": 8, "add_addr_accepted": 0}  # the server opens no subflow
     host.changes.clear()
     second = _init(host, store)
     assert not second.changed, [s for s in second.steps if s.changed]

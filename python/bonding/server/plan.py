@@ -5,15 +5,18 @@ about the host (:class:`Facts`), compares it with what is there and changes only
 the same inputs always give the same plan, which is what makes `init` idempotent.
 
 Firewall (table ``inet bonding_server``): each client's proxy runs as its own unprivileged
-user; every connection these users open (``meta skuid { UIDS } ct direction original``) to a
-local, private,
-reserved or directly connected network of the server is refused (TCP reset, ICMP
-admin-prohibited otherwise), except DNS to the resolvers in /etc/resolv.conf and the networks
-given with ``init --allow``.  Replies to the clients are packets of connections the clients
-opened (``ct direction reply``) and are never hit.  The documentation ranges (192.0.2.0/24,
-198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) are not blocked: they are not routed on the
-internet, and the lab uses them as its internet.  Named counters per client count the bytes
-of the client's port in each direction (input ``dport``, output ``sport``).
+user; every packet these users send (``meta skuid { UIDS }``, whichever way conntrack sees it:
+a packet forged from a blocked address would otherwise make the proxy's later packets to it
+"replies") to a local, private, reserved, cloud platform or directly connected network of the
+server, or to its configured public addresses (behind a 1:1 NAT they are not local), is refused
+(TCP reset, ICMP admin-prohibited otherwise), except DNS to the resolvers in /etc/resolv.conf,
+the networks given with ``init --allow``, and the replies on the clients' connections to their
+own ports (``th sport @ports ct direction reply``). The kernel's own MPTCP subflow SYNs (no
+socket owner) meet the same list; the server accepts no ADD_ADDR (``add_addr_accepted 0``), so
+there should be none. The documentation ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24,
+2001:db8::/32) are not blocked: they are not routed on the internet, and the lab uses them as
+its internet. Named counters per client count the bytes of the client's port in each direction
+(input ``dport``, output ``sport``).
 
 Shaping (per-client rate limits, both directions at the same rate): download (server → client)
 is an htb class per client on the egress device, chosen by a u32 filter on the client's port
@@ -39,7 +42,10 @@ NFT_TABLE: Final = "bonding_server"  # family inet
 IFB: Final = "bsrv-ifb0"
 SS_TIMEOUT_S: Final = 3600  # idle timeout of a proxied connection
 NOFILE: Final = 65536
-MPTCP_LIMITS: Final = {"subflows": 8, "add_addr_accepted": 8}
+# add_addr_accepted 0: the server never opens subflows itself (the router's path manager opens
+# them towards the server); with it above 0, any peer that reaches a client port could announce
+# 10.x or 169.254.169.254 as its own and have the server's kernel send SYNs there.
+MPTCP_LIMITS: Final = {"subflows": 8, "add_addr_accepted": 0}
 UNIT_DIR: Final = "/etc/systemd/system"
 SYSCTL_FILE: Final = "/etc/sysctl.d/90-bonding-server.conf"
 SERVICE: Final = "bonding-server.service"
@@ -56,14 +62,20 @@ SYSCTLS: Final = {
     "net.ipv4.tcp_slow_start_after_idle": "0",
 }
 
+# Cloud platform services live in these too: 169.254.169.254 (metadata of most clouds),
+# 100.100.100.200 (Alibaba's, in 100.64.0.0/10), fd00:ec2::254 (AWS's over IPv6, in fc00::/7);
+# 168.63.129.16 (Azure's wireserver) is a public address and listed by itself.
 BLOCKED4: Final = (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-    "172.16.0.0/12", "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15",
-    "224.0.0.0/3",  # multicast, reserved, broadcast
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "168.63.129.16/32",
+    "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24", "192.88.99.0/24", "192.168.0.0/16",
+    "198.18.0.0/15", "224.0.0.0/3",  # multicast, reserved, broadcast
 )
 BLOCKED6: Final = (
-    "::/127",  # unspecified, loopback
-    "::ffff:0.0.0.0/96", "64:ff9b:1::/48", "100::/64", "fc00::/7", "fe80::/10", "ff00::/8",
+    "::/96",  # unspecified, loopback, IPv4-compatible
+    "::ffff:0.0.0.0/96",  # IPv4-mapped
+    "64:ff9b::/96", "64:ff9b:1::/48",  # NAT64: a translator may map them to private IPv4
+    "100::/64", "2002::/16",  # discard; 6to4 (deprecated, embeds IPv4, private ones too)
+    "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
 )
 
 
@@ -184,13 +196,26 @@ def _net(n: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
     return str(n.network_address) if n.prefixlen == n.max_prefixlen else str(n)
 
 
-def blocked_networks(facts: Facts) -> tuple[list[str], list[str]]:
-    """What the proxies may not reach: reserved ranges and the directly connected networks."""
-    return collapse([*BLOCKED4, *BLOCKED6, *facts.networks])
+def public_addresses(cfg: ServerConfig) -> list[str]:
+    """The server's public addresses given as IP addresses (a DNS name is not resolved here)."""
+    out = []
+    for text in (cfg.public_address, cfg.public_address6):
+        try:
+            out.append(_net(ipaddress.ip_network(text or "", strict=False)))
+        except ValueError:
+            continue
+    return out
 
 
-def _set(name: str, kind: str, elements: Sequence[str]) -> list[str]:
-    lines = [f"\tset {name} {{", f"\t\ttype {kind}", "\t\tflags interval"]
+def blocked_networks(facts: Facts, cfg: ServerConfig) -> tuple[list[str], list[str]]:
+    """What the proxies may not reach: reserved ranges, cloud platform addresses, the directly
+    connected networks and the server's public addresses (which behind a 1:1 NAT are not local
+    and so not seen by ``fib daddr type local``)."""
+    return collapse([*BLOCKED4, *BLOCKED6, *facts.networks, *public_addresses(cfg)])
+
+
+def _set(name: str, kind: str, elements: Sequence[str], interval: bool = True) -> list[str]:
+    lines = [f"\tset {name} {{", f"\t\ttype {kind}", *(["\t\tflags interval"] if interval else [])]
     if elements:
         lines.append(f"\t\telements = {{ {', '.join(elements)} }}")
     return [*lines, "\t}"]
@@ -200,11 +225,49 @@ def counter_name(client: str, direction: str) -> str:
     return f"c_{client}_{direction}"
 
 
+def proxy_owner(facts: Facts) -> str:
+    """The match for packets of the proxies' sockets: one user per client."""
+    return f"meta skuid {{ {', '.join(map(str, sorted(facts.uids)))} }}"
+
+
+def _chains(clients: Sequence[Client], facts: Facts) -> list[str]:
+    """The chains.  The proxies' user is checked on every packet by destination, whichever way
+    conntrack sees it (a forged packet from a blocked address would otherwise turn the proxy's
+    later packets to it into "replies"); the one exception is the clients' own connections: a
+    packet leaving a client port (``@ports``) as the reply of a connection opened to it.  The
+    kernel's own MPTCP subflow SYNs (no socket owner: the path manager's) are checked too."""
+    out = ["\tchain input {", "\t\ttype filter hook input priority filter; policy accept;"]
+    out += [f'\t\tmeta l4proto {{ tcp, udp }} th dport {c.port} counter name '
+            f'"{counter_name(c.name, "in")}"' for c in clients]
+    out += ["\t}", "\tchain output {",
+            "\t\ttype filter hook output priority filter; policy accept;",
+            *([f"\t\t{proxy_owner(facts)} jump proxy"] if facts.uids else []),
+            "\t\ttcp flags syn / syn,ack tcp option mptcp exists jump subflow"]
+    out += [f'\t\tmeta l4proto {{ tcp, udp }} th sport {c.port} counter name '
+            f'"{counter_name(c.name, "out")}"' for c in clients]
+    out += ["\t}", "\tchain proxy {",
+            "\t\tmeta l4proto { tcp, udp } th sport @ports ct direction reply return",
+            "\t\tmeta l4proto { tcp, udp } th dport 53 ip daddr @dns4 return",
+            "\t\tmeta l4proto { tcp, udp } th dport 53 ip6 daddr @dns6 return",
+            "\t\tgoto forbidden", "\t}",
+            "\tchain subflow {",
+            "\t\tmeta skuid 0-4294967295 return",  # a process's socket: not the kernel's own
+            "\t\tgoto forbidden", "\t}",
+            "\tchain forbidden {",
+            "\t\tip daddr @allowed4 return", "\t\tip6 daddr @allowed6 return",
+            "\t\tfib daddr type local goto refuse",
+            "\t\tip daddr @blocked4 goto refuse", "\t\tip6 daddr @blocked6 goto refuse",
+            "\t}", "\tchain refuse {", '\t\tcounter name "refused"',
+            "\t\tmeta l4proto tcp reject with tcp reset",
+            "\t\treject with icmpx admin-prohibited", "\t}"]
+    return out
+
+
 def nft_table(cfg: ServerConfig, clients: Sequence[Client], facts: Facts,
               counters: Mapping[str, tuple[int, int]] | None = None) -> str:
     """The table ``inet bonding_server``; ``counters`` (name → packets, bytes) carry over."""
     counters = counters or {}
-    block4, block6 = blocked_networks(facts)
+    block4, block6 = blocked_networks(facts, cfg)
     allow4, allow6 = collapse(cfg.allow)
     dns4, dns6 = collapse([f"{a}/{32 if ':' not in a else 128}" for a in facts.nameservers])
     out = [f"table inet {NFT_TABLE} {{",
@@ -217,26 +280,11 @@ def nft_table(cfg: ServerConfig, clients: Sequence[Client], facts: Facts,
     out += _set("blocked4", "ipv4_addr", block4) + _set("blocked6", "ipv6_addr", block6)
     out += _set("allowed4", "ipv4_addr", allow4) + _set("allowed6", "ipv6_addr", allow6)
     out += _set("dns4", "ipv4_addr", dns4) + _set("dns6", "ipv6_addr", dns6)
+    out += _set("ports", "inet_service", [str(c.port) for c in sorted(clients,
+                                                                      key=lambda c: c.port)],
+                interval=False)
     out += _client_port_limits(clients)
-    out += ["\tchain input {", "\t\ttype filter hook input priority filter; policy accept;"]
-    out += [f'\t\tmeta l4proto {{ tcp, udp }} th dport {c.port} counter name '
-            f'"{counter_name(c.name, "in")}"' for c in clients]
-    out += ["\t}", "\tchain output {",
-            "\t\ttype filter hook output priority filter; policy accept;",
-            *([f"\t\tmeta skuid {{ {', '.join(map(str, sorted(facts.uids)))} }} "
-               "ct direction original jump proxy"] if facts.uids else [])]
-    out += [f'\t\tmeta l4proto {{ tcp, udp }} th sport {c.port} counter name '
-            f'"{counter_name(c.name, "out")}"' for c in clients]
-    out += ["\t}", "\tchain proxy {",
-            "\t\tip daddr @allowed4 return", "\t\tip6 daddr @allowed6 return",
-            "\t\tmeta l4proto { tcp, udp } th dport 53 ip daddr @dns4 return",
-            "\t\tmeta l4proto { tcp, udp } th dport 53 ip6 daddr @dns6 return",
-            "\t\tfib daddr type local goto refuse",
-            "\t\tip daddr @blocked4 goto refuse", "\t\tip6 daddr @blocked6 goto refuse",
-            "\t}", "\tchain refuse {", '\t\tcounter name "refused"',
-            "\t\tmeta l4proto tcp reject with tcp reset",
-            "\t\treject with icmpx admin-prohibited", "\t}", "}"]
-    return "\n".join(out) + "\n"
+    return "\n".join([*out, *_chains(clients, facts), "}"]) + "\n"
 
 
 # Per source address (IPv6: per /64) and client port: new TCP connections at most
