@@ -554,8 +554,8 @@ def test_each_client_gets_its_own_proxy_user_and_the_firewall_filters_them_all(
     a, b = _add(host, store, "a"), _add(host, store, "b")
     users = {u: host.users[u] for u in (f"bonding-server-{a.port}", f"bonding-server-{b.port}")}
     assert len(set(users.values())) == 2, host.users
-    assert f"meta skuid {{ {', '.join(map(str, sorted(users.values())))} }} ct direction " \
-           "original jump proxy" in (host.table or "")
+    assert f"meta skuid {{ {', '.join(map(str, sorted(users.values())))} }} jump proxy" \
+        in (host.table or "")
     # under systemd each unit runs as its client's user (a drop-in), removed with the client
     dropin = "/etc/systemd/system/bonding-server@a.service.d/user.conf"
     assert f"User=bonding-server-{a.port}\n" in host.files[dropin].decode()
