@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -54,8 +55,8 @@ def _phase(label: str, runs: list[list[float | None]]) -> str:
 
 
 def bench(proxy: str, runs: int, count: int, probes: int) -> None:
-    w = World(f"bsf{os.getpid() % 100000}", Path(mkdtemp(prefix="bonding-flood-")) / "state",
-              proxy=proxy)
+    top = Path(mkdtemp(prefix="bonding-flood-"))
+    w = World(f"bsf{os.getpid() % 100000}", top / "state", proxy=proxy)
     try:
         w.build()
         r = w.cli("init", "--no-systemd", "--public-address", SERVER_ADDR, "--proxy", proxy)
@@ -84,6 +85,7 @@ def bench(proxy: str, runs: int, count: int, probes: int) -> None:
         print(f"  connections the busiest source got accepted over the flood, per run: {held}")
     finally:
         w.down()
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -122,13 +122,17 @@ test('the .pot is current (regenerating it changes nothing)', t => {
 		t.skip('python3 not found: cannot run tools/luci-pot.py');
 		return;
 	}
-	const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bonding-pot-')), 'bonding.pot');
-	const r = spawnSync('python3', [ path.join(h.REPO, 'tools', 'luci-pot.py'), '-o', out ], { encoding: 'utf8' });
-	assert.equal(r.status, 0, r.stderr);
-	const fresh = fs.readFileSync(out, 'utf8');
-	const committed = fs.readFileSync(path.join(h.APP, 'po', 'templates', 'bonding.pot'), 'utf8');
-	assert.ok(fresh === committed, 'po/templates/bonding.pot is stale: run tools/luci-pot.py');
-	fs.rmSync(path.dirname(out), { recursive: true });
+	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bonding-pot-'));
+	try {
+		const out = path.join(dir, 'bonding.pot');
+		const r = spawnSync('python3', [ path.join(h.REPO, 'tools', 'luci-pot.py'), '-o', out ], { encoding: 'utf8' });
+		assert.equal(r.status, 0, r.stderr);
+		const fresh = fs.readFileSync(out, 'utf8');
+		const committed = fs.readFileSync(path.join(h.APP, 'po', 'templates', 'bonding.pot'), 'utf8');
+		assert.ok(fresh === committed, 'po/templates/bonding.pot is stale: run tools/luci-pot.py');
+	} finally {
+		fs.rmSync(dir, { recursive: true, force: true });	/* also when it failed */
+	}
 });
 
 test('every _() string of the views is in the .pot', () => {
