@@ -77,13 +77,17 @@ def subdir(dir_fd: int, name: str, where: str, *, mode: int = 0o755) -> int:
     return fd
 
 
-def write_at(dir_fd: int, name: str, data: bytes, mode: int) -> None:
-    """Replace `name` in `dir_fd` with `data` (mode `mode`): temp file, fsync, rename."""
+def write_at(dir_fd: int, name: str, data: bytes, mode: int,
+             owner: tuple[int, int] | None = None) -> None:
+    """Replace `name` in `dir_fd` with `data` (mode `mode`, owned by `owner` = (uid, gid) when
+    given): temp file, fsync, rename."""
     tmp = f".{name}.{secrets.token_hex(6)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  mode, dir_fd=dir_fd)
     try:
         try:
+            if owner is not None:
+                os.fchown(fd, *owner)
             os.fchmod(fd, mode)  # the umask does not apply
             _write_all(fd, data)
             os.fsync(fd)
@@ -103,11 +107,13 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def replace(path: Path, data: bytes, mode: int) -> None:
-    """Replace the file `path` points to (a symlink is kept, as libuci does) with `data`."""
-    real = Path(os.path.realpath(path))
+def replace(path: Path, data: bytes, mode: int, owner: tuple[int, int] | None = None, *,
+            follow: bool = True) -> None:
+    """Replace the file `path` points to (a symlink is kept, as libuci does) with `data`;
+    with follow=False, `path` itself (a symlink there is replaced, never followed)."""
+    real = Path(os.path.realpath(path)) if follow else path
     dfd = os.open(real.parent, _DIR_FLAGS)
     try:
-        write_at(dfd, real.name, data, mode)
+        write_at(dfd, real.name, data, mode, owner)
     finally:
         os.close(dfd)

@@ -185,7 +185,8 @@ def ss_libev_config(cfg: Config, server: Server, key: str,
 TWIN: Final = "bonding.dataplane.twin"
 
 
-def _file_caps(program: str) -> bool:
+def has_file_caps(program: str) -> bool:
+    """`program` carries file capabilities (security.capability), as `getcap` shows them."""
     try:
         return bool(os.getxattr(program, "security.capability"))
     except OSError:
@@ -199,7 +200,7 @@ def _check_preload(built: Launch) -> None:
     for i, arg in enumerate(built.argv[:-2]):
         if os.path.basename(arg) == "mptcpize" and built.argv[i + 1] == "run":
             program = built.argv[i + 2]
-            if _file_caps(program):
+            if has_file_caps(program):
                 raise BackendError(
                     f"{program} has file capabilities (getcap {program}): run as a user other "
                     "than root, the kernel then ignores mptcpize's LD_PRELOAD and the proxy "
@@ -218,7 +219,8 @@ def ss_libev(cfg: Config, server: Server, key: str, run_dir: Path, path: str) ->
                       "-T", *(["-u"] if cfg.globals.proxy_udp else [])])
     argv = argvs[0] if len(argvs) == 1 else [sys.executable, "-m", TWIN,
                                              *argvs[0], "--", *argvs[1]]
-    return Launch("shadowsocks-libev", "ss-redir", tuple(argv), files, server.name)
+    return Launch("shadowsocks-libev", "ss-redir", tuple(argv), files, server.name,
+                  drops_itself=len(argvs) > 1)
 
 
 # --- xray-core --------------------------------------------------------------------------------
@@ -372,11 +374,11 @@ def launch(cfg: Config, secrets: Secrets, run_dir: Path, path: str | None = None
     built = BACKENDS[backend](cfg, srv, key, run_dir, search_path(path))
     if user.uid != 0:
         _check_preload(built)
-    if built.argv[1:3] == ("-m", TWIN):
+    if built.drops_itself:
         # the twin (our stdlib code, whose interpreter the proxy user may not be able to run)
-        # starts as root and drops to the user for both programs
+        # starts as root and drops to the user for both programs: `python -m TWIN --user ...`
         return dataclasses.replace(
-            built, user=user, drops_itself=True,
+            built, user=user,
             argv=(*built.argv[:3], "--user", f"{user.uid}:{user.gid}", *built.argv[3:]))
     return dataclasses.replace(built, user=user)
 

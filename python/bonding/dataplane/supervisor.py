@@ -30,6 +30,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
+from bonding import safefile
 from bonding.dataplane import privdrop
 from bonding.dataplane.backends import Launch
 
@@ -57,20 +58,10 @@ class State(StrEnum):
 
 def write_private(path: Path, text: str, owner: privdrop.Identity = privdrop.ROOT) -> None:
     """Write a file only `owner` (the proxy's user) can read (it holds a key), atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        if owner.uid != os.geteuid():
-            os.fchown(fd, owner.uid, owner.gid)
-            os.fchmod(fd, 0o400)
-        else:
-            os.fchmod(fd, 0o600)
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    if owner.uid != os.geteuid():
+        safefile.replace(path, text.encode(), 0o400, (owner.uid, owner.gid), follow=False)
+    else:
+        safefile.replace(path, text.encode(), 0o600, follow=False)
 
 
 class Supervisor:

@@ -296,9 +296,11 @@ def tool_path() -> str:
     Debian's has: the kernel then ignores mptcpize's LD_PRELOAD for the router's proxy user,
     and bondingd refuses it).  A copy has no file capabilities."""
     venv_bin = str(Path(sys.executable).parent)
-    shared = [_shared_sing_box(venv_bin), _shared_copy(shutil.which("ss-redir") or "", "caps")]
-    first = [d for d in (*shared, venv_bin) if d]
-    first = list(dict.fromkeys(first))
+    from bonding.dataplane.backends import has_file_caps
+    ss_redir = shutil.which("ss-redir")
+    shared = [_shared_sing_box(venv_bin),
+              _shared_copy(ss_redir) if ss_redir and has_file_caps(ss_redir) else None]
+    first = list(dict.fromkeys(d for d in (*shared, venv_bin) if d))
     rest = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d and d not in first]
     return os.pathsep.join([*first, *rest])
 
@@ -309,22 +311,16 @@ def _shared_sing_box(venv_bin: str) -> str | None:
     program = Path(venv_bin) / "sing-box"
     if os.geteuid() != 0 or not program.is_file() or not exec_problem(str(program), PROXY_USER):
         return None
-    return _shared_copy(str(program), "always")
+    return _shared_copy(str(program))
 
 
 @functools.cache
-def _shared_copy(where: str, when: str) -> str | None:
-    """A copy of program `where` in SHARED_BIN (when 'caps': only if it has file
-    capabilities); SHARED_BIN, or None when no copy is needed."""
+def _shared_copy(where: str) -> str | None:
+    """A copy of program `where` (without file capabilities) in SHARED_BIN; SHARED_BIN, or
+    None when not root or there is no such program."""
     program = Path(where)
-    if os.geteuid() != 0 or not where or not program.is_file():
+    if os.geteuid() != 0 or not program.is_file():
         return None
-    if when == "caps":
-        try:
-            if not os.getxattr(program, "security.capability"):
-                return None
-        except OSError:
-            return None
     copy = SHARED_BIN / program.name
     have = program.stat()
     try:
