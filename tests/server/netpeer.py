@@ -96,8 +96,9 @@ def probe(host: str, port: int, udp: bool, timeout: float) -> int:
 def flood(host: str, port: int, sources: list[str], count: int, hold: float) -> int:
     """Open ``count`` silent TCP connections from each source address (non-blocking, all at
     once), hold them ``hold`` seconds, close them all; print per source how many were open at
-    the end, how many the server refused or reset, how many it closed (and after how long, the
-    shortest and the longest), and how many never completed.  Bounded by count × sources
+    the end (and the longest any of them had been open), how many the server refused or reset,
+    how many it closed (and after how long, the shortest and the longest), and how many never
+    completed.  Bounded by count × sources
     sockets and by ``hold`` seconds."""
     import resource
     import selectors
@@ -108,7 +109,7 @@ def flood(host: str, port: int, sources: list[str], count: int, hold: float) -> 
     sel = selectors.DefaultSelector()
     stats: dict[str, dict[str, float]] = {
         src: {"open": 0, "refused": 0, "closed_by_server": 0, "pending": 0,
-              "held_min_s": 0.0, "held_max_s": 0.0} for src in sources}
+              "held_min_s": 0.0, "held_max_s": 0.0, "open_longest_s": 0.0} for src in sources}
     state: dict[socket.socket, tuple[str, str]] = {}
     since: dict[socket.socket, float] = {}
     for src in sources:
@@ -152,8 +153,12 @@ def flood(host: str, port: int, sources: list[str], count: int, hold: float) -> 
                 sel.unregister(s)
                 del state[s]
                 s.close()
+    end = time.monotonic()
     for s, (src, st) in state.items():
         stats[src]["open" if st == "open" else "pending"] += 1
+        if st == "open":
+            stats[src]["open_longest_s"] = round(max(end - since[s],
+                                                     stats[src]["open_longest_s"]), 2)
         s.close()
     print(json.dumps(stats))
     return 0

@@ -459,8 +459,12 @@ def test_a_flood_of_unauthenticated_connections_does_not_starve_the_real_client(
         # each source held at most LIMIT_CONNS at once; the rest was refused or never answered
         assert st["open"] <= LIMIT_CONNS + 8, (src, st)
         assert st["refused"] + st["pending"] >= ATTACK_COUNT - 3 * LIMIT_CONNS, (src, st)
-        # the guard shut the silent ones down once they had not sent a request in time
-        assert st["closed_by_server"] >= LIMIT_CONNS - 8, (src, st)
-        assert HANDSHAKE_S - 1 <= st["held_min_s"] <= st["held_max_s"] <= (
-            HANDSHAKE_S + 2 * GUARD_EVERY_S + 3), (src, st)
+        # the guard shut the silent ones down once they had not sent a request in time, and
+        # none it left open was older than that.  How many it shut within the hold depends on
+        # how fast the rate limit let them in (burst 256, then 64/s, and the SYN retries of
+        # the rest), so only a floor well below the concurrency limit is asserted.
+        late = HANDSHAKE_S + 2 * GUARD_EVERY_S + 3
+        assert st["closed_by_server"] >= LIMIT_CONNS // 2, (src, st)
+        assert HANDSHAKE_S - 1 <= st["held_min_s"] <= st["held_max_s"] <= late, (src, st)
+        assert st["open_longest_s"] <= late, (src, st)
     assert fds - fds_before <= len(ATTACK_SOURCES) * LIMIT_CONNS + 64, (fds_before, fds)
