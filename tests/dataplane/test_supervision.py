@@ -16,6 +16,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -383,7 +384,7 @@ def test_proxy_auto_takes_up_a_proxy_installed_later(bin_dir: Path, run_dir: Pat
         d.configure(auto, conf_dir)
         st = d.status()
         assert (st["state"], st["configured"], st["pid"]) == ("failed", "auto", None)
-        assert "neither sing-box nor xray is installed" in st["error"]
+        assert "sing-box is not installed" in st["error"]
         assert "opkg install sing-box" in st["error"]
         assert all("tproxy" not in c for c in nft_calls(bin_dir))  # LAN traffic not diverted
         assert anchor.wanted == [False]
@@ -399,14 +400,44 @@ def test_proxy_auto_takes_up_a_proxy_installed_later(bin_dir: Path, run_dir: Pat
     run(body)
 
 
-def test_proxy_auto_prefers_sing_box_to_xray(bin_dir: Path) -> None:
+def test_proxy_auto_takes_only_a_tested_backend(bin_dir: Path) -> None:
+    """xray has never been run by these tests: 'auto' does not pick it, even alone."""
     from bonding.dataplane.backends import resolve
     assert resolve("auto", str(bin_dir)) == "none"
     write(bin_dir / "xray", "#!/bin/sh\n")
-    assert resolve("auto", str(bin_dir)) == "xray"
+    assert resolve("auto", str(bin_dir)) == "none"
+    assert resolve("xray", str(bin_dir)) == "xray"  # named: as it is
     write(bin_dir / "sing-box", "#!/bin/sh\n")
     assert resolve("auto", str(bin_dir)) == "sing-box"
     assert resolve("shadowsocks-libev", str(bin_dir)) == "shadowsocks-libev"  # chosen: as it is
+
+
+def test_a_backend_no_test_runs_is_logged_when_chosen(bin_dir: Path, run_dir: Path,
+                                                     conf_dir: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """option proxy 'xray' is taken as asked, with a warning that no test of this project has
+    run xray; the tested backends start without one."""
+    async def body() -> None:
+        write(bin_dir / "xray", "#!/bin/sh\nexec sleep 600\n")
+        d = dp(run_dir, bin_dir)
+        xray = Config(globals=replace(CFG.globals, proxy="xray"), servers=CFG.servers)
+        d.configure(xray, conf_dir)
+        await until(lambda: d.status()["state"] == "running")
+        assert d.status()["backend"] == "xray"
+        warned = [r.getMessage() for r in caplog.records if "not run by bonding's tests" in
+                  r.getMessage()]
+        assert warned == ["option proxy 'xray': xray is not run by bonding's tests (its config "
+                          "is checked against xray's struct tags only): sing-box is the tested "
+                          "choice"], warned
+        await d.close()
+        caplog.clear()
+        d = dp(run_dir, bin_dir)
+        d.configure(CFG, conf_dir)  # shadowsocks-libev
+        await until(lambda: d.status()["state"] == "running")
+        assert not [r for r in caplog.records if "not run by" in r.getMessage()]
+        await d.close()
+    with caplog.at_level("WARNING", logger="bondingd.dataplane"):
+        run(body)
 
 
 def test_congestion_control_that_the_kernel_lacks(bin_dir: Path, run_dir: Path,

@@ -8,8 +8,9 @@ from typing import Final
 from bonding.config.values import is_ipv4, is_ipv6
 
 LOG_LEVELS: Final = ("debug", "info", "notice", "warning", "error")
-# 'auto': sing-box, else xray, whichever is installed (bondingd looks again while it finds
-# neither); 'none': no data plane, bond the router's own traffic only.
+# 'auto': sing-box when it is installed (bondingd looks again while it is not; xray, which no
+# test of this project runs, only when named); 'none': no data plane, bond the router's own
+# traffic only.
 PROXIES: Final = ("auto", "none", "shadowsocks-libev", "xray", "sing-box")
 FAILBACK: Final = ("return", "stay")
 # Destinations that never go through the proxy unless `list bypass` replaces this list: the

@@ -83,7 +83,9 @@ class DataPlane:
                                                 for p in cfg.paths})
         self._cfg = cfg
         self.server = server
-        self.backend = backends.resolve(g.proxy, self.path)
+        was, self.backend = self.backend, backends.resolve(g.proxy, self.path)
+        if g.enabled and self.backend in backends.UNTESTED and self.backend != was:
+            log.warning("option proxy '%s': %s", self.backend, backends.UNTESTED[self.backend])
         self._anchor(g.enabled and self.backend == "sing-box")
         if g.proxy == "none" or not g.enabled:
             self.ruleset = None
