@@ -584,7 +584,7 @@ def test_pruning_a_symlinked_secrets_file_does_what_libuci_commit_does(
         owrt_prefix: Path, owrt_env: dict[str, str], tmp_path: Path) -> None:
     """The real `uci delete` + `commit` and bondingd's pruning leave the same two trees: the
     link kept, the file it points to rewritten without the removed server."""
-    from bonding import secretsfile
+    from bonding.config import secretsfile
     text = ("config server 'vps1'\n\toption key 'one-0123456789abcdef'\n\n"
             "config server 'vps2'\n\toption key 'two-0123456789abcdef'\n")
     trees = {}

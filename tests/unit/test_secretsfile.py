@@ -1,4 +1,4 @@
-"""bonding_secrets held against /etc/config/bonding (bonding.secretsfile), `bondingd
+"""bonding_secrets held against /etc/config/bonding (bonding.config.secretsfile), `bondingd
 --check-config` on both files, and pruning the keys of removed servers."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bonding import config, daemon, secretsfile, uci
-from bonding.config import Config, Globals, Secrets, Server, Severity
+from bonding import config, daemon, uci
+from bonding.config import Config, Globals, Secrets, Server, Severity, secretsfile
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
 K16 = base64.b64encode(bytes(range(16))).decode()

@@ -7,8 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from bonding import __version__, config, secretsfile
-from bonding.config import Severity
+from bonding import __version__, config
+from bonding.config import Severity, secretsfile
 
 
 def check_config(config_dir: Path) -> int:

@@ -8,8 +8,8 @@ import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from bonding import config, secretsfile
-from bonding.config import Config, PathConfig, Problem, Severity
+from bonding import config
+from bonding.config import Config, PathConfig, Problem, Severity, secretsfile
 
 log = logging.getLogger("bondingd")
 

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from bonding import config, secretsfile
+from bonding import config
 from bonding.bondingd.runtime import PathRuntime
+from bonding.config import secretsfile
 from bonding.ubus import UbusError, UbusStatus
 
 log = logging.getLogger("bondingd")

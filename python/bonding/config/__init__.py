@@ -7,7 +7,9 @@ device that does not exist yet) are reported and the rest is used.
 The parts: ``values`` (str → value parsers, the cipher and key rules), ``model`` (the frozen
 dataclasses and their defaults), ``problems`` (`Problem`, `Severity`, `ConfigError`),
 ``loading`` (UCI sections → `Config`: the option specs and the checks across options) and
-``secrets`` (/etc/config/bonding_secrets → `Secrets`).  Everything is importable from here.
+``secrets`` (/etc/config/bonding_secrets → `Secrets`).  Everything is importable from here,
+except ``secretsfile`` (bonding_secrets held against the config, pruned and written: it imports
+the rest, so it is imported as ``bonding.config.secretsfile``).
 """
 
 from bonding.config.loading import (
