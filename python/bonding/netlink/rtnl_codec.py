@@ -291,13 +291,7 @@ def encode_route(
             scope = RT_SCOPE_LINK
         else:
             scope = RT_SCOPE_UNIVERSE
-    hdr = RTMSG.pack(family, prefixlen, 0, tos, table if table < 256 else RT_TABLE_UNSPEC,
-                     protocol, scope, rtype, 0)
-    attrs = [nla_u32(RTA_TABLE, table)]
-    if dst != "default":
-        attrs.append(nla(RTA_DST, pack_addr(dst, family)))
-    if metric is not None:
-        attrs.append(nla_u32(RTA_PRIORITY, metric))
+    hdr, attrs = _route_head(table, dst, prefixlen, metric, family, tos, protocol, scope, rtype)
     if prefsrc is not None:
         attrs.append(nla(RTA_PREFSRC, pack_addr(prefsrc, family)))
     if congctl:
@@ -378,11 +372,19 @@ def encode_rule(
 def _delroute_payload(
     table: int, dst: str, prefixlen: int, metric: int | None, family: int, tos: int
 ) -> bytes:
+    hdr, attrs = _route_head(table, dst, prefixlen, metric, family, tos, RTPROT_UNSPEC,
+                             RT_SCOPE_NOWHERE, RTN_UNSPEC)
+    return hdr + b"".join(attrs)
+
+
+def _route_head(table: int, dst: str, prefixlen: int, metric: int | None, family: int,
+                tos: int, protocol: int, scope: int, rtype: int) -> tuple[bytes, list[bytes]]:
+    """A route's rtmsg and the attributes that name it: table, destination, metric."""
     hdr = RTMSG.pack(family, prefixlen, 0, tos, table if table < 256 else RT_TABLE_UNSPEC,
-                     RTPROT_UNSPEC, RT_SCOPE_NOWHERE, RTN_UNSPEC, 0)
+                     protocol, scope, rtype, 0)
     attrs = [nla_u32(RTA_TABLE, table)]
     if dst != "default":
         attrs.append(nla(RTA_DST, pack_addr(dst, family)))
     if metric is not None:
         attrs.append(nla_u32(RTA_PRIORITY, metric))
-    return hdr + b"".join(attrs)
+    return hdr, attrs
