@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -182,16 +184,50 @@ def test_events_on_ubus(preferred: Lab) -> None:
     if not st.ubus_socket or not prefix:
         pytest.skip("no ubusd in the lab: set OWRT_PREFIX to the OpenWrt userland (make deps)")
     env = {**os.environ, "LD_LIBRARY_PATH": f"{prefix}/lib"}
-    listener = subprocess.Popen([f"{prefix}/bin/ubus", "-s", st.ubus_socket, "listen",
-                                 "bonding.server"], stdout=subprocess.PIPE, text=True, env=env)
+    ubus = [f"{prefix}/bin/ubus", "-s", st.ubus_socket]
+    listener = subprocess.Popen([*ubus, "listen", "bonding.server"], stdout=subprocess.PIPE,
+                                text=True, env=env)
+    assert listener.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:  # ends when the listener does
+        for ln in listener.stdout or ():
+            lines.put(ln)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    events: list[dict[str, Any]] = []
+
+    def heard(pred: Callable[[dict[str, Any]], bool], timeout: float) -> bool:
+        """Take the listener's events until one matches `pred` (False after `timeout` s)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line.strip():
+                events.append(json.loads(line)["bonding.server"])
+                if pred(events[-1]):
+                    return True
+        return False
+
     try:
-        time.sleep(0.3)
+        # the listener listens once it hears an event of its own (no sleep: it may take longer)
+        for _ in range(50):  # bounded: 50 × 0.1 s
+            subprocess.run([*ubus, "send", "bonding.server", '{"name": "ready?"}'], env=env,
+                           check=True, timeout=5)
+            if heard(lambda e: e.get("name") == "ready?", 0.1):
+                break
+        else:
+            raise AssertionError("ubus listen heard nothing of its own event in 5 s")
         assert fail_first(preferred, "blackhole") is not None
-        time.sleep(0.5)
+        assert heard(lambda e: e.get("name") == "lab2" and e.get("state") == "active", 10), \
+            events
     finally:
         listener.send_signal(signal.SIGINT)
-        out, _ = listener.communicate(timeout=5)
-    events = [json.loads(line)["bonding.server"] for line in out.splitlines() if line.strip()]
+        listener.wait(timeout=5)
+        reader.join(timeout=5)
     down = [e for e in events if e["name"] == "lab"]
     up = [e for e in events if e["name"] == "lab2"]
     assert {"state": "down", "previous": "active"}.items() <= down[0].items()
