@@ -46,6 +46,7 @@ class Transfer:
     reverse: bool = False  # the server side sends (iperf3 -R)
     omit: float = 0  # seconds left out of the report at the start (iperf3 -O)
     server_output: bool = True  # the receiver's own intervals in the report
+    interval: float = 1.0  # seconds per interval of the report (iperf3 -i, ≥ 0.1)
 
     def start(self) -> None:
         st = self.lab.state or self.lab.load()
@@ -63,7 +64,8 @@ class Transfer:
             time.sleep(0.05)
         extra = (["-R"] if self.reverse else []) + (
             ["-O", f"{self.omit:g}"] if self.omit else []) + (
-            ["--get-server-output"] if self.server_output else [])
+            ["--get-server-output"] if self.server_output else []) + (
+            ["-i", f"{self.interval:g}"] if self.interval != 1.0 else [])
         self.client = subprocess.Popen(
             nsx(st.namespaces[self.src_role], *wrap, "iperf3", "-c", self.dst, "-p",
                 str(IPERF_PORT), "-t", f"{self.seconds:g}", "-J", *extra,
