@@ -10,22 +10,9 @@ Prints figures; asserts nothing.  Each part builds its own lab and removes it.
 failover: two aggregation servers, the first killed or blackholed, 5 times each: seconds until a
 new TCP connection from the LAN host reaches the target through the second (median of 5).
 
-goodput, goodput-hard, unshaped: one TCP connection LAN host → target through the full path
-(nftables tproxy, the proxy on both ends, bonding-server), beside raw kernel MPTCP (iperf3 under
-mptcpize router → server, no proxy) over the same links in the same lab, as a fraction of the
-header-limited capacity Σ rate × 1448/1514.  Goodput is what the receiver counted over the
-steady part of the transfer (the first WARMUP_S and the last second left out).  Both variants
-get the congestion control bondingd puts on its routes (`--cc`: each value is a run).  After each
-lab, its links' delay stages say how many packets they released more than 1 ms late (the lab's
-own timing error, which a busy host makes larger).
-
-goodput-v6: the same with IPv6 from end to end: the LAN host's flow to the target's IPv6
-address, the bonded connection to the server's IPv6 address (MPTCP subflows on the links' IPv6),
-raw MPTCP router → server over IPv6 beside it.  An IPv6 header is 20 bytes longer than an IPv4
-one, so a 1514-byte frame carries 1500 - 40 (IPv6) - 20 (TCP) - 12 (timestamps) = 1428 bytes of
-TCP payload: the header-limited capacity is Σ rate × 1428/1514 (94.3% of the line rate, where
-IPv4 has 95.6%).  A second line: the same IPv6 LAN flow carried over IPv4 subflows (capacity
-Σ rate × 1448/1514, as IPv4).
+goodput, goodput-hard, goodput-v6, unshaped (bench/goodput.py): one TCP connection through the
+full path, upload and download, beside raw kernel MPTCP over the same links, each figure the
+median and range of --runs transfers with the failed ones counted (see that module).
 
 udp-failover: a 50 pps "voice" stream LAN host → UDP echo at the target through the full path;
 the link that carries most of it is blackholed, 5 times: the longest time without an echo
@@ -37,7 +24,6 @@ of `--proxy` is a run.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -46,9 +32,7 @@ from pathlib import Path
 
 from bonding.lab.server_failover import fail_first_server, heal_first_server
 from bonding.lab.topology import (
-    PROXY_BACKEND,
     SERVER_ADDR,
-    SERVER_ADDR6,
     TARGET_ADDR,
     Lab,
     LinkSpec,
@@ -56,13 +40,10 @@ from bonding.lab.topology import (
 )
 from bonding.lab.traffic import (
     HEADER_RATIO,
-    HEADER_RATIO6,
     Rates,
     Service,
     Stream,
     Transfer,
-    goodput_between,
-    lan_transfer,
     link_rates,
     longest_silence,
     path_state,
@@ -71,39 +52,12 @@ from bonding.lab.traffic import (
     try_ask_from,
     wait_all_up,
     wait_for,
-    wait_proxy_running,
 )
+from goodput import CASES, HARD_CASES, goodput, goodput_v6, unshaped
+from labs import bondingd_lab, full_lab, prefix
 
-# Labs of this run only: two runs at once (several engineers on one machine) do not tear down
-# each other's labs.
-PREFIX = f"bb{os.getpid() % 100000}"
-FULL_PREFIX = f"bg{os.getpid() % 100000}"
-WARMUP_S = 4.0
-# (label, links, fault on wan1 or None, bar in % of Σ rate × 1448/1514)
-GOODPUT_CASES: list[tuple[str, str, int | None, float]] = [
-    ("2 links", "50/10ms,20/25ms", None, 97),
-    ("3 links", "50/10ms,30/20ms,20/40ms", None, 97),
-    ("4 links", "40/5ms,30/15ms,20/30ms,10/40ms", None, 97),
-]
-# (label, links, bonded over IPv6, header ratio, bar in % of Σ rate × that ratio)
-V6_CASES: list[tuple[str, str, bool, float, float]] = [
-    ("IPv6 over IPv6", "50/10ms,30/20ms,20/40ms", True, HEADER_RATIO6, 95),
-    ("IPv6 over IPv4", "50/10ms,30/20ms,20/40ms", False, HEADER_RATIO, 95),
-]
-HARD_CASES: list[tuple[str, str, int | None, float]] = [
-    ("1:8 RTT spread", "50/5ms,30/20ms,20/40ms", None, 90),
-    ("1% loss on wan1", "50/10ms,30/20ms,20/40ms", 1, 90),
-]
-
-
-def _lab(links: str) -> Lab:
-    lab = Lab(PREFIX)
-    lab.down(purge=True)
-    lab.up(parse_links(links))
-    if not wait_all_up(lab, 20):
-        lab.down(purge=True)
-        raise SystemExit(f"paths did not come up: {lab.status()}")
-    return lab
+_lab = bondingd_lab
+_full_lab = full_lab
 
 
 def _fmt(xs: Sequence[float]) -> str:
@@ -200,141 +154,6 @@ def aggregate(seconds: float) -> None:
             lab.down(purge=True)
 
 
-def _set_cc(lab: Lab, cc: str, lossy: set[str]) -> None:
-    """`cc` everywhere, or 'mixed': bbr globally (the first subflow) and on the lossy links,
-    cubic on the clean ones (per-path option congestion_control)."""
-    links = [x.name for x in lab.load().links]
-    if cc == "mixed":
-        changes: dict[str, dict[str, str | None]] = {"globals": {"congestion_control": "bbr"}}
-        changes.update({n: {"congestion_control": None if n in lossy else "cubic"}
-                        for n in links})
-    else:
-        changes = {"globals": {"congestion_control": cc}}
-        changes.update({n: {"congestion_control": None} for n in links})
-    lab.set_options(changes)
-
-
-def _full_lab(links: str, cc: str, backend: str = PROXY_BACKEND, tunnel6: bool = False) -> Lab:
-    lab = Lab(FULL_PREFIX)
-    lab.down(purge=True)
-    lab.up(parse_links(links), proxy=True, backend=backend, tunnel6=tunnel6,
-           options={"congestion_control": "bbr" if cc == "mixed" else cc})
-    ok = wait_all_up(lab, 20) and wait_proxy_running(lab, 10)
-    if not ok:
-        status = lab.status()
-        lab.down(purge=True)
-        raise SystemExit(f"lab not ready: {status.get('paths')} {status.get('proxy')}")
-    return lab
-
-
-def _measure(lab: Lab, t: Transfer, seconds: float) -> tuple[float, dict[str, float]]:
-    """Steady goodput (bit/s, the receiver's count) and each link's wire rate meanwhile."""
-    t.start()
-    try:
-        wire = link_rates(lab, WARMUP_S, seconds - WARMUP_S - 1)
-        report = t.result(timeout=seconds + 30)
-    finally:
-        t.stop()
-    got = goodput_between(report, WARMUP_S, seconds - 1)
-    return (got or 0.0), wire
-
-
-def _tcp_mem() -> int:
-    """Pages the kernel counts as used by TCP and MPTCP (a leak shows here)."""
-    text = Path("/proc/net/sockstat").read_text()
-    return int(text.split("TCP:")[1].split(" mem ")[1].split()[0])
-
-
-def _stages(lab: Lab) -> str:
-    """The links' delay stages over the lab's life: how many releases were late, how late."""
-    parts = []
-    for name, st in lab.stage_stats().items():
-        late = 100 * st["late_over_1ms"] / max(st["forwarded"], 1)
-        parts.append(f"{name} {late:.1f}% late > 1 ms, worst {st['late_max_ms']:.1f} ms, "
-                     f"{st['dropped']:.0f} dropped")
-    return "  delay stages: " + "; ".join(parts)
-
-
-def goodput(cases: list[tuple[str, str, int | None, float]], seconds: float,
-            ccs: Sequence[str]) -> None:
-    """One TCP flow LAN host → target through the proxy, beside raw MPTCP router → server."""
-    for label, links, loss, bar in cases:
-        specs = parse_links(links)
-        cap = sum(x.rate_mbit for x in specs) * 1e6 * HEADER_RATIO
-        lab = _full_lab(links, ccs[0])
-        try:
-            if loss:
-                lab.loss("wan1", loss)
-            for cc in ccs:
-                _set_cc(lab, cc, lossy={"wan1"} if loss else set())
-                time.sleep(1.0)
-                mem0 = _tcp_mem()
-                proxy, wire = _measure(lab, lan_transfer(lab, seconds), seconds)
-                # -C as the routes: iperf3's own choice would hold for the first subflow
-                first = "bbr" if cc == "mixed" else cc
-                raw, _ = _measure(lab, Transfer(lab, seconds, congestion=first or None),
-                                  seconds)
-                links_pct = " ".join(f"{x.name} {100 * wire[x.name] / (x.rate_mbit * 1e6):.0f}%"
-                                     for x in lab.load().links)
-                leak = _tcp_mem() - mem0
-                print(f"goodput {label:16} {links:31} cc {cc or 'default':6} "
-                      f"proxy {proxy / 1e6:6.1f} Mbit/s = {100 * proxy / cap:5.1f}%  "
-                      f"raw MPTCP {raw / 1e6:6.1f} = {100 * raw / cap:5.1f}%  "
-                      f"of {cap / 1e6:.1f} (bar {bar:g}%)  wire: {links_pct}"
-                      + (f"  [tcp mem +{leak} pages]" if leak > 10000 else ""), flush=True)
-            print(_stages(lab), flush=True)
-        finally:
-            lab.down(purge=True)
-
-
-def goodput_v6(seconds: float, ccs: Sequence[str]) -> None:
-    """One TCP flow LAN host → target over IPv6 through the proxy, beside raw MPTCP."""
-    for label, links, tunnel6, ratio, bar in V6_CASES:
-        specs = parse_links(links)
-        cap = sum(x.rate_mbit for x in specs) * 1e6 * ratio
-        # sing-box bonds only towards an IPv4 server address (backends.sing_box): the run over
-        # the links' IPv6 takes shadowsocks-libev
-        lab = _full_lab(links, ccs[0], tunnel6=tunnel6,
-                        backend="shadowsocks-libev" if tunnel6 else PROXY_BACKEND)
-        try:
-            for cc in ccs:
-                _set_cc(lab, cc, lossy=set())
-                time.sleep(1.0)
-                proxy, wire = _measure(lab, lan_transfer(lab, seconds, ipv6=True), seconds)
-                first = "bbr" if cc == "mixed" else cc
-                raw, _ = _measure(lab, Transfer(lab, seconds, congestion=first or None,
-                                                dst=SERVER_ADDR6 if tunnel6 else SERVER_ADDR),
-                                  seconds)
-                links_pct = " ".join(f"{x.name} {100 * wire[x.name] / (x.rate_mbit * 1e6):.0f}%"
-                                     for x in lab.load().links)
-                print(f"goodput-v6 {label:14} {links:23} cc {cc or 'default':6} "
-                      f"proxy {proxy / 1e6:6.1f} Mbit/s = {100 * proxy / cap:5.1f}%  "
-                      f"raw MPTCP {raw / 1e6:6.1f} = {100 * raw / cap:5.1f}%  "
-                      f"of {cap / 1e6:.1f} = Σ rate × {round(ratio * 1514)}/1514 "
-                      f"(bar {bar:g}%)  wire: {links_pct}", flush=True)
-            print(_stages(lab), flush=True)
-        finally:
-            lab.down(purge=True)
-
-
-def unshaped(seconds: float, ccs: Sequence[str]) -> None:
-    """The proxy path against raw MPTCP with links the machine alone limits."""
-    links = "10000/0ms,10000/0ms"
-    lab = _full_lab(links, ccs[0])
-    try:
-        for cc in ccs:
-            _set_cc(lab, cc, lossy=set())
-            time.sleep(1.0)
-            proxy, _ = _measure(lab, lan_transfer(lab, seconds), seconds)
-            first = "bbr" if cc == "mixed" else cc
-            raw, _ = _measure(lab, Transfer(lab, seconds, congestion=first or None), seconds)
-            print(f"unshaped {links} cc {cc or 'default':6} proxy {proxy / 1e6:7.1f} Mbit/s, "
-                  f"raw MPTCP {raw / 1e6:7.1f} Mbit/s: proxy = {100 * proxy / raw:5.1f}% of "
-                  "raw (bar ≥ 50%)", flush=True)
-    finally:
-        lab.down(purge=True)
-
-
 def _stream_rtts(lab: Lab, seconds: float) -> tuple[list[float], int, int]:
     r = Stream(lab, "lan", TARGET_ADDR, 7007, seconds).result()
     return sorted((a[2] - a[1]) * 1000 for a in r["arrivals"]), r["lost"], r["sent"]
@@ -383,7 +202,6 @@ def udp_failover(runs: int, backends: Sequence[str]) -> None:
             lab.down(purge=True)
 
 
-FAILOVER_PREFIX = "bf"
 FAILOVER_PORT = 8094
 
 
@@ -396,7 +214,7 @@ def failover(runs: int, backends: Sequence[str]) -> None:
 
 
 def _failover(runs: int, backend: str) -> None:
-    lab = Lab(FAILOVER_PREFIX)
+    lab = Lab(prefix("f"))
     lab.down(purge=True)
     hold = 3
     lab.up(parse_links("50/10ms,30/20ms,20/40ms"), servers=2, backend=backend,
@@ -472,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="congestion controls bondingd puts on its routes, one run each "
                         "(goodput parts; '' = the system's; mixed = bbr globally and on lossy "
                         "links, cubic on clean ones; default: %(default)s)")
+    p.add_argument("--runs", type=int, default=3,
+                   help="transfers per goodput figure, each way (default: %(default)s)")
     p.add_argument("--proxy", default="sing-box,shadowsocks-libev",
                    help="proxies for failover and udp-failover, one run each (default: "
                         "%(default)s)")
@@ -479,16 +299,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ccs = [c.strip() for c in a.cc.split(",")]
     gs = 15.0 if a.quick else 25.0
     n = 4 if a.quick else 10
+    runs = max(1, a.runs)
     parts: dict[str, Callable[[], None]] = {
         "detect": lambda: detect(n),
         "recover": lambda: recover(3 if a.quick else 6),
         "aggregate": lambda: aggregate(10 if a.quick else 20),
         "footprint": lambda: footprint(15 if a.quick else 60),
         "failover": lambda: failover(5, [x.strip() for x in a.proxy.split(",")]),
-        "goodput": lambda: goodput(GOODPUT_CASES, gs, ccs),
-        "goodput-hard": lambda: goodput(HARD_CASES, gs, ccs),
-        "goodput-v6": lambda: goodput_v6(gs, ccs),
-        "unshaped": lambda: unshaped(gs, ccs),
+        "goodput": lambda: goodput(CASES, gs, ccs, runs),
+        "goodput-hard": lambda: goodput(HARD_CASES, gs, ccs, runs, "goodput-hard"),
+        "goodput-v6": lambda: goodput_v6(gs, ccs, runs),
+        "unshaped": lambda: unshaped(gs, ccs, runs),
         "udp-failover": lambda: udp_failover(3 if a.quick else 5,
                                              [x.strip() for x in a.proxy.split(",")]),
     }

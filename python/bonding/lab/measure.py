@@ -14,18 +14,20 @@ from bonding.lab.topology import Lab
 
 
 class Rates:
-    """Per-link rates from the router's WAN counters between two samples."""
+    """Per-link rates from the router's WAN counters between two samples: what the router sent
+    (`way` "tx", the upload) or received ("rx", the download)."""
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: Lab, way: str = "tx") -> None:
         self.lab = lab
+        self.way = way
         self.t = time.monotonic()
         self.c = lab.counters()
 
     def sample(self) -> dict[str, float]:
-        """Bits/s sent on each link (upload) since the last sample."""
+        """Bits/s on each link, the `way` of this object, since the last sample."""
         t, c = time.monotonic(), self.lab.counters()
         dt = max(t - self.t, 1e-6)
-        out = {k: (c[k]["tx"] - self.c[k]["tx"]) * 8 / dt for k in c}
+        out = {k: (c[k][self.way] - self.c[k][self.way]) * 8 / dt for k in c}
         self.t, self.c = t, c
         return out
 
@@ -110,9 +112,10 @@ def wait_all_up(lab: Lab, timeout: float = 20.0) -> bool:
 
 
 
-def link_rates(lab: Lab, after: float, over: float) -> dict[str, float]:
-    """After `after` seconds, bits/s sent on each link (upload) over the next `over`."""
+def link_rates(lab: Lab, after: float, over: float, way: str = "tx") -> dict[str, float]:
+    """After `after` seconds, bits/s on each link over the next `over`: sent (`way` "tx", the
+    upload) or received ("rx", the download)."""
     time.sleep(after)
-    rates = Rates(lab)
+    rates = Rates(lab, way)
     time.sleep(over)
     return rates.sample()
