@@ -49,6 +49,7 @@ class Apk:
     pub: Path  # its public key
     other_pub: Path  # another P-256 key's public half
     files_before: dict[str, str]
+    key: Path  # the secret key (to build a second release)
 
 
 def _base_package(apk: Path, repo: Path, out: Path) -> Path:
@@ -95,7 +96,7 @@ def setup(router_prereqs: Path, tmp_path_factory: pytest.TempPathFactory, worker
                 "rm /tmp/scratch-root-base.apk")
         root.write(LIST, f"file://{SERVED}/packages.adb\n")
         yield Apk(root, repo, keys / feed.PUBLIC_NAME, other_keys / feed.PUBLIC_NAME,
-                  root.files())
+                  root.files(), keys / feed.SECRET_NAME)
     finally:
         root.close()
 
@@ -249,3 +250,46 @@ def test_apk_del_leaves_only_the_changed_conffiles(setup: Apk) -> None:
     assert not root.path("/lib/apk/packages/bonding.list").exists()
     assert not root.path(f"/usr/lib/python{pyver()}/site-packages/bonding").exists()
     assert not _installed(setup, "bonding") and not _installed(setup, "python3-bonding")
+
+
+def test_apk_add_again_keeps_the_changed_conffile_and_sets_its_own_aside(setup: Apk) -> None:
+    root = setup.root
+    assert not _installed(setup, "bonding"), "the remove test failed"
+    changed = root.path("/etc/config/bonding").read_text()
+    said, rc = _add(setup, "bonding")
+    assert rc == 0, said
+    assert root.path("/etc/config/bonding").read_text() == changed
+    shipped = (REPO / "package/bonding/files/bonding.config").read_text()
+    assert root.path("/etc/config/bonding.apk-new").read_text() == shipped
+    assert root.path("/etc/rc.d/S95bonding").is_symlink()
+
+
+def test_apk_upgrade_runs_the_post_upgrade_script(setup: Apk, tmp_path: Path,
+                                                   request: pytest.FixtureRequest) -> None:
+    """Release 2 of bonding, from a copy of the tree: `apk upgrade` installs it with its
+    post-upgrade script (PKG_UPGRADE=1: started, not enabled again), the user's config kept."""
+    root = setup.root
+    tree = tmp_path / "tree"
+    for d in ("package", "python/bonding", "luci-app-bonding"):
+        shutil.copytree(REPO / d, tree / d, ignore=shutil.ignore_patterns("__pycache__"))
+    mk = tree / "package/bonding/Makefile"
+    mk.write_text(mk.read_text().replace("PKG_RELEASE:=1\n", "PKG_RELEASE:=2\n"))
+    repo2 = _copy(setup.repo, tmp_path / "repo2")
+    apk = setup.root.prefix / "bin" / "apk"
+    feed.build_apk_feed(repo2, apk, setup.key, ["bonding"], pyver(), root=tree, mtime=1)
+    assert sorted(p.name for p in repo2.glob("bonding-*.apk"))[0] == \
+        f"bonding-{bonding.__version__}-r2.apk"
+    changed = root.path("/etc/config/bonding").read_text()
+    _serve(setup, repo2)
+    t0 = time.monotonic()
+    up = root.sh("apk update && apk upgrade", check=False, timeout=180)
+    say(request.config, f"apk upgrade to bonding r2: {time.monotonic() - t0:.1f} s")
+    said = up.stdout + up.stderr
+    assert up.returncode == 0, said
+    assert f"Upgrading bonding ({VERSION} -> {bonding.__version__}-r2)" in said, said
+    assert f"Executing bonding-{bonding.__version__}-r2.post-upgrade" in said, said
+    assert root.path("/etc/config/bonding").read_text() == changed
+    assert root.path("/etc/rc.d/S95bonding").is_symlink()
+    root.wait(lambda: '"running": true' in root.sh(
+        "ubus call service list '{\"name\":\"bonding\"}'").stdout, 10,
+        "bondingd running after the upgrade")
