@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -260,3 +262,25 @@ def test_a_key_apk_cannot_sign_with_or_no_apk_is_a_clear_error(
                       str(tmp_path / "no-apk"), "--key-dir", str(tmp_path / "k")]) == 1
     err = capsys.readouterr().err
     assert "no apk-tools 3 program" in err and "tools/owrt-userland.sh" in err
+
+
+def test_a_user_builds_packages_whose_files_are_roots(apk: Path) -> None:
+    """apk mkpkg records each file's owner; built by a user (here `nobody` when the tests run as
+    root), the files still belong to root on the router, as OpenWrt's fakeroot build makes
+    them."""
+    work = Path(tempfile.mkdtemp(prefix="apk-user-"))
+    try:
+        work.chmod(0o777)
+        python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable  # as make's
+        argv = [python, str(REPO / "tools/feed.py"), "apk", "--output",
+                str(work / "out"), "--key-dir", str(work / "keys"), "--apk", str(apk), "bonding"]
+        if os.geteuid() == 0:
+            argv = ["runuser", "-u", "nobody", "--", *argv]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "HOME": str(work)}, check=False)
+        assert r.returncode == 0, r.stderr
+        owners = [x.split(":")[1].strip() for x in dump(apk, work / f"out/bonding-{VERSION}.apk")
+                  .splitlines() if x.strip().startswith(("user:", "group:"))]
+        assert owners and set(owners) == {"root"}, sorted(set(owners))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
