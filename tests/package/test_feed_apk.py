@@ -232,6 +232,15 @@ def test_the_index_is_signed_by_the_key_made_outside_the_repository(
     assert len(sig) == 1 and sig[0].endswith("UNTRUSTED signature"), sig
 
 
+def test_unsigned_is_only_on_request_and_says_apk_refuses_it(
+        apk: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "unsigned"
+    assert feed.main(["apk", "--output", str(out), "--apk", str(apk), "--unsigned",
+                      "bonding"]) == 0
+    assert "apk refuses this index" in capsys.readouterr().err
+    assert not [x for x in dump(apk, out / "packages.adb").splitlines() if x.startswith("# sig")]
+
+
 def test_the_key_is_reused_and_never_inside_the_repository(
         apk: Path, built: Path, key_dir: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
