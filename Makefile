@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 OWRT_PREFIX ?= /opt/owrt
 export OWRT_PREFIX
 
-.PHONY: all deps demo test lint unit lab bench clean feed
+.PHONY: all deps demo test lint unit lab bench clean feed feed-apk
 
 # Shell that runs on the router (busybox ash): shellcheck'd and shfmt'd by `make lint`.
 PKG_SH := package/bonding/files/bonding.init package/bonding/files/bonding.iface \
@@ -42,6 +42,13 @@ test: lint
 feed:
 	@test -n "$(FEED_DIR)" || { echo "usage: make feed FEED_DIR=DIR [FEED_KEY=usign-secret-key | FEED_KEY_DIR=DIR] [FEED_PYTHON=3.11]" >&2; exit 2; }
 	python3 tools/feed.py build --output "$(FEED_DIR)" $(if $(FEED_PYTHON),--python $(FEED_PYTHON)) $(if $(FEED_KEY),--key "$(FEED_KEY)") $(if $(FEED_KEY_DIR),--key-dir "$(FEED_KEY_DIR)")
+
+# The same packages as an apk repository (OpenWrt 25.12): .apk files and packages.adb, made by
+# apk-tools 3 (APK, else $(OWRT_PREFIX)/bin/apk: `make deps` builds it).  Signed by default:
+# FEED_APK_KEY=ECDSA P-256 secret key (PEM), else private-key.pem in FEED_KEY_DIR (made there).
+feed-apk:
+	@test -n "$(FEED_DIR)" || { echo "usage: make feed-apk FEED_DIR=DIR [FEED_APK_KEY=p256-secret.pem | FEED_KEY_DIR=DIR] [FEED_PYTHON=3.13] [APK=apk-tools-3]" >&2; exit 2; }
+	python3 tools/feed.py apk --output "$(FEED_DIR)" $(if $(FEED_PYTHON),--python $(FEED_PYTHON)) $(if $(APK),--apk "$(APK)") $(if $(FEED_APK_KEY),--key "$(FEED_APK_KEY)") $(if $(FEED_KEY_DIR),--key-dir "$(FEED_KEY_DIR)")
 
 bench: deps
 	$(PY) bench/run.py

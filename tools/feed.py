@@ -9,6 +9,14 @@
         when missing; KEYDIR is $BONDING_FEED_KEY_DIR, else ~/.config/bonding-feed), never a
         key inside this repository; the public key and the router's `opkg-key add` step are
         printed.
+    feed.py apk --output DIR [--python X.Y] [--apk APK] [--key PEM | --key-dir KEYDIR |
+                --unsigned] [PACKAGE ...]
+        an apk repository folder for OpenWrt 25.12 (what `make feed-apk FEED_DIR=DIR` runs): one
+        APKv3 .apk per arch-all package, made by the real `apk mkpkg` with OpenWrt's
+        /lib/apk/packages/<pkg>.{list,conffiles,...} and install scripts (feedlib/apk.py), and
+        packages.adb by `apk mkndx`, signed by default with the ECDSA P-256 key
+        KEYDIR/private-key.pem (made there, with public-key.pem, when missing); the router's
+        key and repositories.d steps are printed.  Python defaults to 3.13 (25.12's).
     feed.py install [--python X.Y] PACKAGE DESTDIR
         put PACKAGE's files into DESTDIR (what the package Makefiles' install sections run in the
         OpenWrt SDK or buildroot)
@@ -33,6 +41,20 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from feedlib.apk import (
+    DEFAULT_APK_PYTHON,
+    INDEX,
+    PUBLIC_NAME,
+    SECRET_NAME,
+    apk_version,
+    build_apk,
+    find_apk,
+    generate_key,
+    meta_files,
+    public_of,
+    scripts,
+)
+from feedlib.apk import write_index as write_apk_index
 from feedlib.common import DEFAULT_PYTHON, FILE_LIST, REPO, VERSION_FILE, FeedError, Kind
 from feedlib.files import (
     Item,
@@ -59,6 +81,7 @@ from feedlib.makefile import Meta, load_metas, makefile_for, parse_makefile
 from feedlib.usign import SecretKey, generate, load_secret, public_text
 
 __all__ = [
+    "DEFAULT_APK_PYTHON",
     "DEFAULT_PYTHON",
     "FILE_LIST",
     "REPO",
@@ -68,6 +91,9 @@ __all__ = [
     "Kind",
     "Meta",
     "Rule",
+    "apk_version",
+    "build_apk",
+    "build_apk_feed",
     "build_feed",
     "build_ipk",
     "control_members",
@@ -79,21 +105,24 @@ __all__ = [
     "load_metas",
     "main",
     "makefile_for",
+    "meta_files",
     "parse_makefile",
     "project_version",
     "pysite",
     "read_control",
     "read_rules",
     "resolve",
+    "scripts",
     "sign_index",
     "source_epoch",
     "write_index",
 ]
 
 
-def build_feed(outdir: Path, only: Sequence[str] = (), python: str = DEFAULT_PYTHON,
-               root: Path = REPO, mtime: int | None = None) -> list[tuple[Meta, Path, int]]:
-    """Build the .ipk files and the index into `outdir`; returns (meta, ipk, file count)."""
+def _checked(root: Path, only: Sequence[str], python: str
+             ) -> tuple[dict[str, list[Item]], list[str], dict[str, Meta]]:
+    """The items of every package, the packages to build (in order) and their metadata, checked
+    against each other; a package without a Makefile is skipped (an error when asked for)."""
     items = load_items(root, python)
     wanted = list(only) or list(items)
     unknown = [p for p in wanted if p not in items]
@@ -119,18 +148,41 @@ def build_feed(outdir: Path, only: Sequence[str] = (), python: str = DEFAULT_PYT
                 problems.append(f"{name}: conffile {c} is not a file of the package")
     if problems:
         raise FeedError("; ".join(problems))
+    return items, [n for n in wanted if n in metas], metas
+
+
+def build_feed(outdir: Path, only: Sequence[str] = (), python: str = DEFAULT_PYTHON,
+               root: Path = REPO, mtime: int | None = None) -> list[tuple[Meta, Path, int]]:
+    """Build the .ipk files and the index into `outdir`; returns (meta, ipk, file count)."""
+    items, wanted, metas = _checked(root, only, python)
     outdir.mkdir(parents=True, exist_ok=True)
     epoch = source_epoch(root) if mtime is None else mtime
     built = []
     for name in wanted:
-        if name not in metas:
-            continue
         meta = metas[name]
         for old in outdir.glob(f"{name}_*.ipk"):
             old.unlink()
         ipk = build_ipk(meta, items[name], outdir, epoch)
         built.append((meta, ipk, len(items[name])))
     write_index(outdir)
+    return built
+
+
+def build_apk_feed(outdir: Path, apk: Path, key: Path | None, only: Sequence[str] = (),
+                   python: str = DEFAULT_APK_PYTHON, root: Path = REPO,
+                   mtime: int | None = None) -> list[tuple[Meta, Path, int]]:
+    """Build the .apk files (apk mkpkg) and packages.adb (apk mkndx, signed with `key` unless
+    None) into `outdir`; returns (meta, apk file, file count)."""
+    items, wanted, metas = _checked(root, only, python)
+    outdir.mkdir(parents=True, exist_ok=True)
+    epoch = source_epoch(root) if mtime is None else mtime
+    built = []
+    for name in wanted:
+        meta = metas[name]
+        for old in outdir.glob(f"{name}-[0-9]*.apk"):
+            old.unlink()
+        built.append((meta, build_apk(meta, items[name], outdir, epoch, apk), len(items[name])))
+    write_apk_index(outdir, apk, key)
     return built
 
 
@@ -156,6 +208,23 @@ def _parser() -> argparse.ArgumentParser:
                      help="no Packages.sig: opkg then refuses the feed (for copying .ipk files "
                           "to the router only; never switch check_signature off)")
     b.add_argument("packages", nargs="*", help="only these (default: all in the list)")
+    a = sub.add_parser("apk", help="an apk repository folder (OpenWrt 25.12) of the arch-all "
+                                   "packages: .apk files and a signed packages.adb")
+    a.add_argument("--output", "-o", type=Path, required=True, help="the repository folder")
+    a.add_argument("--python", default=DEFAULT_APK_PYTHON,
+                   help="the router's Python major.minor (default %(default)s: OpenWrt 25.12)")
+    a.add_argument("--apk", type=Path, default=None,
+                   help="the apk-tools 3 program (default: $APK, else $OWRT_PREFIX/bin/apk, "
+                        "else apk on PATH)")
+    how = a.add_mutually_exclusive_group()
+    how.add_argument("--key", "--sign", metavar="PEM", type=Path, default=None,
+                     help="sign packages.adb with this ECDSA P-256 secret key")
+    how.add_argument("--key-dir", metavar="DIR", type=Path, default=None,
+                     help=f"sign with DIR/{SECRET_NAME}, made there (with {PUBLIC_NAME}) when "
+                          "missing (default: $BONDING_FEED_KEY_DIR, else ~/.config/bonding-feed)")
+    how.add_argument("--unsigned", action="store_true",
+                     help="an unsigned packages.adb: apk refuses it (for tests of that only)")
+    a.add_argument("packages", nargs="*", help="only these (default: all in the list)")
     i = sub.add_parser("install", help="put a package's files into a directory (Makefiles)")
     i.add_argument("--python", default=None, help="the router's Python major.minor")
     i.add_argument("package")
@@ -209,9 +278,7 @@ def default_key_dir() -> Path:
 def signing_key(key: Path | None, key_dir: Path | None) -> tuple[SecretKey, Path, bool]:
     """The secret key to sign with, its file, and whether it was made just now."""
     path = key if key is not None else (key_dir or default_key_dir()) / "key-build"
-    if path.resolve().is_relative_to(REPO):
-        raise FeedError(f"{path}: a signing key inside the repository could be committed; "
-                        "keep it outside (--key-dir DIR)")
+    _outside_repo(path)
     if key is not None or path.exists():
         if not path.is_file():
             raise FeedError(f"{path}: no such usign secret key (usign -G -s {path} -p "
@@ -219,6 +286,53 @@ def signing_key(key: Path | None, key_dir: Path | None) -> tuple[SecretKey, Path
         return load_secret(path), path, False
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     return generate(path, path.with_name(path.name + ".pub")), path, True
+
+
+def _outside_repo(path: Path) -> None:
+    if path.resolve().is_relative_to(REPO):
+        raise FeedError(f"{path}: a signing key inside the repository could be committed; "
+                        "keep it outside (--key-dir DIR)")
+
+
+def apk_signing_key(key: Path | None, key_dir: Path | None) -> tuple[Path, str, bool]:
+    """The P-256 secret key to sign packages.adb with, its public PEM, and whether it was made
+    just now (in the usign key's folder, under OpenWrt's names)."""
+    path = key if key is not None else (key_dir or default_key_dir()) / SECRET_NAME
+    _outside_repo(path)
+    if key is not None or path.exists():
+        if not path.is_file():
+            raise FeedError(f"{path}: no such key (openssl ecparam -name prime256v1 -genkey "
+                            f"-noout -out {path} makes one)")
+        return path, public_of(path), False
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path, generate_key(path).read_text(), True
+
+
+def _apk_router_steps(path: Path, pub: str, made: bool, outdir: Path) -> str:
+    return (("A new signing key: " if made else "Signed with ") + f"{path}.\n"
+            "On the router (OpenWrt 25.12), trust its public key and add the repository:\n"
+            f"  cat > /etc/apk/keys/bonding-feed.pem <<'EOF'\n{pub}EOF\n"
+            f"  echo 'file://{outdir.resolve()}/{INDEX}' >> "
+            "/etc/apk/repositories.d/customfeeds.list   (or the URL you serve it at)\n"
+            "  apk update && apk add bonding\n"
+            "apk then refuses an index this key did not sign and a package whose hash the index "
+            "does not hold; never use --allow-untrusted.")
+
+
+def _build_apk(args: argparse.Namespace) -> None:
+    signer = None if args.unsigned else apk_signing_key(args.key, args.key_dir)
+    apk = find_apk(args.apk)
+    built = build_apk_feed(args.output, apk, signer[0] if signer else None, args.packages,
+                           args.python)
+    for meta, pkg, n in built:
+        print(f"{pkg.name}: {pkg.stat().st_size} bytes, {n} entries, depends on "
+              f"{', '.join(meta.depends) or 'nothing'}")
+    print(f"{args.output / INDEX}: {len(built)} packages (built by {apk}).")
+    if signer is not None:
+        print(_apk_router_steps(*signer, args.output))
+    else:
+        print("Unsigned (--unsigned): apk refuses this index; build it signed to serve it.",
+              file=sys.stderr)
 
 
 def _router_steps(key: SecretKey, path: Path, made: bool) -> str:
@@ -253,7 +367,8 @@ def _build(args: argparse.Namespace) -> None:
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
-    "version": _version, "install": _install, "list": _list, "build": _build}
+    "version": _version, "install": _install, "list": _list, "build": _build,
+    "apk": _build_apk}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
