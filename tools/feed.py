@@ -151,19 +151,27 @@ def _checked(root: Path, only: Sequence[str], python: str
     return items, [n for n in wanted if n in metas], metas
 
 
-def build_feed(outdir: Path, only: Sequence[str] = (), python: str = DEFAULT_PYTHON,
-               root: Path = REPO, mtime: int | None = None) -> list[tuple[Meta, Path, int]]:
-    """Build the .ipk files and the index into `outdir`; returns (meta, ipk, file count)."""
+def _build_each(outdir: Path, only: Sequence[str], python: str, root: Path, mtime: int | None,
+                old_glob: str, build: Callable[[Meta, list[Item], int], Path],
+                ) -> list[tuple[Meta, Path, int]]:
+    """Each wanted package built by `build` into `outdir`, its older files (`old_glob`, with
+    {name}) removed first; returns (meta, package file, file count)."""
     items, wanted, metas = _checked(root, only, python)
     outdir.mkdir(parents=True, exist_ok=True)
     epoch = source_epoch(root) if mtime is None else mtime
     built = []
     for name in wanted:
-        meta = metas[name]
-        for old in outdir.glob(f"{name}_*.ipk"):
+        for old in outdir.glob(old_glob.format(name=name)):
             old.unlink()
-        ipk = build_ipk(meta, items[name], outdir, epoch)
-        built.append((meta, ipk, len(items[name])))
+        built.append((metas[name], build(metas[name], items[name], epoch), len(items[name])))
+    return built
+
+
+def build_feed(outdir: Path, only: Sequence[str] = (), python: str = DEFAULT_PYTHON,
+               root: Path = REPO, mtime: int | None = None) -> list[tuple[Meta, Path, int]]:
+    """Build the .ipk files and the index into `outdir`; returns (meta, ipk, file count)."""
+    built = _build_each(outdir, only, python, root, mtime, "{name}_*.ipk",
+                        lambda meta, files, epoch: build_ipk(meta, files, outdir, epoch))
     write_index(outdir)
     return built
 
@@ -173,15 +181,8 @@ def build_apk_feed(outdir: Path, apk: Path, key: Path | None, only: Sequence[str
                    mtime: int | None = None) -> list[tuple[Meta, Path, int]]:
     """Build the .apk files (apk mkpkg) and packages.adb (apk mkndx, signed with `key` unless
     None) into `outdir`; returns (meta, apk file, file count)."""
-    items, wanted, metas = _checked(root, only, python)
-    outdir.mkdir(parents=True, exist_ok=True)
-    epoch = source_epoch(root) if mtime is None else mtime
-    built = []
-    for name in wanted:
-        meta = metas[name]
-        for old in outdir.glob(f"{name}-[0-9]*.apk"):
-            old.unlink()
-        built.append((meta, build_apk(meta, items[name], outdir, epoch, apk), len(items[name])))
+    built = _build_each(outdir, only, python, root, mtime, "{name}-[0-9]*.apk",
+                        lambda meta, files, epoch: build_apk(meta, files, outdir, epoch, apk))
     write_apk_index(outdir, apk, key)
     return built
 

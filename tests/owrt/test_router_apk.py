@@ -30,6 +30,7 @@ import pytest
 import bonding
 
 from .conftest import say
+from .installed import assert_installed_as_listed
 from .router_root import OUR_PACKAGES, RouterRoot, pyver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -190,18 +191,7 @@ def test_apk_installs_with_our_key_and_the_post_install_scripts_run(
     for name in ("python3-bonding", "bonding"):
         assert f"Installing {name} ({VERSION})" in said, said
     assert "luci-app-bonding" not in said and "bonding-usb" not in said
-    items = feed.load_items(REPO, pyver())
-    for name in ("python3-bonding", "bonding"):
-        for i in items[name]:
-            p = root.path(i.path)
-            if i.kind == "link":
-                assert p.is_symlink() and str(p.readlink()) == i.target, i.path
-            elif i.kind == "dir":
-                assert p.is_dir(), i.path
-            elif i.path.startswith("/etc/uci-defaults/"):
-                assert not p.exists(), f"{i.path}: default_postinst runs it, then deletes it"
-            else:
-                assert p.is_file() and p.stat().st_mode & 0o7777 == i.mode, i.path
+    assert_installed_as_listed(root, ("python3-bonding", "bonding"))
     # OpenWrt's own lists, where sysupgrade and default_prerm look for them
     conf = root.path("/lib/apk/packages/bonding.conffiles").read_text().split()
     assert conf == ["/etc/config/bonding", "/etc/config/bonding_secrets",

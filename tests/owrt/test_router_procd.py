@@ -20,12 +20,12 @@ import pytest
 import bonding
 
 from .conftest import say
+from .installed import assert_installed_as_listed
 from .procs import CLIENT, ECHO_SERVER, Helper
 from .router_root import CONFIGURE, RootError, RouterRoot, booted, pyver, state_diff
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))
-import feed  # noqa: E402
 
 ECHO_PORT = 5201
 RESPAWN_TIMEOUT_S = 5  # procd's default for `procd_set_param respawn` (threshold 3600, 5 s, 5)
@@ -90,18 +90,7 @@ def test_opkg_installs_the_feed_and_its_postinst_starts_bondingd(
     for name in ("python3-bonding", "bonding"):
         assert f"Installing {name} ({bonding.__version__}-1) to root" in out, out
     assert "luci-app-bonding" not in out and "bonding-usb" not in out
-    items = feed.load_items(REPO, pyver())
-    for name in ("python3-bonding", "bonding"):
-        for i in items[name]:
-            p = root.path(i.path)
-            if i.kind == "link":
-                assert p.is_symlink() and str(p.readlink()) == i.target, i.path
-            elif i.kind == "dir":
-                assert p.is_dir(), i.path
-            elif i.path.startswith("/etc/uci-defaults/"):
-                assert not p.exists(), f"{i.path}: default_postinst runs it, then deletes it"
-            else:
-                assert p.is_file() and p.stat().st_mode & 0o7777 == i.mode, i.path
+    assert_installed_as_listed(root, ("python3-bonding", "bonding"))
     # default_postinst: uci-defaults ran (the named sections), the service enabled and started
     assert root.sh("uci get bonding.globals; uci get bonding.usb").stdout.split() == \
         ["globals", "usb"]
@@ -265,8 +254,9 @@ def test_stop_removes_every_rule_route_and_endpoint(router: Router) -> None:
     assert state_diff(router.kernel_before, root.kernel_state()) == {}
     # bondingd not running: the hotplug script says so and goes on
     hotplug(root, "ifdown", "wanb", "wan2")
-    assert "ifdown of wanb (wan2) not told: bondingd is not running" in \
-        root.path("/tmp/log/messages").read_text()
+    said = "ifdown of wanb (wan2) not told: bondingd is not running"
+    root.wait(lambda: said in root.path("/tmp/log/messages").read_text(), 5,
+              "the hotplug script's line in syslogd's file")
 
 
 def test_opkg_remove_leaves_only_the_conffiles(router: Router) -> None:
