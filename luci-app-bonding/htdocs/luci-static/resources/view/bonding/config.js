@@ -20,6 +20,31 @@
  */
 
 /*
+ * A checkbox that leaves /etc/config/bonding alone unless the user changed it.  LuCI's own Flag
+ * writes every flag whose default is off (or whose rmempty is false) on every save, and deletes
+ * one that equals its default: a first save wrote globals.enabled and dropped usb.auto_dhcp and
+ * usb.modem_mbim.  A save must write only what the user changed.
+ */
+const Flag = form.Flag.extend({
+	parse: function(section_id) {
+		if (!this.isActive(section_id))
+			return form.Flag.prototype.parse.call(this, section_id);
+		const stored = this.cfgvalue(section_id);
+		const shown = (stored != null && stored !== '') ? stored : this.default;
+		const fval = this.formvalue(section_id);
+		return Promise.resolve((fval == shown) ? null : this.write(section_id, fval));
+	}
+});
+
+/* An option's cell in a grid shows bondingd's default when the option is unset, not "none". */
+function showDefault(o, dflt) {
+	o.textvalue = function(section_id) {
+		const v = this.cfgvalue(section_id);
+		return (v != null && v !== '') ? String(v) : _('%s (default)').format(dflt);
+	};
+}
+
+/*
  * Integer options of a tab and their ranges, the same bounds bondingd enforces: rows of
  * [ option, title, description, min, max, default ].  The default is only a placeholder: unset
  * means bondingd's default, never written.
@@ -36,7 +61,7 @@ function intOptions(s, tab, rows) {
 }
 
 function generalTab(s) {
-	let o = s.taboption('general', form.Flag, 'enabled', _('Enable bonding'),
+	let o = s.taboption('general', Flag, 'enabled', _('Enable bonding'),
 		_('When off, bondingd keeps running but neither probes links nor bonds traffic.'));
 	o.default = o.enabled;
 	o.rmempty = false;
@@ -146,11 +171,11 @@ function dataplaneTab(s) {
 	};
 	o.placeholder = 'bonding';
 
-	o = s.taboption('dataplane', form.Flag, 'proxy_udp', _('Proxy UDP'),
+	o = s.taboption('dataplane', Flag, 'proxy_udp', _('Proxy UDP'),
 		_('Send UDP (DNS, calls, games) through the proxy as well as TCP.'));
 	o.default = o.enabled;
 
-	o = s.taboption('dataplane', form.Flag, 'ipv6', _('IPv6'),
+	o = s.taboption('dataplane', Flag, 'ipv6', _('IPv6'),
 		_('Bond the links\' IPv6 too (endpoints, probes, routing), and send the LAN\'s IPv6 through the proxy when the server has an IPv6 address. Off: IPv6 is left as the system routes it.'));
 	o.default = o.enabled;
 
@@ -211,7 +236,7 @@ function advancedTab(s) {
 	o.placeholder = 'bbr';
 	o.validate = validators.congestion;
 
-	o = s.taboption('advanced', form.Flag, 'manage_default_route', _('Manage the default route'),
+	o = s.taboption('advanced', Flag, 'manage_default_route', _('Manage the default route'),
 		_('Keep the router\'s own default route on a working link.'));
 	o.default = o.enabled;
 }
@@ -296,7 +321,7 @@ function serversSection(m, writable) {
 	s.nodescriptions = true;
 	s.addbtntitle = _('Add server');
 
-	let o = s.option(form.Flag, 'enabled', _('Enabled'));
+	let o = s.option(Flag, 'enabled', _('Enabled'));
 	o.default = o.enabled;
 	o.editable = true;
 
@@ -313,11 +338,13 @@ function serversSection(m, writable) {
 	o = s.option(form.Value, 'port', _('Port'));
 	o.datatype = 'and(port,range(1,65535))';
 	o.placeholder = '65101';
+	showDefault(o, '65101');
 
 	o = s.option(form.Value, 'priority', _('Priority'),
 		_('Lower is preferred; servers of equal priority in the order of this list. The preferred server that answers carries the traffic.'));
 	o.datatype = 'and(uinteger,range(0,1000))';
 	o.placeholder = '10';
+	showDefault(o, '10');
 
 	o = s.option(form.ListValue, 'protocol', _('Protocol'));
 	o.value('shadowsocks', 'Shadowsocks');
@@ -330,7 +357,7 @@ function serversSection(m, writable) {
 	o.default = 'chacha20-ietf-poly1305';
 	o.modalonly = true;
 
-	o = s.option(form.Flag, 'udp_over_tcp', _('UDP inside the bonded connection'),
+	o = s.option(Flag, 'udp_over_tcp', _('UDP inside the bonded connection'),
 		_('The server takes UDP inside the bonded connection (bonding-server with sing-box does, and says so): calls and games go on when a link dies. Used by the sing-box proxy.'));
 	o.default = o.disabled;
 	o.modalonly = true;
@@ -339,6 +366,23 @@ function serversSection(m, writable) {
 		keyOption(s);
 		s.addModalOptions = storeKeyOnSave;
 	}
+}
+
+/*
+ * The Interface cell of a link: netifd's badge for an interface netifd knows, the name of one
+ * it does not (yet), and the device of a link configured by device (not "unspecified").
+ */
+function interfaceText(o) {
+	const badge = o.textvalue;
+	o.textvalue = function(section_id) {
+		const iface = this.cfgvalue(section_id);
+		const device = this.map.data.get(this.map.config, section_id, 'device');
+		if (iface == null || iface === '')
+			return device ? _('device %s').format(device) : E('em', {}, [ _('unspecified') ]);
+		if ((this.networks || []).some(n => n.getName() == iface))
+			return badge.call(this, section_id);
+		return device ? '%s (%s)'.format(iface, device) : String(iface);
+	};
 }
 
 /* --- links --------------------------------------------------------------------------------- */
@@ -350,7 +394,7 @@ function pathsSection(m) {
 	s.nodescriptions = true;
 	s.addbtntitle = _('Add link');
 
-	let o = s.option(form.Flag, 'enabled', _('Enabled'));
+	let o = s.option(Flag, 'enabled', _('Enabled'));
 	o.default = o.enabled;
 	o.editable = true;
 
@@ -365,6 +409,7 @@ function pathsSection(m) {
 			return _('Expecting: %s').format(_('an interface, or a device below'));
 		return true;
 	};
+	interfaceText(o);
 
 	o = s.option(form.Value, 'device', _('Device'),
 		_('Only where the link has no netifd interface: the kernel device, like eth1.'));
@@ -384,7 +429,7 @@ function pathsSection(m) {
 	o.optional = true;
 	o.modalonly = true;
 
-	o = s.option(form.Flag, 'backup', _('Forced backup'),
+	o = s.option(Flag, 'backup', _('Forced backup'),
 		_('Carries traffic only when no other link is up: for metered or expensive links.'));
 	o.default = o.disabled;
 	o.editable = true;
@@ -418,11 +463,11 @@ function usbSection(m) {
 	const s = m.section(form.NamedSection, 'usb', 'usb', _('USB links and modems'));
 	s.addremove = false;
 
-	let o = s.option(form.Flag, 'auto_dhcp', _('USB links join by themselves'),
+	let o = s.option(Flag, 'auto_dhcp', _('USB links join by themselves'),
 		_('A new USB network device (phone tethering, a modem in network mode) becomes a DHCP WAN link in the wan zone.'));
 	o.default = o.enabled;
 
-	o = s.option(form.Flag, 'modem_mbim', _('Switch modems to MBIM'),
+	o = s.option(Flag, 'modem_mbim', _('Switch modems to MBIM'),
 		_('Quectel modems found in another mode are switched to MBIM.'));
 	o.default = o.enabled;
 
@@ -438,6 +483,11 @@ function usbSection(m) {
 
 return view.extend({
 	render: function() {
+		/* LuCI marks the footer's Save & Apply disabled on a read-only page, but its click
+		 * handler still runs: a read-only page gets no footer at all */
+		if (L.hasViewPermission() !== true)
+			this.handleSaveApply = this.handleSave = this.handleReset = null;
+
 		const m = new form.Map('bonding', _('Bonding configuration'),
 			_('Links, aggregation servers and the settings of bondingd. Save & Apply makes bondingd reload its configuration; live connections are kept.'));
 		m.tabbed = true;

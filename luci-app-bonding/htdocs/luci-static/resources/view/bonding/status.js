@@ -63,14 +63,15 @@ return view.extend({
 			section(_('Server and proxy'), this.serverEl)
 		]);
 
-		if (this.writable)
-			node.appendChild(E('div', { 'class': 'right' }, [
-				E('button', {
-					'class': 'cbi-button cbi-button-apply',
-					'id': 'bonding-reload',
-					'click': ui.createHandlerFn(this, 'handleReload')
-				}, [ _('Reload configuration') ])
-			]));
+		if (this.writable) {
+			this.reloadEl = E('button', {
+				'class': 'cbi-button cbi-button-apply',
+				'id': 'bonding-reload',
+				'title': _('Make bondingd read /etc/config/bonding again'),
+				'click': ui.createHandlerFn(this, 'handleReload')
+			}, [ _('Reload configuration') ]);
+			node.appendChild(E('div', { 'class': 'right' }, [ this.reloadEl ]));
+		}
 
 		this.update(res);
 		poll.add(L.bind(this.poll, this), POLL_INTERVAL);
@@ -84,6 +85,13 @@ return view.extend({
 
 	update: function(res) {
 		const st = res ? res.status : null;
+
+		/* only a running bondingd can reload: the button waits for it */
+		if (this.reloadEl) {
+			this.reloadEl.disabled = !st;
+			this.reloadEl.title = st ? _('Make bondingd read /etc/config/bonding again')
+				: _('bondingd is not running: start it to reload its configuration');
+		}
 
 		if (!st) {
 			this.rates = new rates.RateTracker(GRAPH_WINDOW);
@@ -116,8 +124,11 @@ return view.extend({
 		}, this));
 	},
 
+	/* Probe now, then say what the round found, target by target. */
 	handleProbe: function(name) {
-		return this.act(_('Probing %s').format(name), bondingRpc.probe(name));
+		return this.act(_('Probing %s').format(name), bondingRpc.probe(name).then(function(p) {
+			ui.addNotification(null, details.probeResult(name, p), 'info', 'bonding-probe-result');
+		}));
 	},
 
 	handleBackup: function(name, backup) {
