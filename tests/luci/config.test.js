@@ -180,7 +180,7 @@ function showForm(c, cfg) {
 	}
 }
 
-test('a save writes only what the user changed (no flag written or dropped for its default)', async () => {
+test('a save writes only what the user changed (nothing written or dropped for its default)', async () => {
 	for (const cfg of [ SHIPPED, { bonding: {
 		/* a config without the flags: they stay unset */
 		globals: { '.type': 'globals', '.name': 'globals' },

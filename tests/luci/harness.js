@@ -403,7 +403,7 @@ function makeForm(uci) {
 				return Promise.reject(new TypeError(`Option "${this.title}" contains an invalid input value.`));
 			const cval = this.load(section_id);
 			const fval = this.formvalue(section_id);
-			if (fval == null || fval === '') {
+			if (fval == null || fval === '' || (fval == this.default && (this.optional || this.rmempty))) {
 				if (this.rmempty || this.optional)
 					return Promise.resolve(this.remove(section_id));
 				return Promise.reject(new TypeError(`Option "${this.title}" must not be empty.`));

@@ -97,6 +97,7 @@ test('graph: a wait message without samples, two SVGs with them', () => {
 		[ 'lte', '600.0,120.0' ], [ 'wan', '596.0,120.0 600.0,40.0' ], [ 'Total', '596.0,120.0 600.0,0.0' ]
 	], 'scale 0 – 4 kbit/s over 160 px; 2 s of 300 s is 4 px');
 	assert.match(h.text(box), /scale 0 – 4.0 kbit\/s, last 5 minutes, one point every 2 seconds/);
+	assert.match(h.text(h.E('div', {}, graph.render(samples, { window: 300, interval: 1 }))), /last 5 minutes, one point a second/);
 });
 
 test('graph: the scale is at most a quarter above the peak (no 200 Mbit/s for 100)', () => {

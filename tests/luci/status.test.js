@@ -59,10 +59,10 @@ async function pollOnce(page, status) {
 	await page.poll.polls[0].fn();
 }
 
-test('polls bonding.status every 2 seconds with poll.add', async () => {
+test('polls bonding.status every second with poll.add, as often as bondingd refreshes it', async () => {
 	const page = await openStatus();
 	assert.equal(page.poll.polls.length, 1);
-	assert.equal(page.poll.polls[0].interval, 2);
+	assert.equal(page.poll.polls[0].interval, 1);
 	const before = page.rpc.calls.filter(c => c.method === 'status').length;
 	await page.poll.polls[0].fn();
 	assert.equal(page.rpc.calls.filter(c => c.method === 'status').length, before + 1);

@@ -127,8 +127,10 @@ function renderGraph(samples, dir, title, opts) {
 	return E('div', { 'class': 'bonding-graph-box', 'style': 'margin-bottom:1em' }, [
 		E('div', {}, [
 			E('strong', {}, [ title ]), ' ',
-			E('small', {}, [ _('scale 0 – %s, last %d minutes, one point every %d seconds').format(
-				fmt.formatRate(peak), opts.window / 60, opts.interval) ])
+			E('small', {}, [ (opts.interval == 1)
+				? _('scale 0 – %s, last %d minutes, one point a second').format(fmt.formatRate(peak), opts.window / 60)
+				: _('scale 0 – %s, last %d minutes, one point every %d seconds').format(
+					fmt.formatRate(peak), opts.window / 60, opts.interval) ])
 		]),
 		drawSvg(series, dir, tEnd, peak, opts.window),
 		E('div', {}, legend)

@@ -20,21 +20,27 @@
  */
 
 /*
- * A checkbox that leaves /etc/config/bonding alone unless the user changed it.  LuCI's own Flag
- * writes every flag whose default is off (or whose rmempty is false) on every save, and deletes
- * one that equals its default: a first save wrote globals.enabled and dropped usb.auto_dhcp and
- * usb.modem_mbim.  A save must write only what the user changed.
+ * A save writes only what the user changed.  LuCI's own options delete a value equal to their
+ * default (and a Flag whose rmempty is false is written on every save): a first save wrote
+ * globals.enabled and dropped usb.auto_dhcp, usb.modem_mbim and globals.log_level, all as
+ * shipped.  Here an option whose form value is what the form showed (the stored value, else
+ * the default) leaves the config alone; any other goes through LuCI's own parse.
  */
-const Flag = form.Flag.extend({
-	parse: function(section_id) {
-		if (!this.isActive(section_id))
-			return form.Flag.prototype.parse.call(this, section_id);
-		const stored = this.cfgvalue(section_id);
-		const shown = (stored != null && stored !== '') ? stored : this.default;
-		const fval = this.formvalue(section_id);
-		return Promise.resolve((fval == shown) ? null : this.write(section_id, fval));
-	}
-});
+function writeOnlyChanges(m) {
+	for (const s of m.children)
+		for (const o of s.children) {
+			const parse = o.parse;
+			o.parse = function(section_id) {
+				if (this.isActive(section_id) && this.isValid(section_id)) {
+					const stored = this.cfgvalue(section_id);
+					const shown = (stored != null && stored !== '') ? stored : this.default;
+					if (shown != null && !Array.isArray(shown) && this.formvalue(section_id) == shown)
+						return Promise.resolve();
+				}
+				return parse.call(this, section_id);
+			};
+		}
+}
 
 /* An option's cell in a grid shows bondingd's default when the option is unset, not "none". */
 function showDefault(o, dflt) {
@@ -61,7 +67,7 @@ function intOptions(s, tab, rows) {
 }
 
 function generalTab(s) {
-	let o = s.taboption('general', Flag, 'enabled', _('Enable bonding'),
+	let o = s.taboption('general', form.Flag, 'enabled', _('Enable bonding'),
 		_('When off, bondingd keeps running but neither probes links nor bonds traffic.'));
 	o.default = o.enabled;
 	o.rmempty = false;
@@ -171,11 +177,11 @@ function dataplaneTab(s) {
 	};
 	o.placeholder = 'bonding';
 
-	o = s.taboption('dataplane', Flag, 'proxy_udp', _('Proxy UDP'),
+	o = s.taboption('dataplane', form.Flag, 'proxy_udp', _('Proxy UDP'),
 		_('Send UDP (DNS, calls, games) through the proxy as well as TCP.'));
 	o.default = o.enabled;
 
-	o = s.taboption('dataplane', Flag, 'ipv6', _('IPv6'),
+	o = s.taboption('dataplane', form.Flag, 'ipv6', _('IPv6'),
 		_('Bond the links\' IPv6 too (endpoints, probes, routing), and send the LAN\'s IPv6 through the proxy when the server has an IPv6 address. Off: IPv6 is left as the system routes it.'));
 	o.default = o.enabled;
 
@@ -236,7 +242,7 @@ function advancedTab(s) {
 	o.placeholder = 'bbr';
 	o.validate = validators.congestion;
 
-	o = s.taboption('advanced', Flag, 'manage_default_route', _('Manage the default route'),
+	o = s.taboption('advanced', form.Flag, 'manage_default_route', _('Manage the default route'),
 		_('Keep the router\'s own default route on a working link.'));
 	o.default = o.enabled;
 }
@@ -321,7 +327,7 @@ function serversSection(m, writable) {
 	s.nodescriptions = true;
 	s.addbtntitle = _('Add server');
 
-	let o = s.option(Flag, 'enabled', _('Enabled'));
+	let o = s.option(form.Flag, 'enabled', _('Enabled'));
 	o.default = o.enabled;
 	o.editable = true;
 
@@ -357,7 +363,7 @@ function serversSection(m, writable) {
 	o.default = 'chacha20-ietf-poly1305';
 	o.modalonly = true;
 
-	o = s.option(Flag, 'udp_over_tcp', _('UDP inside the bonded connection'),
+	o = s.option(form.Flag, 'udp_over_tcp', _('UDP inside the bonded connection'),
 		_('The server takes UDP inside the bonded connection (bonding-server with sing-box does, and says so): calls and games go on when a link dies. Used by the sing-box proxy.'));
 	o.default = o.disabled;
 	o.modalonly = true;
@@ -394,7 +400,7 @@ function pathsSection(m) {
 	s.nodescriptions = true;
 	s.addbtntitle = _('Add link');
 
-	let o = s.option(Flag, 'enabled', _('Enabled'));
+	let o = s.option(form.Flag, 'enabled', _('Enabled'));
 	o.default = o.enabled;
 	o.editable = true;
 
@@ -429,7 +435,7 @@ function pathsSection(m) {
 	o.optional = true;
 	o.modalonly = true;
 
-	o = s.option(Flag, 'backup', _('Forced backup'),
+	o = s.option(form.Flag, 'backup', _('Forced backup'),
 		_('Carries traffic only when no other link is up: for metered or expensive links.'));
 	o.default = o.disabled;
 	o.editable = true;
@@ -463,11 +469,11 @@ function usbSection(m) {
 	const s = m.section(form.NamedSection, 'usb', 'usb', _('USB links and modems'));
 	s.addremove = false;
 
-	let o = s.option(Flag, 'auto_dhcp', _('USB links join by themselves'),
+	let o = s.option(form.Flag, 'auto_dhcp', _('USB links join by themselves'),
 		_('A new USB network device (phone tethering, a modem in network mode) becomes a DHCP WAN link in the wan zone.'));
 	o.default = o.enabled;
 
-	o = s.option(Flag, 'modem_mbim', _('Switch modems to MBIM'),
+	o = s.option(form.Flag, 'modem_mbim', _('Switch modems to MBIM'),
 		_('Quectel modems found in another mode are switched to MBIM.'));
 	o.default = o.enabled;
 
@@ -496,6 +502,7 @@ return view.extend({
 		serversSection(m, L.hasViewPermission() === true);
 		pathsSection(m);
 		usbSection(m);
+		writeOnlyChanges(m);
 
 		return m.render();
 	}

@@ -13,14 +13,16 @@
 'require bonding.details as details';
 
 /*
- * Services → Bonding → Status: what every link is doing and why, refreshed every two seconds
+ * Services → Bonding → Status: what every link is doing and why, refreshed every second
  * from the `bonding` ubus object (bondingd).  The throughput graph is computed here from the
  * polled rx_bytes/tx_bytes counters, one point per poll, as luci-mod-status's bandwidth view
  * does: no chart library, plain SVG polylines.  Each part of the page is a module under
  * bonding/: messages, links, graph (with rates), servers, details.
  */
 
-const POLL_INTERVAL = 2;	/* seconds between two status polls */
+/* seconds between two status polls: bondingd refreshes its status and counters every second,
+ * and a link it declares down is red here within that second and the call's time */
+const POLL_INTERVAL = 1;
 const GRAPH_WINDOW = 300;	/* seconds of history drawn in the graphs */
 
 function section(title, el) {
@@ -55,7 +57,8 @@ return view.extend({
 		const node = E('div', { 'id': 'bonding-status' }, [
 			E('h2', {}, [ _('Bonding status') ]),
 			E('div', { 'class': 'cbi-map-descr' }, [
-				_('What every link is doing, and why, refreshed every %d seconds.').format(POLL_INTERVAL)
+				(POLL_INTERVAL == 1) ? _('What every link is doing, and why, refreshed every second.')
+					: _('What every link is doing, and why, refreshed every %d seconds.').format(POLL_INTERVAL)
 			]),
 			this.messagesEl,
 			section(_('Links'), this.linksEl),
