@@ -349,15 +349,26 @@ ACTIONS = ".cbi-page-actions button, .cbi-page-actions .cbi-dropdown"
 
 def assert_no_working_save(b: Browser) -> None:
     """Save & Apply (a LuCI ComboButton, whose click handler runs even when it is marked
-    disabled), Save and Reset: absent, or disabled and doing nothing when clicked."""
+    disabled), Save and Reset: absent, or disabled and doing nothing when clicked (no apply
+    dialog, no request to LuCI's apply, no uci call that changes anything)."""
+    b.js("""(() => {
+        window.__bondingModal = false;
+        new MutationObserver(() => {
+            if (document.body.classList.contains('modal-overlay-active'))
+                window.__bondingModal = true;
+        }).observe(document.body, { attributes: true });
+        return true;
+    })()""")
     n = b.js(f"document.querySelectorAll({json.dumps(ACTIONS)}).length")
     for i in range(n):
         sel = f"#bonding-action-{i}"
         b.js(f"document.querySelectorAll({json.dumps(ACTIONS)})[{i}].id = '{sel[1:]}'")
         assert b.js(f"document.querySelector('{sel}').hasAttribute('disabled')"), sel
         b.click(sel)
-    time.sleep(0.5)
-    assert not b.js("!!document.querySelector('.modal .spinning, #modal_overlay .uci-dialog')")
+    time.sleep(1)
+    assert b.js("window.__bondingModal") is False, "a click on a disabled button did something"
+    applies = [r.url for r in b.page.requests.values() if "/admin/uci/" in r.url]
+    assert applies == [], applies
     writes = [c for c in b.rpc_calls() if c.obj == "uci" and c.method not in ("get", "changes")]
     assert writes == [], writes
 
