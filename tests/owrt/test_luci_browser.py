@@ -153,6 +153,12 @@ def test_status_page_shows_every_link_and_a_moving_graph(lr: LuciRouter, browser
     first = total_points(b)
     b.wait(lambda: total_points(b) != first, 6, "the graph to move")
     assert len(total_points(b).split(" ")) > len(first.split(" "))
+    # it draws the probes' traffic: the total is above the floor, at the rate bondingd counts
+    ys = [float(pt.split(",")[1]) for pt in total_points(b).split(" ")]
+    assert min(ys) < 160, ys
+    legend = b.js("document.querySelector('svg.bonding-graph[data-direction=rx]')"
+                  ".parentNode.innerText")
+    assert re.search(r"Total: [\d.]+ kbit/s", legend), legend
     scale = b.js("document.querySelector('.bonding-graph-box small').innerText")
     assert "scale 0 – " in scale
     lines = b.js("Array.from(document.querySelectorAll('svg.bonding-graph[data-direction=rx] "
