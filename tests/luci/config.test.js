@@ -26,7 +26,7 @@ async function openConfig(opts) {
 	const map = f.maps[0];
 	const section = type => map.children.find(s => s.sectiontype === type);
 	const option = (type, name) => section(type).children.find(o => o.option === name);
-	return { map, node, uci, f, rpc, ui, section, option };
+	return { map, node, uci, f, rpc, ui, section, option, view };
 }
 
 function allOptions(map) {
@@ -129,6 +129,89 @@ test('a link needs an interface or a device; the interface comes from netifd', a
 	s.formvalues = { wan: { device: 'eth1' } };
 	assert.equal(iface.validate('wan', ''), true);
 	assert.equal(option('path', 'backup').title, 'Forced backup');
+});
+
+test('the links grid shows a link by device as its device, not "unspecified"', async () => {
+	const { option } = await openConfig({ uci: { bonding: {
+		wan: { '.type': 'path', '.name': 'wan', interface: 'wan', device: 'wan1' },
+		wanb: { '.type': 'path', '.name': 'wanb', device: 'wan2' },
+		nothing: { '.type': 'path', '.name': 'nothing' }
+	} } });
+	const text = sid => {
+		const v = option('path', 'interface').textvalue(sid);
+		return (v && typeof v === 'object') ? h.text(v) : String(v);
+	};
+	assert.equal(text('wanb'), 'device wan2');
+	assert.equal(text('wan'), 'wan (wan1)', 'an interface netifd does not list: its name');
+	assert.equal(text('nothing'), 'unspecified');
+});
+
+test('the servers grid shows the priority and port bondingd uses when they are unset', async () => {
+	const { option } = await openConfig({ uci: { bonding: {
+		vps1: { '.type': 'server', '.name': 'vps1', address: '203.0.113.10' },
+		vps2: { '.type': 'server', '.name': 'vps2', address: '198.51.100.20', priority: '20', port: '443' }
+	} } });
+	assert.equal(option('server', 'priority').textvalue('vps1'), '10 (default)');
+	assert.equal(option('server', 'port').textvalue('vps1'), '65101 (default)');
+	assert.equal(option('server', 'priority').textvalue('vps2'), '20');
+	assert.equal(option('server', 'port').textvalue('vps2'), '443');
+});
+
+/* /etc/config/bonding as the package installs it (package/bonding/files/bonding.config) */
+const SHIPPED = { bonding: {
+	globals: { '.type': 'globals', '.name': 'globals', enabled: '1', log_level: 'info', probe_interval_ms: '150',
+		down_count: '3', down_window: '5', up_count: '5' },
+	wan: { '.type': 'path', '.name': 'wan', interface: 'wan', enabled: '1', backup: '0', congestion_control: 'cubic' },
+	usb: { '.type': 'usb', '.name': 'usb', auto_dhcp: '1', modem_mbim: '1', metric_base: '40' }
+} };
+
+/* the form as it shows config `cfg` (unset flags at their default), as formvalues */
+function showForm(c, cfg) {
+	for (const s of c.map.children) {
+		const ids = s.section ? [ s.section ] : Object.keys(cfg.bonding).filter(k => cfg.bonding[k]['.type'] === s.sectiontype);
+		s.formvalues = {};
+		for (const sid of ids) {
+			s.formvalues[sid] = {};
+			for (const o of s.children) {
+				const v = c.uci.get('bonding', sid, o.option);
+				s.formvalues[sid][o.option] = (v != null) ? v : (o.constructor.name === 'Flag' ? o.default : null);
+			}
+		}
+	}
+}
+
+test('a save writes only what the user changed (nothing written or dropped for its default)', async () => {
+	for (const cfg of [ SHIPPED, { bonding: {
+		/* a config without the flags: they stay unset */
+		globals: { '.type': 'globals', '.name': 'globals' },
+		usb: { '.type': 'usb', '.name': 'usb' }
+	} } ]) {
+		const c = await openConfig({ uci: cfg });
+		showForm(c, cfg);
+		c.section('globals').formvalues.globals.down_count = '4';	/* the one value typed */
+		await c.map.save(null, true);
+		/* (unsetting an option that is not there changes nothing) */
+		assert.deepEqual(c.uci.staged.filter(x => x[0] !== 'unset' || cfg.bonding[x[2]][x[3]] != null),
+			[ [ 'set', 'bonding', 'globals', 'down_count', '4' ] ]);
+	}
+	/* a flag the user changes is written, also back to its default */
+	const c = await openConfig({ uci: SHIPPED });
+	showForm(c, SHIPPED);
+	c.section('usb').formvalues.usb.auto_dhcp = '0';
+	c.section('path').formvalues.wan.backup = '1';
+	await c.map.save(null, true);
+	assert.deepEqual(c.uci.staged.filter(x => x[0] === 'set'), [
+		[ 'set', 'bonding', 'wan', 'backup', '1' ], [ 'set', 'bonding', 'usb', 'auto_dhcp', '0' ]
+	]);
+});
+
+test('read-only access: no Save & Apply, Save or Reset (LuCI\'s disabled one still runs)', async () => {
+	const ro = await openConfig({ writable: false });
+	const rw = await openConfig({ writable: true });
+	for (const k of [ 'handleSaveApply', 'handleSave', 'handleReset' ]) {
+		assert.equal(ro.view[k], null, k);
+		assert.notEqual(rw.view[k], null, k);
+	}
 });
 
 test('write access: the server key is a write-only field that never goes through uci', async () => {

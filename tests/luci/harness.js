@@ -368,7 +368,21 @@ function makeForm(uci) {
 			this.rmempty = true;
 			this.optional = false;
 		}
+		/* LuCI's baseclass.extend: a subclass with these properties on its prototype */
+		static extend(props) {
+			const C = class extends this {};
+			Object.defineProperty(C, 'name', { value: this.name });
+			Object.assign(C.prototype, props);
+			return C;
+		}
 		value(k, v) { this.keylist.push(String(k)); this.vallist.push(v != null ? v : k); }
+		cfgvalue(section_id) { return this.load(section_id); }
+		isActive(section_id) { return true; }
+		/* LuCI's AbstractValue.textvalue: the value, else the default, else null ("none") */
+		textvalue(section_id) {
+			const v = this.cfgvalue(section_id);
+			return (v != null) ? String(v) : (this.default != null ? String(this.default) : null);
+		}
 		depends(field, value) { this.deps.push(typeof field === 'string' ? { [field]: value } : field); }
 		config() { return this.uciconfig || this.section.uciconfig || this.map.config; }
 		load(section_id) { return this.map.data.get(this.config(), section_id, this.option); }
@@ -389,7 +403,7 @@ function makeForm(uci) {
 				return Promise.reject(new TypeError(`Option "${this.title}" contains an invalid input value.`));
 			const cval = this.load(section_id);
 			const fval = this.formvalue(section_id);
-			if (fval == null || fval === '') {
+			if (fval == null || fval === '' || (fval == this.default && (this.optional || this.rmempty))) {
 				if (this.rmempty || this.optional)
 					return Promise.resolve(this.remove(section_id));
 				return Promise.reject(new TypeError(`Option "${this.title}" must not be empty.`));
@@ -405,6 +419,14 @@ function makeForm(uci) {
 	class DummyValue extends Value {}
 	class Flag extends Value {
 		constructor() { super(...arguments); this.enabled = '1'; this.disabled = '0'; this.default = '0'; }
+		/* LuCI's Flag.parse: a value equal to the default is removed (rmempty, optional), any
+		 * other is written, changed or not */
+		parse(section_id) {
+			const fval = this.formvalue(section_id);
+			if (fval == this.default && (this.optional || this.rmempty))
+				return Promise.resolve(this.remove(section_id));
+			return Promise.resolve(this.write(section_id, fval));
+		}
 	}
 
 	class AbstractSection {
@@ -509,7 +531,14 @@ function makeForm(uci) {
 		openModal,
 		form: { Map, TypedSection, TableSection, GridSection, NamedSection, AbstractValue, Value, ListValue, DynamicList, DummyValue, Flag },
 		widgets: {
-			NetworkSelect: class NetworkSelect extends ListValue {},
+			/* tools.widgets' NetworkSelect: netifd's interfaces (none here), "unspecified" else */
+			NetworkSelect: class NetworkSelect extends ListValue {
+				textvalue(section_id) {
+					const v = this.cfgvalue(section_id);
+					const known = (this.networks || []).some(n => n.getName() == v);
+					return E('em', {}, [ known ? v : 'unspecified' ]);
+				}
+			},
 			DeviceSelect: class DeviceSelect extends ListValue {},
 			ZoneSelect: class ZoneSelect extends ListValue {}
 		}

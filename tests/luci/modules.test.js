@@ -94,9 +94,25 @@ test('graph: a wait message without samples, two SVGs with them', () => {
 	assert.deepEqual(svgs.map(s => s.attrs['data-direction']), [ 'rx', 'tx' ]);
 	const lines = svgs[0].byTag('polyline').map(l => [ l.attrs['data-series'], l.attrs.points ]);
 	assert.deepEqual(lines, [
-		[ 'lte', '600.0,128.0' ], [ 'wan', '596.0,128.0 600.0,64.0' ], [ 'Total', '596.0,128.0 600.0,32.0' ]
-	], 'scale 0 – 5 kbit/s over 160 px; 2 s of 300 s is 4 px');
-	assert.match(h.text(box), /scale 0 – 5.0 kbit\/s, last 5 minutes, one point every 2 seconds/);
+		[ 'lte', '600.0,120.0' ], [ 'wan', '596.0,120.0 600.0,40.0' ], [ 'Total', '596.0,120.0 600.0,0.0' ]
+	], 'scale 0 – 4 kbit/s over 160 px; 2 s of 300 s is 4 px');
+	assert.match(h.text(box), /scale 0 – 4.0 kbit\/s, last 5 minutes, one point every 2 seconds/);
+	assert.match(h.text(h.E('div', {}, graph.render(samples, { window: 300, interval: 1 }))), /last 5 minutes, one point a second/);
+});
+
+test('graph: the scale is at most a quarter above the peak (no 200 Mbit/s for 100)', () => {
+	const graph = load('bonding.graph', { });
+	const scale = total => {
+		const samples = [ 1, 2 ].map(t => ({ t: t * 2, links: { wan: { rx: total, tx: total } }, total: { rx: total, tx: total } }));
+		return h.text(h.E('div', {}, graph.render(samples, { window: 300, interval: 2 })))
+			.match(/Download scale 0 – (\S+ \S+),/)[1];
+	};
+	assert.equal(scale(100.4e6), '125.0 Mbit/s');
+	assert.equal(scale(100e6), '100.0 Mbit/s');
+	assert.equal(scale(101e3), '125.0 kbit/s');
+	assert.equal(scale(2.1e6), '2.5 Mbit/s');
+	assert.equal(scale(7e6), '8.0 Mbit/s');
+	assert.equal(scale(0), '1.0 kbit/s');
 });
 
 test('servers: the proxy line for every proxy state', () => {

@@ -59,10 +59,10 @@ async function pollOnce(page, status) {
 	await page.poll.polls[0].fn();
 }
 
-test('polls bonding.status every 2 seconds with poll.add', async () => {
+test('polls bonding.status every second with poll.add, as often as bondingd refreshes it', async () => {
 	const page = await openStatus();
 	assert.equal(page.poll.polls.length, 1);
-	assert.equal(page.poll.polls[0].interval, 2);
+	assert.equal(page.poll.polls[0].interval, 1);
 	const before = page.rpc.calls.filter(c => c.method === 'status').length;
 	await page.poll.polls[0].fn();
 	assert.equal(page.rpc.calls.filter(c => c.method === 'status').length, before + 1);
@@ -74,6 +74,19 @@ test('a down link shows its state and the reason in words', async () => {
 	assert.ok(tr, 'a row for the down link');
 	assert.deepEqual(badges(tr), [ 'down' ]);
 	assert.match(reason(tr), /3 of the last 5 rounds failed/);
+});
+
+test('a down link shows no last RTT or jitter beside its 100 % loss', async () => {
+	/* bondingd keeps a dead link's last smoothed RTT in its reply */
+	const st = h.fixture('status.json');
+	Object.assign(st.paths.dsl, { rtt_ms: 42.5, jitter_ms: 3.1, loss_pct: 100.0 });
+	const { node } = await openStatus({ replies: { status: () => st } });
+	const cells = Object.fromEntries(row(node, 'dsl').byTag('td').map(td => [ td.attrs['data-title'], h.text(td) ]));
+	assert.equal(cells.RTT, '–');
+	assert.equal(cells.Jitter, '–');
+	assert.equal(cells.Loss, '100.0 %');
+	const wan = Object.fromEntries(row(node, 'wan').byTag('td').map(td => [ td.attrs['data-title'], h.text(td) ]));
+	assert.equal(wan.RTT, '21.3 ms', 'a live link keeps its RTT');
 });
 
 test('a down link without a reason from bondingd still says why in words', async () => {
@@ -174,9 +187,12 @@ test('daemon down (rpc rejected): a clear message, no exception, then recovery',
 	assert.match(h.text(msg), /Object not found$/, 'the error without LuCI\'s call stack');
 	assert.equal(page.node.byId('bonding-links-table'), null);
 
+	assert.equal(page.node.byId('bonding-reload').disabled, true, 'no reload without the daemon');
+
 	await pollOnce(page, h.fixture('status.json'));
 	assert.equal(page.node.byId('bonding-down'), null, 'message gone once bondingd answers');
 	assert.ok(page.node.byId('bonding-links-table'));
+	assert.equal(page.node.byId('bonding-reload').disabled, false, 'reload offered again');
 
 	page.replies.status = down;
 	await page.poll.polls[0].fn();
@@ -282,13 +298,13 @@ test('the graph has one polyline point per sample, per link and in total', async
 		}
 	}
 
-	/* download total is 1.1 Mbit/s in every sample: scale 2 Mbit/s, so y = 160 - 1.1/2 * 160 = 72 */
+	/* download total is 1.1 Mbit/s in every sample: scale 1.25 Mbit/s, y = 160 - 1.1/1.25 * 160 */
 	const total = svgs[0].find(n => n.attrs['data-series'] === 'Total');
 	for (const p of total.attrs.points.split(' '))
-		assert.equal(Number(p.split(',')[1]), 72);
+		assert.equal(Number(p.split(',')[1]), 19.2);
 	const wan = svgs[0].find(n => n.attrs['data-series'] === 'wan');
 	for (const p of wan.attrs.points.split(' '))
-		assert.equal(Number(p.split(',')[1]), 80, '1 Mbit/s on a 2 Mbit/s scale');
+		assert.equal(Number(p.split(',')[1]), 32, '1 Mbit/s on a 1.25 Mbit/s scale');
 });
 
 test('the graph keeps the last five minutes only', async () => {
@@ -320,6 +336,14 @@ test('write access: probe, force and clear backup call bondingd, then refresh', 
 	await wanButtons[0].listeners.click({});
 	assert.deepEqual(calls.pop(), [ 'probe', 'wan' ]);
 	assert.equal(statusCalls(), before + 1, 'status polled again after the probe');
+	/* and says what the probe found, target by target */
+	assert.equal(page.ui.notifications.length, 1);
+	assert.equal(page.ui.notifications[0].cls, 'info');
+	const said = h.text(page.ui.notifications[0].body);
+	assert.match(said, /Probe of wan: up/);
+	assert.match(said, /203\.0\.113\.10: 21\.0 ms/);
+	assert.match(said, /2001:db8:203::10: no answer \(network unreachable\)/);
+	page.ui.notifications.length = 0;
 
 	await wanButtons[1].listeners.click({});
 	assert.deepEqual(calls.pop(), [ 'set_path', 'wan', true ]);

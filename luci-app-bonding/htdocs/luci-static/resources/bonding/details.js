@@ -47,7 +47,31 @@ function familyLine(name, f) {
 	]);
 }
 
+/* One target of a probe's answer in words: its last RTT, or why it did not answer. */
+function targetWords(t) {
+	if (t.error)
+		return _('%s: no answer (%s)').format(String(t.address), String(t.error));
+	if (fmt.isNum(t.last_rtt_ms))
+		return _('%s: %s').format(String(t.address), fmt.formatMs(t.last_rtt_ms));
+	return _('%s: no answer yet').format(String(t.address));
+}
+
 return baseclass.extend({
+	/* What "Probe now" found on link `name` (bonding.probe answers as bonding.path does). */
+	probeResult: function(name, p) {
+		p = fmt.isObject(p) ? p : {};
+		const targets = Array.isArray(p.targets) ? p.targets : [];
+		return E('div', {}, [
+			E('p', {}, [
+				E('strong', {}, [ _('Probe of %s: %s').format(name, fmt.stateLabel(p.state)) ]),
+				p.reason ? ' (%s)'.format(p.reason) : ''
+			]),
+			targets.length
+				? E('ul', {}, targets.map(t => E('li', {}, [ targetWords(t) ])))
+				: E('p', {}, [ _('No probe target answered or was probed.') ])
+		]);
+	},
+
 	/* Show the modal for link `name` from the reply `p` of bonding.path. */
 	show: function(name, p) {
 		const targets = Array.isArray(p.targets) ? p.targets : [];

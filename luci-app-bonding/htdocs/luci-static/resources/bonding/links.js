@@ -100,8 +100,9 @@ function linkRow(view, name, p, rates) {
 		]),
 		td(_('State'), d.badges.map(fmt.badge)),
 		td(_('Reason'), [ d.reason || '–' ], { 'class': 'td bonding-reason', 'style': 'min-width:14em' }),
-		td(_('RTT'), [ fmt.formatMs(p.rtt_ms) ]),
-		td(_('Jitter'), [ fmt.formatMs(p.jitter_ms) ]),
+		/* a dead link's last RTT is no figure of it any more: none beside its 100 % loss */
+		td(_('RTT'), [ (d.state == 'down') ? '–' : fmt.formatMs(p.rtt_ms) ]),
+		td(_('Jitter'), [ (d.state == 'down') ? '–' : fmt.formatMs(p.jitter_ms) ]),
 		td(_('Loss'), [ fmt.formatPct(p.loss_pct) ]),
 		td(_('Download'), [ fmt.formatRate(rx) ], { 'class': 'td bonding-rx', 'data-bps': rx }),
 		td(_('Upload'), [ fmt.formatRate(tx) ], { 'class': 'td bonding-tx', 'data-bps': tx }),

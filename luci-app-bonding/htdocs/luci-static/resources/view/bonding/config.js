@@ -20,6 +20,37 @@
  */
 
 /*
+ * A save writes only what the user changed.  LuCI's own options delete a value equal to their
+ * default (and a Flag whose rmempty is false is written on every save): a first save wrote
+ * globals.enabled and dropped usb.auto_dhcp, usb.modem_mbim and globals.log_level, all as
+ * shipped.  Here an option whose form value is what the form showed (the stored value, else
+ * the default) leaves the config alone; any other goes through LuCI's own parse.
+ */
+function writeOnlyChanges(m) {
+	for (const s of m.children)
+		for (const o of s.children) {
+			const parse = o.parse;
+			o.parse = function(section_id) {
+				if (this.isActive(section_id) && this.isValid(section_id)) {
+					const stored = this.cfgvalue(section_id);
+					const shown = (stored != null && stored !== '') ? stored : this.default;
+					if (shown != null && !Array.isArray(shown) && this.formvalue(section_id) == shown)
+						return Promise.resolve();
+				}
+				return parse.call(this, section_id);
+			};
+		}
+}
+
+/* An option's cell in a grid shows bondingd's default when the option is unset, not "none". */
+function showDefault(o, dflt) {
+	o.textvalue = function(section_id) {
+		const v = this.cfgvalue(section_id);
+		return (v != null && v !== '') ? String(v) : _('%s (default)').format(dflt);
+	};
+}
+
+/*
  * Integer options of a tab and their ranges, the same bounds bondingd enforces: rows of
  * [ option, title, description, min, max, default ].  The default is only a placeholder: unset
  * means bondingd's default, never written.
@@ -313,11 +344,13 @@ function serversSection(m, writable) {
 	o = s.option(form.Value, 'port', _('Port'));
 	o.datatype = 'and(port,range(1,65535))';
 	o.placeholder = '65101';
+	showDefault(o, '65101');
 
 	o = s.option(form.Value, 'priority', _('Priority'),
 		_('Lower is preferred; servers of equal priority in the order of this list. The preferred server that answers carries the traffic.'));
 	o.datatype = 'and(uinteger,range(0,1000))';
 	o.placeholder = '10';
+	showDefault(o, '10');
 
 	o = s.option(form.ListValue, 'protocol', _('Protocol'));
 	o.value('shadowsocks', 'Shadowsocks');
@@ -339,6 +372,23 @@ function serversSection(m, writable) {
 		keyOption(s);
 		s.addModalOptions = storeKeyOnSave;
 	}
+}
+
+/*
+ * The Interface cell of a link: netifd's badge for an interface netifd knows, the name of one
+ * it does not (yet), and the device of a link configured by device (not "unspecified").
+ */
+function interfaceText(o) {
+	const badge = o.textvalue;
+	o.textvalue = function(section_id) {
+		const iface = this.cfgvalue(section_id);
+		const device = this.map.data.get(this.map.config, section_id, 'device');
+		if (iface == null || iface === '')
+			return device ? _('device %s').format(device) : E('em', {}, [ _('unspecified') ]);
+		if ((this.networks || []).some(n => n.getName() == iface))
+			return badge.call(this, section_id);
+		return device ? '%s (%s)'.format(iface, device) : String(iface);
+	};
 }
 
 /* --- links --------------------------------------------------------------------------------- */
@@ -365,6 +415,7 @@ function pathsSection(m) {
 			return _('Expecting: %s').format(_('an interface, or a device below'));
 		return true;
 	};
+	interfaceText(o);
 
 	o = s.option(form.Value, 'device', _('Device'),
 		_('Only where the link has no netifd interface: the kernel device, like eth1.'));
@@ -438,6 +489,11 @@ function usbSection(m) {
 
 return view.extend({
 	render: function() {
+		/* LuCI marks the footer's Save & Apply disabled on a read-only page, but its click
+		 * handler still runs: a read-only page gets no footer at all */
+		if (L.hasViewPermission() !== true)
+			this.handleSaveApply = this.handleSave = this.handleReset = null;
+
 		const m = new form.Map('bonding', _('Bonding configuration'),
 			_('Links, aggregation servers and the settings of bondingd. Save & Apply makes bondingd reload its configuration; live connections are kept.'));
 		m.tabbed = true;
@@ -446,6 +502,7 @@ return view.extend({
 		serversSection(m, L.hasViewPermission() === true);
 		pathsSection(m);
 		usbSection(m);
+		writeOnlyChanges(m);
 
 		return m.render();
 	}

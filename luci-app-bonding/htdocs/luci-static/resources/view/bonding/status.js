@@ -13,14 +13,16 @@
 'require bonding.details as details';
 
 /*
- * Services → Bonding → Status: what every link is doing and why, refreshed every two seconds
+ * Services → Bonding → Status: what every link is doing and why, refreshed every second
  * from the `bonding` ubus object (bondingd).  The throughput graph is computed here from the
  * polled rx_bytes/tx_bytes counters, one point per poll, as luci-mod-status's bandwidth view
  * does: no chart library, plain SVG polylines.  Each part of the page is a module under
  * bonding/: messages, links, graph (with rates), servers, details.
  */
 
-const POLL_INTERVAL = 2;	/* seconds between two status polls */
+/* seconds between two status polls: bondingd refreshes its status and counters every second,
+ * and a link it declares down is red here within that second and the call's time */
+const POLL_INTERVAL = 1;
 const GRAPH_WINDOW = 300;	/* seconds of history drawn in the graphs */
 
 function section(title, el) {
@@ -55,7 +57,8 @@ return view.extend({
 		const node = E('div', { 'id': 'bonding-status' }, [
 			E('h2', {}, [ _('Bonding status') ]),
 			E('div', { 'class': 'cbi-map-descr' }, [
-				_('What every link is doing, and why, refreshed every %d seconds.').format(POLL_INTERVAL)
+				(POLL_INTERVAL == 1) ? _('What every link is doing, and why, refreshed every second.')
+					: _('What every link is doing, and why, refreshed every %d seconds.').format(POLL_INTERVAL)
 			]),
 			this.messagesEl,
 			section(_('Links'), this.linksEl),
@@ -63,14 +66,15 @@ return view.extend({
 			section(_('Server and proxy'), this.serverEl)
 		]);
 
-		if (this.writable)
-			node.appendChild(E('div', { 'class': 'right' }, [
-				E('button', {
-					'class': 'cbi-button cbi-button-apply',
-					'id': 'bonding-reload',
-					'click': ui.createHandlerFn(this, 'handleReload')
-				}, [ _('Reload configuration') ])
-			]));
+		if (this.writable) {
+			this.reloadEl = E('button', {
+				'class': 'cbi-button cbi-button-apply',
+				'id': 'bonding-reload',
+				'title': _('Make bondingd read /etc/config/bonding again'),
+				'click': ui.createHandlerFn(this, 'handleReload')
+			}, [ _('Reload configuration') ]);
+			node.appendChild(E('div', { 'class': 'right' }, [ this.reloadEl ]));
+		}
 
 		this.update(res);
 		poll.add(L.bind(this.poll, this), POLL_INTERVAL);
@@ -84,6 +88,13 @@ return view.extend({
 
 	update: function(res) {
 		const st = res ? res.status : null;
+
+		/* only a running bondingd can reload: the button waits for it */
+		if (this.reloadEl) {
+			this.reloadEl.disabled = !st;
+			this.reloadEl.title = st ? _('Make bondingd read /etc/config/bonding again')
+				: _('bondingd is not running: start it to reload its configuration');
+		}
 
 		if (!st) {
 			this.rates = new rates.RateTracker(GRAPH_WINDOW);
@@ -116,8 +127,11 @@ return view.extend({
 		}, this));
 	},
 
+	/* Probe now, then say what the round found, target by target. */
 	handleProbe: function(name) {
-		return this.act(_('Probing %s').format(name), bondingRpc.probe(name));
+		return this.act(_('Probing %s').format(name), bondingRpc.probe(name).then(function(p) {
+			ui.addNotification(null, details.probeResult(name, p), 'info', 'bonding-probe-result');
+		}));
 	},
 
 	handleBackup: function(name, backup) {

@@ -1,0 +1,135 @@
+"""A scratch OpenWrt router that serves luci-app-bonding through real LuCI, for browser tests.
+
+On top of :class:`~tests.owrt.router_root.RouterRoot` with LuCI's packages (luci-base,
+luci-mod-status, luci-mod-system, luci-theme-bootstrap, rpcd-mod-luci, as
+tools/owrt-userland.sh builds them): our feed installed by the real opkg (luci-app-bonding brings
+bonding and python3-bonding; its postinst starts bondingd under procd), LuCI's ACL files, rpcd
+with the logins of tests/owrt/test_router_rpcd.py (`viewer`, the README's read-only login, and
+`admin`), and uhttpd with OpenWrt's LuCI options (the ucode dispatcher, /ubus) on
+127.0.0.1:8080 inside the router's network namespace, where the browser runs too.
+
+bondingd bonds the root's two veth links (wan1 and wan2 to the upstream namespace) and probes
+203.0.113.10 and 198.51.100.10 through each; one aggregation server, vps1, is configured with
+no priority (bondingd's default, 10, applies).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bonding.lab.commands import nft, nsx, run
+
+from .router_root import CONFIGURE, RouterRoot, base_packages
+from .test_router_rpcd import LOGINS, PASSWORDS, luci_acls
+
+LUCI_PARTS = ("luci-base", "luci-mod-status", "luci-mod-system", "luci-theme-bootstrap",
+              "rpcd-mod-luci")
+HTTP = "127.0.0.1:8080"
+URL = f"http://{HTTP}/cgi-bin/luci"
+UBUS = "/var/run/ubus/ubus.sock"
+SERVER = """
+uci set bonding.vps1=server
+uci set bonding.vps1.address=203.0.113.10
+uci set bonding.vps1.port=65101
+uci set bonding.vps1.protocol=shadowsocks
+uci set bonding.vps1.cipher=chacha20-ietf-poly1305
+uci set bonding.globals.proxy=none
+uci delete bonding.wanb.interface
+uci commit bonding
+uci set bonding_secrets.vps1=server
+uci set bonding_secrets.vps1.key=c2VjcmV0LWtleS1vZi10aGUtc2VydmVyLXZwczE=
+uci commit bonding_secrets
+"""
+BLACKHOLE_TABLE = "browser_blackhole"
+
+
+class LuciRouter:
+    """The started router: `root` (a RouterRoot) and what the tests ask of it."""
+
+    def __init__(self, root: RouterRoot) -> None:
+        self.root = root
+
+    def status(self) -> dict[str, Any]:
+        out = self.root.ubus("call", "bonding", "status")
+        assert isinstance(out, dict), out
+        return out
+
+    def states(self) -> dict[str, str]:
+        try:
+            return {n: p["state"] for n, p in self.status()["paths"].items()}
+        except Exception:
+            return {}
+
+    def service(self) -> dict[str, Any]:
+        out = self.root.ubus("call", "service", "list", '{"name":"bonding"}')
+        assert isinstance(out, dict)
+        return out.get("bonding", {}).get("instances", {}).get("bondingd", {})  # type: ignore[no-any-return]
+
+    def reloads(self) -> int:
+        """How many times bondingd logged a reload of its config."""
+        return self.root.path("/tmp/log/messages").read_text().count("reloading /etc/config")
+
+    def blackhole(self, isp: str) -> None:
+        """The upstream drops everything that comes in on `isp` (isp1: wan1's link)."""
+        rules = (f"table inet {BLACKHOLE_TABLE} {{\n chain pre {{\n  type filter hook prerouting "
+                 f"priority -300;\n  iifname \"{isp}\" drop\n }}\n}}\n")
+        nft(self.root.up_ns, rules)
+
+    def unblackhole(self) -> None:
+        run(nsx(self.root.up_ns, "nft", "delete", "table", "inet", BLACKHOLE_TABLE),
+            check=False)
+
+
+def _install(root: RouterRoot) -> None:
+    # first boot: the theme's uci-defaults (the bootstrap theme becomes LuCI's media)
+    root.sh('for f in /etc/uci-defaults/*; do ( . "$f" ) && rm -f "$f"; done')
+    root.sh("opkg update && opkg install luci-app-bonding", timeout=180)
+    root.sh(CONFIGURE + SERVER)
+    root.sh("/etc/init.d/bonding restart")
+    for name, data in luci_acls().items():
+        root.write(f"/usr/share/rpcd/acl.d/{name}", data)
+    users = ("viewer", "admin")
+    hashes = {u: root.sh(f"uhttpd -m '{PASSWORDS[u]}'").stdout.strip() for u in users}
+    logins = "".join(f"""
+config login
+	option username '{u}'
+	option password '{hashes[u]}'
+	{LOGINS[u]}
+""" for u in users)
+    root.write("/etc/config/rpcd", f"""
+config rpcd
+	option socket {UBUS}
+	option timeout 30
+{logins}""")
+    root.spawn("rpcd", ["/sbin/rpcd", "-s", UBUS, "-t", "30"])
+    root.wait(lambda: root.sh("ubus -t 1 list luci-rpc", check=False).returncode == 0, 10,
+              "rpcd's luci-rpc object")
+    root.spawn("uhttpd", ["/usr/sbin/uhttpd", "-f", "-h", "/www", "-p", HTTP, "-x", "/cgi-bin",
+                          "-o", "/cgi-bin/luci", "-O", "/usr/share/ucode/luci/uhttpd.uc",
+                          "-u", "/ubus", "-U", UBUS, "-t", "30"])
+
+
+@contextlib.contextmanager
+def luci_router(prefix: Path, feed_dir: Path, workdir: Path, tag: str) -> Iterator[LuciRouter]:
+    """The router, started, with both links up in bondingd; closed (namespaces gone) after."""
+    root = RouterRoot(prefix, workdir / "stage", tag, LUCI_PARTS)
+    root.start(base_packages(feed_dir))
+    try:
+        root.add_feed(feed_dir)
+        _install(root)
+        router = LuciRouter(root)
+        root.wait(lambda: router.states() == {"wan": "up", "wanb": "up"}, 30,
+                  "bondingd with both links up")
+        yield router
+    finally:
+        with contextlib.suppress(Exception):
+            LuciRouter(root).unblackhole()
+        root.close()
+
+
+def dump(x: Any) -> str:
+    return json.dumps(x, indent=1, sort_keys=True)
