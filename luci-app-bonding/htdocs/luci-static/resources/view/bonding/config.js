@@ -82,10 +82,10 @@ function generalTab(s) {
 	o.default = 'info';
 
 	o = s.taboption('general', form.ListValue, 'proxy', _('Proxy backend'),
-		_('The transparent proxy that carries LAN traffic over Multipath TCP to the server. Automatic takes sing-box, else Xray, whichever is installed (install sing-box first), and takes one installed later up by itself.'));
-	o.value('auto', _('Automatic (sing-box, else Xray)'));
+		_('The transparent proxy that carries LAN traffic over Multipath TCP to the server. Automatic takes sing-box, the proxy bonding is tested with, once it is installed (also later, by itself). Xray runs only when chosen here: no test of bonding runs it.'));
+	o.value('auto', _('Automatic (sing-box)'));
 	o.value('sing-box', 'sing-box');
-	o.value('xray', 'Xray');
+	o.value('xray', _('Xray (untested)'));
 	o.value('shadowsocks-libev', 'shadowsocks-libev');
 	o.value('none', _('None: bond the router\'s own traffic only'));
 	o.default = 'auto';
