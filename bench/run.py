@@ -14,6 +14,9 @@ goodput, goodput-hard, goodput-v6, unshaped (bench/goodput.py): one TCP connecti
 full path, upload and download, beside raw kernel MPTCP over the same links, each figure the
 median and range of --runs transfers with the failed ones counted (see that module).
 
+recovered (bench/recovered.py): a restored link carries traffic again ≤ 1 s after bondingd
+declares it up, as bytes at the receiving host through the full path, each way.
+
 udp-failover: a 50 pps "voice" stream LAN host → UDP echo at the target through the full path;
 the link that carries most of it is blackholed, 5 times: the longest time without an echo
 (median, bar ≤ 1 s) and the datagrams lost; then the stream's round trip in steady state and
@@ -55,6 +58,7 @@ from bonding.lab.traffic import (
 )
 from goodput import CASES, HARD_CASES, goodput, goodput_v6, unshaped
 from labs import bondingd_lab, full_lab, prefix
+from recovered import recovered
 
 _lab = bondingd_lab
 _full_lab = full_lab
@@ -282,8 +286,8 @@ def footprint(seconds: float) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("parts", nargs="*", default=["detect", "recover", "aggregate", "footprint",
-                                                "failover", "goodput", "goodput-hard",
+    p.add_argument("parts", nargs="*", default=["detect", "recover", "recovered", "aggregate",
+                                                "footprint", "failover", "goodput", "goodput-hard",
                                                 "goodput-v6", "unshaped", "udp-failover"])
     p.add_argument("--quick", action="store_true", help="fewer runs, shorter transfers")
     p.add_argument("--cc", default="bbr,cubic,mixed",
@@ -303,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parts: dict[str, Callable[[], None]] = {
         "detect": lambda: detect(n),
         "recover": lambda: recover(3 if a.quick else 6),
+        "recovered": lambda: recovered(3 if a.quick else 5, ccs[-1:]),
         "aggregate": lambda: aggregate(10 if a.quick else 20),
         "footprint": lambda: footprint(15 if a.quick else 60),
         "failover": lambda: failover(5, [x.strip() for x in a.proxy.split(",")]),
