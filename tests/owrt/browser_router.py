@@ -24,7 +24,7 @@ from typing import Any
 from bonding.lab.commands import nft, nsx, run
 
 from .router_root import CONFIGURE, RouterRoot, base_packages
-from .test_router_rpcd import LOGINS, PASSWORDS, luci_acls
+from .test_router_rpcd import start_rpcd
 
 LUCI_PARTS = ("luci-base", "luci-mod-status", "luci-mod-system", "luci-theme-bootstrap",
               "rpcd-mod-luci")
@@ -90,22 +90,7 @@ def _install(root: RouterRoot) -> None:
     root.sh("opkg update && opkg install luci-app-bonding", timeout=180)
     root.sh(CONFIGURE + SERVER)
     root.sh("/etc/init.d/bonding restart")
-    for name, data in luci_acls().items():
-        root.write(f"/usr/share/rpcd/acl.d/{name}", data)
-    users = ("viewer", "admin")
-    hashes = {u: root.sh(f"uhttpd -m '{PASSWORDS[u]}'").stdout.strip() for u in users}
-    logins = "".join(f"""
-config login
-	option username '{u}'
-	option password '{hashes[u]}'
-	{LOGINS[u]}
-""" for u in users)
-    root.write("/etc/config/rpcd", f"""
-config rpcd
-	option socket {UBUS}
-	option timeout 30
-{logins}""")
-    root.spawn("rpcd", ["/sbin/rpcd", "-s", UBUS, "-t", "30"])
+    start_rpcd(root, ("viewer", "admin"))
     root.wait(lambda: root.sh("ubus -t 1 list luci-rpc", check=False).returncode == 0, 10,
               "rpcd's luci-rpc object")
     root.spawn("uhttpd", ["/usr/sbin/uhttpd", "-f", "-h", "/www", "-p", HTTP, "-x", "/cgi-bin",

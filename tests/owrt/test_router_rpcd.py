@@ -23,7 +23,7 @@ import json
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ import pytest
 
 from bonding.lab.topology import nsx
 
-from .router_root import CONFIGURE, RouterRoot, booted
+from .router_root import CONFIGURE, UBUS_SOCKET, RouterRoot, booted
 
 LUCI_SRC = Path("/work/shared/owrt-src/luci.tar.gz")
 # LuCI's ACL files, as luci-base, luci-mod-status and luci-mod-system install them
@@ -53,6 +53,27 @@ READ_CALLS = [("bonding", "status", {}), ("bonding", "path", {"name": "wan"})]
 WRITE_CALLS = [("bonding", "set_path", {"name": "wanb", "backup": False}),
                ("bonding", "probe", {"name": "wan"}), ("bonding", "reload", {})]
 PERMISSION_DENIED = 6  # UBUS_STATUS_PERMISSION_DENIED
+
+
+def start_rpcd(root: RouterRoot, users: Iterable[str]) -> dict[str, str]:
+    """LuCI's ACL files and `users`' logins (LOGINS, passwords stored as `uhttpd -m` makes
+    them) in the root, and rpcd started on its ubus; returns the stored password hashes."""
+    for name, data in luci_acls().items():
+        root.write(f"/usr/share/rpcd/acl.d/{name}", data)
+    hashes = {u: root.sh(f"uhttpd -m '{PASSWORDS[u]}'").stdout.strip() for u in users}
+    logins = "".join(f"""
+config login
+	option username '{u}'
+	option password '{h}'
+	{LOGINS[u]}
+""" for u, h in hashes.items())
+    root.write("/etc/config/rpcd", f"""
+config rpcd
+	option socket {UBUS_SOCKET}
+	option timeout 30
+{logins}""")
+    root.spawn("rpcd", ["/sbin/rpcd", "-s", UBUS_SOCKET, "-t", "30"])
+    return hashes
 
 
 def luci_acls() -> dict[str, bytes]:
@@ -78,22 +99,8 @@ def rpc_root(router_prereqs: Path, owrt_feed: Path, tmp_path_factory: pytest.Tem
         root.sh("uci set bonding_secrets.vps1=server; "
                 f"uci set bonding_secrets.vps1.key='{SECRET}'; uci commit bonding_secrets")
         root.sh("/etc/init.d/bonding start")
-        for name, data in luci_acls().items():
-            root.write(f"/usr/share/rpcd/acl.d/{name}", data)
-        hashes = {u: root.sh(f"uhttpd -m '{p}'").stdout.strip() for u, p in PASSWORDS.items()}
+        hashes = start_rpcd(root, PASSWORDS)
         assert all(h.startswith("$1$") for h in hashes.values()), hashes
-        logins = "".join(f"""
-config login
-	option username '{u}'
-	option password '{hashes[u]}'
-	{LOGINS[u]}
-""" for u in PASSWORDS)
-        root.write("/etc/config/rpcd", f"""
-config rpcd
-	option socket /var/run/ubus/ubus.sock
-	option timeout 30
-{logins}""")
-        root.spawn("rpcd", ["/sbin/rpcd", "-s", "/var/run/ubus/ubus.sock", "-t", "30"])
         root.wait(lambda: root.sh("ubus -t 1 list session", check=False).returncode == 0, 5,
                   "rpcd's session object")
         root.path("/www").mkdir(exist_ok=True)
