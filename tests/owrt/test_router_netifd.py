@@ -161,6 +161,7 @@ def test_opkg_install_runs_bonding_without_a_reboot(router: Router,
     root = router.root
     t0 = time.monotonic()
     root.sh("opkg update && opkg install bonding", timeout=180)
+    router.conffiles = root.path("/usr/lib/opkg/info/bonding.conffiles").read_text().split()
     root.wait(lambda: service(root).get("running"), 10, "bondingd started by the postinst")
     # the shipped config's path 'wan' is netifd's interface 'wan': resolved from netifd
     root.wait(lambda: paths(root)["wan"]["device"] == "wan1", 10,
@@ -170,7 +171,6 @@ def test_opkg_install_runs_bonding_without_a_reboot(router: Router,
     assert status(root)["ubus"]["connected"] is True
     assert root.path("/usr/share/nftables.d/ruleset-post/30-bonding.nft").is_symlink()
     assert root.path("/etc/hotplug.d/iface/30-bonding").is_file()
-    router.conffiles = root.path("/usr/lib/opkg/info/bonding.conffiles").read_text().split()
 
 
 def test_with_no_path_sections_bondingd_bonds_the_wans_netifd_has(
@@ -228,6 +228,9 @@ def test_a_dhcp_wan_becomes_a_path_within_1_s_of_ifup(router: Router,
         f"on {lease} {became:.2f} s, up with its endpoint {took:.2f} s (after {UP_COUNT} good "
         f"probe rounds of {PROBE_MS} ms)")
     assert became < 1.0, f"path wanb took {became:.2f} s after ifup to take its lease"
+    # bondingd follows netifd at once (it is told over ubus; it does not wait for the kernel's
+    # linkwatch to update the link's operstate, up to 1 s later)
+    assert became - dhcp < 0.3, f"path wanb probing {became - dhcp:.2f} s after netifd's up"
     # up after UP_COUNT rounds (with room for a loaded host)
     assert took - became < 2 * UP_COUNT * PROBE_MS / 1000, f"up {took - became:.2f} s later"
     assert paths(root)["wanb"]["device"] == "wan2"
