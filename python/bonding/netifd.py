@@ -49,6 +49,9 @@ class NetifdView:
     interfaces: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     known: bool = False  # a dump has been read
     error: str | None = None  # why the last dump failed
+    # interfaces seen as WANs (up with a default route) that netifd still has: a WAN that goes
+    # down (ifdown, a lost lease, a pulled cable) stays a path, down, until netifd drops it
+    wans: set[str] = field(default_factory=set)
 
     def update(self, dump: Mapping[str, Any]) -> None:
         items = dump.get("interface")
@@ -59,6 +62,9 @@ class NetifdView:
                            if isinstance(i, dict) and "interface" in i}
         self.known = True
         self.error = None
+        self.wans = {n for n in self.wans if n in self.interfaces} | {
+            n for n, d in self.interfaces.items()
+            if isinstance(parse_status(n, d), Info) and _has_default(d)}
 
     def failed(self, why: str) -> None:
         self.error = why
@@ -74,9 +80,9 @@ class NetifdView:
         return parse_status(name, data)
 
     def wan_interfaces(self) -> list[str]:
-        """Interfaces that are up with an IPv4 default route (what a WAN is), by name."""
-        return sorted(n for n, d in self.interfaces.items()
-                      if isinstance(parse_status(n, d), Info) and _has_default(d))
+        """The WANs by name: interfaces that are up with an IPv4 default route, or were since
+        bondingd started and netifd still has (down now: their paths say why)."""
+        return sorted(self.wans)
 
     def interface_of(self, device: str) -> str | None:
         """The interface whose (l3) device is `device`, when netifd has one."""

@@ -42,3 +42,18 @@ def test_a_malformed_dump_keeps_the_last_good_one() -> None:
     v.update({"interfaces": "garbage"})
     assert v.error is not None
     assert v.lookup("wan") == Info("eth1", "100.64.1.2", "100.64.1.1")
+
+
+def test_a_wan_that_goes_down_stays_a_wan_until_netifd_drops_it() -> None:
+    v = NetifdView()
+    v.update({"interface": [WAN, LTE]})
+    assert v.wan_interfaces() == ["lte", "wan"]
+    # ifdown / a lost lease / a pulled cable: netifd lists it down, without its routes
+    v.update({"interface": [{"interface": "wan", "up": False}, LTE]})
+    assert v.wan_interfaces() == ["lte", "wan"]
+    assert v.lookup("wan") == "netifd interface 'wan' is down"
+    v.update({"interface": [LTE]})  # removed from /etc/config/network
+    assert v.wan_interfaces() == ["lte"]
+    # an interface that was never seen up with a default route is no WAN
+    v.update({"interface": [LTE, DOWN]})
+    assert v.wan_interfaces() == ["lte"]

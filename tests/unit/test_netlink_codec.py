@@ -288,6 +288,11 @@ def test_link_parse_carrier() -> None:
         True, False, "LOWERLAYERDOWN")
     dormant = rtnl.parse_link(link_msg(rtnl.RTM_NEWLINK, 3, "wan1", up, 5))
     assert not dormant.carrier
+    # the carrier back (IFF_LOWER_UP) before linkwatch has updated the operstate: a carrier
+    for stale in (2, 3):  # DOWN, LOWERLAYERDOWN
+        came_up = rtnl.parse_link(link_msg(rtnl.RTM_NEWLINK, 3, "wan1",
+                                           rtnl.IFF_UP | rtnl.IFF_LOWER_UP, stale))
+        assert came_up.carrier, came_up.operstate
 
 
 def test_rule_round_trip() -> None:

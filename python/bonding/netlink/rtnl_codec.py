@@ -22,7 +22,7 @@ class Link:
     index: int
     name: str
     up: bool  # IFF_UP (administratively up)
-    carrier: bool  # IFF_LOWER_UP and an operstate that can pass traffic
+    carrier: bool  # IFF_LOWER_UP, and not DORMANT or NOTPRESENT (rtnl_consts)
     mtu: int
     kind: str | None  # IFLA_INFO_KIND ("veth", "wireguard", ...) or None
     operstate: str

@@ -45,7 +45,12 @@ IFLA_CARRIER = 33
 IFLA_INFO_KIND = 1
 RTEXT_FILTER_SKIP_STATS = 1 << 3
 OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
-_NO_CARRIER_STATES = frozenset({"NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "DORMANT"})
+# With IFF_LOWER_UP (the driver's carrier, set at once) these operstates mean no traffic.  DOWN
+# and LOWERLAYERDOWN are not among them: the kernel derives them from a carrier that is off, so
+# beside IFF_LOWER_UP they are stale (linkwatch sets the operstate later, at most once a second:
+# netifd's ifup of a link it took down on ifdown showed UP + LOWER_UP with LOWERLAYERDOWN for
+# 0.7 s while DHCP had already passed over it).
+_NO_CARRIER_STATES = frozenset({"NOTPRESENT", "DORMANT"})
 
 # Address attributes.
 IFA_ADDRESS = 1
