@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
+from bonding.config.rules import Rule
 from bonding.config.values import is_ipv4, is_ipv6
 
 LOG_LEVELS: Final = ("debug", "info", "notice", "warning", "error")
@@ -149,6 +150,7 @@ class Config:
     servers: tuple[Server, ...] = ()
     paths: tuple[PathConfig, ...] = ()
     usb: Usb = field(default_factory=Usb)
+    rules: tuple[Rule, ...] = ()  # `config rule` sections, in file order (bonding.config.rules)
 
     def path(self, name: str) -> PathConfig | None:
         return next((p for p in self.paths if p.name == name), None)

@@ -1,0 +1,258 @@
+"""Pinning in the data plane: `config rule` sections → what each does now, and its nftables.
+
+One table of its own, ``table inet bonding_rules``, loaded like bondingd's ``inet bonding``
+(one transaction that deletes and re-adds it), whether the proxy runs or not, so a pinned
+device stays on its WAN also while the proxy is failed or disabled:
+
+- chain ``lan`` (hook prerouting, priority mangle - 1: before the tproxy of ``inet bonding``)
+  looks at what arrives on a LAN device, not answers (``ct direction reply``) nor addressed to
+  the router or broadcast; the first rule that matches decides:
+  - ``block_quic``: UDP to port 443 of the rule's match is rejected (ICMP port unreachable, so
+    a browser falls back to TCP at once, and TCP bonds);
+  - bond: ``return`` (unmarked: ``inet bonding`` hands it to the proxy; later rules skipped);
+  - path i: the pin mark of path i (bonding.core.plan.PinMarks), ``accept``: ``inet bonding``
+    leaves marked packets alone (``meta mark & mask != 0 return``) and the policy rule
+    ``fwmark <path i>/<mask> lookup <path table i>`` sends them out of that WAN only;
+  - any (``bypass``, ``fallback 'any'``): the mark ANY, which has no rule of its own: the
+    router's default route (bondingd keeps it on a live path: option manage_default_route);
+  - drop: ``drop``.
+- chain ``postrouting`` (nat, priority srcnat - 1): marked IPv4 leaving by a path's device is
+  masqueraded, so the target sees that WAN's address (what fw4's wan zone does on OpenWrt; the
+  rule makes it so also where there is no fw4, or the zone does not masquerade).
+
+A `path:` rule whose path is down (or unknown) does what its fallback says; bondingd re-renders
+the table on every change of the paths' state (the table is replaced only when its text
+changes).  IPv6: see bonding.config.rules.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from bonding.config import Config
+from bonding.config.rules import Rule
+from bonding.core.plan import PathView, PinMarks
+from bonding.dataplane import nft
+
+log = logging.getLogger("bondingd.pinning")
+
+TABLE: Final = "bonding_rules"
+QUIC_PORT: Final = 443
+REMOVE: Final = (f"# bondingd has no rule sections: no table of its own.\n"
+                 f"table {nft.FAMILY} {TABLE} {{}}\ndelete table {nft.FAMILY} {TABLE}\n")
+
+
+class Verdict:
+    BOND = "bond"
+    PATH = "path"
+    ANY = "any"
+    DROP = "drop"
+
+
+@dataclass(frozen=True)
+class PathNow:
+    """What a rule needs to know of a path: where its table is, whether it is live, why not."""
+
+    name: str
+    index: int
+    device: str | None
+    live: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a rule does now (`verdict`, and for PATH the path) and why."""
+
+    rule: Rule
+    verdict: str
+    why: str
+    path: PathNow | None = None
+
+    @property
+    def effective(self) -> str:
+        return f"path:{self.path.name}" if self.verdict == Verdict.PATH and self.path else \
+            self.verdict
+
+    def as_status(self, proxy_running: bool) -> dict[str, Any]:
+        why = self.why
+        if self.verdict == Verdict.BOND and not proxy_running:
+            why += ("; the proxy is not running: it is routed natively by the default route "
+                    "until it is")
+        r = self.rule
+        return {"name": r.name, "match": r.match_text(), "action": r.action,
+                "fallback": r.fallback if r.path else None, "block_quic": r.block_quic,
+                "effective": self.effective, "why": why}
+
+
+def paths_now(views: Sequence[PathView]) -> dict[str, PathNow]:
+    """The paths as rules see them: live when their IPv4 is up (or degraded) and has a link."""
+    out = {}
+    for v in views:
+        live = v.state.live and v.link_ok and v.address is not None and bool(v.ifindex)
+        if live:
+            reason = ""
+        elif v.address is None:
+            reason = "no IPv4 address"
+        elif not v.link_ok:
+            reason = "no link"
+        else:
+            reason = str(v.state)
+        out[v.name] = PathNow(v.name, v.index, v.device, live, reason)
+    return out
+
+
+def decide(rule: Rule, paths: Mapping[str, PathNow]) -> Decision:
+    """What `rule` does with the paths as they are now, and why (for status)."""
+    if rule.action == "bond":
+        return Decision(rule, Verdict.BOND, "action bond")
+    if rule.action == "bypass":
+        return Decision(rule, Verdict.ANY, "action bypass: native, by the default route")
+    name = rule.path
+    assert name is not None
+    p = paths.get(name)
+    if p is not None and p.live:
+        return Decision(rule, Verdict.PATH, f"{name} up", p)
+    down = f"no path '{name}'" if p is None else f"{name} down ({p.reason})"
+    verdict = {"bond": Verdict.BOND, "any": Verdict.ANY, "drop": Verdict.DROP}[rule.fallback]
+    return Decision(rule, verdict, f"{down}: fallback {rule.fallback}")
+
+
+def _set(values: Sequence[str]) -> str:
+    return "{ " + ", ".join(values) + " }"
+
+
+def _where(rule: Rule) -> list[str]:
+    """The rule's source and destination match as nft expressions."""
+    out = []
+    if rule.src_mac:
+        out.append(f"ether saddr {_set(rule.src_mac)}")
+    if rule.src_ip:
+        out.append(f"ip saddr {_set(rule.src_ip)}")
+    if rule.dest_ip:
+        out.append(f"ip daddr {_set(rule.dest_ip)}")
+    return out
+
+
+def _what(rule: Rule) -> list[str]:
+    """The rule's protocol and port match."""
+    ports = f" dport {_set(rule.dest_port)}" if rule.dest_port else ""
+    if rule.proto in ("tcp", "udp"):
+        return [f"{rule.proto}{ports}" if ports else f"meta l4proto {rule.proto}"]
+    return [f"meta l4proto {{ tcp, udp }} th{ports}"] if ports else []
+
+
+@dataclass(frozen=True)
+class PinRuleset:
+    """The table as data; :meth:`render` makes the nft text."""
+
+    lan_devices: tuple[str, ...]
+    decisions: tuple[Decision, ...]
+    marks: PinMarks
+    wan_devices: tuple[str, ...]  # the paths' devices: marked traffic leaving there is NATed
+
+    def _mark(self, value: int) -> str:
+        keep = ~self.marks.mask & 0xFFFFFFFF
+        return f"meta mark set meta mark & {keep:#010x} | {value:#010x} accept"
+
+    def _lines(self, d: Decision) -> list[str]:
+        r = d.rule
+        where = _where(r)
+        v4 = ["meta nfproto ipv4"] if r.ipv4_only else []
+        out = []
+        if r.block_quic:
+            out.append(" ".join([*v4, *where, f"udp dport {QUIC_PORT} reject"]))
+        match = [*v4, *where, *_what(r)]
+        if d.verdict == Verdict.PATH:
+            assert d.path is not None
+            out.append(" ".join(["meta nfproto ipv4", *where, *_what(r),
+                                 self._mark(self.marks.path(d.path.index))]))
+            if not r.ipv4_only:  # IPv6 is not NATed: native by its prefix's route
+                out.append(" ".join(["meta nfproto ipv6", *where, *_what(r),
+                                     self._mark(self.marks.any)]))
+        elif d.verdict == Verdict.ANY:
+            out.append(" ".join([*match, self._mark(self.marks.any)]))
+        else:
+            out.append(" ".join([*match, "drop" if d.verdict == Verdict.DROP else "return"]))
+        return [f"\t\t{line}" for line in out]
+
+    def render(self) -> str:
+        devices = ", ".join(nft.quote(d) for d in self.lan_devices)
+        lines = [
+            "# Generated by bondingd from the rule sections of /etc/config/bonding: do not edit.",
+            f"table {nft.FAMILY} {TABLE} {{}}",
+            f"delete table {nft.FAMILY} {TABLE}",
+            f"table {nft.FAMILY} {TABLE} {{",
+            "\tchain prerouting {",
+            "\t\ttype filter hook prerouting priority mangle - 1; policy accept;",
+        ]
+        if self.lan_devices:
+            lines.append(f"\t\tiifname {{ {devices} }} jump lan")
+        lines += ["\t}", "", "\tchain lan {", "\t\tct direction reply return",
+                  "\t\tfib daddr type { local, broadcast, anycast, multicast } return"]
+        for d in self.decisions:
+            lines.append(f"\t\t# rule {d.rule.name}: {d.effective} ({d.why})")
+            lines += self._lines(d)
+        lines += ["\t}", "", "\tchain postrouting {",
+                  "\t\ttype nat hook postrouting priority srcnat - 1; policy accept;"]
+        if self.wan_devices:
+            wans = ", ".join(nft.quote(d) for d in self.wan_devices)
+            lines.append(f"\t\tmeta nfproto ipv4 meta mark & {self.marks.mask:#010x} != 0 "
+                         f"oifname {{ {wans} }} masquerade")
+        lines += ["\t}", "}", ""]
+        return "\n".join(lines)
+
+
+def build(cfg: Config, views: Sequence[PathView]) -> tuple[PinRuleset, tuple[Decision, ...]]:
+    """The table for the enabled rules and the paths as they are now."""
+    now = paths_now(views)
+    decisions = tuple(decide(r, now) for r in cfg.rules if r.enabled)
+    wans = tuple(sorted({v.device for v in views if v.device}))
+    marks = PinMarks.above(cfg.globals.tproxy_mask)
+    return PinRuleset(tuple(cfg.globals.lan_devices), decisions, marks, wans), decisions
+
+
+class Pinning:
+    """Keeps ``inet bonding_rules`` in step with the rules and the paths; status of each rule."""
+
+    def __init__(self, table: nft.Nft | None = None) -> None:
+        self.nft = table or nft.Nft(remove_text=REMOVE)
+        self.decisions: tuple[Decision, ...] = ()
+        self.error = ""
+        self._removed_once = False  # a table left by an earlier bondingd is removed once
+
+    def marks(self, cfg: Config) -> PinMarks | None:
+        """The marks for plan() (None: no enabled rule, no policy rule)."""
+        if not cfg.globals.enabled or not any(r.enabled for r in cfg.rules):
+            return None
+        return PinMarks.above(cfg.globals.tproxy_mask)
+
+    def apply(self, cfg: Config, views: Sequence[PathView]) -> None:
+        """Load the table the rules call for now (or remove it when there are none)."""
+        try:
+            if self.marks(cfg) is None:
+                self.decisions = ()
+                if self.nft.applied is not None or not self._removed_once:
+                    self.remove()
+                self.error = ""
+                return
+            ruleset, decisions = build(cfg, views)
+            if self.nft.apply(ruleset):
+                log.info("nftables: table inet %s loaded: %s", TABLE,
+                         "; ".join(f"{d.rule.name} → {d.effective} ({d.why})"
+                                   for d in decisions))
+            self.decisions = decisions
+            self.error = ""
+        except (nft.NftError, OSError) as e:
+            self.error = f"rules: {e}"
+            log.error("nftables: %s", self.error)
+
+    def remove(self) -> None:
+        self._removed_once = True
+        self.nft.remove()
+
+    def status(self, proxy_running: bool) -> list[dict[str, Any]]:
+        return [d.as_status(proxy_running) for d in self.decisions]
