@@ -77,11 +77,13 @@ def test_every_kind_of_rule_loads_next_to_the_bonding_table(netns: str) -> None:
     lan = [i["rule"] for i in items if "rule" in i and i["rule"]["table"] == "bonding_rules"
            and i["rule"]["chain"] == "lan"]
     verdicts = [next(k for e in r["expr"] for k in e
-                     if k in ("accept", "drop", "return", "reject", "jump")) for r in lan]
+                     if k in ("accept", "drop", "return", "reject", "goto")) for r in lan]
     # wan2 down: tv falls back to bond (return), cam keeps wan1 (IPv4 only: one line), games
     # bypasses, rest bonds, gone falls back to any
-    assert verdicts == ["return", "return", "reject", "return", "accept", "accept", "reject",
-                        "return", "accept"]
+    assert verdicts == ["return", "return", "goto", "reject", "return", "accept", "accept",
+                        "reject", "return", "accept"]
+    decided = [i["rule"] for i in items if "rule" in i and i["rule"]["chain"] == "decided"]
+    assert len(decided) == 3  # wan1's mark, wan2's, and the default route's
     _load(netns, pinning.REMOVE)
     _load(netns, pinning.REMOVE)  # also when it is gone
     assert {i["table"]["name"] for i in _items(netns) if "table" in i} == {"bonding"}

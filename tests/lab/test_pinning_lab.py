@@ -228,3 +228,27 @@ def test_block_quic_refuses_udp_443_at_once_and_only_that(pin: Lab) -> None:
             assert answer == f"{SERVER_ADDR} quic-initial", answer  # proxied UDP
         finally:
             _set_rule(pin, "noquic", block_quic="1")
+
+
+def test_a_bonded_connection_keeps_its_way_when_wan2_comes_back(pin: Lab) -> None:
+    """The rules judge new connections only: one opened while wan2 was down (bonded, fallback
+    bond) stays bonded when the pin comes back, instead of leaking out of wan2 mid-stream with
+    the LAN host's address."""
+    _kill_wan2(pin)
+    assert wait_for(lambda: _rule(pin, "pin").get("effective") == "bond", 3)
+    t = lan_transfer(pin, 10)  # port 5201: pinned while wan2 is up
+    t.start()
+    try:
+        time.sleep(2)
+        pin.clear("wan2")
+        assert wait_for(lambda: _rule(pin, "pin").get("effective") == "path:wan2", 10), \
+            pin.status().get("rules")
+        r = link_rates(pin, 1, 2)
+        report = t.result(timeout=30)
+    finally:
+        t.stop()
+    end = report["end"]["sum_received"]
+    assert end["seconds"] > 9.5, end  # it ran to its end
+    assert end["bytes"] > 10 * 40e6 / 8, end  # bonded all along: more than wan2 alone
+    # still bonded (the links' subflows), not pinned to wan2 alone
+    assert r["wan1"] > 5e6 and r["wan3"] > 2e6, r

@@ -56,10 +56,21 @@ def test_decisions_follow_the_path_state() -> None:
     assert decide(TV, paths_now([view(0), view(1, State.DEGRADED)])).effective == "path:wan2"
 
 
-def _lan(text: str) -> list[str]:
+def _chain(text: str, name: str) -> list[str]:
     lines = [ln.strip() for ln in text.splitlines()]
-    lan = lines[lines.index("chain lan {") + 1:]
+    lan = lines[lines.index(f"chain {name} {{") + 1:]
     return [ln for ln in lan[:lan.index("}")] if ln and not ln.startswith("#")]
+
+
+def _lan(text: str) -> list[str]:
+    return _chain(text, "lan")
+
+
+def mark(value: int) -> str:
+    """What a rule that marks ends with: the connection's mark, the packet's, accept."""
+    keep = "0xffff81ff"
+    return (f"ct mark set ct mark & {keep} | {value:#010x} "
+            f"meta mark set meta mark & {keep} | {value:#010x} accept")
 
 
 def cfg_with(*rules: Rule) -> Config:
@@ -74,21 +85,24 @@ def test_text_of_a_pinned_device_up_and_down() -> None:
                                       "table inet bonding_rules {"]
     assert "type filter hook prerouting priority mangle - 1; policy accept;" in text
     assert 'iifname { "lan0" } jump lan' in text
-    keep = "meta mark set meta mark & 0xffff81ff"
     assert _lan(text) == [
         "ct direction reply return",
         "fib daddr type { local, broadcast, anycast, multicast } return",
+        "ct state != new goto decided",  # a connection's first packet is judged
         "ether saddr { aa:bb:cc:dd:ee:01 } udp dport 443 reject",
-        f"meta nfproto ipv4 ether saddr {{ aa:bb:cc:dd:ee:01 }} {keep} | 0x00000400 accept",
-        f"meta nfproto ipv6 ether saddr {{ aa:bb:cc:dd:ee:01 }} {keep} | 0x00007e00 accept",
+        f"meta nfproto ipv4 ether saddr {{ aa:bb:cc:dd:ee:01 }} {mark(0x400)}",
+        f"meta nfproto ipv6 ether saddr {{ aa:bb:cc:dd:ee:01 }} {mark(0x7E00)}",
     ]
+    # its later packets get the mark it got, whatever the rules say by then
+    assert _chain(text, "decided") == [
+        f"ct mark & 0x00007e00 == {v} meta mark set meta mark & 0xffff81ff | {v} accept"
+        for v in ("0x00000200", "0x00000400", "0x00007e00")]
     assert ("meta nfproto ipv4 meta mark & 0x00007e00 != 0 oifname { \"wan1\", \"wan2\" } "
             "masquerade") in text
     assert "# rule tv: path:wan2 (wan2 up)" in text
-    for fallback, last in (("bond", "return"), ("drop", "drop"),
-                           ("any", f"{keep} | 0x00007e00 accept")):
+    for fallback, last in (("bond", "return"), ("drop", "drop"), ("any", mark(0x7E00))):
         rs, _ = build(cfg_with(replace(TV, fallback=fallback)), WAN2_DOWN)
-        assert _lan(rs.render())[2:] == [f"ether saddr {{ aa:bb:cc:dd:ee:01 }} {last}"]
+        assert _lan(rs.render())[3:] == [f"ether saddr {{ aa:bb:cc:dd:ee:01 }} {last}"]
 
 
 def test_text_of_address_port_and_protocol_matches() -> None:
@@ -100,11 +114,10 @@ def test_text_of_address_port_and_protocol_matches() -> None:
         Rule(name="d", dest_ip=("203.0.113.0/24",), action="path:wan2", fallback="drop"),
     )
     rs, _ = build(cfg_with(*rules), WAN2_DOWN)
-    keep = "meta mark set meta mark & 0xffff81ff"
-    assert _lan(rs.render())[2:] == [
+    assert _lan(rs.render())[3:] == [
         "meta nfproto ipv4 ip saddr { 192.0.2.0/28, 192.0.2.20 } ip daddr { 198.51.100.10 } "
-        f"tcp dport {{ 443, 8000-8100 }} {keep} | 0x00000200 accept",
-        f"meta l4proto udp {keep} | 0x00007e00 accept",
+        f"tcp dport {{ 443, 8000-8100 }} {mark(0x200)}",
+        f"meta l4proto udp {mark(0x7E00)}",
         "udp dport 443 reject",
         "meta l4proto { tcp, udp } th dport { 5060 } return",
         "meta nfproto ipv4 ip daddr { 203.0.113.0/24 } drop",
@@ -114,7 +127,7 @@ def test_text_of_address_port_and_protocol_matches() -> None:
 def test_disabled_rules_are_left_out() -> None:
     rs, decisions = build(cfg_with(replace(TV, enabled=False), Rule(name="b")), UP)
     assert [d.rule.name for d in decisions] == ["b"]
-    assert _lan(rs.render())[2:] == ["return"]
+    assert _lan(rs.render())[3:] == ["return"]
 
 
 def test_the_bonding_table_leaves_pinned_packets_alone() -> None:

@@ -6,7 +6,11 @@ device stays on its WAN also while the proxy is failed or disabled:
 
 - chain ``lan`` (hook prerouting, priority mangle - 1: before the tproxy of ``inet bonding``)
   looks at what arrives on a LAN device, not answers (``ct direction reply``) nor addressed to
-  the router or broadcast; the first rule that matches decides:
+  the router or broadcast.  The rules judge a connection's first packet (``ct state new``);
+  the mark they give goes on the connection too (ct mark), and chain ``decided`` gives its
+  later packets the same (so a rule or a path that changes moves new connections only, and an
+  established bonded one never leaks out natively with a LAN source address).  The first rule
+  that matches decides:
   - ``block_quic``: UDP to port 443 of the rule's match is rejected (ICMP port unreachable, so
     a browser falls back to TCP at once, and TCP bonds);
   - bond: ``return`` (unmarked: ``inet bonding`` hands it to the proxy; later rules skipped);
@@ -153,10 +157,25 @@ class PinRuleset:
     decisions: tuple[Decision, ...]
     marks: PinMarks
     wan_devices: tuple[str, ...]  # the paths' devices: marked traffic leaving there is NATed
+    path_indexes: tuple[int, ...] = ()  # every path's: a connection keeps the mark it got
+
+    def _keep(self) -> str:
+        return f"{~self.marks.mask & 0xFFFFFFFF:#010x}"
 
     def _mark(self, value: int) -> str:
-        keep = ~self.marks.mask & 0xFFFFFFFF
-        return f"meta mark set meta mark & {keep:#010x} | {value:#010x} accept"
+        """Mark the packet and its connection (later packets get it back in chain decided)."""
+        return (f"ct mark set ct mark & {self._keep()} | {value:#010x} "
+                f"meta mark set meta mark & {self._keep()} | {value:#010x} accept")
+
+    def _decided(self) -> list[str]:
+        """Chain decided: a connection's later packets get the mark its first one got, so a
+        change of the rules or of a path's state moves new connections only (an established
+        one cannot change its way out: its address is that WAN's, or the server's)."""
+        mask = f"{self.marks.mask:#010x}"
+        values = [self.marks.path(i) for i in self.path_indexes] + [self.marks.any]
+        return ["", "\tchain decided {", *(
+            f"\t\tct mark & {mask} == {v:#010x} meta mark set meta mark & {self._keep()} | "
+            f"{v:#010x} accept" for v in values), "\t}"]
 
     def _lines(self, d: Decision) -> list[str]:
         r = d.rule
@@ -192,11 +211,12 @@ class PinRuleset:
         if self.lan_devices:
             lines.append(f"\t\tiifname {{ {devices} }} jump lan")
         lines += ["\t}", "", "\tchain lan {", "\t\tct direction reply return",
-                  "\t\tfib daddr type { local, broadcast, anycast, multicast } return"]
+                  "\t\tfib daddr type { local, broadcast, anycast, multicast } return",
+                  "\t\tct state != new goto decided"]
         for d in self.decisions:
             lines.append(f"\t\t# rule {d.rule.name}: {d.effective} ({d.why})")
             lines += self._lines(d)
-        lines += ["\t}", "", "\tchain postrouting {",
+        lines += ["\t}", *self._decided(), "", "\tchain postrouting {",
                   "\t\ttype nat hook postrouting priority srcnat - 1; policy accept;"]
         if self.wan_devices:
             wans = ", ".join(nft.quote(d) for d in self.wan_devices)
@@ -212,7 +232,9 @@ def build(cfg: Config, views: Sequence[PathView]) -> tuple[PinRuleset, tuple[Dec
     decisions = tuple(decide(r, now) for r in cfg.rules if r.enabled)
     wans = tuple(sorted({v.device for v in views if v.device}))
     marks = PinMarks.above(cfg.globals.tproxy_mask)
-    return PinRuleset(tuple(cfg.globals.lan_devices), decisions, marks, wans), decisions
+    indexes = tuple(sorted({v.index for v in views}))
+    return PinRuleset(tuple(cfg.globals.lan_devices), decisions, marks, wans,
+                      indexes), decisions
 
 
 class Pinning:
