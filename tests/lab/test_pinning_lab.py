@@ -7,6 +7,7 @@ else it sends stays bonded.  Rule 'noquic' refuses its UDP to port 443 of the ta
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -252,3 +253,29 @@ def test_a_bonded_connection_keeps_its_way_when_wan2_comes_back(pin: Lab) -> Non
     assert end["bytes"] > 10 * 40e6 / 8, end  # bonded all along: more than wan2 alone
     # still bonded (the links' subflows), not pinned to wan2 alone
     assert r["wan1"] > 5e6 and r["wan3"] > 2e6, r
+
+
+def test_ubus_status_and_bondingctl_say_what_each_rule_does_and_why(pin: Lab) -> None:
+    st = pin.load()
+    prefix = os.environ.get("OWRT_PREFIX")
+    assert st.ubus_socket and prefix, "no ubusd in the lab: set OWRT_PREFIX (make deps)"
+    _set_rule(pin, "pin", fallback="any")
+    _kill_wan2(pin)
+    assert wait_for(lambda: _rule(pin, "pin").get("effective") == "any", 3)
+    r = subprocess.run(nsx(st.namespaces["router"], f"{prefix}/bin/ubus", "-s", st.ubus_socket,
+                           "call", "bonding", "status"), capture_output=True, text=True,
+                       env={**os.environ, "LD_LIBRARY_PATH": f"{prefix}/lib"}, check=True)
+    rules = {x["name"]: x for x in json.loads(r.stdout)["rules"]}
+    assert rules["pin"] == {"name": "pin", "match": f"proto tcp dest_port 5201,{PINNED}",
+                            "action": "path:wan2", "fallback": "any", "block_quic": False,
+                            "effective": "any", "why": "wan2 down (down): fallback any"}
+    assert (rules["noquic"]["effective"], rules["noquic"]["block_quic"]) == ("bond", True)
+    ctl = subprocess.run(nsx(st.namespaces["router"], sys.executable, "-m", "bonding.ctl",
+                             "--socket", st.ubus_socket, "status"),
+                         capture_output=True, text=True, env=python_env(), check=False)
+    assert ctl.returncode == 0, ctl.stderr
+    row = next(ln for ln in ctl.stdout.splitlines() if ln.startswith("pin "))
+    assert row.split()[:2] == ["pin", "proto"]
+    assert "path:wan2 (fallback any)" in row
+    assert row.split()[-6:] == ["any", "wan2", "down", "(down):", "fallback", "any"]
+    assert "(from " not in ctl.stdout  # it came over ubus, not from status.json
