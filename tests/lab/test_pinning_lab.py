@@ -18,7 +18,14 @@ from conftest import _full_path
 
 from bonding.lab.commands import nft, nsx
 from bonding.lab.delay import python_env
-from bonding.lab.topology import SERVER_ADDR, TARGET_ADDR, Lab
+from bonding.lab.topology import (
+    LAN_HOST6,
+    SERVER_ADDR,
+    SERVER_ADDR6,
+    TARGET_ADDR,
+    TARGET_ADDR6,
+    Lab,
+)
 from bonding.lab.traffic import (
     Service,
     lan_transfer,
@@ -279,3 +286,12 @@ def test_ubus_status_and_bondingctl_say_what_each_rule_does_and_why(pin: Lab) ->
     assert "path:wan2 (fallback any)" in row
     assert row.split()[-6:] == ["any", "wan2", "down", "(down):", "fallback", "any"]
     assert "(from " not in ctl.stdout  # it came over ubus, not from status.json
+
+
+def test_the_pinned_devices_ipv6_goes_natively_by_its_prefix(pin: Lab) -> None:
+    """IPv6 is not NATed: what rule 'pin' matches in IPv6 (it has no address match) leaves
+    natively by the route of the LAN's prefix (wan1's ISP delegated it) with the host's own
+    address, not through the proxy; what it does not match is still proxied."""
+    with Service(pin, "target", "whoami", PINNED), Service(pin, "target", "whoami", UNPINNED):
+        assert try_ask_from(pin, "lan", "whoami", TARGET_ADDR6, PINNED) == LAN_HOST6
+        assert try_ask_from(pin, "lan", "whoami", TARGET_ADDR6, UNPINNED) == SERVER_ADDR6
