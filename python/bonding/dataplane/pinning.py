@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Final
 
 from bonding.config import Config
@@ -49,7 +50,9 @@ REMOVE: Final = (f"# bondingd has no rule sections: no table of its own.\n"
                  f"table {nft.FAMILY} {TABLE} {{}}\ndelete table {nft.FAMILY} {TABLE}\n")
 
 
-class Verdict:
+class Verdict(StrEnum):
+    """What a rule does with what it matches, now."""
+
     BOND = "bond"
     PATH = "path"
     ANY = "any"
@@ -72,14 +75,15 @@ class Decision:
     """What a rule does now (`verdict`, and for PATH the path) and why."""
 
     rule: Rule
-    verdict: str
+    verdict: Verdict
     why: str
     path: PathNow | None = None
 
     @property
     def effective(self) -> str:
-        return f"path:{self.path.name}" if self.verdict == Verdict.PATH and self.path else \
-            self.verdict
+        if self.verdict is Verdict.PATH and self.path is not None:
+            return f"path:{self.path.name}"
+        return str(self.verdict)
 
     def as_status(self, proxy_running: bool) -> dict[str, Any]:
         why = self.why
