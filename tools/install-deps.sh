@@ -5,7 +5,7 @@ set -eu
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-DEBS="iperf3 nftables openssl mptcpize shadowsocks-libev busybox shellcheck shfmt ethtool iproute2 kmod nodejs gettext libcap2-bin signify-openbsd"
+DEBS="iperf3 nftables dnsmasq-base openssl mptcpize shadowsocks-libev busybox shellcheck shfmt ethtool iproute2 kmod nodejs gettext libcap2-bin signify-openbsd"
 
 # shellcheck source=tools/debian-packages.sh
 . "$(dirname "$0")/debian-packages.sh"

@@ -87,3 +87,20 @@ def test_every_kind_of_rule_loads_next_to_the_bonding_table(netns: str) -> None:
     _load(netns, pinning.REMOVE)
     _load(netns, pinning.REMOVE)  # also when it is gone
     assert {i["table"]["name"] for i in _items(netns) if "table" in i} == {"bonding"}
+
+
+def test_a_reload_keeps_what_dnsmasq_put_in_a_domain_set(netns: str) -> None:
+    rule = Rule(name="tv", dest_domain=("tv.example",), action="path:wan2")
+    cfg = Config(globals=G, rules=(rule,))
+    rs, _ = pinning.build(cfg, views(State.UP))
+    _load(netns, rs.render())
+    # what dnsmasq does when it answers tv.example
+    _load(netns, "add element inet bonding_rules d4_tv { 198.51.100.10 }\n"
+                 "add element inet bonding_rules d6_tv { 2001:db8:198::10 }\n")
+    rs, _ = pinning.build(cfg, views(State.DOWN))  # wan2 died: the rules change
+    _load(netns, rs.render())
+    sets = {i["set"]["name"]: i["set"] for i in _items(netns) if "set" in i}
+    assert [e["elem"]["val"] for e in sets["d4_tv"]["elem"]] == ["198.51.100.10"]
+    assert [e["elem"]["val"] for e in sets["d6_tv"]["elem"]] == ["2001:db8:198::10"]
+    lan = [i["rule"] for i in _items(netns) if "rule" in i and i["rule"]["chain"] == "lan"]
+    assert len(lan) == 5  # reply, local, decided, and the rule's IPv4 and IPv6 (not doubled)

@@ -2,22 +2,25 @@
 of 50/30/20 Mbit/s) and `config rule` sections in the router's config.
 
 Rule 'pin' pins the LAN host's TCP to ports 5201 (iperf3) and 8090 (whoami) to wan2; whatever
-else it sends stays bonded.  Rule 'noquic' refuses its UDP to port 443 of the target."""
+else it sends stays bonded.  Rule 'noquic' refuses its UDP to port 443 of the target.  Rule
+'dom' pins TCP to port 8092 of what dnsmasq (on the router) resolves pinned.example to."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import _full_path
 
 from bonding.lab.commands import nft, nsx
-from bonding.lab.delay import python_env
+from bonding.lab.delay import STATE_ROOT, python_env
 from bonding.lab.topology import (
     LAN_HOST6,
     SERVER_ADDR,
@@ -39,7 +42,8 @@ from bonding.lab.traffic import (
 
 pytestmark = pytest.mark.lab
 
-PINNED, UNPINNED, QUIC = 8090, 8091, 443
+PINNED, UNPINNED, QUIC, BY_NAME = 8090, 8091, 443, 8092
+DOMAIN = "pinned.example"
 WAN = {"wan1": "100.64.1.2", "wan2": "100.64.2.2", "wan3": "100.64.3.2"}
 RULES = f"""
 config rule 'pin'
@@ -54,7 +58,15 @@ config rule 'noquic'
 \toption proto 'udp'
 \tlist dest_port '{QUIC}'
 \toption block_quic '1'
+
+config rule 'dom'
+\tlist dest_domain '{DOMAIN}'
+\toption proto 'tcp'
+\tlist dest_port '{BY_NAME}'
+\toption path 'wan2'
 """
+# where bondingd writes dnsmasq's nftset lines (the lab's state root, not the host's /tmp)
+NFTSET_CONF = STATE_ROOT / f"pinning-{os.getpid()}-dnsmasq.conf"
 # counts what leaves the router's WANs for the pinned port (a table of the test's own)
 COUNT = ("table inet labcount {\n\tchain post {\n\t\ttype filter hook postrouting priority 0;\n"
          + "".join(f'\t\toifname "{w}" tcp dport {PINNED} counter\n' for w in WAN)
@@ -64,7 +76,8 @@ COUNT = ("table inet labcount {\n\tchain post {\n\t\ttype filter hook postroutin
 @pytest.fixture(scope="module", params=("sing-box",))
 def pin_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     """The full path with the rules above (sing-box on both ends, the default)."""
-    yield from _full_path(request, "p", config_extra=RULES)
+    yield from _full_path(request, "p", config_extra=RULES,
+                          options={"dnsmasq_nftset": str(NFTSET_CONF)})
 
 
 @pytest.fixture
@@ -295,3 +308,69 @@ def test_the_pinned_devices_ipv6_goes_natively_by_its_prefix(pin: Lab) -> None:
     with Service(pin, "target", "whoami", PINNED), Service(pin, "target", "whoami", UNPINNED):
         assert try_ask_from(pin, "lan", "whoami", TARGET_ADDR6, PINNED) == LAN_HOST6
         assert try_ask_from(pin, "lan", "whoami", TARGET_ADDR6, UNPINNED) == SERVER_ADDR6
+
+
+_DNS_UPSTREAM = f"""
+import socket, sys
+from bonding.lab.services import dns_answer
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("0.0.0.0", 5300))
+print("ready", flush=True)
+while True:
+    q, peer = u.recvfrom(512)
+    r = dns_answer(q)
+    if r is not None:  # the A record: the target's address
+        u.sendto(r[:-4] + socket.inet_aton("{TARGET_ADDR}") if r[7] else r, peer)
+"""
+
+_RESOLVE_AND_ASK = """
+import socket, sys
+from bonding.lab.services import dns_query, parse_dns_a
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(3)
+u.sendto(dns_query(sys.argv[1]), ("192.0.2.1", 53))
+addr = parse_dns_a(u.recv(512))[0]
+with socket.create_connection((addr, int(sys.argv[2])), timeout=3) as c:
+    print(addr, c.makefile().readline().strip())
+"""
+
+
+def test_a_domain_is_pinned_once_dnsmasq_resolved_it(pin: Lab) -> None:
+    """dest_domain: bondingd writes dnsmasq's nftset lines; dnsmasq on the router (as on
+    OpenWrt) puts what it resolves for the LAN in the rule's set, and from then on connections
+    to those addresses leave by wan2."""
+    assert shutil.which("dnsmasq"), "dnsmasq for the lab: apt-get install dnsmasq-base " \
+        "(make deps installs it)"
+    st = pin.load()
+    ns = st.namespaces
+    assert wait_for(NFTSET_CONF.exists, 5), "bondingd wrote no nftset file"
+    assert f"nftset=/{DOMAIN}/4#inet#bonding_rules#d4_dom,6#inet#bonding_rules#d6_dom" in \
+        NFTSET_CONF.read_text()
+    upstream = subprocess.Popen(nsx(ns["target"], sys.executable, "-c", _DNS_UPSTREAM),
+                                stdout=subprocess.PIPE, text=True, env=python_env())
+    log = Path(st.state_dir) / "dnsmasq.log"
+    dnsmasq = subprocess.Popen(nsx(
+        ns["router"], "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
+        "--user=root", "--bind-interfaces", "--listen-address=192.0.2.1", "--port=53",
+        f"--server={TARGET_ADDR}#5300", f"--conf-file={NFTSET_CONF}", f"--log-facility={log}",
+        "--log-queries", "--pid-file="), stdin=subprocess.DEVNULL)
+    try:
+        assert upstream.stdout is not None and upstream.stdout.readline().strip() == "ready"
+        with Service(pin, "target", "whoami", BY_NAME):
+            # before the name is resolved its address is nobody's: bonded
+            assert _whoami(pin, BY_NAME) == SERVER_ADDR
+            r = subprocess.run(nsx(ns["lan"], sys.executable, "-c", _RESOLVE_AND_ASK, DOMAIN,
+                                   str(BY_NAME)), capture_output=True, text=True,
+                               env=python_env(), timeout=20, check=False)
+            assert r.returncode == 0, r.stderr + log.read_text()
+            # resolved by dnsmasq: the connection right after leaves by wan2
+            assert r.stdout.split() == [TARGET_ADDR, WAN["wan2"]]
+            assert _whoami(pin, BY_NAME) == WAN["wan2"]
+            with Service(pin, "target", "whoami", UNPINNED):  # another port: not the rule's
+                assert _whoami(pin, UNPINNED) == SERVER_ADDR
+    finally:
+        nft(ns["router"], "flush set inet bonding_rules d4_dom\n")
+        dnsmasq.kill()
+        dnsmasq.wait()
+        upstream.kill()
+        upstream.wait()

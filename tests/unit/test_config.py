@@ -199,7 +199,12 @@ GOOD: list[tuple[str, str, str | tuple[str, ...], str, object]] = [
     ("usb", "modem_mbim", "false", "modem_mbim", False),
     ("usb", "metric_base", "1000", "metric_base", 1000),
     ("usb", "apn", "internet.v6-op.example", "apn", "internet.v6-op.example"),
+    ("globals", "dnsmasq_nftset", "/var/etc/dnsmasq.d/x.conf", "dnsmasq_nftset",
+     "/var/etc/dnsmasq.d/x.conf"),
+    ("globals", "dnsmasq_nftset", "", "dnsmasq_nftset", ""),
     ("rule", "name", "tvbox", "name", "tvbox"),
+    ("rule", "dest_domain", ("Example.COM.", "tv.isp-1.example"), "dest_domain",
+     ("example.com", "tv.isp-1.example")),
     ("rule", "enabled", "0", "enabled", False),
     ("rule", "src_mac", "AA-BB-cc-dd-ee-f0", "src_mac", ("aa:bb:cc:dd:ee:f0",)),
     ("rule", "src_ip", ("192.168.1.20", "192.168.2.0/24"), "src_ip",
@@ -229,8 +234,7 @@ def test_good_values(stype: str, option: str, raw: str | tuple[str, ...], fname:
 
 def test_every_option_is_covered_by_the_good_table() -> None:
     """A new option must be added to the tables above."""
-    # dest_domain: known so that it is refused (ignored, it would widen the rule), never good
-    covered = {(c[0], c[1]) for c in GOOD} | {("rule", "dest_domain")}
+    covered = {(c[0], c[1]) for c in GOOD}
     for stype, spec in config._SECTIONS.items():
         for option in spec:
             assert (stype, option) in covered, f"{stype}.{option} has no good-value case"
@@ -367,7 +371,11 @@ BAD: list[tuple[str, str, str, str]] = [
     ("rule", "src_ip", "2001:db8::1", "an IPv6 address: rules match IPv4"),
     ("rule", "src_ip", "192.168.1.1/24", "has host bits set: did you mean 192.168.1.0/24?"),
     ("rule", "dest_ip", "example.com", "not an IPv4 network"),
-    ("rule", "dest_domain", "example.com", "dest_domain is not supported yet"),
+    ("rule", "dest_domain", "localhost", "not a domain name"),
+    ("rule", "dest_domain", "-a.example", "not a domain name"),
+    ("rule", "dest_domain", "198.51.100.7", "not a domain name"),
+    ("globals", "dnsmasq_nftset", "dnsmasq.conf", "not an absolute file path"),
+    ("globals", "dnsmasq_nftset", "/tmp/../etc/passwd", "not an absolute file path"),
     ("rule", "proto", "icmp", "not one of: any, tcp, udp"),
     ("rule", "dest_port", "0", "out of range: ports are 1–65535"),
     ("rule", "dest_port", "100-90", "out of range"),

@@ -97,10 +97,14 @@ def test_a_bad_value_drops_the_rule_and_is_named() -> None:
     assert cfg.rules == ()
 
 
-def test_domains_are_refused_with_what_to_do() -> None:
-    _, problems = parse_text("config rule 'tv'\n\tlist dest_domain 'example.com'\n")
-    assert where(problems) == [(ERROR, "tv", "dest_domain", "example.com")]
-    assert problems[0].message.endswith("match the destination's addresses with list dest_ip")
+def test_domains_or_addresses_not_both() -> None:
+    cfg, problems = parse_text("config rule 'tv'\n\tlist dest_domain 'example.com'\n")
+    assert problems == [] and cfg.rules[0].dest_domain == ("example.com",)
+    _, problems = parse_text("config rule 'tv'\n\tlist dest_domain 'example.com'\n"
+                             "\tlist dest_domain 'example.org'\n\tlist dest_ip '192.0.2.1'\n")
+    assert where(problems) == [(ERROR, "tv", "dest_domain", "example.com example.org")]
+    assert problems[0].message == ("a rule matches dest_ip or dest_domain, not both: make two "
+                                   "rules")
 
 
 def test_two_rules_of_one_name() -> None:

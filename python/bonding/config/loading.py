@@ -88,6 +88,7 @@ _GLOBALS: _Spec = {
     "server_up_count": ("server_up_count", whole(1, 100), False),
     "server_failback": ("server_failback", choice(*FAILBACK), False),
     "server_hold_s": ("server_hold_s", whole(0, 86400, " s"), False),
+    "dnsmasq_nftset": ("dnsmasq_nftset", rules.conf_path, False),
 }
 
 _SERVER: _Spec = {

@@ -90,6 +90,9 @@ class Globals:
     server_up_count: int = 3
     server_failback: str = "return"
     server_hold_s: int = 60
+    # Pinning (`config rule` with dest_domain): dnsmasq's nftset lines go to this file, which
+    # dnsmasq reads from its conf-dir (bonding.dataplane.domains); "" writes none.
+    dnsmasq_nftset: str = "/tmp/dnsmasq.d/bonding-rules.conf"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
     config rule 'tvbox'
         option src_mac 'aa:bb:cc:dd:ee:ff'      # list too; or src_ip (address or prefix)
-        list dest_ip '198.51.100.0/24'          # IPv4 address or prefix
+        list dest_ip '198.51.100.0/24'          # IPv4 address or prefix; or dest_domain
+        list dest_domain 'example.com'          # and its subdomains, as dnsmasq resolves them
         option proto 'tcp'                      # tcp | udp | any (the default)
         list dest_port '443'                    # port or range 8000-8100 (needs tcp, udp, any)
         option action 'path:wan2'               # bond (default) | bypass | path:<name>
@@ -18,7 +19,9 @@ bondingd keeps on a live WAN; `path:<name>` natively through that WAN only, masq
 address (the target sees that WAN's address, not the server's).  `fallback` is what a
 `path:` rule does while its WAN is down.  Rules match IPv4 addresses; a rule without an
 address match (MAC, protocol or port only) acts on the device's IPv6 too: `path` and `bypass`
-route it natively by its prefix's route (IPv6 is not NATed), `drop` drops it.
+route it natively by its prefix's route (IPv6 is not NATed), `drop` drops it.  A
+`dest_domain` rule matches the IPv4 and IPv6 addresses dnsmasq resolved its names to
+(bonding.dataplane.domains).
 
 Parsed here into frozen `Rule`s; the data plane (bonding.dataplane.pinning) turns them into
 nftables rules and fwmarks.
@@ -93,9 +96,27 @@ def path_name(raw: str) -> str:
     return v
 
 
-def _refused_domain(raw: str) -> str:
-    raise ValueError("dest_domain is not supported yet (dnsmasq nftset is not wired up): "
-                     "match the destination's addresses with list dest_ip")
+_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def domain(raw: str) -> str:
+    v = raw.strip().lower().rstrip(".")
+    labels = v.split(".")
+    if (len(v) > 253 or len(labels) < 2 or labels[-1].isdigit()
+            or not all(_LABEL_RE.fullmatch(x) for x in labels)):
+        raise ValueError("not a domain name: write one like example.com (it matches its "
+                         "subdomains too); an address goes in list dest_ip")
+    return v
+
+
+def conf_path(raw: str) -> str:
+    """An absolute file path of plain characters (where bondingd writes dnsmasq's nftset
+    lines); "" for none."""
+    v = raw.strip()
+    if (v and not re.fullmatch(r"/[A-Za-z0-9_./-]+", v)) or "/../" in f"{v}/":
+        raise ValueError("not an absolute file path of letters, digits and _ . / -: like "
+                         "/tmp/dnsmasq.d/bonding-rules.conf (or '' for none)")
+    return v
 
 
 # option name in UCI → (field name, parser, is_list); the same shape as bonding.config.loading's
@@ -105,7 +126,7 @@ SPEC: Final[dict[str, tuple[str, Callable[[str], Any], bool]]] = {
     "src_mac": ("src_mac", mac, True),
     "src_ip": ("src_ip", _ipv4_only, True),
     "dest_ip": ("dest_ip", _ipv4_only, True),
-    "dest_domain": ("dest_domain", _refused_domain, True),
+    "dest_domain": ("dest_domain", domain, True),
     "proto": ("proto", choice(*PROTOS), False),
     "dest_port": ("dest_port", port_range, True),
     "action": ("action", action, False),
@@ -123,6 +144,7 @@ class Rule:
     src_mac: tuple[str, ...] = ()
     src_ip: tuple[str, ...] = ()
     dest_ip: tuple[str, ...] = ()
+    dest_domain: tuple[str, ...] = ()  # the addresses dnsmasq resolves them to (nftset)
     proto: str = "any"
     dest_port: tuple[str, ...] = ()
     action: str = "bond"  # bond | bypass | path:<name>
@@ -144,7 +166,7 @@ class Rule:
         """The match in words, for status ("all LAN traffic" when it matches everything)."""
         parts = []
         for label, values in (("src_mac", self.src_mac), ("src_ip", self.src_ip),
-                              ("dest_ip", self.dest_ip)):
+                              ("dest_ip", self.dest_ip), ("dest_domain", self.dest_domain)):
             if values:
                 parts.append(f"{label} {','.join(values)}")
         if self.proto != "any":
@@ -172,6 +194,10 @@ def make_rule(label: str, section_name: str | None, values: dict[str, Any],
                 "path 'wan2' is the same as option action 'path:wan2')")
             return None
         values["action"] = PATH_PREFIX + path
+    if values.get("dest_ip") and values.get("dest_domain"):
+        err("dest_domain", " ".join(values["dest_domain"]),
+            "a rule matches dest_ip or dest_domain, not both: make two rules")
+        return None
     return Rule(name=name, **values)
 
 
