@@ -287,8 +287,10 @@ class Pinning:
         try:
             if self.marks(cfg) is None:
                 self.decisions = ()
-                if self.nft.applied is not None or not self._removed_once:
+                if self.nft.applied is not None or self.dnsmasq.written is not None:
                     self.remove()
+                elif not self._removed_once:
+                    self._leftover()
                 self.error = ""
                 return
             ruleset, decisions = build(cfg, views)
@@ -314,6 +316,15 @@ class Pinning:
                           "match nothing; set option dnsmasq_nftset to a file in dnsmasq's "
                           "conf-dir")
             log.error("%s", self.error)
+
+    def _leftover(self) -> None:
+        """Remove a table an earlier bondingd left (once; quietly: without rules, a router
+        without nft is fine)."""
+        self._removed_once = True
+        try:
+            self.nft.remove()
+        except (nft.NftError, OSError) as e:
+            log.debug("nftables: removing a leftover table inet %s: %s", TABLE, e)
 
     def remove(self) -> None:
         self._removed_once = True
