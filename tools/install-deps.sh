@@ -5,7 +5,7 @@ set -eu
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-DEBS="iperf3 nftables openssl mptcpize shadowsocks-libev busybox shellcheck shfmt ethtool iproute2 kmod nodejs gettext libcap2-bin signify-openbsd"
+DEBS="iperf3 nftables dnsmasq-base openssl mptcpize shadowsocks-libev busybox shellcheck shfmt ethtool iproute2 kmod nodejs gettext libcap2-bin signify-openbsd"
 # Debian's Chromium: tests/owrt/test_luci_browser.py drives it headless over the DevTools
 # protocol on a pipe (no chromedriver, no browser download); a font for the pages' text, as
 # --no-install-recommends leaves it out

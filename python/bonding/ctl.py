@@ -166,6 +166,12 @@ def format_status(st: Mapping[str, Any], now: float | None = None) -> str:
                      _num(p.get("subflows"), "d"), _age(p.get("since"), now),
                      p.get("error") or p.get("reason") or ""))
     lines += _table(cols, rows)
+    rules = st.get("rules") or []
+    lines += _table(("RULE", "MATCH", "ACTION", "NOW", "WHY"), [
+        (str(r.get("name")), str(r.get("match")),
+         str(r.get("action")) + (f" (fallback {r['fallback']})" if r.get("fallback") else "")
+         + (", no QUIC" if r.get("block_quic") else ""),
+         str(r.get("effective")), str(r.get("why"))) for r in rules]) if rules else []
     for title, key in (("config", "config_problems"), ("error", "errors")):
         lines += [f"{title}: {x}" for x in st.get(key, [])]
     return "\n".join(lines)

@@ -330,6 +330,9 @@ class Daemon:
                       {"backend": "none", "state": "disabled", "pid": None, "restarts": 0,
                        "since": round(self.started_wall, 3), "error": "",
                        "ipv6": {"lan": "routed natively", "reason": "no proxy"}}),
+            "rules": (self.kernel.pinning.status(self.dataplane is not None
+                                                 and self.dataplane.running)
+                      if self.kernel is not None else []),
             "config_problems": [str(p) for p in self.problems],
             "errors": ((self.kernel.errors if self.kernel is not None else [])
                        + (self.dataplane.errors() if self.dataplane is not None else [])),

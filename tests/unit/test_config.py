@@ -41,6 +41,7 @@ BASE: dict[str, tuple[str | None, Opts]] = {
     "server": ("vps", {"address": "203.0.113.1"}),
     "path": ("wan1", {"device": "eth1"}),
     "usb": ("usb", {}),
+    "rule": ("tv", {}),
 }
 
 
@@ -49,6 +50,8 @@ def obj(cfg: Config, stype: str) -> Any:
         return cfg.servers[0]
     if stype == "path":
         return cfg.paths[0]
+    if stype == "rule":
+        return cfg.rules[0]
     return cfg.usb if stype == "usb" else cfg.globals
 
 
@@ -196,6 +199,25 @@ GOOD: list[tuple[str, str, str | tuple[str, ...], str, object]] = [
     ("usb", "modem_mbim", "false", "modem_mbim", False),
     ("usb", "metric_base", "1000", "metric_base", 1000),
     ("usb", "apn", "internet.v6-op.example", "apn", "internet.v6-op.example"),
+    ("globals", "dnsmasq_nftset", "/var/etc/dnsmasq.d/x.conf", "dnsmasq_nftset",
+     "/var/etc/dnsmasq.d/x.conf"),
+    ("globals", "dnsmasq_nftset", "", "dnsmasq_nftset", ""),
+    ("rule", "name", "tvbox", "name", "tvbox"),
+    ("rule", "dest_domain", ("Example.COM.", "tv.isp-1.example"), "dest_domain",
+     ("example.com", "tv.isp-1.example")),
+    ("rule", "enabled", "0", "enabled", False),
+    ("rule", "src_mac", "AA-BB-cc-dd-ee-f0", "src_mac", ("aa:bb:cc:dd:ee:f0",)),
+    ("rule", "src_ip", ("192.168.1.20", "192.168.2.0/24"), "src_ip",
+     ("192.168.1.20", "192.168.2.0/24")),
+    ("rule", "dest_ip", "198.51.100.0/24", "dest_ip", ("198.51.100.0/24",)),
+    ("rule", "proto", "udp", "proto", "udp"),
+    ("rule", "dest_port", ("443", "8000-8100", "5060-5060"), "dest_port",
+     ("443", "8000-8100", "5060")),
+    ("rule", "action", "bypass", "action", "bypass"),
+    ("rule", "action", "path:wan2", "action", "path:wan2"),
+    ("rule", "path", "wan2", "action", "path:wan2"),
+    ("rule", "fallback", "drop", "fallback", "drop"),
+    ("rule", "block_quic", "1", "block_quic", True),
 ]
 
 
@@ -342,6 +364,27 @@ BAD: list[tuple[str, str, str, str]] = [
     ("usb", "metric_base", "1001", "out of range: use 1–1000"),
     ("usb", "apn", "my apn", "not an APN"),
     ("usb", "apn", "x" * 101, "not an APN"),
+    ("rule", "name", "tv box", "not a path name"),
+    ("rule", "enabled", "sometimes", "not a boolean"),
+    ("rule", "src_mac", "aa:bb:cc:dd:ee", "not a MAC address"),
+    ("rule", "src_mac", "01:00:5e:00:00:01", "a multicast MAC address"),
+    ("rule", "src_ip", "2001:db8::1", "an IPv6 address: rules match IPv4"),
+    ("rule", "src_ip", "192.168.1.1/24", "has host bits set: did you mean 192.168.1.0/24?"),
+    ("rule", "dest_ip", "example.com", "not an IPv4 network"),
+    ("rule", "dest_domain", "localhost", "not a domain name"),
+    ("rule", "dest_domain", "-a.example", "not a domain name"),
+    ("rule", "dest_domain", "198.51.100.7", "not a domain name"),
+    ("globals", "dnsmasq_nftset", "dnsmasq.conf", "not an absolute file path"),
+    ("globals", "dnsmasq_nftset", "/tmp/../etc/passwd", "not an absolute file path"),
+    ("rule", "proto", "icmp", "not one of: any, tcp, udp"),
+    ("rule", "dest_port", "0", "out of range: ports are 1–65535"),
+    ("rule", "dest_port", "100-90", "out of range"),
+    ("rule", "dest_port", "https", "not a port or a range"),
+    ("rule", "action", "wan2", "not one of: bond, bypass, path:<name>"),
+    ("rule", "action", "path:wan-2", "'wan-2' is not a path name"),
+    ("rule", "path", "wan 2", "not a path name"),
+    ("rule", "fallback", "wan1", "not one of: bond, any, drop"),
+    ("rule", "block_quic", "yes please", "not a boolean"),
 ]
 
 
@@ -425,7 +468,7 @@ def test_unknown_section_type_is_a_warning(stype: str, name: str | None, label: 
     cfg, problems = parse((stype, name, {"device": "eth1"}), ("path", "wan2", {"device": "eth2"}))
     assert where(problems) == [(WARNING, label, None, None)]
     assert problems[0].message == (f"unknown section type '{stype}', ignored; known: "
-                                   "globals, server, path, usb")
+                                   "globals, server, path, usb, rule")
     assert [p.name for p in cfg.paths] == ["wan2"]
 
 
@@ -748,6 +791,7 @@ def test_as_dict_is_plain_data() -> None:
                              "address6": None}]
     assert [p["name"] for p in d["paths"]] == ["wan1", "lte"]
     assert d["usb"] == {"auto_dhcp": True, "modem_mbim": True, "metric_base": 40, "apn": None}
+    assert d["rules"] == []
     assert set(d["globals"]) == {f for f in Globals.__dataclass_fields__}
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from bonding.actions import Reconciler
 from bonding.config import Config
 from bonding.core.plan import PathView, TproxyWant, plan
+from bonding.dataplane.nft import NftError
+from bonding.dataplane.pinning import TABLE, Pinning
 from bonding.netlink.core import NetlinkError
 from bonding.netlink.mptcp import MptcpPM
 from bonding.netlink.rtnl import Rtnl
@@ -22,8 +24,9 @@ MAX_ERRORS = 10  # the last action errors kept for status
 
 class Kernel:
     def __init__(self, rtnl: Rtnl, pm: MptcpPM | None, reconciler: Reconciler,
-                 errors: Sequence[str] = ()) -> None:
+                 errors: Sequence[str] = (), pinning: Pinning | None = None) -> None:
         self.rtnl = rtnl
+        self.pinning = pinning or Pinning()  # the rule sections' nftables table
         self.pm = pm
         self.reconciler = reconciler
         self.open_errors = list(errors)  # what is missing for good (no MPTCP path manager)
@@ -51,7 +54,8 @@ class Kernel:
 
     @property
     def errors(self) -> list[str]:
-        return self.open_errors + self.limit_errors + self.action_errors
+        pins = [self.pinning.error] if self.pinning.error else []
+        return self.open_errors + self.limit_errors + self.action_errors + pins
 
     def set_limits(self, cfg: Config) -> None:
         g = cfg.globals
@@ -68,13 +72,15 @@ class Kernel:
         if not g.enabled:
             out = self.reconciler.cleanup(g.rule_priority, tables)
             self.carriers = {4: (), 6: ()}
+            self.pinning.apply(cfg, views)  # none while disabled
         else:
             servers = cfg.server_addresses()
             if g.ipv6:
                 servers += cfg.server_addresses6()
             p = plan(views, servers, route_table=g.route_table,
                      path_table_base=g.path_table_base, rule_priority=g.rule_priority,
-                     default_route=g.manage_default_route, tproxy=tproxy, congctl=congctl)
+                     default_route=g.manage_default_route, tproxy=tproxy, congctl=congctl,
+                     pins=self.pinning.marks(cfg))
             if p.fail_open != self.fail_open:
                 self.fail_open = p.fail_open
                 if p.fail_open:
@@ -87,12 +93,17 @@ class Kernel:
                                 "address anyway")
             out = self.reconciler.apply(p, rule_priority=g.rule_priority, tables=tables,
                                         adopt=adopt)
+            self.pinning.apply(cfg, views)  # after the policy rules it needs
         for c in out.changes:
             log.info("kernel: %s", c)
         self.action_errors = out.errors[-MAX_ERRORS:]
 
     def close(self, rule_priority: int, tables: set[int]) -> None:
         """Remove everything of ours from the kernel, then close the sockets."""
+        try:
+            self.pinning.remove()
+        except (OSError, NftError) as e:
+            log.error("nftables: removing table inet %s: %s", TABLE, e)
         self.reconciler.cleanup(rule_priority, tables)
         self.rtnl.close()
         if self.pm is not None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bonding import uci
+from bonding.config import rules
 from bonding.config.model import (
     FAILBACK,
     LOG_LEVELS,
@@ -87,6 +88,7 @@ _GLOBALS: _Spec = {
     "server_up_count": ("server_up_count", whole(1, 100), False),
     "server_failback": ("server_failback", choice(*FAILBACK), False),
     "server_hold_s": ("server_hold_s", whole(0, 86400, " s"), False),
+    "dnsmasq_nftset": ("dnsmasq_nftset", rules.conf_path, False),
 }
 
 _SERVER: _Spec = {
@@ -124,7 +126,8 @@ _USB: _Spec = {
 
 
 
-_SECTIONS: Final = {"globals": _GLOBALS, "server": _SERVER, "path": _PATH, "usb": _USB}
+_SECTIONS: Final = {"globals": _GLOBALS, "server": _SERVER, "path": _PATH, "usb": _USB,
+                    "rule": rules.SPEC}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 
 
@@ -137,6 +140,12 @@ def _read_options(s: uci.Section, spec: _Spec, problems: list[Problem]) -> dict[
     out: dict[str, Any] = {}
     for opt, raw in s.options.items():
         if opt not in spec:
+            if s.type == "rule":  # ignored, a misspelt match would widen the rule
+                problems.append(Problem(
+                    Severity.ERROR, label, opt, _shown(raw),
+                    "unknown option of a 'rule' section (ignoring it could make the rule "
+                    f"match more than meant): fix or remove it; known: {', '.join(sorted(spec))}"))
+                continue
             problems.append(Problem(
                 Severity.WARNING, label, opt, _shown(raw),
                 f"unknown option of a '{s.type}' section, ignored; "
@@ -173,6 +182,8 @@ class _Builder:
     paths: list[PathConfig] = field(default_factory=list)
     seen: dict[str, set[str]] = field(default_factory=lambda: {"server": set(), "path": set()})
     path_devices: dict[str, str] = field(default_factory=dict)
+    rules: list[rules.Rule] = field(default_factory=list)
+    rule_labels: list[str] = field(default_factory=list)
 
     def error(self, label: str, msg: str, option: str | None = None,
               value: str | None = None) -> None:
@@ -200,6 +211,11 @@ class _Builder:
             self.globals_ = Globals(**values)
         elif s.type == "usb":
             self.usb = Usb(**values)
+        elif s.type == "rule":
+            rule = rules.make_rule(label, s.name, values, self.problems)
+            if rule is not None:
+                self.rules.append(rule)
+                self.rule_labels.append(label)
         else:
             self.add_named(s, label, values)
 
@@ -248,8 +264,10 @@ def from_sections(sections: Sequence[uci.Section]) -> tuple[Config, list[Problem
     _check_globals(g, b.problems)
     if not g.ipv6:
         _check_ipv6_off(g, b.servers, b.paths, b.problems)
+    rules.check_rules(b.rules, b.rule_labels, [p.name for p in b.paths], g.tproxy_mask,
+                      b.problems)
     return Config(globals=g, servers=tuple(b.servers), paths=tuple(b.paths),
-                  usb=b.usb or Usb()), b.problems
+                  usb=b.usb or Usb(), rules=tuple(b.rules)), b.problems
 
 
 def _check_globals(g: Globals, problems: list[Problem]) -> None:
@@ -342,5 +360,6 @@ def as_dict(cfg: Config) -> Mapping[str, Any]:
         "servers": [dc(s) for s in cfg.servers],
         "paths": [dc(p) for p in cfg.paths],
         "usb": dc(cfg.usb),
+        "rules": [dc(r) for r in cfg.rules],
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
+from bonding.config.rules import Rule
 from bonding.config.values import is_ipv4, is_ipv6
 
 LOG_LEVELS: Final = ("debug", "info", "notice", "warning", "error")
@@ -90,6 +91,9 @@ class Globals:
     server_up_count: int = 3
     server_failback: str = "return"
     server_hold_s: int = 60
+    # Pinning (`config rule` with dest_domain): dnsmasq's nftset lines go to this file, which
+    # dnsmasq reads from its conf-dir (bonding.dataplane.domains); "" writes none.
+    dnsmasq_nftset: str = "/tmp/dnsmasq.d/bonding-rules.conf"
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,7 @@ class Config:
     servers: tuple[Server, ...] = ()
     paths: tuple[PathConfig, ...] = ()
     usb: Usb = field(default_factory=Usb)
+    rules: tuple[Rule, ...] = ()  # `config rule` sections, in file order (bonding.config.rules)
 
     def path(self, name: str) -> PathConfig | None:
         return next((p for p in self.paths if p.name == name), None)

@@ -14,6 +14,11 @@ alike, each family with its own rules, routes and endpoints:
                                                    LAN, connected and netifd's specific routes)
 - P+2+i:    from <path i address> lookup <path table i>   (each subflow and probe leaves by its
                                                            own link)
+- P+40+i:   fwmark <pin mark of path i>/<pin mask> lookup <path table i>   (IPv4, only with
+                                                   `config rule` sections: LAN traffic a rule
+                                                   pins to path i, bonding.dataplane.pinning;
+                                                   after P+1, so LAN and other specific routes
+                                                   of the main table still win)
 - P+90:     lookup <route_table>                  (our default route and the server routes;
                                                    IPv6: `iif lo`, the router's own traffic)
 tproxy_table: local default dev lo (IPv4), local ::/0 dev lo (IPv6).
@@ -43,7 +48,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from bonding.core.health import State
@@ -51,6 +56,7 @@ from bonding.core.health import State
 RULE_TPROXY_OFFSET = 0
 RULE_MAIN_OFFSET = 1
 RULE_PATH_OFFSET = 2
+RULE_PIN_OFFSET = 40
 RULE_TABLE_OFFSET = 90
 ECMP_MAX_WEIGHT = 256
 LOOPBACK_IFINDEX = 1  # the kernel's LOOPBACK_IFINDEX: lo is 1 in every network namespace
@@ -147,6 +153,33 @@ class TproxyWant:
 
 
 @dataclass(frozen=True)
+class PinMarks:
+    """The fwmarks of pinned traffic (bonding.dataplane.pinning): a field of MARK_BITS bits at
+    `shift`, above the tproxy mask and the proxy's own bit.  Path i: value i + 1, routed by path
+    table i; ANY: native by the default route (no rule of its own)."""
+
+    shift: int
+
+    BITS = 6
+    ANY = (1 << BITS) - 1
+
+    @classmethod
+    def above(cls, tproxy_mask: int) -> PinMarks:
+        return cls(tproxy_mask.bit_length() + 1)
+
+    @property
+    def mask(self) -> int:
+        return self.ANY << self.shift
+
+    def path(self, index: int) -> int:
+        return (index + 1) << self.shift
+
+    @property
+    def any(self) -> int:
+        return self.ANY << self.shift
+
+
+@dataclass(frozen=True)
 class EndpointWant:
     address: str
     ifindex: int
@@ -236,13 +269,15 @@ def _family(family: int, paths: Sequence[PathView], servers: Sequence[str], *,
 
 def plan(paths: Sequence[PathView], servers: Sequence[str], *, route_table: int,
          path_table_base: int, rule_priority: int, default_route: bool = True,
-         tproxy: TproxyWant | None = None, congctl: str | None = None) -> Plan:
+         tproxy: TproxyWant | None = None, congctl: str | None = None,
+         pins: PinMarks | None = None) -> Plan:
     """The routes, rules and endpoints that `paths` call for.
 
     `servers`: the servers' IP addresses (IPv4 and IPv6; each family is routed over the paths
     where that family is live); `tproxy`: the data plane's policy routing (rule first in our
     range, local route); `congctl`: congestion control put on every unicast route (None or "":
-    the system's).  The IPv6 part is planned only when a path has an IPv6 address or LAN IPv6
+    the system's); `pins`: the fwmark rules that send pinned LAN traffic to each path's table.
+    The IPv6 part is planned only when a path has an IPv6 address or LAN IPv6
     is proxied: a router without IPv6 gets no IPv6 rule.
     """
     cc = congctl or None
@@ -250,6 +285,11 @@ def plan(paths: Sequence[PathView], servers: Sequence[str], *, route_table: int,
                                path_table_base=path_table_base, rule_priority=rule_priority,
                                default_route=default_route, cc=cc)
     v4 = family(V4, servers=[s for s in servers if ":" not in s], tproxy=tproxy)
+    if pins is not None:
+        v4 = replace(v4, rules=v4.rules + tuple(
+            RuleWant(rule_priority + RULE_PIN_OFFSET + p.index, path_table_base + p.index,
+                     fwmark=pins.path(p.index), fwmask=pins.mask)
+            for p in paths if p.address is not None and p.ifindex))
     tproxy6 = tproxy if tproxy is not None and tproxy.ipv6 else None
     if not (tproxy6 or any(p.v6 is not None and p.ifindex for p in paths)):
         return Plan(endpoints=v4.endpoints, routes=v4.routes, rules=v4.rules,

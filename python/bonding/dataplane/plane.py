@@ -24,7 +24,7 @@ from typing import Any
 
 from bonding import teardown
 from bonding.config import Config, Problem, Secrets, Server, load_secrets
-from bonding.core.plan import TproxyWant
+from bonding.core.plan import PinMarks, TproxyWant
 from bonding.dataplane import backends, nft
 from bonding.dataplane.anchor import Anchor
 from bonding.dataplane.backends import BackendError
@@ -132,7 +132,9 @@ class DataPlane:
         g = cfg.globals
         self.ipv6_native = nft.lan_ipv6(g, self._server_in_use())
         ipv6 = not self.ipv6_native
-        self.ruleset = nft.build(g, cfg.server_addresses(), cfg.server_addresses6(), ipv6=ipv6)
+        pins = PinMarks.above(g.tproxy_mask).mask if any(r.enabled for r in cfg.rules) else 0
+        self.ruleset = nft.build(g, cfg.server_addresses(), cfg.server_addresses6(), ipv6=ipv6,
+                                 pin_mask=pins)
         self._tproxy = TproxyWant(g.tproxy_mark, g.tproxy_mask, g.tproxy_table, ipv6=ipv6)
 
     def _launch(self) -> None:
@@ -247,6 +249,11 @@ class DataPlane:
         st["ipv6"] = {"lan": "proxied" if proxied else "routed natively",
                       "reason": "" if proxied else self.ipv6_native}
         return st
+
+    @property
+    def running(self) -> bool:
+        """The proxy runs and LAN traffic is handed to it (the nftables table is loaded)."""
+        return self.nft.applied is not None and self.supervisor.state is State.RUNNING
 
     def errors(self) -> list[str]:
         """Problems for the status' `errors` list (the proxy's own are in `proxy.error`)."""
