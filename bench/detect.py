@@ -34,6 +34,7 @@ import argparse
 import math
 import os
 import random
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -61,7 +62,7 @@ class Run:
     took_s: float | None = None  # None: a failed run
     why: str = ""
     families: dict[str, float | None] = field(default_factory=dict)  # family → its time
-    up_for: dict[str, float | None] = field(default_factory=dict)  # family → up for, at fault
+    up_for: dict[str, float | None] = field(default_factory=dict)  # family → live for, at fault
     estimate: dict[str, str] = field(default_factory=dict)  # family → "rtt/jitter" at fault
     carrier_tried: bool = False  # an "after carrier" run: its carrier loss is timed too
     carrier_s: float | None = None  # None (when tried): not declared within NOTICE_S
@@ -164,7 +165,8 @@ def one_run(lab: Lab, run: Run, rng: random.Random) -> None:
         return
     now = time.time()
     for label, f in _families(lab, run.link).items():
-        run.up_for[label] = now - f["since"] if f.get("state") == "up" else None
+        live = f.get("state") in ("up", "degraded")
+        run.up_for[label] = now - f["since"] if live else None
         run.estimate[label] = f"{f.get('rtt_ms')}/{f.get('jitter_ms')}"
     t0 = time.time()
     lab.blackhole(run.link)
@@ -180,8 +182,12 @@ def _describe(r: Run) -> str:
     def ms(x: float | None) -> str:
         return "-" if x is None else f"{x * 1000:.0f}"
 
-    fams = " ".join(f"{k} {ms(v)} ms (up {'-' if r.up_for.get(k) is None else f'{r.up_for[k]:.1f}'}"
-                    f" s, rtt/jitter {r.estimate.get(k)})" for k, v in r.families.items())
+    def live(k: str) -> str:
+        x = r.up_for.get(k)
+        return "-" if x is None else f"{x:.1f}"
+
+    fams = " ".join(f"{k} {ms(v)} ms (live {live(k)} s, rtt/jitter {r.estimate.get(k)})"
+                    for k, v in r.families.items())
     took = f"{r.took_s * 1000:.0f} ms" if r.took_s is not None else f"FAILED: {r.why}"
     return f"  {r.link} {r.kind:15} {took:10} {fams}"
 
@@ -224,7 +230,7 @@ def detect(runs: int = 20, seed: int = 1, links: str = LINKS,
         for fam in ("ipv4", "ipv6"):
             times = [r.families.get(fam) for r in done if r.took_s is not None
                      and r.up_for.get(fam) is not None]
-            log(f"  {fam} family of those (the runs where it was up at the fault): "
+            log(f"  {fam} family of those (the runs where it was live at the fault): "
                 f"{summary(times, BAR_S)}")
         log(f"carrier loss declared down: "
             f"{summary([r.carrier_s for r in done if r.carrier_tried], CARRIER_BAR_S)}"
@@ -241,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1, help="of the faults' delays (%(default)s)")
     p.add_argument("--links", default=LINKS, help="the lab's links (%(default)s)")
     a = p.parse_args(argv)
+    # killed (SIGTERM): the lab still comes down (detect's finally)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     detect(a.runs, a.seed, a.links, log=lambda s: print(s, flush=True))
     return 0
 
