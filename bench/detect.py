@@ -208,6 +208,7 @@ def detect(runs: int = 20, seed: int = 1, links: str = LINKS,
     specs = parse_links(links)
     rng = random.Random(seed)
     done: list[Run] = []
+    load0 = os.getloadavg()[0]
     try:
         _new_lab(lab, specs)
         for i in range(runs):
@@ -235,6 +236,8 @@ def detect(runs: int = 20, seed: int = 1, links: str = LINKS,
         log(f"carrier loss declared down: "
             f"{summary([r.carrier_s for r in done if r.carrier_tried], CARRIER_BAR_S)}"
             f"  (bar ≤ 200 ms)")
+        log(f"  host load (1-min average): {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at "
+            f"the end, on {os.cpu_count()} CPUs (a busy host makes every figure longer)")
     finally:
         lab.down(purge=True)
     return done
