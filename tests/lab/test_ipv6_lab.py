@@ -41,6 +41,9 @@ from bonding.lab.traffic import (
 pytestmark = pytest.mark.lab
 
 PRIO = 1000  # rule_priority
+# A sanity limit on how long a blackhole takes to notice, generous for a busy host: the bar
+# (≤ 1 s in ≥ 95% of runs, also just after a path came up) is measured by bench/detect.py.
+NOTICED_S = 2.5
 RT, BASE = 200, 210  # route_table, path_table_base
 
 
@@ -135,7 +138,7 @@ def test_an_ipv6_outage_takes_out_ipv6_alone(fresh6: Lab) -> None:
     fresh6.blackhole("wan2", 6)
     assert wait_for(lambda: family_state(fresh6, "wan2", 6) == "down", 3, 0.01) is not None
     f6 = families(fresh6, "wan2")["ipv6"]
-    assert f6["since"] - t0 < 1.0 and "probe rounds got no reply" in f6["reason"]
+    assert f6["since"] - t0 < NOTICED_S and "probe rounds got no reply" in f6["reason"]
     assert path_state(fresh6, "wan2") == "up"  # IPv4 still answers: the link carries
     assert families(fresh6, "wan2")["ipv4"]["state"] == "up"
     assert wait_for(lambda: wan2.router_addr6 not in ep_addresses(fresh6), 1) is not None
@@ -152,7 +155,7 @@ def test_a_blackholed_link_is_taken_out_in_both_families(fresh6: Lab) -> None:
     t0 = time.time()
     fresh6.blackhole("wan1")
     assert wait_for(lambda: path_state(fresh6, "wan1") == "down", 3, 0.01) is not None
-    assert fresh6.status()["paths"]["wan1"]["since"] - t0 < 1.0
+    assert fresh6.status()["paths"]["wan1"]["since"] - t0 < NOTICED_S
     assert family_state(fresh6, "wan1", 6) == "down"
     gone = {wan1.router_addr, wan1.router_addr6}
     assert wait_for(lambda: not gone & ep_addresses(fresh6), 1) is not None

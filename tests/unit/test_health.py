@@ -511,13 +511,18 @@ def test_outage_losses_do_not_degrade_a_recovered_path() -> None:
 # --- RTT, timeout, loss numbers -------------------------------------------------------------------
 
 # (id, samples in order, srtt, rttvar)   RFC 6298: first R → SRTT=R, RTTVAR=R/2; then
-# RTTVAR = 3/4 RTTVAR + 1/4 |SRTT − R|, SRTT = 7/8 SRTT + 1/8 R
+# RTTVAR = 3/4 RTTVAR + 1/4 |SRTT − R|, SRTT = 7/8 SRTT + 1/8 R; but a sample under half the
+# SRTT restarts the estimate from it: SRTT = R, RTTVAR = min(3/4 RTTVAR, R/2)
 SMOOTH_CASES: list[tuple[str, list[list[float]], float, float]] = [
     ("first sample", [[100.0]], 100.0, 50.0),
     ("second sample", [[100.0], [200.0]], 112.5, 62.5),
     ("two samples in one round", [[100.0, 200.0]], 112.5, 62.5),
     ("steady", [[100.0], [100.0], [100.0]], 100.0, 28.125),
-    ("a drop", [[80.0], [40.0]], 75.0, 40.0),
+    ("a drop to half", [[80.0], [40.0]], 75.0, 40.0),
+    ("a drop under half: from there at once", [[80.0], [30.0]], 30.0, 15.0),
+    ("a restart keeps less jitter", [[100.0], [100.0], [100.0], [100.0], [45.0]],
+     45.0, 0.75 ** 3 * 50.0 * 0.75),
+    ("a drop under half in one round, then a rise", [[100.0, 40.0], [60.0]], 42.5, 20.0),
     ("a round without replies keeps it", [[100.0], [], [200.0]], 112.5, 62.5),
 ]
 

@@ -139,6 +139,9 @@ class Build(LabBase):
         isp = link.isp_ns
         i = link.index
         self._veth(n["router"], link.router_dev, isp, link.isp_dev)
+        # Faults.carrier takes the ISP's end down and up: its IPv6 address must outlive that,
+        # as IPv4's does (the kernel drops IPv6 addresses of a device set down by default)
+        run(nsx(isp, "sysctl", "-q", "-w", f"net.ipv6.conf.{link.isp_dev}.keep_addr_on_down=1"))
         self._addr(n["router"], link.router_dev, f"{link.router_addr}/24",
                    f"{link.router_addr6}/64")
         self._addr(isp, link.isp_dev, f"{link.isp_addr}/24", f"{link.isp_addr6}/64")

@@ -57,9 +57,6 @@ def path_state(lab: Lab, name: str) -> str | None:
     return None if path is None else str(path.get("state"))
 
 
-SETTLED_JITTER_MS = 10.0
-
-
 def _family(lab: Lab, name: str, family: int) -> dict[str, Any] | None:
     fams = (lab.status().get("paths", {}).get(name) or {}).get("families") or {}
     fam: dict[str, Any] | None = fams.get(f"ipv{family}")
@@ -73,19 +70,12 @@ def family_state(lab: Lab, name: str, family: int) -> str | None:
 
 
 def wait_family_up(lab: Lab, family: int, timeout: float = 20.0) -> bool:
-    """Every path's `family` up (not degraded) and its RTT estimate settled (jitter under
-    SETTLED_JITTER_MS).  A fresh IPv6 neighbour cache makes the first answers slow (hundreds of
-    ms); until the estimate has forgotten them, the family's reply timeout is longer, and so is
-    the time its death takes to notice (up to 1.3 s seen, for about 5 s after it came up)."""
+    """Every path's `family` up (not degraded: a fresh IPv6 neighbour cache can make the first
+    rounds slow)."""
     st = lab.state or lab.load()
     names = [x.name for x in st.links]
-
-    def settled(name: str) -> bool:
-        fam = _family(lab, name, family)
-        return (fam is not None and fam.get("state") == "up"
-                and fam.get("jitter_ms") is not None and fam["jitter_ms"] < SETTLED_JITTER_MS)
-
-    return wait_for(lambda: all(settled(n) for n in names), timeout) is not None
+    return wait_for(lambda: all(family_state(lab, n, family) == "up" for n in names),
+                    timeout) is not None
 
 
 def endpoints(lab: Lab) -> list[dict[str, Any]]:

@@ -32,7 +32,6 @@ from bonding.lab.iperf import (
     receiver_intervals,
 )
 from bonding.lab.measure import (
-    SETTLED_JITTER_MS,
     Rates,
     endpoints,
     family_state,
@@ -56,7 +55,7 @@ from bonding.lab.services import (
 from bonding.lab.voice import VOICE_BYTES, VOICE_PPS, longest_silence, stream
 
 __all__ = [
-    "DNS_ANSWER", "DNS_NAME", "HEADER_RATIO", "HEADER_RATIO6", "SETTLED_JITTER_MS",
+    "DNS_ANSWER", "DNS_NAME", "HEADER_RATIO", "HEADER_RATIO6",
     "VOICE_BYTES", "VOICE_PPS", "NewConnections", "Rates", "Service", "Stream", "Transfer",
     "ask", "ask_from", "dns_query", "endpoints", "family_state", "goodput_between",
     "lan_transfer", "link_rates", "longest_silence", "main", "need", "parse_dns_a", "path_state",
