@@ -215,9 +215,12 @@ def test_listen_sees_a_blackholed_link_go_down(olab: Lab, owrt_prefix: Path) -> 
         out, _ = listener.communicate(timeout=5)
         olab.clear("wan2")
     events = [json.loads(line)["bonding.path"] for line in out.splitlines() if line.strip()]
-    assert {"name": "wan2", "state": "down", "previous": "up"}.items() <= events[0].items()
-    assert "no reply" in events[0]["reason"]
-    assert any(e["name"] == "wan2" and e["state"] == "up" for e in events[1:])
+    # a loaded host may see wan2 degraded (loss) on the way down: the down event is what counts
+    downs = [i for i, e in enumerate(events) if e["name"] == "wan2" and e["state"] == "down"]
+    assert downs, events
+    down = events[downs[0]]
+    assert down["previous"] in ("up", "degraded") and "no reply" in down["reason"], events
+    assert any(e["name"] == "wan2" and e["state"] == "up" for e in events[downs[0] + 1:])
 
 
 def test_subflows_are_counted_per_path(olab: Lab) -> None:

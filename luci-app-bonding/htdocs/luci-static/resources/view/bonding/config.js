@@ -245,6 +245,14 @@ function advancedTab(s) {
 	o = s.taboption('advanced', form.Flag, 'manage_default_route', _('Manage the default route'),
 		_('Keep the router\'s own default route on a working link.'));
 	o.default = o.enabled;
+
+	o = s.taboption('advanced', form.Value, 'dnsmasq_nftset', _('dnsmasq nftset file'),
+		_('Where bondingd writes the nftset lines that let rules match destination domains (a file in dnsmasq\'s conf-dir).'));
+	o.placeholder = '/tmp/dnsmasq.d/bonding-rules.conf';
+	o.validate = function(section_id, value) {
+		return (value == null || value === '' || /^\/[^\s'"]+$/.test(value)) ? true
+			: _('An absolute file path, e.g. /tmp/dnsmasq.d/bonding-rules.conf');
+	};
 }
 
 /* --- global settings: one tab per concern ---------------------------------------------------- */
