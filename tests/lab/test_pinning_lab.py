@@ -67,9 +67,12 @@ config rule 'dom'
 """
 # where bondingd writes dnsmasq's nftset lines (the lab's state root, not the host's /tmp)
 NFTSET_CONF = STATE_ROOT / f"pinning-{os.getpid()}-dnsmasq.conf"
-# counts what leaves the router's WANs for the pinned port (a table of the test's own)
+# counts the connections that leave the router's WANs for the pinned port (a table of the
+# test's own).  Rules judge a connection's first packet, so only SYNs count: the tail of a
+# connection opened before wan2 died (FIN or ACK retransmits) keeps its ct mark and its link.
 COUNT = ("table inet labcount {\n\tchain post {\n\t\ttype filter hook postrouting priority 0;\n"
-         + "".join(f'\t\toifname "{w}" tcp dport {PINNED} counter\n' for w in WAN)
+         + "".join(f'\t\toifname "{w}" tcp dport {PINNED} tcp flags & (syn | ack) == syn counter\n'
+                   for w in WAN)
          + "\t}\n}\n")
 
 
