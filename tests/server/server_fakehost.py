@@ -8,8 +8,9 @@ can tell a second `init` touched nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from bonding.server import plan
+from bonding.server import congestion, plan
 from bonding.server.model import ServerError
 from bonding.server.system import normalize
 
@@ -36,6 +37,19 @@ class FakeHost:
         self.changes: list[str] = []
         self.fail_tc = False
         self.scripts: list[str] = []
+        self.unknown_cc: set[str] = set()
+        # routes as `ip -j route show table main` gives them (taken from a real one), and what
+        # `ip -batch` made of table congestion.TABLE and the rules
+        self.main: dict[int, list[dict[str, Any]]] = {
+            4: [{"dst": "default", "gateway": "203.0.113.1", "dev": "eth0", "flags": []},
+                {"dst": "203.0.113.0/24", "dev": "eth0", "protocol": "kernel", "scope": "link",
+                 "prefsrc": "203.0.113.10", "flags": []}],
+            6: [{"dst": "2001:db8:5::/64", "dev": "eth0", "protocol": "kernel", "metric": 256,
+                 "flags": [], "pref": "medium"},
+                {"dst": "default", "gateway": "2001:db8:5::1", "dev": "eth0", "metric": 1024,
+                 "flags": [], "pref": "medium"}]}
+        self.cc_table: dict[int, list[dict[str, Any]]] = {4: [], 6: []}
+        self.rules: dict[int, list[dict[str, Any]]] = {4: [], 6: []}
 
     def which(self, prog: str) -> str | None:
         return None if prog in self.missing else f"/usr/bin/{prog}"
@@ -66,6 +80,38 @@ class FakeHost:
         self.table = script[len(head):]
         self.scripts.append(script)
         self.changes.append("nft")
+
+    def ip_json(self, family: int, *args: str) -> list[dict[str, Any]]:
+        if args[:2] == ("rule", "show"):
+            return [{"priority": 0, "src": "all", "table": "local"}, *self.rules[family],
+                    {"priority": 32766, "src": "all", "table": "main"}]
+        assert args[:3] == ("route", "show", "table"), args
+        return list(self.main[family] if args[3] == "main" else
+                    self.cc_table[family] if args[3] == str(congestion.TABLE) else [])
+
+    def ip_batch(self, family: int, script: str) -> None:
+        """What the kernel does with the lines bonding.server.congestion writes."""
+        for line in script.splitlines():
+            w = line.split()
+            if w[:2] == ["route", "flush"]:
+                self.cc_table[family] = []
+            elif w[:2] == ["rule", "del"]:
+                self.rules[family].pop()
+            elif w[:2] == ["route", "append"]:
+                if w[-1] in self.unknown_cc:
+                    raise ServerError("`ip -4 -batch -` failed (exit 2): Error: Unknown tcp "
+                                      "congestion algorithm.; Command failed -:2")
+                route = next(r for r in self.main[family] if r["dst"] == w[2])
+                self.cc_table[family].append({**route, "metrics": [{"congestion": w[-1]}]})
+            elif w[:2] == ["rule", "add"]:
+                a, _, b = w[w.index("sport") + 1].partition("-")
+                self.rules[family].append(
+                    {"priority": int(w[3]), "src": "all", "ipproto": "tcp", "table": w[-1],
+                     **({"sport_start": int(a), "sport_end": int(b)} if b else
+                        {"sport": int(a)})})
+            else:
+                raise AssertionError(line)
+        self.changes.append(f"ip -{family} batch")
 
     def tc_listing(self, dev: str) -> str:
         return "\n".join(self.tc.get(dev, []))

@@ -171,6 +171,14 @@ def test_status_counts_connections_subflows_and_bytes(world: World, served: dict
             seen.update(row)
             return bool(row["connections"] >= 2 and row["subflows"] >= 4)
         wait_for(busy, 5, "two connections with two subflows each in status")
+        # every subflow the server accepted on the client's port, joins too, sends with the
+        # congestion control bonding-server locked on the clients' routes (cubic), not the
+        # namespace's default (the host's: bbr here)
+        ss = subprocess.run(["ip", "netns", "exec", world.ns("server"), "ss", "-tniH", "state",
+                             "established", f"( sport = :{c['port']} )"],
+                            capture_output=True, text=True, check=True).stdout
+        algos = [w for w in ss.split() if w in ("cubic", "bbr", "reno")]
+        assert len(algos) >= 4 and set(algos) == {"cubic"}, ss
         out, _ = p.communicate(timeout=60)
     after = {r["name"]: r for r in world.cli_json("status")["clients"]}
     received = json.loads(out)["end"]["sum_received"]["bytes"]

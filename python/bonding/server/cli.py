@@ -46,6 +46,7 @@ from bonding import __version__
 from bonding.server import reconcile, service
 from bonding.server.model import (
     DEFAULT_CIPHER,
+    DEFAULT_CONGESTION,
     PORT_FIRST,
     PORT_LAST,
     PROXIES,
@@ -113,6 +114,11 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--proxy", choices=PROXIES,
                       help="the clients' proxy (default: the stored choice; at the first init "
                       "sing-box when it is installed, else shadowsocks-libev)")
+    init.add_argument("--congestion-control", metavar="NAME",
+                      help="TCP congestion control of the clients' connections, put on their "
+                      "routes only (default: the stored choice; at the first init "
+                      f"{DEFAULT_CONGESTION}, which fills bonded downloads best); '' keeps the "
+                      "host's default")
 
     add = sub.add_parser("add-client", parents=[common],
                          help="new client: key, port, limit; prints its UCI")
@@ -205,7 +211,8 @@ def dispatch(args: argparse.Namespace, host: HostAPI, store: Store) -> Any:
             public_address=args.public_address,
             public_address6="" if args.clear_address6 else args.public_address6,
             systemd=args.systemd, user=args.user,
-            interface=args.interface, allow=allow, proxy=args.proxy))
+            interface=args.interface, allow=allow, proxy=args.proxy,
+            congestion_control=args.congestion_control))
         _notes(out.notes)
         if not as_json:
             _print_steps(cmd, out)

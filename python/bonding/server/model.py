@@ -25,6 +25,7 @@ PROTOCOL: Final = "shadowsocks"
 # listener only, Shadowsocks-2022, UDP over the bonded connection) or ss-server under mptcpize.
 PROXIES: Final = ("sing-box", "shadowsocks-libev")
 DEFAULT_PROXY: Final = "sing-box"
+DEFAULT_CONGESTION: Final = "cubic"  # bonding.server.congestion says why
 # ss-libev 3.3.5 knows no Shadowsocks-2022 cipher; every client proxy speaks this one too.
 CIPHER: Final = "chacha20-ietf-poly1305"
 LIBEV_CIPHERS: Final = ("chacha20-ietf-poly1305", "aes-256-gcm", "aes-128-gcm")
@@ -129,6 +130,16 @@ def validate_proxy(text: str) -> str:
     return text
 
 
+def validate_congestion(text: str) -> str:
+    """A TCP congestion control's name (as the kernel's tcp_<name> module calls it), or ""
+    for the host's default."""
+    if text and not re.fullmatch(r"[a-z][a-z0-9_]{0,15}", text):
+        raise UsageError(f"bad congestion control {text!r}: give a name the kernel knows, such "
+                         "as cubic or bbr (sysctl net.ipv4.tcp_available_congestion_control), "
+                         "or '' for the host's default")
+    return text
+
+
 def validate_cipher(text: str, proxy: str) -> str:
     if text not in CIPHERS[proxy]:
         raise UsageError(f"bad cipher {text!r}: this server's proxy ({proxy}) speaks "
@@ -177,12 +188,15 @@ class ServerConfig:
     allow: tuple[str, ...] = ()  # networks the proxies may reach despite the block list
     proxy: str = DEFAULT_PROXY
     public_address6: str | None = None  # its IPv6 address for the clients, when it has one
+    # of the clients' connections (bonding.server.congestion); "": the host's default
+    congestion_control: str = DEFAULT_CONGESTION
 
     def to_json(self) -> dict[str, Any]:
         return {"version": RECORD_VERSION, "public_address": self.public_address,
                 "public_address6": self.public_address6,
                 "systemd": self.systemd, "user": self.user, "interface": self.interface,
-                "allow": list(self.allow), "proxy": self.proxy}
+                "allow": list(self.allow), "proxy": self.proxy,
+                "congestion_control": self.congestion_control}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ServerConfig:
@@ -200,7 +214,10 @@ class ServerConfig:
                    interface=None if interface is None else validate_interface(str(interface)),
                    allow=tuple(validate_network(str(x)) for x in allow),
                    # settings written before sing-box came are ss-libev's
-                   proxy=validate_proxy(str(raw.get("proxy", "shadowsocks-libev"))))
+                   proxy=validate_proxy(str(raw.get("proxy", "shadowsocks-libev"))),
+                   # settings written before it came take the default
+                   congestion_control=validate_congestion(
+                       str(raw.get("congestion_control", DEFAULT_CONGESTION))))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bonding.server import guard, plan
+from bonding.server import congestion, guard, plan
 from bonding.server.model import Client, ServerConfig, ServerError, proxy_user
 from bonding.server.store import Store, atomic_unlink, atomic_write
 from bonding.server.system import INSTALL_HINT, HostAPI
@@ -104,6 +104,7 @@ def reconcile(host: HostAPI, store: Store, cfg: ServerConfig, clients: Sequence[
     store.save_applied(applied)
     steps.append(_shaping(host, clients, facts, applied))
     store.save_applied(applied)
+    steps.append(congestion_step(host, cfg, clients, facts))
     steps.append(_proxy_configs(store, cfg, clients, facts))
     if cfg.systemd:
         steps += _systemd(host, cfg, clients, facts)
@@ -205,6 +206,36 @@ def _shaping(host: HostAPI, clients: Sequence[Client], facts: plan.Facts,
         raise
     applied.update(tc_dev=dev, tc_plan=want_hash, tc_listing=host.tc_listing(dev))
     return Step("shaping", True, detail + f" (htb per client, upload through {plan.IFB})")
+
+
+def congestion_step(host: HostAPI, cfg: ServerConfig, clients: Sequence[Client],
+                    facts: plan.Facts) -> Step:
+    """The clients' routes with the congestion control locked (bonding.server.congestion):
+    copied again when the main table changed or the copy was tampered with."""
+    cc, ports = cfg.congestion_control, [c.port for c in clients]
+    what = f"congestion control (table {congestion.TABLE})"
+    changed = []
+    for family in (4, 6) if facts.ipv6 else (4,):
+        main = host.ip_json(family, "route", "show", "table", "main")
+        rules = [r for r in host.ip_json(family, "rule", "show")
+                 if r.get("priority") == congestion.RULE_PREF]
+        table = host.ip_json(family, "route", "show", "table", str(congestion.TABLE))
+        if congestion.have(table, rules) == congestion.wanted(main, cc, ports):
+            continue
+        try:
+            host.ip_batch(family, congestion.batch(main, cc, ports, len(rules)))
+        except ServerError as e:
+            if "congestion" not in str(e):
+                raise
+            raise ServerError(f"{e}: congestion control {cc!r} for the clients' connections "
+                              f"is not in this kernel: load it (modprobe tcp_{cc}) or run "
+                              "`bonding-server init --congestion-control ''` to keep the "
+                              "host's default") from None
+        changed.append(f"IPv{family}")
+    detail = (f"{cc} locked on the routes of {len(ports)} client port(s)" if cc and ports else
+              "the host's default" if not cc else "no client")
+    return Step(what, bool(changed), detail + (f" ({', '.join(changed)} copied)"
+                                               if changed else ""))
 
 
 def _proxy_configs(store: Store, cfg: ServerConfig, clients: Sequence[Client],

@@ -22,6 +22,7 @@ from bonding.server import plan
 from bonding.server.model import (
     CIPHERS,
     DEFAULT_CIPHER,
+    DEFAULT_CONGESTION,
     Client,
     ServerConfig,
     ServerError,
@@ -32,6 +33,7 @@ from bonding.server.model import (
     validate_address,
     validate_address6,
     validate_cipher,
+    validate_congestion,
     validate_interface,
     validate_name,
     validate_network,
@@ -68,6 +70,7 @@ class InitOptions:
     interface: str | None = None
     allow: tuple[str, ...] | None = None
     proxy: str | None = None  # None: keep the stored choice; a fresh init: sing-box if there
+    congestion_control: str | None = None  # None: keep the stored choice ("": host default)
 
 
 def init(host: HostAPI, store: Store, opts: InitOptions) -> Outcome:
@@ -79,6 +82,8 @@ def init(host: HostAPI, store: Store, opts: InitOptions) -> Outcome:
     interface = validate_interface(opts.interface) if opts.interface else None
     allow = None if opts.allow is None else tuple(validate_network(a) for a in opts.allow)
     proxy = validate_proxy(opts.proxy) if opts.proxy else None
+    cc = (None if opts.congestion_control is None
+          else validate_congestion(opts.congestion_control))
     out = Outcome()
     with store.lock():
         old = store.load_server()
@@ -118,7 +123,9 @@ def init(host: HostAPI, store: Store, opts: InitOptions) -> Outcome:
                            systemd=systemd, user=user,
                            interface=interface or (old.interface if old else None),
                            allow=allow if allow is not None else (old.allow if old else ()),
-                           proxy=proxy)
+                           proxy=proxy,
+                           congestion_control=cc if cc is not None else (
+                               old.congestion_control if old else DEFAULT_CONGESTION))
         if cfg != old:
             store.save_server(cfg)
         out.steps.append(Step("settings", cfg != old, _describe(cfg)))
@@ -140,7 +147,8 @@ def _describe(cfg: ServerConfig) -> str:
     address6 = f", IPv6 address {cfg.public_address6}" if cfg.public_address6 else ""
     return (f"proxy {cfg.proxy}, address {cfg.public_address}{address6}, {mode}, "
             f"proxy users {cfg.user}-PORT, "
-            f"interface {cfg.interface or 'of the default route'}{allow}")
+            f"interface {cfg.interface or 'of the default route'}{allow}, "
+            f"congestion control {cfg.congestion_control or 'of the host'}")
 
 
 def apply(host: HostAPI, store: Store) -> Outcome:

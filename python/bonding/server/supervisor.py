@@ -32,7 +32,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bonding.server import plan, reconcile
+from bonding.server import congestion, plan, reconcile
 from bonding.server.guard import Guard
 from bonding.server.model import Client, ServerConfig, ServerError, proxy_user
 from bonding.server.store import Store, atomic_write
@@ -97,6 +97,9 @@ class Supervisor:
         self._pid_fd: int | None = None
         self._dirty = True
         self.guard = Guard()
+        # what reload() last applied: the congestion step runs again from it every REFRESH_S
+        self._applied: tuple[ServerConfig, list[Client], plan.Facts] | None = None
+        self._cc_next = 0.0
 
     # --- signals -------------------------------------------------------------------------------
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
@@ -171,6 +174,8 @@ class Supervisor:
         for s in steps:
             if s.changed:
                 log.info("applied %s: %s", s.what, s.detail)
+        self._applied = (cfg, clients, facts)
+        self._cc_next = time.monotonic() + congestion.REFRESH_S
         wanted = {c.name: self._proxy(cfg, c, facts) for c in clients}
         for name in list(self.proxies):
             p, w = self.proxies[name], wanted.get(name)
@@ -238,6 +243,20 @@ class Supervisor:
                 self._spawn(p)
         self.guard.tick({p.client.port: p.proc.pid for p in self.proxies.values()
                          if p.state == "running" and p.proc is not None})
+        if self._applied is not None and now >= self._cc_next:
+            self._cc_next = now + congestion.REFRESH_S
+            self._refresh_routes(*self._applied)
+
+    def _refresh_routes(self, cfg: ServerConfig, clients: list[Client],
+                        facts: plan.Facts) -> None:
+        """Copy the main table's routes again when they changed (a DHCP lease, an admin)."""
+        try:
+            step = reconcile.congestion_step(self.host, cfg, clients, facts)
+        except ServerError as e:
+            log.error("%s", e)
+            return
+        if step.changed:
+            log.info("applied %s: %s", step.what, step.detail)
 
     def _terminate(self, procs: list[Proxy]) -> None:
         live = [p.proc for p in procs if p.proc is not None and p.proc.poll() is None]

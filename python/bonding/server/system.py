@@ -19,7 +19,7 @@ import stat
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from bonding.server.model import ServerError
 from bonding.server.plan import IFB, NFT_TABLE
@@ -46,6 +46,8 @@ class HostAPI(Protocol):
     def nft_listing(self) -> str | None: ...
     def nft_counters(self) -> dict[str, tuple[int, int]]: ...
     def nft_apply(self, script: str) -> None: ...
+    def ip_json(self, family: int, *args: str) -> list[dict[str, Any]]: ...
+    def ip_batch(self, family: int, script: str) -> None: ...
     def tc_listing(self, dev: str) -> str: ...
     def tc_ours(self, dev: str) -> bool: ...
     def tc_teardown(self, dev: str) -> None: ...
@@ -194,6 +196,20 @@ class Host:
 
     def nft_apply(self, script: str) -> None:
         run(["nft", "-f", "-"], input=script)
+
+    # --- routes (bonding.server.congestion) ------------------------------------------------------
+    def ip_json(self, family: int, *args: str) -> list[dict[str, Any]]:
+        """`ip -j -4|-6 ARGS` as JSON; [] where ip says there is nothing (a table that does
+        not exist yet)."""
+        r = run(["ip", "-j", f"-{family}", *args], check=False)
+        with contextlib.suppress(ValueError):
+            out = json.loads(r.stdout or "[]")
+            if isinstance(out, list):
+                return [x for x in out if isinstance(x, dict)]
+        return []
+
+    def ip_batch(self, family: int, script: str) -> None:
+        run(["ip", f"-{family}", "-batch", "-"], input=script)
 
     # --- tc ------------------------------------------------------------------------------------
     def tc_listing(self, dev: str) -> str:
