@@ -34,6 +34,7 @@ from server_world import (
     wait_for,
 )
 
+from bonding.server import congestion
 from bonding.server.guard import GUARD_EVERY_S, HANDSHAKE_S
 from bonding.server.plan import LIMIT_CONNS, config_suffix
 
@@ -190,6 +191,25 @@ def test_status_counts_connections_subflows_and_bytes(world: World, served: dict
     assert 0 < grown_in < grown_out
     # counted per client: c20 saw at most the last packets of its earlier, closed connections
     assert after["c20"]["bytes_out"] - before["c20"]["bytes_out"] < 10_000
+
+
+def test_run_copies_a_changed_main_table_to_the_clients_routes(world: World,
+                                                             served: dict[str, Any]) -> None:
+    ns = world.ns("server")
+
+    def table() -> str:
+        return subprocess.run(["ip", "-n", ns, "route", "show", "table", str(congestion.TABLE)],
+                              capture_output=True, text=True, check=True).stdout
+
+    extra = "198.18.0.0/15"  # a route the admin adds (benchmarking range: nothing is there)
+    subprocess.run(["ip", "-n", ns, "route", "add", extra, "via", "203.0.113.1"], check=True)
+    try:
+        wait_for(lambda: f"{extra} via 203.0.113.1 dev wan congctl lock cubic" in table(),
+                 3 * congestion.REFRESH_S, "the new route in the clients' table")
+    finally:
+        subprocess.run(["ip", "-n", ns, "route", "del", extra], check=False)
+    wait_for(lambda: extra not in table(), 3 * congestion.REFRESH_S,
+             "the removed route gone from the clients' table")
 
 
 def test_wrong_key_gets_nothing_through(world: World, served: dict[str, Any]) -> None:
