@@ -9,7 +9,8 @@ and the last second left out), as a fraction of the header-limited capacity Σ r
 (IPv4; × 1428/1514 for IPv6).  Each figure is the median and range of RUNS transfers; a run
 that fails (iperf3 error, no steady interval) is counted and printed, never dropped.  The
 congestion control is the one bondingd puts on its routes (`--cc`: each value is a figure); the
-download's sender is the server, whose congestion control is the lab's (the server's own).
+download's sender is the server, whose congestion control is what bonding-server locks on the
+clients' routes (bonding.server.congestion: cubic by default).
 After each lab, its links' delay stages say how many packets they released more than 1 ms late
 (the lab's own timing error, which a busy host makes larger).
 """
