@@ -37,9 +37,10 @@ from bonding.bondingd.kernelview import read_view, resolve
 from bonding.bondingd.linkevents import on_event
 from bonding.bondingd.netifd_bridge import NetifdBridge
 from bonding.bondingd.params import health_params
+from bonding.bondingd.pathset import PathSet
 from bonding.bondingd.planview import path_views, server_probe_paths
-from bonding.bondingd.probing import Probing, stop
-from bonding.bondingd.runtime import FamilyRuntime, PathRuntime, rebuild
+from bonding.bondingd.probing import Probing
+from bonding.bondingd.runtime import FamilyRuntime, PathRuntime
 from bonding.bondingd.samplers import SubflowSampler, sample_counters
 from bonding.bondingd.status import STATUS_FILE, KernelView, StatusFile, path_status
 from bonding.config import Config, PathConfig
@@ -71,7 +72,6 @@ class Daemon:
         self.problems: list[config.Problem] = []
         self._from_file = False  # the config in use was read from a file (not the defaults)
         self.params = Params()
-        self.paths: dict[str, PathRuntime] = {}
         self.started = time.monotonic()
         self.started_wall = time.time()
         self._stop = asyncio.Event()
@@ -84,6 +84,7 @@ class Daemon:
         self.bus: Ubus | None = None
         self.bus_error: str | None = None
         self.netifd = netifd.NetifdView()
+        self.pathset = PathSet(self.netifd.wan_interfaces, self._mark_dirty)
         self.netifd_bridge = NetifdBridge(self.netifd, lambda: self.bus,
                                           lambda: self.bus_error, self._netifd_read)
         self.counters_at = 0.0
@@ -109,7 +110,7 @@ class Daemon:
         self.cfg = cfg
         self.params = health_params(cfg.globals)
         configload.set_log_level(cfg)
-        self._set_paths(cfg.paths or self._discovered(), reset_overrides=True)
+        self.pathset.configure(cfg)
         if previous is not None:
             configload.prune_removed_keys(self.config_dir, previous, cfg)
         self.failover.configure(cfg)
@@ -120,25 +121,12 @@ class Daemon:
         self._dirty = True
         return True
 
-    def _set_paths(self, pcs: Sequence[PathConfig], *, reset_overrides: bool) -> None:
-        self.paths, gone = rebuild(self.paths, pcs, reset_overrides=reset_overrides,
-                                   enabled=self.cfg.globals.enabled, now=time.monotonic())
-        for rt in gone:  # removed from the config: stop probing
-            for f in rt.families:
-                stop(f)
+    @property
+    def paths(self) -> dict[str, PathRuntime]:
+        return self.pathset.paths
+
+    def _mark_dirty(self) -> None:
         self._dirty = True
-
-    def _discovered(self) -> tuple[PathConfig, ...]:
-        return configload.discovered(self.netifd.wan_interfaces())
-
-    def _sync_discovered(self) -> None:
-        if self.cfg.paths:
-            return
-        found = self._discovered()
-        if tuple(rt.cfg for rt in self.paths.values()) != found:
-            log.info("no path sections: bonding the WAN interfaces netifd has: %s",
-                     ", ".join(p.name for p in found) or "none")
-            self._set_paths(found, reset_overrides=False)
 
     # --- kernel view ----------------------------------------------------------------------------
     def resolve_paths(self) -> None:
@@ -410,7 +398,7 @@ class Daemon:
         self.netifd_bridge.refresh()
 
     def _netifd_read(self) -> None:
-        self._sync_discovered()
+        self.pathset.sync_discovered(self.cfg)
         self.resolve()
 
     def _keep(self, task: asyncio.Task[None]) -> None:
@@ -477,7 +465,7 @@ class Daemon:
         ticker.cancel()
         failed = await teardown.run_all([
             ("server failover", self.failover.close),
-            ("the probers", self._stop_probers),
+            ("the probers", self.pathset.stop_probers),
             ("the proxy and its nftables table", self.dataplane.close),
             ("ubus", self._close_bus),
             ("the subflow sampler", self.subflow_sampler.close),
@@ -486,11 +474,6 @@ class Daemon:
              lambda: kernel.close(self.cfg.globals.rule_priority, self._tables())),
             ("status.json", self.status_file.remove)])
         return 1 if failed else 0
-
-    def _stop_probers(self) -> None:
-        for rt in self.paths.values():
-            for f in rt.families:
-                stop(f)
 
     def _close_bus(self) -> None:
         if self.bus is not None:

@@ -1,4 +1,4 @@
-"""bondingd.configload: discovery from netifd, problem logging, pruning removed servers' keys."""
+"""bondingd.configload: problem logging, pruning removed servers' keys."""
 
 from __future__ import annotations
 
@@ -7,16 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bonding import config
 from bonding.bondingd import configload
 from bonding.config import Config, Problem, Server, Severity
-
-
-def test_discovered_paths_are_named_after_netifd_interfaces_up_to_the_maximum() -> None:
-    names = [f"wan{i}" for i in range(config.MAX_PATHS + 3)]
-    found = configload.discovered(names)
-    assert len(found) == config.MAX_PATHS
-    assert (found[0].name, found[0].interface, found[0].device) == ("wan0", "wan0", None)
 
 
 def test_problems_are_logged_by_severity_and_errors_found(

@@ -1,15 +1,14 @@
 """What a (re)load of /etc/config/bonding does besides building the model: logging its
-problems, the paths discovered from netifd when there are no path sections, and pruning the
-keys of removed servers from bonding_secrets."""
+problems, its log level, and pruning the keys of removed servers from bonding_secrets."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 from bonding import config
-from bonding.config import Config, PathConfig, Problem, Severity, secretsfile
+from bonding.config import Config, Problem, Severity, secretsfile
 
 log = logging.getLogger("bondingd")
 
@@ -33,11 +32,6 @@ def from_file(problems: Iterable[Problem]) -> bool:
 
 def set_log_level(cfg: Config) -> None:
     logging.getLogger().setLevel(LOG_LEVELS.get(cfg.globals.log_level, logging.INFO))
-
-
-def discovered(wan_interfaces: Sequence[str]) -> tuple[PathConfig, ...]:
-    """With no path sections: a path per netifd interface that has a default route."""
-    return tuple(PathConfig(name=n, interface=n) for n in wan_interfaces[:config.MAX_PATHS])
 
 
 def prune_removed_keys(config_dir: Path, previous: Config, cfg: Config) -> None:
