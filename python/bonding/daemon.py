@@ -36,7 +36,6 @@ from bonding.bondingd.kernel import Kernel
 from bonding.bondingd.kernelview import read_view, resolve
 from bonding.bondingd.linkevents import on_event
 from bonding.bondingd.netifd_bridge import NetifdBridge
-from bonding.bondingd.params import health_params
 from bonding.bondingd.pathset import PathSet
 from bonding.bondingd.planview import path_views, server_probe_paths
 from bonding.bondingd.probing import Probing
@@ -68,10 +67,7 @@ class Daemon:
         self.status_file = StatusFile(run_dir)
         self.hooks = Hooks(hooks_dir, self._spawn)
         self.ubus_socket = ubus_socket
-        self.cfg = Config()
-        self.problems: list[config.Problem] = []
-        self._from_file = False  # the config in use was read from a file (not the defaults)
-        self.params = Params()
+        self.conf = configload.ConfigInUse(config_dir)
         self.started = time.monotonic()
         self.started_wall = time.time()
         self._stop = asyncio.Event()
@@ -98,28 +94,27 @@ class Daemon:
     # --- config ---------------------------------------------------------------------------------
     def load_config(self) -> bool:
         """(Re)load the config; on errors keep the last good one.  True when applied."""
-        cfg, problems = config.load(self.config_dir)
-        configload.log_problems(problems)
-        self.problems = problems
-        if configload.has_errors(problems):
-            log.error("config has errors: keeping the last good config")
+        if not self.conf.reload():
             return False
-        from_file = configload.from_file(problems)
-        previous = self.cfg if self._from_file and from_file else None
-        self._from_file = from_file
-        self.cfg = cfg
-        self.params = health_params(cfg.globals)
-        configload.set_log_level(cfg)
-        self.pathset.configure(cfg)
-        if previous is not None:
-            configload.prune_removed_keys(self.config_dir, previous, cfg)
-        self.failover.configure(cfg)
+        self.pathset.configure(self.cfg)
+        self.failover.configure(self.cfg)
         if self.dataplane is not None:
-            more = self.dataplane.configure(cfg, self.config_dir, server=self.failover.active)
-            configload.log_problems(more)
-            self.problems.extend(more)
+            self.conf.add_problems(self.dataplane.configure(self.cfg, self.config_dir,
+                                                            server=self.failover.active))
         self._dirty = True
         return True
+
+    @property
+    def cfg(self) -> Config:
+        return self.conf.cfg
+
+    @property
+    def problems(self) -> list[config.Problem]:
+        return self.conf.problems
+
+    @property
+    def params(self) -> Params:
+        return self.conf.params
 
     @property
     def paths(self) -> dict[str, PathRuntime]:
