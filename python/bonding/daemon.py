@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bonding import __version__, api, config, netifd, teardown
-from bonding.bondingd import configload
+from bonding.bondingd import configload, status
 from bonding.bondingd.checkconfig import check_config, parser
 from bonding.bondingd.handlers import Handlers
 from bonding.bondingd.hooks import Hooks, path_action, send_event, server_action, server_env
@@ -41,7 +41,7 @@ from bonding.bondingd.planview import path_views, server_probe_paths
 from bonding.bondingd.probing import Probing
 from bonding.bondingd.runtime import FamilyRuntime, PathRuntime
 from bonding.bondingd.samplers import SubflowSampler, sample_counters
-from bonding.bondingd.status import STATUS_FILE, KernelView, StatusFile, path_status
+from bonding.bondingd.status import STATUS_FILE, StatusFile
 from bonding.config import Config, PathConfig
 from bonding.core import health as hl
 from bonding.core.health import Health, Params, State
@@ -299,39 +299,11 @@ class Daemon:
         self._dirty = True
 
     def status(self, detail: bool = False) -> dict[str, Any]:
-        return {
-            "version": __version__,
-            "uptime": round(time.monotonic() - self.started, 3),
-            "counters_at": round(self.counters_at, 3),  # uptime when the byte counters were read
-            "enabled": self.cfg.globals.enabled,
-            "fail_open": self.kernel is not None and self.kernel.fail_open,
-            "fail_open6": self.kernel is not None and self.kernel.fail_open6,
-            "servers": self.failover.status(),
-            "active_server": self.failover.active_status(),
-            "paths": {name: self.path_status(rt, detail) for name, rt in self.paths.items()},
-            "proxy": (self.dataplane.status() if self.dataplane is not None else
-                      {"backend": "none", "state": "disabled", "pid": None, "restarts": 0,
-                       "since": round(self.started_wall, 3), "error": "",
-                       "ipv6": {"lan": "routed natively", "reason": "no proxy"}}),
-            "rules": (self.kernel.pinning.status(self.dataplane is not None
-                                                 and self.dataplane.running)
-                      if self.kernel is not None else []),
-            "config_problems": [str(p) for p in self.problems],
-            "errors": ((self.kernel.errors if self.kernel is not None else [])
-                       + (self.dataplane.errors() if self.dataplane is not None else [])),
-            "ubus": {"connected": self.bus is not None and self.bus.connected,
-                     "error": self.bus_error},
-        }
-
-    def _kernel(self) -> KernelView:
-        k = self.kernel
-        if k is None:
-            return KernelView(subflows=self.subflows)
-        return KernelView(k.carriers, k.reconciler.endpoint_ids, self.subflows)
+        return status.status(self, detail)
 
     def path_status(self, rt: PathRuntime, detail: bool = False) -> dict[str, Any]:
-        return path_status(rt, self.params, self._kernel(), ipv6=self.cfg.globals.ipv6,
-                           detail=detail)
+        return status.path_status(rt, self.params, status.kernel_view(self),
+                                  ipv6=self.cfg.globals.ipv6, detail=detail)
 
     def write_status(self) -> None:
         if not self._dirty:
