@@ -23,7 +23,7 @@ import logging
 import signal
 import time
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from bonding import __version__, api, config, netifd, teardown
 from bonding.bondingd import configload, status
 from bonding.bondingd.checkconfig import check_config, parser
 from bonding.bondingd.handlers import Handlers
-from bonding.bondingd.hooks import Hooks, path_action, send_event, server_action, server_env
+from bonding.bondingd.hooks import Hooks, send_event, server_action, server_env
 from bonding.bondingd.kernel import Kernel
 from bonding.bondingd.kernelview import read_view, resolve
 from bonding.bondingd.linkevents import on_event
@@ -42,9 +42,9 @@ from bonding.bondingd.probing import Probing
 from bonding.bondingd.runtime import FamilyRuntime, PathRuntime
 from bonding.bondingd.samplers import SubflowSampler, sample_counters
 from bonding.bondingd.status import STATUS_FILE, StatusFile
+from bonding.bondingd.transitions import Transitions
 from bonding.config import Config, PathConfig
-from bonding.core import health as hl
-from bonding.core.health import Health, Params, State
+from bonding.core.health import Health, Params
 from bonding.core.plan import PathView
 from bonding.dataplane import DataPlane
 from bonding.failover import Change, Failover
@@ -80,14 +80,15 @@ class Daemon:
         self.bus: Ubus | None = None
         self.bus_error: str | None = None
         self.netifd = netifd.NetifdView()
-        self.pathset = PathSet(self.netifd.wan_interfaces, self._mark_dirty)
+        self.pathset = PathSet(self.netifd.wan_interfaces, self.mark_dirty)
         self.netifd_bridge = NetifdBridge(self.netifd, lambda: self.bus,
                                           lambda: self.bus_error, self._netifd_read)
         self.counters_at = 0.0
         self.subflow_sampler = SubflowSampler()
         self.handlers = Handlers(self)
+        self.transitions = Transitions(lambda: self.paths, lambda: self.params, self)
         self.probing = Probing(PathProber, self._family_health, lambda: self.params,
-                               self.on_round)
+                               self.transitions.on_round)
         self.failover = Failover(paths=self._server_probe_paths, on_active=self._server_active,
                                  on_state=self._server_changed)
 
@@ -120,9 +121,6 @@ class Daemon:
     def paths(self) -> dict[str, PathRuntime]:
         return self.pathset.paths
 
-    def _mark_dirty(self) -> None:
-        self._dirty = True
-
     # --- kernel view ----------------------------------------------------------------------------
     def resolve_paths(self) -> None:
         """Find each path's device, ifindex, addresses and gateways (IPv4 and IPv6)."""
@@ -135,28 +133,11 @@ class Daemon:
                 self.link_state(rt, news.up, news.carrier)
 
     def on_link(self, rt: PathRuntime, ok: bool, why: str,
-                 families: Sequence[FamilyRuntime] | None = None) -> None:
-        before = rt.health
-        rt.on_link(ok, why, time.monotonic(), families)
-        self._after_change(rt, before)
+                families: Sequence[FamilyRuntime] | None = None) -> None:
+        self.transitions.on_link(rt, ok, why, families)
 
     def link_state(self, rt: PathRuntime, up: bool, carrier: bool) -> None:
-        if not up:
-            self.on_link(rt, False, f"{rt.device} is administratively down")
-            return
-        if not carrier:
-            self.on_link(rt, False, f"carrier lost on {rt.device}")
-            return
-        before = rt.health
-        now = time.monotonic()
-        for f in rt.families:
-            if f.address is None:
-                f.health = hl.on_link(f.health, False, f"{rt.device} has no {f.label} address",
-                                      now)
-            else:
-                f.health = hl.on_link(f.health, True, "link back: waiting for probe replies",
-                                      now)
-        self._after_change(rt, before)
+        self.transitions.link_state(rt, up, carrier)
 
     # --- events ---------------------------------------------------------------------------------
     def on_event(self, ev: Event) -> None:
@@ -171,36 +152,6 @@ class Daemon:
         self._sync_probers()
         self.schedule_reconcile()
 
-    def on_round(self, name: str, family: int, r: hl.Round) -> None:
-        rt = self.paths.get(name)
-        if rt is None:
-            return
-        before = rt.health
-        f = rt.family(family)
-        best = hl.best_rtt(p.family(family).health for p in self.paths.values())
-        f.health = hl.on_round(f.health, r, self.params, time.monotonic(), best)
-        self._after_change(rt, before)
-
-    def _after_change(self, rt: PathRuntime, before: Health) -> None:
-        h = rt.health
-        if h.state is not before.state:
-            rt.since_wall = time.time()
-            log.info("path %s: %s → %s (%s)", rt.cfg.name, before.state, h.state, h.reason)
-            self._run_hooks(rt, before.state)
-            self.schedule_reconcile()
-        states = (rt.v4.health.state, rt.v6.health.state)
-        if states != rt.family_states:
-            # a family's own endpoint and routes follow its state, also when the path's stays
-            for f, old in zip(rt.families, rt.family_states, strict=True):
-                if f.health.state is not old:
-                    f.since_wall = time.time()
-                    if f.address is not None:
-                        log.info("path %s %s: %s → %s (%s)", rt.cfg.name, f.label, old,
-                                 f.health.state, f.health.reason)
-            rt.family_states = states
-            self.schedule_reconcile()
-        self._dirty = True
-
     # --- probing --------------------------------------------------------------------------------
     def _sync_probers(self) -> None:
         """Start, restart or stop each path's probers (one per address family) to match its
@@ -211,7 +162,7 @@ class Daemon:
             self.probing.sync(rt, functools.partial(self._targets, rt.cfg),
                               enabled=rt.enabled and g.enabled,
                               interval_ms=g.probe_interval_ms)
-            self._after_change(rt, before)  # which families count may have changed
+            self.transitions.after_change(rt, before)  # which families count may have changed
 
     def _targets(self, pc: PathConfig, family: int) -> tuple[str, ...]:
         return (self.cfg.targets_for(pc, family) if family == 4 or self.cfg.globals.ipv6
@@ -278,18 +229,15 @@ class Daemon:
         if action is not None:
             self.hooks.fire(server_env(action, ch))
 
-    # --- hooks and events ------------------------------------------------------------------------
-    def _run_hooks(self, rt: PathRuntime, previous: State) -> None:
-        state = rt.health.state
-        send_event(self.bus, api.EVENT_PATH, {"name": rt.cfg.name, "state": str(state),
-                                              "previous": str(previous),
-                                              "reason": rt.health.reason})
-        action = path_action(state, previous)
-        if action is not None:
-            self.hooks.fire({"ACTION": action, "PATH_NAME": rt.cfg.name,
-                             "INTERFACE": rt.cfg.interface or rt.cfg.name,
-                             "DEVICE": rt.device or "", "STATE": str(state),
-                             "PREVIOUS": str(previous), "REASON": rt.health.reason})
+    # --- what a path's change does (bondingd.transitions.Effects) --------------------------------
+    def mark_dirty(self) -> None:
+        self._dirty = True
+
+    def send_event(self, event: str, data: dict[str, Any]) -> None:
+        send_event(self.bus, event, data)
+
+    def fire_hooks(self, env: Mapping[str, str]) -> None:
+        self.hooks.fire(env)
 
     # --- status ---------------------------------------------------------------------------------
     def sample_counters(self) -> None:
@@ -316,7 +264,7 @@ class Daemon:
         """A path's enabled override changed: its health and probers follow."""
         before = rt.health
         rt.set_enabled(rt.enabled and self.cfg.globals.enabled, time.monotonic())
-        self._after_change(rt, before)
+        self.transitions.after_change(rt, before)
         self._sync_probers()
 
     def changed(self) -> None:
