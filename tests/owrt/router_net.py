@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import fw4conf
 from bonding.lab.topology import nsx, run
 
 from .router_root import RouterRoot
@@ -72,30 +73,8 @@ config interface 'wanc'
 	option metric '30'
 """
 
-FIREWALL = """
-config defaults
-	option input 'REJECT'
-	option output 'ACCEPT'
-	option forward 'REJECT'
-
-config zone
-	option name 'lan'
-	list network 'lan'
-	option input 'ACCEPT'
-	option output 'ACCEPT'
-	option forward 'ACCEPT'
-
-config zone
-	option name 'wan'
-	list network 'wan'
-	list network 'wanb'
-	list network 'wanc'
-	option input 'REJECT'
-	option output 'ACCEPT'
-	option forward 'REJECT'
-	option masq '1'
-	option mtu_fix '1'
-
+FIREWALL = (fw4conf.DEFAULTS + fw4conf.LAN_ZONE
+            + fw4conf.wan_zone(["wan", "wanb", "wanc"], mtu_fix=True) + """
 config forwarding
 	option src 'lan'
 	option dest 'wan'
@@ -115,7 +94,7 @@ config rule
 	option icmp_type 'echo-request'
 	option family 'ipv4'
 	option target 'ACCEPT'
-"""
+""")
 
 
 def udhcpd_conf(n: int, lease_file: Path) -> str:

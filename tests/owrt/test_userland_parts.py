@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+import fw4conf
+
 from .router_root import RootError, RouterRoot, part_files
 
 UBUS = "/var/run/ubus/ubus.sock"
@@ -39,20 +41,7 @@ config interface 'wan'
 	option gateway '100.64.1.1'
 """
 
-FIREWALL = """
-config defaults
-	option input 'REJECT'
-	option output 'ACCEPT'
-	option forward 'REJECT'
-
-config zone
-	option name 'wan'
-	list network 'wan'
-	option input 'REJECT'
-	option output 'ACCEPT'
-	option forward 'REJECT'
-	option masq '1'
-
+FIREWALL = fw4conf.DEFAULTS + fw4conf.wan_zone(["wan"]) + """
 config rule
 	option name 'Allow-Ping'
 	option src 'wan'

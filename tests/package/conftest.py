@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+import fw4conf
+
 REPO = Path(__file__).resolve().parents[2]
 FAKES = Path(__file__).resolve().parent / "fakes"
 PKG = REPO / "package"
@@ -221,25 +223,4 @@ config interface 'wanb'
 	option metric '40'
 """
 
-FIREWALL = """
-config defaults
-	option input 'REJECT'
-	option output 'ACCEPT'
-	option forward 'REJECT'
-
-config zone
-	option name 'lan'
-	list network 'lan'
-	option input 'ACCEPT'
-	option output 'ACCEPT'
-	option forward 'ACCEPT'
-
-config zone
-	option name 'wan'
-	list network 'wan'
-	list network 'wan6'
-	option input 'REJECT'
-	option output 'ACCEPT'
-	option forward 'REJECT'
-	option masq '1'
-"""
+FIREWALL = fw4conf.DEFAULTS + fw4conf.LAN_ZONE + fw4conf.wan_zone(["wan", "wan6"])
