@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import fw4conf
+import uciconf
 from bonding.lab.topology import nsx, run
 
 from .router_root import RouterRoot
@@ -42,13 +42,7 @@ PROBE_TARGETS = ("203.0.113.10", "198.51.100.10")
 # netifd's iface hotplug events, one a line: ACTION INTERFACE DEVICE
 RECORD = 'echo "$ACTION $INTERFACE $DEVICE" >> /tmp/iface-events\n'
 
-NETWORK = """
-config interface 'loopback'
-	option device 'lo'
-	option proto 'static'
-	option ipaddr '127.0.0.1'
-	option netmask '255.0.0.0'
-
+NETWORK = uciconf.LOOPBACK + """
 config interface 'lan'
 	option device 'lan1'
 	option proto 'static'
@@ -73,8 +67,8 @@ config interface 'wanc'
 	option metric '30'
 """
 
-FIREWALL = (fw4conf.DEFAULTS + fw4conf.LAN_ZONE
-            + fw4conf.wan_zone(["wan", "wanb", "wanc"], mtu_fix=True) + """
+FIREWALL = (uciconf.DEFAULTS + uciconf.LAN_ZONE
+            + uciconf.wan_zone(["wan", "wanb", "wanc"], mtu_fix=True) + """
 config forwarding
 	option src 'lan'
 	option dest 'wan'
@@ -86,15 +80,7 @@ config rule
 	option dest_port '68'
 	option target 'ACCEPT'
 	option family 'ipv4'
-
-config rule
-	option name 'Allow-Ping'
-	option src 'wan'
-	option proto 'icmp'
-	option icmp_type 'echo-request'
-	option family 'ipv4'
-	option target 'ACCEPT'
-""")
+""" + uciconf.ALLOW_PING)
 
 
 def udhcpd_conf(n: int, lease_file: Path) -> str:

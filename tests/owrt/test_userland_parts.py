@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-import fw4conf
+import uciconf
 
 from .router_root import RootError, RouterRoot, part_files
 
@@ -26,13 +26,7 @@ UBUS = "/var/run/ubus/ubus.sock"
 HTTP = "127.0.0.1:8080"
 PASSWORD = "luci-parts-test"
 
-NETWORK = """
-config interface 'loopback'
-	option device 'lo'
-	option proto 'static'
-	option ipaddr '127.0.0.1'
-	option netmask '255.0.0.0'
-
+NETWORK = uciconf.LOOPBACK + """
 config interface 'wan'
 	option device 'wan1'
 	option proto 'static'
@@ -41,15 +35,7 @@ config interface 'wan'
 	option gateway '100.64.1.1'
 """
 
-FIREWALL = fw4conf.DEFAULTS + fw4conf.wan_zone(["wan"]) + """
-config rule
-	option name 'Allow-Ping'
-	option src 'wan'
-	option proto 'icmp'
-	option icmp_type 'echo-request'
-	option family 'ipv4'
-	option target 'ACCEPT'
-"""
+FIREWALL = uciconf.DEFAULTS + uciconf.wan_zone(["wan"]) + uciconf.ALLOW_PING
 
 LUCI_PARTS = ("luci-base", "luci-mod-status", "luci-mod-system", "luci-theme-bootstrap",
               "rpcd-mod-luci")

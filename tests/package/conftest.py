@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-import fw4conf
+import uciconf
 
 REPO = Path(__file__).resolve().parents[2]
 FAKES = Path(__file__).resolve().parent / "fakes"
@@ -199,13 +199,7 @@ def make_executable(path: Path) -> None:
 
 # --- UCI config texts -----------------------------------------------------------------------
 
-NETWORK = """
-config interface 'loopback'
-	option device 'lo'
-	option proto 'static'
-	option ipaddr '127.0.0.1'
-	option netmask '255.0.0.0'
-
+NETWORK = uciconf.LOOPBACK + """
 config interface 'lan'
 	option device 'br-lan'
 	option proto 'static'
@@ -223,4 +217,4 @@ config interface 'wanb'
 	option metric '40'
 """
 
-FIREWALL = fw4conf.DEFAULTS + fw4conf.LAN_ZONE + fw4conf.wan_zone(["wan", "wan6"])
+FIREWALL = uciconf.DEFAULTS + uciconf.LAN_ZONE + uciconf.wan_zone(["wan", "wan6"])

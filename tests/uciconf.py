@@ -1,11 +1,19 @@
-"""The parts of /etc/config/firewall (fw4) the router tests (tests/owrt) and the package
-sandboxes (tests/package) write: OpenWrt's defaults, its lan zone and a wan zone over given
-networks.  Both test packages import it as `fw4conf` (pytest puts tests/ on sys.path for
-them)."""
+"""The UCI config texts the router tests (tests/owrt) and the package sandboxes (tests/package)
+share: netifd's loopback interface; fw4's defaults, lan zone, a wan zone over given networks
+and the Allow-Ping rule.  Both test packages import it as `uciconf` (pytest puts tests/ on
+sys.path for them)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+LOOPBACK = """
+config interface 'loopback'
+	option device 'lo'
+	option proto 'static'
+	option ipaddr '127.0.0.1'
+	option netmask '255.0.0.0'
+"""
 
 DEFAULTS = """
 config defaults
@@ -33,3 +41,14 @@ def wan_zone(networks: Iterable[str], *, mtu_fix: bool = False) -> str:
     if mtu_fix:
         lines.append("\toption mtu_fix '1'")
     return "\n".join(lines) + "\n"
+
+
+ALLOW_PING = """
+config rule
+	option name 'Allow-Ping'
+	option src 'wan'
+	option proto 'icmp'
+	option icmp_type 'echo-request'
+	option family 'ipv4'
+	option target 'ACCEPT'
+"""
