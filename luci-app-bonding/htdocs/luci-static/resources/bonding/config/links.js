@@ -48,23 +48,20 @@ function pathsSection(m) {
 	};
 	interfaceText(o);
 
-	o = s.option(form.Value, 'device', _('Device'),
-		_('Only where the link has no netifd interface: the kernel device, like eth1.'));
-	o.datatype = 'netdevname';
-	o.optional = true;
-	o.modalonly = true;
-
-	o = s.option(form.Value, 'gateway', _('Gateway'),
-		_('Next hop of the link. Empty: learnt from netifd or the main routing table.'));
-	o.datatype = 'ip4addr(1)';
-	o.optional = true;
-	o.modalonly = true;
-
-	o = s.option(form.Value, 'gateway6', _('IPv6 gateway'),
-		_('IPv6 next hop of the link, often link-local (fe80::1). Empty: learnt from the main routing table (router advertisements).'));
-	o.datatype = 'ip6addr(1)';
-	o.optional = true;
-	o.modalonly = true;
+	/* optional, in the dialog only: [ option, title, description, datatype ] */
+	for (const [ name, title, description, datatype ] of [
+		[ 'device', _('Device'),
+		  _('Only where the link has no netifd interface: the kernel device, like eth1.'), 'netdevname' ],
+		[ 'gateway', _('Gateway'),
+		  _('Next hop of the link. Empty: learnt from netifd or the main routing table.'), 'ip4addr(1)' ],
+		[ 'gateway6', _('IPv6 gateway'),
+		  _('IPv6 next hop of the link, often link-local (fe80::1). Empty: learnt from the main routing table (router advertisements).'), 'ip6addr(1)' ]
+	]) {
+		o = s.option(form.Value, name, title, description);
+		o.datatype = datatype;
+		o.optional = true;
+		o.modalonly = true;
+	}
 
 	o = s.option(form.Flag, 'backup', _('Forced backup'),
 		_('Carries traffic only when no other link is up: for metered or expensive links.'));
