@@ -23,28 +23,28 @@ import logging
 import signal
 import time
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from bonding import __version__, api, config, netifd, teardown
-from bonding.bondingd import configload
+from bonding.bondingd import configload, status
 from bonding.bondingd.checkconfig import check_config, parser
 from bonding.bondingd.handlers import Handlers
-from bonding.bondingd.hooks import Hooks, path_action, send_event, server_action, server_env
+from bonding.bondingd.hooks import Hooks, send_event, server_action, server_env
 from bonding.bondingd.kernel import Kernel
 from bonding.bondingd.kernelview import read_view, resolve
 from bonding.bondingd.linkevents import on_event
 from bonding.bondingd.netifd_bridge import NetifdBridge
-from bonding.bondingd.params import health_params
+from bonding.bondingd.pathset import PathSet
 from bonding.bondingd.planview import path_views, server_probe_paths
-from bonding.bondingd.probing import Probing, stop
-from bonding.bondingd.runtime import FamilyRuntime, PathRuntime, rebuild
+from bonding.bondingd.probing import Probing
+from bonding.bondingd.runtime import FamilyRuntime, PathRuntime
 from bonding.bondingd.samplers import SubflowSampler, sample_counters
-from bonding.bondingd.status import STATUS_FILE, KernelView, StatusFile, path_status
+from bonding.bondingd.status import STATUS_FILE, StatusFile
+from bonding.bondingd.transitions import Transitions
 from bonding.config import Config, PathConfig
-from bonding.core import health as hl
-from bonding.core.health import Health, Params, State
+from bonding.core.health import Health, Params
 from bonding.core.plan import PathView
 from bonding.dataplane import DataPlane
 from bonding.failover import Change, Failover
@@ -67,11 +67,7 @@ class Daemon:
         self.status_file = StatusFile(run_dir)
         self.hooks = Hooks(hooks_dir, self._spawn)
         self.ubus_socket = ubus_socket
-        self.cfg = Config()
-        self.problems: list[config.Problem] = []
-        self._from_file = False  # the config in use was read from a file (not the defaults)
-        self.params = Params()
-        self.paths: dict[str, PathRuntime] = {}
+        self.conf = configload.ConfigInUse(config_dir)
         self.started = time.monotonic()
         self.started_wall = time.time()
         self._stop = asyncio.Event()
@@ -84,61 +80,46 @@ class Daemon:
         self.bus: Ubus | None = None
         self.bus_error: str | None = None
         self.netifd = netifd.NetifdView()
+        self.pathset = PathSet(self.netifd.wan_interfaces, self.mark_dirty)
         self.netifd_bridge = NetifdBridge(self.netifd, lambda: self.bus,
                                           lambda: self.bus_error, self._netifd_read)
         self.counters_at = 0.0
         self.subflow_sampler = SubflowSampler()
         self.handlers = Handlers(self)
+        self.transitions = Transitions(lambda: self.paths, lambda: self.params, self)
         self.probing = Probing(PathProber, self._family_health, lambda: self.params,
-                               self.on_round)
+                               self.transitions.on_round)
         self.failover = Failover(paths=self._server_probe_paths, on_active=self._server_active,
                                  on_state=self._server_changed)
 
     # --- config ---------------------------------------------------------------------------------
     def load_config(self) -> bool:
         """(Re)load the config; on errors keep the last good one.  True when applied."""
-        cfg, problems = config.load(self.config_dir)
-        configload.log_problems(problems)
-        self.problems = problems
-        if configload.has_errors(problems):
-            log.error("config has errors: keeping the last good config")
+        if not self.conf.reload():
             return False
-        from_file = configload.from_file(problems)
-        previous = self.cfg if self._from_file and from_file else None
-        self._from_file = from_file
-        self.cfg = cfg
-        self.params = health_params(cfg.globals)
-        configload.set_log_level(cfg)
-        self._set_paths(cfg.paths or self._discovered(), reset_overrides=True)
-        if previous is not None:
-            configload.prune_removed_keys(self.config_dir, previous, cfg)
-        self.failover.configure(cfg)
+        self.pathset.configure(self.cfg)
+        self.failover.configure(self.cfg)
         if self.dataplane is not None:
-            more = self.dataplane.configure(cfg, self.config_dir, server=self.failover.active)
-            configload.log_problems(more)
-            self.problems.extend(more)
+            self.conf.add_problems(self.dataplane.configure(self.cfg, self.config_dir,
+                                                            server=self.failover.active))
         self._dirty = True
         return True
 
-    def _set_paths(self, pcs: Sequence[PathConfig], *, reset_overrides: bool) -> None:
-        self.paths, gone = rebuild(self.paths, pcs, reset_overrides=reset_overrides,
-                                   enabled=self.cfg.globals.enabled, now=time.monotonic())
-        for rt in gone:  # removed from the config: stop probing
-            for f in rt.families:
-                stop(f)
-        self._dirty = True
+    @property
+    def cfg(self) -> Config:
+        return self.conf.cfg
 
-    def _discovered(self) -> tuple[PathConfig, ...]:
-        return configload.discovered(self.netifd.wan_interfaces())
+    @property
+    def problems(self) -> list[config.Problem]:
+        return self.conf.problems
 
-    def _sync_discovered(self) -> None:
-        if self.cfg.paths:
-            return
-        found = self._discovered()
-        if tuple(rt.cfg for rt in self.paths.values()) != found:
-            log.info("no path sections: bonding the WAN interfaces netifd has: %s",
-                     ", ".join(p.name for p in found) or "none")
-            self._set_paths(found, reset_overrides=False)
+    @property
+    def params(self) -> Params:
+        return self.conf.params
+
+    @property
+    def paths(self) -> dict[str, PathRuntime]:
+        return self.pathset.paths
 
     # --- kernel view ----------------------------------------------------------------------------
     def resolve_paths(self) -> None:
@@ -152,28 +133,11 @@ class Daemon:
                 self.link_state(rt, news.up, news.carrier)
 
     def on_link(self, rt: PathRuntime, ok: bool, why: str,
-                 families: Sequence[FamilyRuntime] | None = None) -> None:
-        before = rt.health
-        rt.on_link(ok, why, time.monotonic(), families)
-        self._after_change(rt, before)
+                families: Sequence[FamilyRuntime] | None = None) -> None:
+        self.transitions.on_link(rt, ok, why, families)
 
     def link_state(self, rt: PathRuntime, up: bool, carrier: bool) -> None:
-        if not up:
-            self.on_link(rt, False, f"{rt.device} is administratively down")
-            return
-        if not carrier:
-            self.on_link(rt, False, f"carrier lost on {rt.device}")
-            return
-        before = rt.health
-        now = time.monotonic()
-        for f in rt.families:
-            if f.address is None:
-                f.health = hl.on_link(f.health, False, f"{rt.device} has no {f.label} address",
-                                      now)
-            else:
-                f.health = hl.on_link(f.health, True, "link back: waiting for probe replies",
-                                      now)
-        self._after_change(rt, before)
+        self.transitions.link_state(rt, up, carrier)
 
     # --- events ---------------------------------------------------------------------------------
     def on_event(self, ev: Event) -> None:
@@ -188,36 +152,6 @@ class Daemon:
         self._sync_probers()
         self.schedule_reconcile()
 
-    def on_round(self, name: str, family: int, r: hl.Round) -> None:
-        rt = self.paths.get(name)
-        if rt is None:
-            return
-        before = rt.health
-        f = rt.family(family)
-        best = hl.best_rtt(p.family(family).health for p in self.paths.values())
-        f.health = hl.on_round(f.health, r, self.params, time.monotonic(), best)
-        self._after_change(rt, before)
-
-    def _after_change(self, rt: PathRuntime, before: Health) -> None:
-        h = rt.health
-        if h.state is not before.state:
-            rt.since_wall = time.time()
-            log.info("path %s: %s → %s (%s)", rt.cfg.name, before.state, h.state, h.reason)
-            self._run_hooks(rt, before.state)
-            self.schedule_reconcile()
-        states = (rt.v4.health.state, rt.v6.health.state)
-        if states != rt.family_states:
-            # a family's own endpoint and routes follow its state, also when the path's stays
-            for f, old in zip(rt.families, rt.family_states, strict=True):
-                if f.health.state is not old:
-                    f.since_wall = time.time()
-                    if f.address is not None:
-                        log.info("path %s %s: %s → %s (%s)", rt.cfg.name, f.label, old,
-                                 f.health.state, f.health.reason)
-            rt.family_states = states
-            self.schedule_reconcile()
-        self._dirty = True
-
     # --- probing --------------------------------------------------------------------------------
     def _sync_probers(self) -> None:
         """Start, restart or stop each path's probers (one per address family) to match its
@@ -228,7 +162,7 @@ class Daemon:
             self.probing.sync(rt, functools.partial(self._targets, rt.cfg),
                               enabled=rt.enabled and g.enabled,
                               interval_ms=g.probe_interval_ms)
-            self._after_change(rt, before)  # which families count may have changed
+            self.transitions.after_change(rt, before)  # which families count may have changed
 
     def _targets(self, pc: PathConfig, family: int) -> tuple[str, ...]:
         return (self.cfg.targets_for(pc, family) if family == 4 or self.cfg.globals.ipv6
@@ -295,18 +229,15 @@ class Daemon:
         if action is not None:
             self.hooks.fire(server_env(action, ch))
 
-    # --- hooks and events ------------------------------------------------------------------------
-    def _run_hooks(self, rt: PathRuntime, previous: State) -> None:
-        state = rt.health.state
-        send_event(self.bus, api.EVENT_PATH, {"name": rt.cfg.name, "state": str(state),
-                                              "previous": str(previous),
-                                              "reason": rt.health.reason})
-        action = path_action(state, previous)
-        if action is not None:
-            self.hooks.fire({"ACTION": action, "PATH_NAME": rt.cfg.name,
-                             "INTERFACE": rt.cfg.interface or rt.cfg.name,
-                             "DEVICE": rt.device or "", "STATE": str(state),
-                             "PREVIOUS": str(previous), "REASON": rt.health.reason})
+    # --- what a path's change does (bondingd.transitions.Effects) --------------------------------
+    def mark_dirty(self) -> None:
+        self._dirty = True
+
+    def send_event(self, event: str, data: dict[str, Any]) -> None:
+        send_event(self.bus, event, data)
+
+    def fire_hooks(self, env: Mapping[str, str]) -> None:
+        self.hooks.fire(env)
 
     # --- status ---------------------------------------------------------------------------------
     def sample_counters(self) -> None:
@@ -316,39 +247,11 @@ class Daemon:
         self._dirty = True
 
     def status(self, detail: bool = False) -> dict[str, Any]:
-        return {
-            "version": __version__,
-            "uptime": round(time.monotonic() - self.started, 3),
-            "counters_at": round(self.counters_at, 3),  # uptime when the byte counters were read
-            "enabled": self.cfg.globals.enabled,
-            "fail_open": self.kernel is not None and self.kernel.fail_open,
-            "fail_open6": self.kernel is not None and self.kernel.fail_open6,
-            "servers": self.failover.status(),
-            "active_server": self.failover.active_status(),
-            "paths": {name: self.path_status(rt, detail) for name, rt in self.paths.items()},
-            "proxy": (self.dataplane.status() if self.dataplane is not None else
-                      {"backend": "none", "state": "disabled", "pid": None, "restarts": 0,
-                       "since": round(self.started_wall, 3), "error": "",
-                       "ipv6": {"lan": "routed natively", "reason": "no proxy"}}),
-            "rules": (self.kernel.pinning.status(self.dataplane is not None
-                                                 and self.dataplane.running)
-                      if self.kernel is not None else []),
-            "config_problems": [str(p) for p in self.problems],
-            "errors": ((self.kernel.errors if self.kernel is not None else [])
-                       + (self.dataplane.errors() if self.dataplane is not None else [])),
-            "ubus": {"connected": self.bus is not None and self.bus.connected,
-                     "error": self.bus_error},
-        }
-
-    def _kernel(self) -> KernelView:
-        k = self.kernel
-        if k is None:
-            return KernelView(subflows=self.subflows)
-        return KernelView(k.carriers, k.reconciler.endpoint_ids, self.subflows)
+        return status.status(self, detail)
 
     def path_status(self, rt: PathRuntime, detail: bool = False) -> dict[str, Any]:
-        return path_status(rt, self.params, self._kernel(), ipv6=self.cfg.globals.ipv6,
-                           detail=detail)
+        return status.path_status(rt, self.params, status.kernel_view(self),
+                                  ipv6=self.cfg.globals.ipv6, detail=detail)
 
     def write_status(self) -> None:
         if not self._dirty:
@@ -361,7 +264,7 @@ class Daemon:
         """A path's enabled override changed: its health and probers follow."""
         before = rt.health
         rt.set_enabled(rt.enabled and self.cfg.globals.enabled, time.monotonic())
-        self._after_change(rt, before)
+        self.transitions.after_change(rt, before)
         self._sync_probers()
 
     def changed(self) -> None:
@@ -410,7 +313,7 @@ class Daemon:
         self.netifd_bridge.refresh()
 
     def _netifd_read(self) -> None:
-        self._sync_discovered()
+        self.pathset.sync_discovered(self.cfg)
         self.resolve()
 
     def _keep(self, task: asyncio.Task[None]) -> None:
@@ -477,7 +380,7 @@ class Daemon:
         ticker.cancel()
         failed = await teardown.run_all([
             ("server failover", self.failover.close),
-            ("the probers", self._stop_probers),
+            ("the probers", self.pathset.stop_probers),
             ("the proxy and its nftables table", self.dataplane.close),
             ("ubus", self._close_bus),
             ("the subflow sampler", self.subflow_sampler.close),
@@ -486,11 +389,6 @@ class Daemon:
              lambda: kernel.close(self.cfg.globals.rule_priority, self._tables())),
             ("status.json", self.status_file.remove)])
         return 1 if failed else 0
-
-    def _stop_probers(self) -> None:
-        for rt in self.paths.values():
-            for f in rt.families:
-                stop(f)
 
     def _close_bus(self) -> None:
         if self.bus is not None:

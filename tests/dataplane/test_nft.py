@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,6 +11,8 @@ from bonding import config
 from bonding.config import DEFAULT_BYPASS, Globals, Server
 from bonding.dataplane import nft
 from bonding.dataplane.nft import Nft, NftError, Ruleset, build, collapse, proxy_mark
+
+from .nftns import nft_items, nft_load
 
 LAB = Globals(lan_devices=("lan0",), bypass=("10.0.0.0/8", "192.0.2.0/24", "192.0.2.7"))
 
@@ -155,39 +150,13 @@ def test_nft_errors_are_clear(fake_nft: Path, tmp_path: Path) -> None:
 
 # --- the real nft in a throwaway namespace (root) ----------------------------------------------
 
-@pytest.fixture
-def netns() -> Iterator[str]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to create a network namespace")
-    if shutil.which("nft") is None:
-        pytest.skip("needs nft (apt-get install nftables)")
-    name = f"bnft-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
-
-
-def _nft_in(ns: str, text: str) -> None:
-    subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=text, text=True,
-                   check=True, capture_output=True)
-
-
-def _table(ns: str) -> list[dict[str, Any]]:
-    r = subprocess.run(["ip", "netns", "exec", ns, "nft", "-j", "list", "ruleset"],
-                       capture_output=True, text=True, check=True)
-    items: list[dict[str, Any]] = json.loads(r.stdout)["nftables"]
-    return [i for i in items if "metainfo" not in i]
-
-
 def test_the_kernel_takes_it_and_a_reload_replaces_it(netns: str) -> None:
-    _nft_in(netns, "table inet fw4 {\n\tchain input {\n\t\ttype filter hook input priority 0;"
+    nft_load(netns, "table inet fw4 {\n\tchain input {\n\t\ttype filter hook input priority 0;"
                    "\n\t}\n}\n")  # someone else's table, never touched
     rs = build(replace(LAB, lan_devices=("lan0", "br-lan")), ["203.0.113.10"])
-    _nft_in(netns, rs.render())
-    _nft_in(netns, rs.render())  # loading it again is fine (delete + add in one go)
-    items = _table(netns)
+    nft_load(netns, rs.render())
+    nft_load(netns, rs.render())  # loading it again is fine (delete + add in one go)
+    items = nft_items(netns)
     tables = {(i["table"]["family"], i["table"]["name"]) for i in items if "table" in i}
     assert tables == {("inet", "fw4"), ("inet", "bonding")}
     sets = {i["set"]["name"]: i["set"] for i in items if "set" in i}
@@ -205,15 +174,15 @@ def test_the_kernel_takes_it_and_a_reload_replaces_it(netns: str) -> None:
         tp = next(x["tproxy"] for x in r["expr"] if "tproxy" in x)
         assert (tp["family"], tp["addr"], tp["port"]) == ("ip", "127.0.0.1", 1100)
     # a new config replaces the table whole
-    _nft_in(netns, build(replace(LAB, proxy_udp=False, tproxy_port=1200), []).render())
-    rules = [i["rule"] for i in _table(netns) if "rule" in i and i["rule"]["chain"] == "lan"]
+    nft_load(netns, build(replace(LAB, proxy_udp=False, tproxy_port=1200), []).render())
+    rules = [i["rule"] for i in nft_items(netns) if "rule" in i and i["rule"]["chain"] == "lan"]
     ports = [next(x["tproxy"]["port"] for x in r["expr"] if "tproxy" in x) for r in rules
              if any("tproxy" in x for x in r["expr"])]
     assert ports == [1200]
     # and removing it leaves the other table alone (also when ours is already gone)
-    _nft_in(netns, nft.REMOVE)
-    _nft_in(netns, nft.REMOVE)
-    assert {i["table"]["name"] for i in _table(netns) if "table" in i} == {"fw4"}
+    nft_load(netns, nft.REMOVE)
+    nft_load(netns, nft.REMOVE)
+    assert {i["table"]["name"] for i in nft_items(netns) if "table" in i} == {"fw4"}
 
 
 # --- IPv6 -------------------------------------------------------------------------------------
@@ -270,11 +239,11 @@ def test_when_lan_ipv6_is_proxied(g: Globals, server: Server | None, reason: str
     assert nft.lan_ipv6(g, server) == reason
 
 
-def test_the_kernel_takes_the_ipv6_table(netns: str) -> None:
+def test_the_kernel_takes_the_ipv6nft_items(netns: str) -> None:
     rs = build(replace(LAB6, bypass6=config.DEFAULT_BYPASS6), ["203.0.113.10"],
                ["2001:db8:203::10"], ipv6=True)
-    _nft_in(netns, rs.render())
-    items = _table(netns)
+    nft_load(netns, rs.render())
+    items = nft_items(netns)
     sets = {i["set"]["name"]: i["set"] for i in items if "set" in i}
     assert sets["servers6"]["elem"] == ["2001:db8:203::10"]
     assert {"prefix": {"addr": "fe80::", "len": 10}} in sets["bypass6"]["elem"]

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import uuid
-from collections.abc import Iterator
-from typing import Any
-
-import pytest
-
 from bonding.config import Config, Globals
 from bonding.config.rules import Rule
 from bonding.core.health import State
 from bonding.core.plan import PathView
 from bonding.dataplane import nft, pinning
+
+from .nftns import nft_items, nft_load
 
 G = Globals(lan_devices=("lan0", "br-lan"))
 RULES = (
@@ -36,39 +28,14 @@ def views(wan2: State) -> list[PathView]:
             for i in range(2)]
 
 
-@pytest.fixture
-def netns() -> Iterator[str]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to create a network namespace")
-    if shutil.which("nft") is None:
-        pytest.skip("needs nft (apt-get install nftables)")
-    name = f"bpin-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
-
-
-def _load(ns: str, text: str) -> None:
-    subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=text, text=True,
-                   check=True, capture_output=True)
-
-
-def _items(ns: str) -> list[dict[str, Any]]:
-    r = subprocess.run(["ip", "netns", "exec", ns, "nft", "-j", "list", "ruleset"],
-                       capture_output=True, text=True, check=True)
-    return [i for i in json.loads(r.stdout)["nftables"] if "metainfo" not in i]
-
-
 def test_every_kind_of_rule_loads_next_to_the_bonding_table(netns: str) -> None:
     cfg = Config(globals=G, rules=RULES)
     for wan2 in (State.UP, State.DOWN):  # path verdicts, then fallbacks
         rs, _ = pinning.build(cfg, views(wan2))
-        _load(netns, rs.render())
-        _load(netns, rs.render())  # again: replaced whole
-    _load(netns, nft.build(G, ["203.0.113.10"], pin_mask=rs.marks.mask).render())
-    items = _items(netns)
+        nft_load(netns, rs.render())
+        nft_load(netns, rs.render())  # again: replaced whole
+    nft_load(netns, nft.build(G, ["203.0.113.10"], pin_mask=rs.marks.mask).render())
+    items = nft_items(netns)
     assert {i["table"]["name"] for i in items if "table" in i} == {"bonding", "bonding_rules"}
     chains = {i["chain"]["name"]: i["chain"] for i in items
               if "chain" in i and i["chain"]["table"] == "bonding_rules"}
@@ -84,23 +51,23 @@ def test_every_kind_of_rule_loads_next_to_the_bonding_table(netns: str) -> None:
                         "reject", "return", "accept"]
     decided = [i["rule"] for i in items if "rule" in i and i["rule"]["chain"] == "decided"]
     assert len(decided) == 3  # wan1's mark, wan2's, and the default route's
-    _load(netns, pinning.REMOVE)
-    _load(netns, pinning.REMOVE)  # also when it is gone
-    assert {i["table"]["name"] for i in _items(netns) if "table" in i} == {"bonding"}
+    nft_load(netns, pinning.REMOVE)
+    nft_load(netns, pinning.REMOVE)  # also when it is gone
+    assert {i["table"]["name"] for i in nft_items(netns) if "table" in i} == {"bonding"}
 
 
 def test_a_reload_keeps_what_dnsmasq_put_in_a_domain_set(netns: str) -> None:
     rule = Rule(name="tv", dest_domain=("tv.example",), action="path:wan2")
     cfg = Config(globals=G, rules=(rule,))
     rs, _ = pinning.build(cfg, views(State.UP))
-    _load(netns, rs.render())
+    nft_load(netns, rs.render())
     # what dnsmasq does when it answers tv.example
-    _load(netns, "add element inet bonding_rules d4_tv { 198.51.100.10 }\n"
+    nft_load(netns, "add element inet bonding_rules d4_tv { 198.51.100.10 }\n"
                  "add element inet bonding_rules d6_tv { 2001:db8:198::10 }\n")
     rs, _ = pinning.build(cfg, views(State.DOWN))  # wan2 died: the rules change
-    _load(netns, rs.render())
-    sets = {i["set"]["name"]: i["set"] for i in _items(netns) if "set" in i}
+    nft_load(netns, rs.render())
+    sets = {i["set"]["name"]: i["set"] for i in nft_items(netns) if "set" in i}
     assert [e["elem"]["val"] for e in sets["d4_tv"]["elem"]] == ["198.51.100.10"]
     assert [e["elem"]["val"] for e in sets["d6_tv"]["elem"]] == ["2001:db8:198::10"]
-    lan = [i["rule"] for i in _items(netns) if "rule" in i and i["rule"]["chain"] == "lan"]
+    lan = [i["rule"] for i in nft_items(netns) if "rule" in i and i["rule"]["chain"] == "lan"]
     assert len(lan) == 5  # reply, local, decided, and the rule's IPv4 and IPv6 (not doubled)

@@ -137,3 +137,20 @@ test('rpc: one declaration per bondingd method, all on the bonding object', () =
 	assert.equal(rpc.declared.find(d => d.method === 'status').reject, undefined, 'status resolves even on ubus errors');
 	assert.deepEqual(Object.keys(decls).sort(), [ 'path', 'probe', 'reload', 'setKey', 'setPath', 'status' ]);
 });
+
+test('config sections: each is a module of its own that adds its section to a form.Map', () => {
+	const f = h.makeForm(h.makeUci({}));
+	const modules = { form: f.form, rpc: h.makeRpc(() => ({})), 'tools.widgets': f.widgets };
+	const m = new f.form.Map('bonding', 'Bonding');
+	const made = [ [ 'globals', [] ], [ 'servers', [ true ] ], [ 'links', [] ], [ 'usb', [] ] ]
+		.map(([ name, args ]) => { load(`bonding.config.${name}`, modules).section(m, ...args); return m.children.at(-1).sectiontype; });
+	assert.deepEqual(made, [ 'globals', 'server', 'path', 'usb' ]);
+
+	/* options.intOptions: a row is [ option, title, description, min, max, default ] */
+	const { intOptions } = load('bonding.config.options', modules);
+	const s = m.section(f.form.NamedSection, 'x', 'x');
+	s.tab('t', 'T');
+	const o = intOptions(s, 't', [ [ 'n', 'N', 'd', 2, 9, '5' ] ]).n;
+	assert.equal(o.datatype, 'and(uinteger,range(2,9))');
+	assert.equal(o.placeholder, '5');
+});

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import uciconf
 from bonding.lab.topology import nsx, run
 
 from .router_root import RouterRoot
@@ -41,13 +42,7 @@ PROBE_TARGETS = ("203.0.113.10", "198.51.100.10")
 # netifd's iface hotplug events, one a line: ACTION INTERFACE DEVICE
 RECORD = 'echo "$ACTION $INTERFACE $DEVICE" >> /tmp/iface-events\n'
 
-NETWORK = """
-config interface 'loopback'
-	option device 'lo'
-	option proto 'static'
-	option ipaddr '127.0.0.1'
-	option netmask '255.0.0.0'
-
+NETWORK = uciconf.LOOPBACK + """
 config interface 'lan'
 	option device 'lan1'
 	option proto 'static'
@@ -72,30 +67,8 @@ config interface 'wanc'
 	option metric '30'
 """
 
-FIREWALL = """
-config defaults
-	option input 'REJECT'
-	option output 'ACCEPT'
-	option forward 'REJECT'
-
-config zone
-	option name 'lan'
-	list network 'lan'
-	option input 'ACCEPT'
-	option output 'ACCEPT'
-	option forward 'ACCEPT'
-
-config zone
-	option name 'wan'
-	list network 'wan'
-	list network 'wanb'
-	list network 'wanc'
-	option input 'REJECT'
-	option output 'ACCEPT'
-	option forward 'REJECT'
-	option masq '1'
-	option mtu_fix '1'
-
+FIREWALL = (uciconf.DEFAULTS + uciconf.LAN_ZONE
+            + uciconf.wan_zone(["wan", "wanb", "wanc"], mtu_fix=True) + """
 config forwarding
 	option src 'lan'
 	option dest 'wan'
@@ -107,15 +80,7 @@ config rule
 	option dest_port '68'
 	option target 'ACCEPT'
 	option family 'ipv4'
-
-config rule
-	option name 'Allow-Ping'
-	option src 'wan'
-	option proto 'icmp'
-	option icmp_type 'echo-request'
-	option family 'ipv4'
-	option target 'ACCEPT'
-"""
+""" + uciconf.ALLOW_PING)
 
 
 def udhcpd_conf(n: int, lease_file: Path) -> str:

@@ -18,19 +18,15 @@ from typing import Any
 
 import pytest
 
+import uciconf
+
 from .router_root import RootError, RouterRoot, part_files
 
 UBUS = "/var/run/ubus/ubus.sock"
 HTTP = "127.0.0.1:8080"
 PASSWORD = "luci-parts-test"
 
-NETWORK = """
-config interface 'loopback'
-	option device 'lo'
-	option proto 'static'
-	option ipaddr '127.0.0.1'
-	option netmask '255.0.0.0'
-
+NETWORK = uciconf.LOOPBACK + """
 config interface 'wan'
 	option device 'wan1'
 	option proto 'static'
@@ -39,28 +35,7 @@ config interface 'wan'
 	option gateway '100.64.1.1'
 """
 
-FIREWALL = """
-config defaults
-	option input 'REJECT'
-	option output 'ACCEPT'
-	option forward 'REJECT'
-
-config zone
-	option name 'wan'
-	list network 'wan'
-	option input 'REJECT'
-	option output 'ACCEPT'
-	option forward 'REJECT'
-	option masq '1'
-
-config rule
-	option name 'Allow-Ping'
-	option src 'wan'
-	option proto 'icmp'
-	option icmp_type 'echo-request'
-	option family 'ipv4'
-	option target 'ACCEPT'
-"""
+FIREWALL = uciconf.DEFAULTS + uciconf.wan_zone(["wan"]) + uciconf.ALLOW_PING
 
 LUCI_PARTS = ("luci-base", "luci-mod-status", "luci-mod-system", "luci-theme-bootstrap",
               "rpcd-mod-luci")

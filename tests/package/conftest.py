@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+import uciconf
+
 REPO = Path(__file__).resolve().parents[2]
 FAKES = Path(__file__).resolve().parent / "fakes"
 PKG = REPO / "package"
@@ -197,13 +199,7 @@ def make_executable(path: Path) -> None:
 
 # --- UCI config texts -----------------------------------------------------------------------
 
-NETWORK = """
-config interface 'loopback'
-	option device 'lo'
-	option proto 'static'
-	option ipaddr '127.0.0.1'
-	option netmask '255.0.0.0'
-
+NETWORK = uciconf.LOOPBACK + """
 config interface 'lan'
 	option device 'br-lan'
 	option proto 'static'
@@ -221,25 +217,4 @@ config interface 'wanb'
 	option metric '40'
 """
 
-FIREWALL = """
-config defaults
-	option input 'REJECT'
-	option output 'ACCEPT'
-	option forward 'REJECT'
-
-config zone
-	option name 'lan'
-	list network 'lan'
-	option input 'ACCEPT'
-	option output 'ACCEPT'
-	option forward 'ACCEPT'
-
-config zone
-	option name 'wan'
-	list network 'wan'
-	list network 'wan6'
-	option input 'REJECT'
-	option output 'ACCEPT'
-	option forward 'REJECT'
-	option masq '1'
-"""
+FIREWALL = uciconf.DEFAULTS + uciconf.LAN_ZONE + uciconf.wan_zone(["wan", "wan6"])

@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bonding.bondingd.runtime import PathRuntime
-from bonding.bondingd.status import KernelView, StatusFile, family_status, path_status
-from bonding.config import PathConfig
+from bonding.bondingd.status import KernelView, StatusFile, family_status, path_status, status
+from bonding.config import Config, PathConfig, Problem, Severity
 from bonding.core.health import Health, Params, State
 from bonding.probe import TargetStats
 
@@ -162,3 +163,99 @@ def test_an_unwritable_status_file_is_logged_not_raised(
     sf = StatusFile(tmp_path / "no-such-dir")
     sf.write({"version": "0.1.0"})
     assert "writing" in caplog.text and "status.json" in caplog.text
+
+
+# the top-level keys of `status` (README's ubus section, LuCI's status view and bondingctl read
+# them)
+REPLY_KEYS = {"version", "uptime", "counters_at", "enabled", "fail_open", "fail_open6",
+              "servers", "active_server", "paths", "proxy", "rules", "config_problems",
+              "errors", "ubus"}
+
+
+@dataclass
+class FakeReconciler:
+    endpoint_ids: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class FakePinning:
+    def status(self, proxy_running: bool) -> list[dict[str, Any]]:
+        return [{"name": "voip", "applied": proxy_running}]
+
+
+@dataclass
+class FakeKernel:
+    fail_open: bool = True
+    fail_open6: bool = False
+    errors: list[str] = field(default_factory=lambda: ["no MPTCP path manager"])
+    carriers: dict[int, tuple[str, ...]] = field(default_factory=lambda: {4: ("wan",), 6: ()})
+    reconciler: FakeReconciler = field(default_factory=lambda: FakeReconciler({"100.64.1.2": 3}))
+    pinning: FakePinning = field(default_factory=FakePinning)
+
+
+@dataclass
+class FakeProxy:
+    running: bool = True
+
+    def status(self) -> dict[str, Any]:
+        return {"backend": "sing-box", "state": "running"}
+
+    def errors(self) -> list[str]:
+        return ["nftables: busy"]
+
+
+class FakeServers:
+    def status(self) -> list[dict[str, Any]]:
+        return [{"name": "vps"}]
+
+    def active_status(self) -> dict[str, Any]:
+        return {"name": "vps"}
+
+
+@dataclass
+class FakeBus:
+    connected: bool = True
+
+
+@dataclass
+class FakeDaemon:
+    cfg: Config = field(default_factory=Config)
+    problems: list[Problem] = field(default_factory=list)
+    params: Params = field(default_factory=Params)
+    paths: dict[str, PathRuntime] = field(default_factory=dict)
+    kernel: FakeKernel | None = None
+    dataplane: FakeProxy | None = None
+    failover: FakeServers = field(default_factory=FakeServers)
+    bus: FakeBus | None = None
+    bus_error: str | None = "libubus not usable"
+    started: float = field(default_factory=time.monotonic)
+    started_wall: float = 1700000000.0
+    counters_at: float = 1.5
+    subflows: Counter[str] | None = None
+
+
+def test_status_before_the_kernel_and_proxy_are_there_says_so() -> None:
+    st = status(FakeDaemon(paths={"wan": wan()}))
+    assert set(st) == REPLY_KEYS
+    assert (st["fail_open"], st["fail_open6"], st["rules"], st["errors"]) == (False, False, [],
+                                                                               [])
+    assert st["proxy"]["backend"] == "none" and st["proxy"]["since"] == 1700000000.0
+    assert st["ubus"] == {"connected": False, "error": "libubus not usable"}
+    assert set(st["paths"]["wan"]) == STATUS_KEYS and st["counters_at"] == 1.5
+
+
+def test_status_reads_the_kernel_proxy_servers_and_bus() -> None:
+    problem = Problem(Severity.WARNING, "wan", "backup", "x", "not a boolean")
+    d = FakeDaemon(paths={"wan": wan()}, kernel=FakeKernel(), dataplane=FakeProxy(),
+                   bus=FakeBus(), bus_error=None, problems=[problem],
+                   subflows=Counter({"100.64.1.2": 2}))
+    st = status(d)
+    assert st["fail_open"] and not st["fail_open6"]
+    assert st["errors"] == ["no MPTCP path manager", "nftables: busy"]
+    assert st["rules"] == [{"name": "voip", "applied": True}]
+    assert st["proxy"] == {"backend": "sing-box", "state": "running"}
+    assert st["servers"] == [{"name": "vps"}] and st["active_server"] == {"name": "vps"}
+    assert st["config_problems"] == [str(problem)] and st["ubus"]["connected"]
+    p = st["paths"]["wan"]
+    assert (p["endpoint_id"], p["subflows"]) == (3, 2) and "families" not in p
+    assert status(d, detail=True)["paths"]["wan"]["families"]["ipv4"]["carrying"]

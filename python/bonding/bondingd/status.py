@@ -1,8 +1,9 @@
-"""What `status` and `path` say of each path, and the status.json snapshot.
+"""The `status` reply, what `status` and `path` say of each path, and the status.json snapshot.
 
 Rendering is pure: it reads the paths' runtime and a `KernelView` of what the kernel holds
-(which paths carry traffic, endpoint ids, subflow counts).  `StatusFile` writes the snapshot
-atomically for scripts and hosts with no ubusd.
+(which paths carry traffic, endpoint ids, subflow counts); the whole reply reads bondingd's
+parts through `Sources` (small Protocols, faked in the tests).  `StatusFile` writes the
+snapshot atomically for scripts and hosts with no ubusd.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from bonding import __version__
 from bonding.bondingd.runtime import FamilyRuntime, PathRuntime, measures, window
+from bonding.config import Config, Problem
 from bonding.core.health import Params, State
 
 log = logging.getLogger("bondingd")
@@ -105,6 +108,122 @@ def path_status(rt: PathRuntime, params: Params, kernel: KernelView, *, ipv6: bo
         out["families"] = {f.label.lower(): family_status(rt, f, now, kernel)
                            for f in rt.families if f.family == 4 or ipv6}
     return out
+
+
+class Endpoints(Protocol):
+    @property
+    def endpoint_ids(self) -> Mapping[str, int]: ...
+
+
+class Rules(Protocol):
+    def status(self, proxy_running: bool) -> list[dict[str, Any]]: ...
+
+
+class KernelParts(Protocol):
+    """What the status reads of bondingd.kernel.Kernel."""
+
+    @property
+    def fail_open(self) -> bool: ...
+    @property
+    def fail_open6(self) -> bool: ...
+    @property
+    def errors(self) -> list[str]: ...
+    @property
+    def carriers(self) -> dict[int, tuple[str, ...]]: ...
+    @property
+    def reconciler(self) -> Endpoints: ...
+    @property
+    def pinning(self) -> Rules: ...
+
+
+class ProxyParts(Protocol):
+    """What the status reads of bonding.dataplane.DataPlane."""
+
+    @property
+    def running(self) -> bool: ...
+    def status(self) -> dict[str, Any]: ...
+    def errors(self) -> list[str]: ...
+
+
+class ServerParts(Protocol):
+    """What the status reads of bonding.failover.Failover."""
+
+    def status(self) -> list[dict[str, Any]]: ...
+    def active_status(self) -> dict[str, Any]: ...
+
+
+class BusParts(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+
+class Sources(Protocol):
+    """What the `status` reply is made of (bondingd)."""
+
+    @property
+    def cfg(self) -> Config: ...
+    @property
+    def problems(self) -> list[Problem]: ...
+    @property
+    def params(self) -> Params: ...
+    @property
+    def paths(self) -> Mapping[str, PathRuntime]: ...
+    @property
+    def kernel(self) -> KernelParts | None: ...
+    @property
+    def dataplane(self) -> ProxyParts | None: ...
+    @property
+    def failover(self) -> ServerParts: ...
+    @property
+    def bus(self) -> BusParts | None: ...
+    @property
+    def bus_error(self) -> str | None: ...
+    @property
+    def started(self) -> float: ...  # monotonic
+    @property
+    def started_wall(self) -> float: ...
+    @property
+    def counters_at(self) -> float: ...  # uptime when the byte counters were read
+    @property
+    def subflows(self) -> Counter[str] | None: ...
+
+
+def kernel_view(d: Sources) -> KernelView:
+    k = d.kernel
+    if k is None:
+        return KernelView(subflows=d.subflows)
+    return KernelView(k.carriers, k.reconciler.endpoint_ids, d.subflows)
+
+
+def no_proxy(since: float) -> dict[str, Any]:
+    """The `proxy` object before the data plane exists."""
+    return {"backend": "none", "state": "disabled", "pid": None, "restarts": 0,
+            "since": round(since, 3), "error": "",
+            "ipv6": {"lan": "routed natively", "reason": "no proxy"}}
+
+
+def status(d: Sources, detail: bool = False) -> dict[str, Any]:
+    """The `status` reply (with `detail`: status.json, each path as `path` has it)."""
+    k, dp = d.kernel, d.dataplane
+    kv = kernel_view(d)
+    return {
+        "version": __version__,
+        "uptime": round(time.monotonic() - d.started, 3),
+        "counters_at": round(d.counters_at, 3),  # uptime when the byte counters were read
+        "enabled": d.cfg.globals.enabled,
+        "fail_open": k is not None and k.fail_open,
+        "fail_open6": k is not None and k.fail_open6,
+        "servers": d.failover.status(),
+        "active_server": d.failover.active_status(),
+        "paths": {name: path_status(rt, d.params, kv, ipv6=d.cfg.globals.ipv6, detail=detail)
+                  for name, rt in d.paths.items()},
+        "proxy": dp.status() if dp is not None else no_proxy(d.started_wall),
+        "rules": k.pinning.status(dp is not None and dp.running) if k is not None else [],
+        "config_problems": [str(p) for p in d.problems],
+        "errors": ((k.errors if k is not None else [])
+                   + (dp.errors() if dp is not None else [])),
+        "ubus": {"connected": d.bus is not None and d.bus.connected, "error": d.bus_error},
+    }
 
 
 class StatusFile:
