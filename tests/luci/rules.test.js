@@ -119,6 +119,13 @@ test('cross-option checks: dest_ip or dest_domain, path agrees with action', asy
 	assert.equal(option('action').validate('tvbox', 'bond'), true, 'unset action (shown as its default) and path');
 });
 
+test('an action naming an unknown link is kept as a choice, and refused', async () => {
+	const { option } = await openRules({ uci: { bonding: { wan: { '.type': 'path' },
+		r: { '.type': 'rule', action: 'path:gone' } } } });
+	assert.deepEqual(option('action').keylist, [ 'bond', 'bypass', 'path:wan', 'path:gone' ]);
+	assert.match(option('action').validate('r', 'path:gone'), /No link 'gone'/);
+});
+
 test('with no path sections any link name is taken (bondingd takes the paths from netifd)', async () => {
 	const { option } = await openRules({ uci: { bonding: { r: { '.type': 'rule' } } } });
 	/* offered: the paths bondingd took from netifd (the status fixture's) */

@@ -89,12 +89,16 @@ function matchOptions(s) {
 }
 
 function actionOptions(s, paths) {
-	let o = s.option(form.Value, 'action', _('Action'),
+	let o = s.option(form.ListValue, 'action', _('Action'),
 		_('Bond: through the proxy, as if no rule matched. Bypass: natively, by any live WAN. A link: natively through that WAN only; the target sees its address.'));
 	o.value('bond', _('bond'));
 	o.value('bypass', _('bypass'));
 	for (const p of paths)
 		o.value('path:' + p, _('link %s').format(p));
+	/* an action of the file that names no link bondingd knows stays as it is (and is refused) */
+	for (const r of uci.sections('bonding', 'rule'))
+		if (r.action && o.keylist.indexOf(r.action) < 0)
+			o.value(r.action);
 	o.default = 'bond';
 	o.rmempty = true;
 	o.validate = function(section_id, value) {
