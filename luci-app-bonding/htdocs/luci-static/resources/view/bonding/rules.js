@@ -58,7 +58,6 @@ function matchOptions(s) {
 		_('LAN IPv4 addresses or networks, like 192.168.1.20 or 192.168.1.0/28.'));
 	o.validate = (section_id, value) => rv.ipv4(value);
 	o.placeholder = '192.168.1.20';
-	o.modalonly = true;
 
 	o = s.option(form.DynamicList, 'dest_ip', _('Destination address'),
 		_('IPv4 addresses or networks, like 198.51.100.0/24. Not together with destination domains: make two rules.'));
@@ -74,6 +73,7 @@ function matchOptions(s) {
 		return rv.domain(value);
 	};
 	o.placeholder = 'example.com';
+	o.modalonly = true;
 
 	o = s.option(form.ListValue, 'proto', _('Protocol'));
 	o.value('any', _('any'));
