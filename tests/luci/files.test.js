@@ -113,7 +113,7 @@ test('menu entries point to views that exist and depend on the ACL', () => {
 			viewsSeen.push(entry.action.path);
 		}
 	}
-	assert.deepEqual(viewsSeen.sort(), [ 'bonding/config', 'bonding/status' ]);
+	assert.deepEqual(viewsSeen.sort(), [ 'bonding/config', 'bonding/rules', 'bonding/status' ]);
 });
 
 test('the .pot is current (regenerating it changes nothing)', t => {
@@ -150,6 +150,6 @@ test('every _() string of the views is in the .pot', () => {
 	assert.ok(seen.size > 100);
 	for (const s of seen)
 		assert.ok(ids.has(s), `"${s}" is in bonding.pot`);
-	assert.ok(ids.has('Bonding') && ids.has('Status') && ids.has('Configuration'), 'menu titles');
+	assert.ok(ids.has('Bonding') && ids.has('Status') && ids.has('Configuration') && ids.has('Rules'), 'menu titles');
 	assert.ok(ids.has('Grant access to the bonding status and configuration'), 'ACL description');
 });

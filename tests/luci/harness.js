@@ -577,6 +577,12 @@ function makeUci(data, unreadable) {
 			staged.push(...fresh);
 			return uci.load(Array.from(new Set(fresh.map(c => c[1]))));
 		},
+		/* uci.js's sections(conf, type): the sections (of that type), in file order */
+		sections(conf, type) {
+			return Object.entries(values[conf] || {})
+				.filter(([ , s ]) => type == null || s['.type'] === type)
+				.map(([ sid, s ]) => Object.assign({ '.name': sid }, s));
+		},
 		get(conf, sid, opt) {
 			const s = values[conf] && values[conf][sid];
 			if (!s)

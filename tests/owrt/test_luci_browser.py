@@ -344,6 +344,59 @@ def test_with_bondingd_stopped_the_page_renders_and_recovers(lr: LuciRouter,
                  and c.reply is not None and "error" in c.reply)
 
 
+RULES_READY = ("!!document.querySelector('.cbi-map') && "
+               "!!document.querySelector('#cbi-bonding-rule')")
+
+
+def widget(sid: str, option: str) -> str:
+    """The selector of an option's input in LuCI's form (its id has dots)."""
+    return f'[id="widget.cbid.bonding.{sid}.{option}"]'
+
+
+def test_a_rule_added_on_the_rules_page_is_in_uci_and_in_status(lr: LuciRouter,
+                                                                 browser: Browser) -> None:
+    """Services → Bonding → Rules: a rule typed in its dialog and saved with Save & Apply is in
+    /etc/config/bonding as typed, bondingd applies it, and the page shows what it does now."""
+    b = browser
+    root = lr.root
+    open_page(b, "/admin/services/bonding/rules", RULES_READY)
+    b.type_into(".cbi-section-create-name", "tvpin")
+    b.js("document.querySelector('.cbi-section-create-name').dispatchEvent(new Event('keyup'))")
+    b.wait_js("!document.querySelector('.cbi-section-create > .cbi-button-add').disabled", 5,
+              "the add button enabled")
+    b.click(".cbi-section-create > .cbi-button-add")
+    b.wait_js(f"!!document.querySelector('.modal {widget('tvpin', 'action')}')", 10,
+              "the rule's dialog")
+    # a source address, one entry of the list (typed, then its + button)
+    b.type_into(f".modal {widget('tvpin', 'src_ip')}", "192.168.1.77")
+    b.click('.modal [id="cbid.bonding.tvpin.src_ip"] .cbi-button-add')
+    b.js(f"(() => {{ const s = document.querySelector('.modal {widget('tvpin', 'action')}'); "
+         "s.value = 'path:wanb'; s.dispatchEvent(new Event('change')); return true; })()")
+    b.js(f"(() => {{ const s = document.querySelector('.modal {widget('tvpin', 'fallback')}'); "
+         "s.value = 'drop'; s.dispatchEvent(new Event('change')); return true; })()")
+    b.click(".modal .cbi-button-positive")
+    b.wait_js("!document.querySelector('body.modal-overlay-active')", 10, "the dialog saved")
+    b.click(".cbi-page-actions .cbi-button-apply")
+    root.wait(lambda: "bonding.tvpin=rule" in root.sh("uci show bonding").stdout, 30,
+              "rule tvpin in /etc/config/bonding")
+    shown = {line for line in root.sh("uci show bonding").stdout.splitlines()
+             if line.startswith("bonding.tvpin")}
+    assert shown == {"bonding.tvpin=rule", "bonding.tvpin.src_ip='192.168.1.77'",
+                     "bonding.tvpin.action='path:wanb'", "bonding.tvpin.fallback='drop'"}, shown
+    root.wait(lambda: [r["name"] for r in lr.status()["rules"]] == ["tvpin"], 15,
+              "bondingd applying rule tvpin")
+    rule = lr.status()["rules"][0]
+    assert (rule["effective"], rule["why"]) == ("path:wanb", "wanb up"), rule
+    b.wait_js("!document.querySelector('body.modal-overlay-active')", 30, "LuCI's apply done")
+    # the page shows it, from bondingd's status (after the apply LuCI re-renders the page)
+    cell = "#cbi-bonding-tvpin .bonding-rule-now"
+    b.wait_js(f"document.querySelector('{cell}')?.dataset.state === 'path:wanb'", 15,
+              "the rule's Now cell")
+    assert b.js(f"document.querySelector('{cell}').innerText.trim()") == "path:wanb: wanb up"
+    assert "table inet bonding_rules" in root.sh("nft list tables").stdout
+    assert_clean(b)
+
+
 # --- the read-only login -----------------------------------------------------------------------
 
 def test_the_viewer_sees_status_no_key_and_cannot_save(lr: LuciRouter, browser: Browser) -> None:
@@ -360,6 +413,21 @@ def test_the_viewer_sees_status_no_key_and_cannot_save(lr: LuciRouter, browser: 
     open_page(b, "/admin/services/bonding/config", "!!document.querySelector('.cbi-map')")
     html = b.js("document.body.innerHTML")
     assert "cbid.bonding.vps1.key" not in html and "bonding_secrets" not in html
+    assert_no_working_save(b)
+    assert lr.root.path("/etc/config/bonding").read_text() == before
+    assert_clean(b)
+
+
+def test_the_viewer_sees_the_rules_and_what_they_do_but_cannot_save(lr: LuciRouter,
+                                                                    browser: Browser) -> None:
+    b = browser
+    before = lr.root.path("/etc/config/bonding").read_text()
+    open_page(b, "/admin/services/bonding/rules", RULES_READY)
+    cell = "#cbi-bonding-tvpin .bonding-rule-now"
+    b.wait_js(f"!!document.querySelector('{cell}')", 10, "rule tvpin's row")
+    assert b.js(f"document.querySelector('{cell}').innerText.trim()") == "path:wanb: wanb up"
+    assert b.js("document.querySelector('.cbi-section-create > .cbi-button-add')?.disabled "
+                "?? true") is True
     assert_no_working_save(b)
     assert lr.root.path("/etc/config/bonding").read_text() == before
     assert_clean(b)

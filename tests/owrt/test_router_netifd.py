@@ -5,8 +5,9 @@ no path sections (tests/owrt/router_net.py builds the router; root only).
 
 The tests run in order on one router, each from where the one before left it:
 install -> discovery -> ifdown -> ifup -> lost lease -> cable pull -> double ifdown ->
-the firewall's reload/restart/flush -> remove.  Times are printed; the bars are the issue's:
-a DHCP WAN a path within 1 s of `ifup`, its endpoint gone within 0.2 s of `ifdown`.
+the firewall's reload/restart/flush (proxied, then pinned) -> remove.  Times are printed; the
+bars are the issue's: a DHCP WAN a path within 1 s of `ifup`, its endpoint gone within 0.2 s
+of `ifdown`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from bonding.lab.topology import nsx, run
 
 from .conftest import say
 from .procs import Helper
-from .router_net import DHCP_WANS, PROBE_TARGETS, WANS, NetRouter
+from .router_net import DHCP_WANS, LAN_HOST, PROBE_TARGETS, WANS, NetRouter
 from .router_root import RootError, base_packages
 
 DEVICES = {"wan": "wan1", "wanb": "wan2", "wanc": "wan3"}
@@ -406,6 +407,67 @@ def test_the_lan_stays_proxied_through_fw4_reload_restart_and_flush(
     finally:
         client.stop()
         server.stop()
+
+
+PIN_PORT = 5202
+PIN = f"""
+uci set bonding.pin=rule
+uci set bonding.pin.src_ip={LAN_HOST}
+uci set bonding.pin.proto=tcp
+uci add_list bonding.pin.dest_port={PIN_PORT}
+uci set bonding.pin.action=path:wanb
+uci commit bonding
+"""
+
+
+def rules_table(root: NetRouter) -> str:
+    """table inet bonding_rules as the kernel has it ("" when it has none)."""
+    r = root.sh("nft list table inet bonding_rules", check=False)
+    return r.stdout if r.returncode == 0 else ""
+
+
+def test_a_pinned_flow_stays_pinned_through_fw4_reload_restart_and_flush(
+        router: Router, request: pytest.FixtureRequest) -> None:
+    """fw4 reload and restart leave table inet bonding_rules alone; fw4 flush (the firewall
+    service's stop) deletes it with every table, and fw4 start brings it back from its
+    ruleset-post include: bondingd does not re-apply it (its text did not change)."""
+    root = router.root
+    assert root.path("/usr/share/nftables.d/ruleset-post/31-bonding-rules.nft").is_symlink()
+    root.sh(PIN + "/etc/init.d/bonding reload")
+    server = Helper(root.up_ns, PEER_SERVER, "198.51.100.10", str(PIN_PORT))
+    client = Helper(root.lan_ns, PEER_CLIENT, "198.51.100.10", str(PIN_PORT))
+    try:
+        timed(root, lambda: [r.get("effective") for r in status(root).get("rules", [])]
+              == ["path:wanb"], 10, "rule pin on wanb in status")
+        assert server.readline() == "listening"
+        wanb = root.iface("wanb")["ipv4-address"][0]["address"]
+
+        def pinned(when: str) -> None:
+            assert f"ip saddr {LAN_HOST}" in rules_table(root), f"no rule in the table {when}"
+            got = client.ask("go")
+            assert got == f"peer {wanb}", f"{when}: {got} (wanb is {wanb})"
+
+        pinned("before")
+        table = rules_table(root)
+        loads = root.path("/tmp/log/messages").read_text().count("table inet bonding_rules loaded")
+        root.sh("fw4 reload")
+        pinned("after fw4 reload")
+        root.sh("/etc/init.d/firewall restart")
+        pinned("after /etc/init.d/firewall restart")
+        root.sh("fw4 flush")
+        assert rules_table(root) == ""  # fw4 flush deletes every table, ours too
+        root.sh("fw4 start")
+        pinned("after fw4 flush; fw4 start")
+        assert rules_table(root) == table
+        assert root.path("/tmp/log/messages").read_text().count(
+            "table inet bonding_rules loaded") == loads, "the include brought it back, not bondingd"
+        say(request.config, "fw4 reload, firewall restart, fw4 flush + start: the pinned flow "
+            f"left by wanb ({wanb}) each time")
+    finally:
+        client.stop()
+        server.stop()
+        root.sh("uci -q delete bonding.pin; uci commit bonding; /etc/init.d/bonding reload")
+    timed(root, lambda: rules_table(root) == "", 10, "the rules table gone with the rule")
 
 
 def test_opkg_remove_leaves_only_the_conffiles(router: Router) -> None:

@@ -9,6 +9,7 @@ import base64
 import gzip
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -602,3 +603,21 @@ def test_the_makefile_evaluates_and_installs_the_list(tmp_path: Path, name: str)
     installed = {"/" + p.relative_to(dest).as_posix() for p in dest.rglob("*")
                  if p.is_file() or p.is_symlink()}
     assert installed == {i.path for i in items if i.kind != "dir"}
+
+
+def test_the_rules_page_and_the_rules_include_are_packaged(built: Path, tmp_path: Path) -> None:
+    """Pinning's parts in the packages: the LuCI rules view, its validators and its menu entry;
+    fw4's link to the rules table bondingd writes."""
+    app = "luci-app-bonding"
+    assert feed.main(["build", "--output", str(tmp_path), app]) == 0
+    ipk = open_ipk(ipk_of(tmp_path, app))
+    www = "./www/luci-static/resources/"
+    for rel in ("view/bonding/rules.js", "bonding/rulevalidators.js"):
+        assert ipk.contents[www + rel] == (REPO / app / "htdocs/luci-static/resources" /
+                                           rel).read_bytes(), rel
+    menu = json.loads(ipk.contents["./usr/share/luci/menu.d/luci-app-bonding.json"])
+    assert menu["admin/services/bonding/rules"]["action"] == {"type": "view",
+                                                              "path": "bonding/rules"}
+    link = open_ipk(ipk_of(built, "bonding")).member(
+        "./usr/share/nftables.d/ruleset-post/31-bonding-rules.nft")
+    assert link.issym() and link.linkname == "/var/run/bonding/fw4-rules.nft"

@@ -254,3 +254,27 @@ def test_bondingctl_shows_each_rule_and_why() -> None:
     assert row.split(None, 1)[0] == "tv"
     assert "path:wan2 (fallback bond), no QUIC" in row
     assert row.rstrip().endswith("wan2 down (down): fallback bond")
+
+
+def test_on_fw4_the_table_goes_to_its_include_too(tmp_path: Path) -> None:
+    """fw4 flush deletes every table and fw4 start loads the ruleset-post includes: the
+    include must hold the table as loaded, the removal once there are no rules, and nothing
+    once bondingd stops."""
+    fake = tmp_path / "nft"
+    fake.write_text("#!/bin/sh\ncat > /dev/null\n")
+    fake.chmod(0o755)
+    p = Pinning.for_run_dir(tmp_path / "run", fw4=True)
+    p.nft.nft = str(fake)
+    inc = tmp_path / "run" / pinning.FW4_INCLUDE
+    p.apply(cfg_with(TV), UP)
+    assert inc.read_text() == p.nft.applied and "table inet bonding_rules" in inc.read_text()
+    p.apply(cfg_with(TV), WAN2_DOWN)
+    assert inc.read_text() == p.nft.applied and "wan2 down" in inc.read_text()
+    p.apply(cfg_with(), UP)
+    assert inc.read_text() == pinning.REMOVE
+    p.forget_include()
+    assert not inc.exists()
+    without = Pinning.for_run_dir(tmp_path / "run2", fw4=False)
+    without.nft.nft = str(fake)
+    without.apply(cfg_with(TV), UP)
+    assert not (tmp_path / "run2").exists()

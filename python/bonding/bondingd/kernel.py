@@ -50,7 +50,8 @@ class Kernel:
                    "and net.mptcp.enabled=1; probing and routing go on without endpoints")
             log.error("%s", msg)
             errors.append(msg)
-        return cls(rtnl, pm, Reconciler(rtnl, pm, run_dir / "owned.json"), errors)
+        return cls(rtnl, pm, Reconciler(rtnl, pm, run_dir / "owned.json"), errors,
+                   Pinning.for_run_dir(run_dir))
 
     @property
     def errors(self) -> list[str]:
@@ -104,6 +105,10 @@ class Kernel:
             self.pinning.remove()
         except (OSError, NftError) as e:
             log.error("nftables: removing table inet %s: %s", TABLE, e)
+        try:
+            self.pinning.forget_include()
+        except OSError as e:
+            log.error("nftables: removing the fw4 include of table inet %s: %s", TABLE, e)
         self.reconciler.cleanup(rule_priority, tables)
         self.rtnl.close()
         if self.pm is not None:

@@ -27,6 +27,13 @@ device stays on its WAN also while the proxy is failed or disabled:
 A `path:` rule whose path is down (or unknown) does what its fallback says; bondingd re-renders
 the table on every change of the paths' state (the table is replaced only when its text
 changes).  IPv6: see bonding.config.rules.
+
+On OpenWrt the same text goes to :data:`FW4_INCLUDE` in the run directory, which the package
+links from ``/usr/share/nftables.d/ruleset-post/31-bonding-rules.nft``, as ``inet bonding``'s:
+``fw4 reload`` and ``fw4 restart`` touch only fw4's own table, but ``fw4 flush`` (the firewall
+service's stop) deletes every table, and the next ``fw4 start`` loads the includes, so the
+table comes back with the firewall (its domain sets empty until dnsmasq resolves the names
+again).  bondingd need not watch the firewall.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Final
 
 from bonding.config import Config
@@ -45,6 +53,7 @@ from bonding.dataplane import domains, nft
 log = logging.getLogger("bondingd.pinning")
 
 TABLE: Final = "bonding_rules"
+FW4_INCLUDE: Final = "fw4-rules.nft"  # in the run directory, linked from fw4's ruleset-post
 QUIC_PORT: Final = 443
 PREROUTING: Final = "type filter hook prerouting priority mangle - 1; policy accept;"
 POSTROUTING: Final = "type nat hook postrouting priority srcnat - 1; policy accept;"
@@ -276,6 +285,13 @@ class Pinning:
         self.error = ""
         self._removed_once = False  # a table left by an earlier bondingd is removed once
 
+    @classmethod
+    def for_run_dir(cls, run_dir: Path, fw4: bool | None = None) -> Pinning:
+        """With the fw4 include in `run_dir` where fw4 is installed (`fw4`: whether it is)."""
+        use_fw4 = nft.has_fw4() if fw4 is None else fw4
+        return cls(nft.Nft(remove_text=REMOVE,
+                           include=run_dir / FW4_INCLUDE if use_fw4 else None))
+
     def marks(self, cfg: Config) -> PinMarks | None:
         """The marks for plan() (None: no enabled rule, no policy rule)."""
         if not cfg.globals.enabled or not any(r.enabled for r in cfg.rules):
@@ -330,6 +346,10 @@ class Pinning:
         self._removed_once = True
         self._dnsmasq("", "")
         self.nft.remove()
+
+    def forget_include(self) -> None:
+        """Remove the fw4 include (bondingd stops: fw4 then skips the dangling link)."""
+        self.nft.forget_include()
 
     def status(self, proxy_running: bool) -> list[dict[str, Any]]:
         return [d.as_status(proxy_running) for d in self.decisions]
