@@ -41,9 +41,11 @@ from bonding.bondingd.planview import path_views, server_probe_paths
 from bonding.bondingd.probing import Probing, stop
 from bonding.bondingd.runtime import FamilyRuntime, PathRuntime, rebuild
 from bonding.bondingd.samplers import SubflowSampler, sample_counters
+from bonding.bondingd.standby import cadences, path_standings
 from bonding.bondingd.status import STATUS_FILE, KernelView, StatusFile, path_status
 from bonding.config import Config, PathConfig
 from bonding.core import health as hl
+from bonding.core.cadence import Cadence
 from bonding.core.health import Health, Params, State
 from bonding.core.plan import PathView
 from bonding.dataplane import DataPlane
@@ -77,6 +79,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self._dirty = True
         self._reconcile_pending = False
+        self._cadence: dict[str, Cadence] = {}  # each path's probe interval (bonding.core.cadence)
+        self._retune_pending = False
         self._tasks: set[asyncio.Task[None]] = set()  # hook runs, ubus connect
         self.kernel: Kernel | None = None
         self.dataplane: DataPlane | None = None
@@ -197,6 +201,7 @@ class Daemon:
         best = hl.best_rtt(p.family(family).health for p in self.paths.values())
         f.health = hl.on_round(f.health, r, self.params, time.monotonic(), best)
         self._after_change(rt, before)
+        self._retune()
 
     def _after_change(self, rt: PathRuntime, before: Health) -> None:
         h = rt.health
@@ -223,12 +228,28 @@ class Daemon:
         """Start, restart or stop each path's probers (one per address family) to match its
         device, addresses and targets."""
         g = self.cfg.globals
+        self._cadence = self._cadences()
         for rt in self.paths.values():
             before = rt.health
             self.probing.sync(rt, functools.partial(self._targets, rt.cfg),
                               enabled=rt.enabled and g.enabled,
-                              interval_ms=g.probe_interval_ms)
+                              interval_ms=self._cadence[rt.cfg.name].interval_ms)
             self._after_change(rt, before)  # which families count may have changed
+
+    def _cadences(self) -> dict[str, Cadence]:
+        g = self.cfg.globals
+        return cadences(self.paths.values(), path_standings(self._views()),
+                        normal_ms=g.probe_interval_ms, standby_ms=g.standby_probe_interval_ms)
+
+    def _retune(self) -> None:
+        """Probe at the interval each path's role and the bond paths' health call for."""
+        if self._cadences() != self._cadence and not self._retune_pending:
+            self._retune_pending = True
+            asyncio.get_running_loop().call_soon(self._retuned)
+
+    def _retuned(self) -> None:
+        self._retune_pending = False
+        self._sync_probers()
 
     def _targets(self, pc: PathConfig, family: int) -> tuple[str, ...]:
         return (self.cfg.targets_for(pc, family) if family == 4 or self.cfg.globals.ipv6
@@ -342,9 +363,11 @@ class Daemon:
 
     def _kernel(self) -> KernelView:
         k = self.kernel
+        standing = path_standings(self._views())
         if k is None:
-            return KernelView(subflows=self.subflows)
-        return KernelView(k.carriers, k.reconciler.endpoint_ids, self.subflows)
+            return KernelView(subflows=self.subflows, standing=standing, cadence=self._cadence)
+        return KernelView(k.carriers, k.reconciler.endpoint_ids, self.subflows, standing,
+                          self._cadence)
 
     def path_status(self, rt: PathRuntime, detail: bool = False) -> dict[str, Any]:
         return path_status(rt, self.params, self._kernel(), ipv6=self.cfg.globals.ipv6,

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from bonding.bondingd.runtime import FamilyRuntime, PathRuntime
 from bonding.core.health import State
 from bonding.core.plan import FamilyView, PathView
+from bonding.core.roles import Role
 
 
 def state_for_plan(rt: PathRuntime, f: FamilyRuntime) -> tuple[State, bool]:
@@ -41,7 +42,7 @@ def path_views(paths: Iterable[PathRuntime],
             name=rt.cfg.name, index=rt.index, device=rt.device, ifindex=rt.ifindex,
             address=rt.v4.address, gateway=rt.v4.gateway, state=state,
             link_ok=rt.v4.health.link_ok, backup=backup, weight_kbit=rt.cfg.upload_kbit,
-            congctl=congctl(rt.cfg.name), v6=v6))
+            congctl=congctl(rt.cfg.name), v6=v6, role=Role(rt.cfg.role)))
     return out
 
 

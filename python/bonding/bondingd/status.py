@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from bonding.bondingd.runtime import FamilyRuntime, PathRuntime, measures, window
+from bonding.core.cadence import Cadence
 from bonding.core.health import Params, State
+from bonding.core.roles import Standing
 
 log = logging.getLogger("bondingd")
 
@@ -33,6 +35,8 @@ class KernelView:
         default_factory=lambda: {4: (), 6: ()})  # paths with endpoints and routes, per family
     endpoint_ids: Mapping[str, int] = field(default_factory=dict)  # by local address
     subflows: Counter[str] | None = None  # established subflows by local address; None: unknown
+    standing: Mapping[str, Standing] = field(default_factory=dict)  # bonding.core.roles
+    cadence: Mapping[str, Cadence] = field(default_factory=dict)  # probe interval, by path
 
     def endpoint_id(self, address: str | None) -> int | None:
         return None if address is None else self.endpoint_ids.get(address)
@@ -79,6 +83,7 @@ def path_status(rt: PathRuntime, params: Params, kernel: KernelView, *, ipv6: bo
         "since": round(rt.since_wall, 3),
         "backup": rt.backup,
         "forced_backup": rt.forced_backup,
+        **role_status(rt, kernel),
         "enabled": rt.enabled,
         "interface": rt.cfg.interface,
         "device": rt.device,
@@ -105,6 +110,16 @@ def path_status(rt: PathRuntime, params: Params, kernel: KernelView, *, ipv6: bo
         out["families"] = {f.label.lower(): family_status(rt, f, now, kernel)
                            for f in rt.families if f.family == 4 or ipv6}
     return out
+
+
+def role_status(rt: PathRuntime, kernel: KernelView) -> dict[str, Any]:
+    """The path's role, whether it stands by and why, and how often it is probed."""
+    st = kernel.standing.get(rt.cfg.name)
+    cad = kernel.cadence.get(rt.cfg.name)
+    return {"role": rt.cfg.role, "standby": st is not None and st.standby,
+            "standby_reason": st.reason if st is not None else "",
+            "probe_interval_ms": cad.interval_ms if cad is not None else None,
+            "probe_cadence": cad.why if cad is not None else ""}
 
 
 class StatusFile:
