@@ -294,8 +294,9 @@ class Daemon:
 
     # --- servers ----------------------------------------------------------------------------------
     def _server_probe_paths(self) -> list[Via]:
+        standby = {n for n, s in path_standings(self._views()).items() if s.standby}
         return [Via(rt.cfg.name, rt.device or "", rt.address or "")
-                for rt in server_probe_paths(self.paths.values())]
+                for rt in server_probe_paths(self.paths.values(), standby)]
 
     def _server_active(self, name: str | None) -> None:
         """The server in use changed: the proxy follows (the rest keeps running)."""

@@ -3,7 +3,7 @@ paths' runtime."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from bonding.bondingd.runtime import FamilyRuntime, PathRuntime
 from bonding.core.health import State
@@ -46,9 +46,12 @@ def path_views(paths: Iterable[PathRuntime],
     return out
 
 
-def server_probe_paths(paths: Iterable[PathRuntime]) -> list[PathRuntime]:
+def server_probe_paths(paths: Iterable[PathRuntime],
+                       standby: Collection[str] = ()) -> list[PathRuntime]:
     """The paths servers are probed through: those carrying traffic (every path with a link
-    when none passes its probes, as routing does)."""
+    when none passes its probes, as routing does); never a backup path standing by
+    (`standby`, bonding.core.roles: its probing must cost almost nothing)."""
     usable = [rt for rt in paths if rt.enabled and rt.device and rt.address
-              and rt.health.link_ok and rt.health.state is not State.DISABLED]
+              and rt.health.link_ok and rt.health.state is not State.DISABLED
+              and rt.cfg.name not in standby]
     return [rt for rt in usable if state_for_plan(rt, rt.v4)[0].live] or usable
