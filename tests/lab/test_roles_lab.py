@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import BACKENDS, _full_path
 
 from bonding.lab.topology import Lab
 from bonding.lab.traffic import Transfer, endpoints, link_rates, path_state, wait_for
@@ -104,3 +105,26 @@ def test_a_standby_path_is_probed_rarely(backup3: Lab) -> None:
     # at 150 ms this would be ~67 rounds (~5.6 kB); at 30 s at most one (~100 bytes with
     # the Ethernet header), plus the odd neighbour discovery
     assert sent < 600, (before, after)
+
+
+@pytest.fixture(scope="module", params=BACKENDS[:1])
+def full_lab_one(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """The full path (sing-box on both ends): servers are probed through the live paths."""
+    yield from _full_path(request, "r")
+
+
+def test_with_the_proxy_a_standby_path_carries_no_server_probe(full_lab_one: Lab) -> None:
+    lab = full_lab_one
+    lab.set_options({"wan3": {"role": "backup"}})
+    try:
+        assert wait_for(lambda: _wan3(lab).get("standby"), 5) is not None, _wan3(lab)
+        time.sleep(1)
+        before = lab.counters()["wan3"]
+        time.sleep(10)
+        after = lab.counters()["wan3"]
+        # server probes (a TCP connect every 500 ms) would be ~20 connects, several kB
+        assert after["tx"] - before["tx"] < 600, (before, after)
+        servers = lab.status()["servers"]
+        assert all(s.get("state") != "down" for s in servers if s.get("enabled")), servers
+    finally:
+        lab.set_options({"wan3": {"role": None}})
