@@ -3,6 +3,8 @@ rate when it carries traffic or may soon have to, and what that costs a month.""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from bonding.core.cadence import month_bytes, probe_interval, solid
@@ -29,6 +31,8 @@ CASES = [
     (True, True, [h(), h(window=(False,))], NORMAL, "checking"),  # one family suspect
     (True, True, [h(DOWN, (False, False, False))], SLOW, "standing by"),  # dead: slow again
     (True, True, [h(DOWN, ())], SLOW, "standing by"),
+    (True, True, [replace(h(DOWN, (False, True)), good_streak=1)], NORMAL, "checking"),
+    (True, True, [replace(h(DOWN, (True,)), good_streak=1, link_ok=False)], SLOW, "standing"),
 ]
 
 

@@ -14,9 +14,11 @@ as soon as it may be needed:
   the backup's health is fresh when the line is declared down), or
 - its own last rounds failed while it is live: it is then judged at the normal rate, so its
   own death is noticed within one slow interval plus `down_count` fast rounds, instead of
-  `down_count` slow intervals.  A standby path that is down goes back to the slow rate (a
-  link that is gone is not worth probing fast; its return is noticed `up_count` slow rounds
-  later, or at the normal rate once it is needed).
+  `down_count` slow intervals;
+- it is down and its last round was answered: its return is then confirmed by `up_count`
+  fast rounds.  A standby path that is down and silent is probed at the slow rate (a link
+  that is gone is not worth probing fast), so its return is noticed within one slow interval
+  plus `up_count` fast rounds.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ def probe_interval(*, standby: bool, bonds_solid: bool, own: Iterable[Health],
         return Cadence(normal_ms, "may be needed: no bond path is solidly up")
     if any(h.state.live and not all(h.window) for h in own):
         return Cadence(normal_ms, "checking: a standby probe round failed")
+    if any(h.state is State.DOWN and h.link_ok and h.good_streak > 0 for h in own):
+        return Cadence(normal_ms, "checking: a standby path that was down answers again")
     return Cadence(max(normal_ms, standby_ms), "standing by")
 
 
