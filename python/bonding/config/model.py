@@ -46,7 +46,7 @@ class Globals:
     # path's RTT within these bounds.
     probe_interval_ms: int = 150
     # A role-backup path standing by is probed this rarely (bonding.core.cadence).
-    standby_probe_interval_ms: int = 30000
+    standby_probe_interval_ms: int = 60000
     probe_timeout_min_ms: int = 250
     probe_timeout_ms: int = 1000
     down_count: int = 3  # down after this many failed rounds ...

@@ -4,9 +4,12 @@ Pure.
 Probing costs an echo and its reply per round: 84 bytes each way over IPv4 (20 IP + 8 ICMP +
 56 data on the wire), 104 over IPv6, so a family probed every 150 ms sends and receives about
 2.9 GB a month (3.6 GB over IPv6).  A metered backup path that carries nothing must cost almost
-nothing, so while it stands by (bonding.core.roles) it is probed every `standby_ms` (30 s by
-default: 14.5 MB a month over IPv4, 32.5 MB with IPv6 too), and at the normal interval again
-as soon as it may be needed:
+nothing, so while it stands by (bonding.core.roles) it is probed every `standby_ms` (60 s by
+default: 7.3 MB a month of IP packets over IPv4, 16 MB with IPv6 too; on an Ethernet link
+each rare round also costs its headers and an ARP and a neighbour-discovery exchange, as the
+neighbour entries have gone stale by then: bench/probecost.py measured 65 MB a month at 30 s
+and 45 MB at 60 s, so the default is 60 s), and at the normal interval again as soon as it
+may be needed:
 
 - it carries traffic (no bond path is up), or
 - no bond path is solidly up: each is down, degraded or had a round fail among its last
