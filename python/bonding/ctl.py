@@ -159,12 +159,14 @@ def format_status(st: Mapping[str, Any], now: float | None = None) -> str:
         state = str(p.get("state", "?"))
         if p.get("backup") and state == "up":
             state = "up/backup"
+        if p.get("standby"):
+            state += "/standby"  # role backup, standing by: no endpoint, slow probes
         rows.append((name, state, p.get("device") or "-",
                      _num(p.get("rtt_ms"), ".1f") + ("ms" if p.get("rtt_ms") is not None else ""),
                      _num(p.get("jitter_ms"), ".1f"), _num(p.get("loss_pct"), ".0f") + "%",
                      _rate(p.get("rx_bps")), _rate(p.get("tx_bps")),
                      _num(p.get("subflows"), "d"), _age(p.get("since"), now),
-                     p.get("error") or p.get("reason") or ""))
+                     p.get("error") or p.get("reason") or _role_note(p)))
     lines += _table(cols, rows)
     rules = st.get("rules") or []
     lines += _table(("RULE", "MATCH", "ACTION", "NOW", "WHY"), [
@@ -175,6 +177,13 @@ def format_status(st: Mapping[str, Any], now: float | None = None) -> str:
     for title, key in (("config", "config_problems"), ("error", "errors")):
         lines += [f"{title}: {x}" for x in st.get(key, [])]
     return "\n".join(lines)
+
+
+def _role_note(p: Mapping[str, Any]) -> str:
+    """A backup path's standing (why it is used or standing by), for the REASON column."""
+    if p.get("role", "bond") == "bond":
+        return ""
+    return f"{p.get('role')}: {p.get('standby_reason') or ''}".rstrip(": ")
 
 
 def format_path(p: Mapping[str, Any]) -> str:

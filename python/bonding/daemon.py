@@ -41,11 +41,15 @@ from bonding.bondingd.planview import path_views, server_probe_paths
 from bonding.bondingd.probing import Probing
 from bonding.bondingd.runtime import FamilyRuntime, PathRuntime
 from bonding.bondingd.samplers import SubflowSampler, sample_counters
+from bonding.bondingd.standby import cadences, path_standings
 from bonding.bondingd.status import STATUS_FILE, StatusFile
 from bonding.bondingd.transitions import Transitions
 from bonding.config import Config, PathConfig
+from bonding.core import health as hl
+from bonding.core.cadence import Cadence
 from bonding.core.health import Health, Params
 from bonding.core.plan import PathView
+from bonding.core.roles import Standing
 from bonding.dataplane import DataPlane
 from bonding.failover import Change, Failover
 from bonding.netlink.core import NetlinkError
@@ -73,6 +77,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self._dirty = True
         self._reconcile_pending = False
+        self._cadence: dict[str, Cadence] = {}  # each path's probe interval (bonding.core.cadence)
+        self._retune_pending = False
         self._tasks: set[asyncio.Task[None]] = set()  # hook runs, ubus connect
         self.kernel: Kernel | None = None
         self.dataplane: DataPlane | None = None
@@ -88,7 +94,7 @@ class Daemon:
         self.handlers = Handlers(self)
         self.transitions = Transitions(lambda: self.paths, lambda: self.params, self)
         self.probing = Probing(PathProber, self._family_health, lambda: self.params,
-                               self.transitions.on_round)
+                               self._on_round)
         self.failover = Failover(paths=self._server_probe_paths, on_active=self._server_active,
                                  on_state=self._server_changed)
 
@@ -157,12 +163,39 @@ class Daemon:
         """Start, restart or stop each path's probers (one per address family) to match its
         device, addresses and targets."""
         g = self.cfg.globals
+        self._cadence = self._cadences()
         for rt in self.paths.values():
             before = rt.health
             self.probing.sync(rt, functools.partial(self._targets, rt.cfg),
                               enabled=rt.enabled and g.enabled,
-                              interval_ms=g.probe_interval_ms)
+                              interval_ms=self._cadence[rt.cfg.name].interval_ms)
             self.transitions.after_change(rt, before)  # which families count may have changed
+
+    def _on_round(self, name: str, family: int, r: hl.Round) -> None:
+        self.transitions.on_round(name, family, r)
+        self._retune()
+
+    def _cadences(self) -> dict[str, Cadence]:
+        g = self.cfg.globals
+        return cadences(self.paths.values(), self.standings(),
+                        normal_ms=g.probe_interval_ms, standby_ms=g.standby_probe_interval_ms)
+
+    def standings(self) -> dict[str, Standing]:
+        return path_standings(self._views())
+
+    @property
+    def cadence(self) -> dict[str, Cadence]:
+        return self._cadence
+
+    def _retune(self) -> None:
+        """Probe at the interval each path's role and the bond paths' health call for."""
+        if self._cadences() != self._cadence and not self._retune_pending:
+            self._retune_pending = True
+            asyncio.get_running_loop().call_soon(self._retuned)
+
+    def _retuned(self) -> None:
+        self._retune_pending = False
+        self._sync_probers()
 
     def _targets(self, pc: PathConfig, family: int) -> tuple[str, ...]:
         return (self.cfg.targets_for(pc, family) if family == 4 or self.cfg.globals.ipv6
@@ -207,8 +240,9 @@ class Daemon:
 
     # --- servers ----------------------------------------------------------------------------------
     def _server_probe_paths(self) -> list[Via]:
+        standby = {n for n, s in self.standings().items() if s.standby}
         return [Via(rt.cfg.name, rt.device or "", rt.address or "")
-                for rt in server_probe_paths(self.paths.values())]
+                for rt in server_probe_paths(self.paths.values(), standby)]
 
     def _server_active(self, name: str | None) -> None:
         """The server in use changed: the proxy follows (the rest keeps running)."""

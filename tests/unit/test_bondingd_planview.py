@@ -97,3 +97,9 @@ def test_with_no_live_path_servers_are_probed_through_every_path_with_a_link() -
     c = path(NO_LINK, NO_LINK, name="c")
     assert [rt.cfg.name for rt in server_probe_paths([a, b, c])] == ["a", "b"]
     assert server_probe_paths([c]) == []
+
+
+def test_servers_are_not_probed_through_a_backup_path_standing_by() -> None:
+    a, lte = path(name="a"), path(name="lte", role="backup")
+    assert [rt.cfg.name for rt in server_probe_paths([a, lte], {"lte"})] == ["a"]
+    assert [rt.cfg.name for rt in server_probe_paths([a, lte])] == ["a", "lte"]

@@ -15,7 +15,9 @@ import pytest
 from bonding.bondingd.runtime import PathRuntime
 from bonding.bondingd.status import KernelView, StatusFile, family_status, path_status, status
 from bonding.config import Config, PathConfig, Problem, Severity
+from bonding.core.cadence import Cadence
 from bonding.core.health import Health, Params, State
+from bonding.core.roles import Standing
 from bonding.probe import TargetStats
 
 # README, "ubus: the object bonding": per path state, reason, since, backup, RTT/jitter/loss,
@@ -24,7 +26,8 @@ from bonding.probe import TargetStats
 STATUS_KEYS = {"state", "reason", "since", "backup", "forced_backup", "enabled", "interface",
                "device", "address", "gateway", "address6", "rtt_ms", "jitter_ms", "loss_pct",
                "rx_bps", "tx_bps", "rx_bytes", "tx_bytes", "endpoint_id", "endpoint_id6",
-               "subflows", "probe_timeout_ms"}
+               "subflows", "probe_timeout_ms", "role", "standby", "standby_reason",
+               "probe_interval_ms", "probe_cadence"}
 DETAIL_KEYS = {"rounds", "window", "targets", "families"}
 FAMILY_KEYS = {"state", "reason", "since", "probed", "carrying", "backup", "address",
                "gateway", "endpoint_id", "subflows", "rtt_ms", "jitter_ms", "loss_pct",
@@ -68,8 +71,23 @@ def test_status_of_a_path_has_the_documented_keys_and_values() -> None:
         "address": "100.64.1.2", "gateway": "100.64.1.1", "address6": "2001:db8:64:1::2",
         "rtt_ms": 21.34, "jitter_ms": 0.44, "loss_pct": 10.0, "rx_bps": 1000, "tx_bps": 2000,
         "rx_bytes": 1000000, "tx_bytes": 500000, "endpoint_id": 3, "endpoint_id6": 4,
-        "subflows": 3, "probe_timeout_ms": 250}  # 2·SRTT + 4·RTTVAR, at least the minimum
+        "subflows": 3, "probe_timeout_ms": 250,  # 2·SRTT + 4·RTTVAR, at least the minimum
+        "role": "bond", "standby": False, "standby_reason": "", "probe_interval_ms": None,
+        "probe_cadence": ""}
     json.dumps(out)  # ubus and status.json carry it as JSON
+
+
+def test_status_says_a_backup_path_stands_by_why_and_how_often_it_is_probed() -> None:
+    rt = wan()
+    rt.cfg = PathConfig(name="wan", interface="wan", role="backup")
+    kernel = KernelView(carriers={4: (), 6: ()},
+                        standing={"wan": Standing(True, "standing by: bond path dsl is up")},
+                        cadence={"wan": Cadence(30000, "standing by")})
+    out = path_status(rt, Params(), kernel, ipv6=True)
+    assert {k: out[k] for k in ("role", "standby", "standby_reason", "probe_interval_ms",
+                                "probe_cadence")} == {
+        "role": "backup", "standby": True, "standby_reason": "standing by: bond path dsl is up",
+        "probe_interval_ms": 30000, "probe_cadence": "standing by"}
 
 
 def test_the_path_method_adds_rounds_window_targets_and_each_family() -> None:
@@ -232,6 +250,11 @@ class FakeDaemon:
     started_wall: float = 1700000000.0
     counters_at: float = 1.5
     subflows: Counter[str] | None = None
+    cadence: dict[str, Cadence] = field(default_factory=dict)
+    standing: dict[str, Standing] = field(default_factory=dict)
+
+    def standings(self) -> dict[str, Standing]:
+        return self.standing
 
 
 def test_status_before_the_kernel_and_proxy_are_there_says_so() -> None:

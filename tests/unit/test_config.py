@@ -188,6 +188,10 @@ GOOD: list[tuple[str, str, str | tuple[str, ...], str, object]] = [
     ("path", "gateway6", "2001:db8:100:1:0::1", "gateway6", "2001:db8:100:1::1"),
     ("path", "enabled", "no", "enabled", False),
     ("path", "backup", "1", "backup", True),
+    ("path", "role", "backup", "role", "backup"),
+    ("path", "role", "bond", "role", "bond"),
+    ("globals", "standby_probe_interval_ms", "1000", "standby_probe_interval_ms", 1000),
+    ("globals", "standby_probe_interval_ms", "3600000", "standby_probe_interval_ms", 3_600_000),
     ("path", "download_kbit", "50000", "download_kbit", 50000),
     ("path", "upload_kbit", "1", "upload_kbit", 1),
     ("path", "upload_kbit", "100000000", "upload_kbit", 100_000_000),
@@ -256,6 +260,11 @@ BAD: list[tuple[str, str, str, str]] = [
     ("globals", "probe_interval_ms", "19", "out of range: use 20–60000 ms"),
     ("globals", "probe_interval_ms", "60001", "out of range: use 20–60000 ms"),
     ("globals", "probe_timeout_min_ms", "9", "out of range"),
+    ("globals", "standby_probe_interval_ms", "999", "out of range: use 1000–3600000 ms"),
+    ("path", "role", "spill", "role 'spill' is not supported yet: use 'bond' (always used) or "
+     "'backup' (used only while no bond path is up)"),
+    ("path", "role", "standby", "not one of: bond, backup ('backup': used only while no bond "
+     "path is up)"),
     ("globals", "probe_timeout_ms", "0x10", "not a whole number ms"),
     ("globals", "down_count", "0", "out of range: use 1–100"),
     ("globals", "down_window", "101", "out of range: use 1–100"),
@@ -687,7 +696,7 @@ def test_problem_str_from_parsing() -> None:
         "error: bonding.globals.probe_interval_ms='abc': not a whole number ms: use 20–60000",
         "warning: bonding.wan1.probe_interval_ms='abc': unknown option of a 'path' section, "
         "ignored; known: backup, congestion_control, device, download_kbit, enabled, gateway, "
-        "gateway6, interface, probe_target, upload_kbit",
+        "gateway6, interface, probe_target, role, upload_kbit",
     ]
 
 

@@ -157,3 +157,22 @@ def test_the_head_line_says_what_becomes_of_lan_ipv6() -> None:
     assert "LAN IPv6 routed natively (server 'vps1' has no IPv6 address)" in head
     st["proxy"]["ipv6"] = {"lan": "proxied", "reason": ""}
     assert ctl.format_status(st, now=NOW).splitlines()[0].endswith("LAN IPv6 proxied")
+
+
+def test_table_shows_a_backup_path_standing_by_and_why() -> None:
+    st = json.loads(json.dumps(STATUS))
+    st["paths"]["lte"] = {"state": "up", "reason": "", "since": NOW - 60, "backup": False,
+                          "device": "wwan0", "rtt_ms": 60.0, "jitter_ms": 3.0,
+                          "loss_pct": 0.0, "rx_bps": 10, "tx_bps": 10, "subflows": 0,
+                          "role": "backup", "standby": True,
+                          "standby_reason": "standing by: bond path wan is up",
+                          "probe_interval_ms": 30000, "probe_cadence": "standing by"}
+    rows = {ln.split()[0]: ln for ln in ctl.format_status(st, now=NOW).splitlines()
+            if ln.split()}
+    assert rows["lte"].split()[1] == "up/standby"
+    assert rows["lte"].endswith("backup: standing by: bond path wan is up")
+    st["paths"]["lte"].update(standby=False, standby_reason="in use: no bond path is up")
+    rows = {ln.split()[0]: ln for ln in ctl.format_status(st, now=NOW).splitlines()
+            if ln.split()}
+    assert rows["lte"].split()[1] == "up" and rows["lte"].endswith("backup: in use: no bond "
+                                                                     "path is up")

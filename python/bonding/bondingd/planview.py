@@ -3,11 +3,12 @@ paths' runtime."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from bonding.bondingd.runtime import FamilyRuntime, PathRuntime
 from bonding.core.health import State
 from bonding.core.plan import FamilyView, PathView
+from bonding.core.roles import Role
 
 
 def state_for_plan(rt: PathRuntime, f: FamilyRuntime) -> tuple[State, bool]:
@@ -41,13 +42,16 @@ def path_views(paths: Iterable[PathRuntime],
             name=rt.cfg.name, index=rt.index, device=rt.device, ifindex=rt.ifindex,
             address=rt.v4.address, gateway=rt.v4.gateway, state=state,
             link_ok=rt.v4.health.link_ok, backup=backup, weight_kbit=rt.cfg.upload_kbit,
-            congctl=congctl(rt.cfg.name), v6=v6))
+            congctl=congctl(rt.cfg.name), v6=v6, role=Role(rt.cfg.role)))
     return out
 
 
-def server_probe_paths(paths: Iterable[PathRuntime]) -> list[PathRuntime]:
+def server_probe_paths(paths: Iterable[PathRuntime],
+                       standby: Collection[str] = ()) -> list[PathRuntime]:
     """The paths servers are probed through: those carrying traffic (every path with a link
-    when none passes its probes, as routing does)."""
+    when none passes its probes, as routing does); never a backup path standing by
+    (`standby`, bonding.core.roles: its probing must cost almost nothing)."""
     usable = [rt for rt in paths if rt.enabled and rt.device and rt.address
-              and rt.health.link_ok and rt.health.state is not State.DISABLED]
+              and rt.health.link_ok and rt.health.state is not State.DISABLED
+              and rt.cfg.name not in standby]
     return [rt for rt in usable if state_for_plan(rt, rt.v4)[0].live] or usable

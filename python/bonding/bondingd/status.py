@@ -21,7 +21,9 @@ from typing import Any, Protocol
 from bonding import __version__
 from bonding.bondingd.runtime import FamilyRuntime, PathRuntime, measures, window
 from bonding.config import Config, Problem
+from bonding.core.cadence import Cadence
 from bonding.core.health import Params, State
+from bonding.core.roles import Standing
 
 log = logging.getLogger("bondingd")
 
@@ -36,6 +38,8 @@ class KernelView:
         default_factory=lambda: {4: (), 6: ()})  # paths with endpoints and routes, per family
     endpoint_ids: Mapping[str, int] = field(default_factory=dict)  # by local address
     subflows: Counter[str] | None = None  # established subflows by local address; None: unknown
+    standing: Mapping[str, Standing] = field(default_factory=dict)  # bonding.core.roles
+    cadence: Mapping[str, Cadence] = field(default_factory=dict)  # probe interval, by path
 
     def endpoint_id(self, address: str | None) -> int | None:
         return None if address is None else self.endpoint_ids.get(address)
@@ -82,6 +86,7 @@ def path_status(rt: PathRuntime, params: Params, kernel: KernelView, *, ipv6: bo
         "since": round(rt.since_wall, 3),
         "backup": rt.backup,
         "forced_backup": rt.forced_backup,
+        **role_status(rt, kernel),
         "enabled": rt.enabled,
         "interface": rt.cfg.interface,
         "device": rt.device,
@@ -186,13 +191,16 @@ class Sources(Protocol):
     def counters_at(self) -> float: ...  # uptime when the byte counters were read
     @property
     def subflows(self) -> Counter[str] | None: ...
+    @property
+    def cadence(self) -> Mapping[str, Cadence]: ...  # each path's probe interval
+    def standings(self) -> Mapping[str, Standing]: ...  # each path's role at work
 
 
 def kernel_view(d: Sources) -> KernelView:
-    k = d.kernel
+    k, standing, cadence = d.kernel, dict(d.standings()), dict(d.cadence)
     if k is None:
-        return KernelView(subflows=d.subflows)
-    return KernelView(k.carriers, k.reconciler.endpoint_ids, d.subflows)
+        return KernelView(subflows=d.subflows, standing=standing, cadence=cadence)
+    return KernelView(k.carriers, k.reconciler.endpoint_ids, d.subflows, standing, cadence)
 
 
 def no_proxy(since: float) -> dict[str, Any]:
@@ -224,6 +232,16 @@ def status(d: Sources, detail: bool = False) -> dict[str, Any]:
                    + (dp.errors() if dp is not None else [])),
         "ubus": {"connected": d.bus is not None and d.bus.connected, "error": d.bus_error},
     }
+
+
+def role_status(rt: PathRuntime, kernel: KernelView) -> dict[str, Any]:
+    """The path's role, whether it stands by and why, and how often it is probed."""
+    st = kernel.standing.get(rt.cfg.name)
+    cad = kernel.cadence.get(rt.cfg.name)
+    return {"role": rt.cfg.role, "standby": st is not None and st.standby,
+            "standby_reason": st.reason if st is not None else "",
+            "probe_interval_ms": cad.interval_ms if cad is not None else None,
+            "probe_cadence": cad.why if cad is not None else ""}
 
 
 class StatusFile:

@@ -45,6 +45,8 @@ class Globals:
     # asks the next target only while none has (bonding.probe).  The reply timeout adapts to the
     # path's RTT within these bounds.
     probe_interval_ms: int = 150
+    # A role-backup path standing by is probed this rarely (bonding.core.cadence).
+    standby_probe_interval_ms: int = 60000
     probe_timeout_min_ms: int = 250
     probe_timeout_ms: int = 1000
     down_count: int = 3  # down after this many failed rounds ...
@@ -130,6 +132,9 @@ class PathConfig:
     gateway6: str | None = None  # IPv6 next hop; otherwise learnt from the main table
     enabled: bool = True
     backup: bool = False  # forced backup: carries traffic only when no other path is up
+    # 'bond' (default) or 'backup': no endpoint and slow probing while a bond path is up
+    # (bonding.core.roles, bonding.core.cadence)
+    role: str = "bond"
     download_kbit: int | None = None
     upload_kbit: int | None = None
     probe_targets: tuple[str, ...] = ()  # replaces the global targets (per family) when set

@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable
 from typing import Final, TypeVar
 
+from bonding.core.roles import ROLES
+
 # --- value parsers: str → value, or ValueError with the expectation in words ------------------
 
 _TRUE = {"1", "true", "yes", "on", "enabled"}
@@ -310,3 +312,14 @@ def apn(raw: str) -> str:
                          "(ask the mobile operator, e.g. 'internet')")
     return raw
 
+
+def role(raw: str) -> str:
+    """A path's role (bonding.core.roles)."""
+    v = raw.strip()
+    if v == "spill":
+        raise ValueError("role 'spill' is not supported yet: use 'bond' (always used) or "
+                         "'backup' (used only while no bond path is up)")
+    if v not in ROLES:
+        raise ValueError("not one of: " + ", ".join(ROLES)
+                         + " ('backup': used only while no bond path is up)")
+    return v

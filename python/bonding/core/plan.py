@@ -25,6 +25,9 @@ tproxy_table: local default dev lo (IPv4), local ::/0 dev lo (IPv6).
 Path table i: default via the path's gateway dev its device (kept while the path has an
 address, also when it is down, so probes can see it come back); IPv6: via its IPv6 gateway
 (often link-local), in the same table number.
+Role-backup paths (bonding.core.roles) stand by while a bond path is up in the family: they
+keep their rule and path table (so their probes leave by their link) but get no endpoint and
+no server route.
 route_table: the servers over every live non-backup path (ECMP, weighted by declared upload
 rate), so no single link is the master; the router's own default route on the first live path.
 The IPv6 servers go over the paths whose IPv6 is live.
@@ -52,6 +55,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from bonding.core.health import State
+from bonding.core.roles import Member, Role, standby_names
 
 RULE_TPROXY_OFFSET = 0
 RULE_MAIN_OFFSET = 1
@@ -101,6 +105,7 @@ class PathView:
     weight_kbit: int | None = None
     congctl: str | None = None  # for subflows joining over this path; None: the plan's
     v6: FamilyView | None = None
+    role: Role = Role.BOND  # bonding.core.roles: a backup stands by while a bond path is up
 
     def family(self, family: int) -> FamilyView | None:
         if family == V6:
@@ -195,6 +200,8 @@ class Plan:
     fail_open: bool  # no path is up (IPv4): every path with a link is used anyway
     carriers6: tuple[str, ...] = ()  # names of the paths carrying IPv6 traffic
     fail_open6: bool = False  # the same for IPv6
+    standby: tuple[str, ...] = ()  # role-backup paths standing by (IPv4)
+    standby6: tuple[str, ...] = ()  # the same for IPv6
 
     def tables(self) -> set[int]:
         return {r.table for r in self.routes}
@@ -218,6 +225,7 @@ class _FamilyPlan:
     rules: tuple[RuleWant, ...]
     carriers: tuple[str, ...]
     fail_open: bool
+    standby: tuple[str, ...] = ()
 
 
 def _family(family: int, paths: Sequence[PathView], servers: Sequence[str], *,
@@ -230,6 +238,8 @@ def _family(family: int, paths: Sequence[PathView], servers: Sequence[str], *,
     fail_open = not live and bool(usable)
     if fail_open:
         live = usable
+    resting = standby_names([Member(p.name, p.role, f.state) for p, f in live])
+    live = [(p, f) for p, f in live if p.name not in resting]
     active = [(p, f) for p, f in live if not f.backup] or live
 
     rules: list[RuleWant] = []
@@ -264,7 +274,7 @@ def _family(family: int, paths: Sequence[PathView], servers: Sequence[str], *,
 
     endpoints = tuple(EndpointWant(f.address, p.ifindex or 0, f.backup) for p, f in live)
     return _FamilyPlan(endpoints, tuple(routes), tuple(rules), tuple(p.name for p, _ in live),
-                       fail_open)
+                       fail_open, tuple(p.name for p in paths if p.name in resting))
 
 
 def plan(paths: Sequence[PathView], servers: Sequence[str], *, route_table: int,
@@ -293,8 +303,9 @@ def plan(paths: Sequence[PathView], servers: Sequence[str], *, route_table: int,
     tproxy6 = tproxy if tproxy is not None and tproxy.ipv6 else None
     if not (tproxy6 or any(p.v6 is not None and p.ifindex for p in paths)):
         return Plan(endpoints=v4.endpoints, routes=v4.routes, rules=v4.rules,
-                    carriers=v4.carriers, fail_open=v4.fail_open)
+                    carriers=v4.carriers, fail_open=v4.fail_open, standby=v4.standby)
     v6 = family(V6, servers=[s for s in servers if ":" in s], tproxy=tproxy6)
     return Plan(endpoints=v4.endpoints + v6.endpoints, routes=v4.routes + v6.routes,
                 rules=v4.rules + v6.rules, carriers=v4.carriers, fail_open=v4.fail_open,
-                carriers6=v6.carriers, fail_open6=v6.fail_open)
+                carriers6=v6.carriers, fail_open6=v6.fail_open, standby=v4.standby,
+                standby6=v6.standby)
