@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_luci import _accepts
 
 from bonding.config import rules
 
@@ -62,14 +63,6 @@ def _corpus() -> dict[str, list[str]]:
     out["name"] += _random(rng, "aZ09_- ", 300)
     out["action"] += ["path:" + x for x in _random(rng, "aZ09_-:", 200)]
     return {k: [v for v in vs if v.strip()] for k, vs in out.items()}
-
-
-def _accepts(parse: Callable[[str], Any], raw: str) -> bool:
-    try:
-        parse(raw)
-    except ValueError:
-        return False
-    return True
 
 
 @pytest.mark.skipif(NODE is None, reason="node not found: the LuCI tests need Node.js "

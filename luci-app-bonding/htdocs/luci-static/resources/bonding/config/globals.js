@@ -50,7 +50,10 @@ function probingTab(s) {
 		  1, 100, '5' ],
 		[ 'up_count', _('Good rounds to come back'),
 		  _('A down link is declared up again after this many good rounds in a row, so a flapping link does not flap the bond.'),
-		  1, 100, '5' ]
+		  1, 100, '5' ],
+		[ 'standby_probe_interval_ms', _('Standby probe interval (ms)'),
+		  _('Time between two probe rounds of a backup link that stands by: it costs almost no data, and the normal interval comes back as soon as the link may be needed.'),
+		  1000, 3600000, '60000' ]
 	]);
 
 	const o = s.taboption('probing', form.DynamicList, 'probe_target', _('Probe targets'),

@@ -68,6 +68,14 @@ function pathsSection(m) {
 	o.default = o.disabled;
 	o.editable = true;
 
+	o = s.option(form.ListValue, 'role', _('Role'),
+		_('Bond: always used. Backup: carries traffic only while no bond link is up, and is probed rarely while it stands by.'));
+	o.value('bond', _('Bond'));
+	o.value('backup', _('Backup'));
+	o.default = 'bond';
+	o.optional = true;
+	o.modalonly = true;
+
 	o = s.option(form.Value, 'download_kbit', _('Download (kbit/s)'),
 		_('The link\'s download rate, if known. Empty: measured.'));
 	o.datatype = 'and(uinteger,range(1,100000000))';
