@@ -333,6 +333,7 @@ class Daemon:
             "rules": (self.kernel.pinning.status(self.dataplane is not None
                                                  and self.dataplane.running)
                       if self.kernel is not None else []),
+            "realtime": self.kernel.realtime.status() if self.kernel is not None else None,
             "config_problems": [str(p) for p in self.problems],
             "errors": ((self.kernel.errors if self.kernel is not None else [])
                        + (self.dataplane.errors() if self.dataplane is not None else [])),

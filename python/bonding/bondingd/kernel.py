@@ -13,6 +13,7 @@ from bonding.config import Config
 from bonding.core.plan import PathView, TproxyWant, plan
 from bonding.dataplane.nft import NftError
 from bonding.dataplane.pinning import TABLE, Pinning
+from bonding.dataplane.realtime import Realtime
 from bonding.netlink.core import NetlinkError
 from bonding.netlink.mptcp import MptcpPM
 from bonding.netlink.rtnl import Rtnl
@@ -24,9 +25,11 @@ MAX_ERRORS = 10  # the last action errors kept for status
 
 class Kernel:
     def __init__(self, rtnl: Rtnl, pm: MptcpPM | None, reconciler: Reconciler,
-                 errors: Sequence[str] = (), pinning: Pinning | None = None) -> None:
+                 errors: Sequence[str] = (), pinning: Pinning | None = None,
+                 realtime: Realtime | None = None) -> None:
         self.rtnl = rtnl
         self.pinning = pinning or Pinning()  # the rule sections' nftables table
+        self.realtime = realtime or Realtime()  # realtime UDP on the lowest-RTT path
         self.pm = pm
         self.reconciler = reconciler
         self.open_errors = list(errors)  # what is missing for good (no MPTCP path manager)
@@ -54,7 +57,7 @@ class Kernel:
 
     @property
     def errors(self) -> list[str]:
-        pins = [self.pinning.error] if self.pinning.error else []
+        pins = [e for e in (self.pinning.error, self.realtime.error) if e]
         return self.open_errors + self.limit_errors + self.action_errors + pins
 
     def set_limits(self, cfg: Config) -> None:
@@ -73,6 +76,7 @@ class Kernel:
             out = self.reconciler.cleanup(g.rule_priority, tables)
             self.carriers = {4: (), 6: ()}
             self.pinning.apply(cfg, views)  # none while disabled
+            self.realtime.apply(cfg, views)
         else:
             servers = cfg.server_addresses()
             if g.ipv6:
@@ -94,6 +98,7 @@ class Kernel:
             out = self.reconciler.apply(p, rule_priority=g.rule_priority, tables=tables,
                                         adopt=adopt)
             self.pinning.apply(cfg, views)  # after the policy rules it needs
+            self.realtime.apply(cfg, views)  # its masquerade is the pinning table's
         for c in out.changes:
             log.info("kernel: %s", c)
         self.action_errors = out.errors[-MAX_ERRORS:]
@@ -104,6 +109,10 @@ class Kernel:
             self.pinning.remove()
         except (OSError, NftError) as e:
             log.error("nftables: removing table inet %s: %s", TABLE, e)
+        try:
+            self.realtime.remove()
+        except (OSError, NftError) as e:
+            log.error("nftables: removing the realtime table: %s", e)
         self.reconciler.cleanup(rule_priority, tables)
         self.rtnl.close()
         if self.pm is not None:

@@ -101,6 +101,7 @@ class PathView:
     weight_kbit: int | None = None
     congctl: str | None = None  # for subflows joining over this path; None: the plan's
     v6: FamilyView | None = None
+    rtt_ms: float | None = None  # the IPv4 probes' smoothed RTT (realtime takes the lowest)
 
     def family(self, family: int) -> FamilyView | None:
         if family == V6:
