@@ -19,7 +19,10 @@ One table of its own, ``table inet bonding_realtime``:
 Every datagram is marked anew, so a flow follows the chosen path.  When the choice changes
 (bondingd re-renders on every change of the paths' state) the conntrack entries with the
 realtime bit are deleted (bonding.netlink.conntrack): the next datagram of each flow gets a new
-entry, masqueraded to the new path's address.  With no live path nothing is marked: realtime
+entry, masqueraded to the new path's address.  (The kernel would kill a masqueraded entry whose
+output device changed by itself, nf_nat_oif_changed, but drops the datagram that finds it: the
+lab saw the same gap without the flush; the flush saves that datagram per flow and covers an
+SNAT rule a user's firewall puts there instead.)  With no live path nothing is marked: realtime
 traffic is bonded like the rest.  IPv6 is not steered (it is not NATed): it stays bonded.
 """
 
