@@ -334,6 +334,7 @@ class Daemon:
                                                  and self.dataplane.running)
                       if self.kernel is not None else []),
             "realtime": self.kernel.realtime.status() if self.kernel is not None else None,
+            "shaping": self.kernel.shaper.status() if self.kernel is not None else {},
             "config_problems": [str(p) for p in self.problems],
             "errors": ((self.kernel.errors if self.kernel is not None else [])
                        + (self.dataplane.errors() if self.dataplane is not None else [])),

@@ -114,7 +114,7 @@ def test_the_table_marks_realtime_udp_for_the_chosen_path() -> None:
     assert "ip saddr { 192.168.1.20 } goto steer" in lan
     marks = PinMarks.above(G.tproxy_mask)
     assert _chain(text, "steer") == [
-        f"meta mark set meta mark & 0xffff81ff | {marks.path(1):#010x} "
+        f"meta mark set meta mark & 0xffff81ff | {marks.path(1) | 0x8000:#010x} "
         f"ct mark set ct mark | {realtime.realtime_bit(marks):#010x} accept"]
     assert realtime.realtime_bit(marks) == 0x8000 and not 0x8000 & marks.mask
 

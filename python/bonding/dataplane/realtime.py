@@ -14,7 +14,8 @@ One table of its own, ``table inet bonding_realtime``:
 - chain ``lan`` skips answers, what is addressed to the router and the bypassed networks, and
   sends to chain ``steer`` what is realtime: its DSCP, a port of either end, its device;
 - chain ``steer`` puts the pin mark of the chosen path on the packet (``policy rule fwmark →
-  that path's table``) and the realtime bit on its connection.
+  that path's table``) and the realtime bit on the packet (bonding.dataplane.shaping's
+  realtime class) and on its connection.
 
 Every datagram is marked anew, so a flow follows the chosen path.  When the choice changes
 (bondingd re-renders on every change of the paths' state) the conntrack entries with the
@@ -118,8 +119,10 @@ class RealtimeRuleset:
         if self.path_index is None:
             return ["\t\t# no live path: realtime is bonded"]
         keep = f"{~self.marks.mask & 0xFFFFFFFF:#010x}"
-        return [f"\t\tmeta mark set meta mark & {keep} | {self.marks.path(self.path_index):#010x} "
-                f"ct mark set ct mark | {realtime_bit(self.marks):#010x} accept"]
+        bit = realtime_bit(self.marks)
+        mark = self.marks.path(self.path_index) | bit  # the bit: the shaper's realtime class
+        return [f"\t\tmeta mark set meta mark & {keep} | {mark:#010x} "
+                f"ct mark set ct mark | {bit:#010x} accept"]
 
     def render(self) -> str:
         lines = [
