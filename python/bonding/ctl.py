@@ -174,6 +174,13 @@ def format_status(st: Mapping[str, Any], now: float | None = None) -> str:
          str(r.get("action")) + (f" (fallback {r['fallback']})" if r.get("fallback") else "")
          + (", no QUIC" if r.get("block_quic") else ""),
          str(r.get("effective")), str(r.get("why"))) for r in rules]) if rules else []
+    rt = st.get("realtime")
+    if rt:
+        lines.append(f"realtime: {rt.get('path') or 'bonded'} ({rt.get('why')})")
+    for name, sh in (st.get("shaping") or {}).items():
+        lines.append(f"shaping {name}: " + (sh.get("error") or
+                     f"{sh.get('qdisc')} up {sh.get('upload_kbit') or '-'} down "
+                     f"{sh.get('download_kbit') or '-'} kbit/s"))
     for title, key in (("config", "config_problems"), ("error", "errors")):
         lines += [f"{title}: {x}" for x in st.get(key, [])]
     return "\n".join(lines)

@@ -186,8 +186,8 @@ def test_an_unwritable_status_file_is_logged_not_raised(
 # the top-level keys of `status` (README's ubus section, LuCI's status view and bondingctl read
 # them)
 REPLY_KEYS = {"version", "uptime", "counters_at", "enabled", "fail_open", "fail_open6",
-              "servers", "active_server", "paths", "proxy", "rules", "config_problems",
-              "errors", "ubus"}
+              "servers", "active_server", "paths", "proxy", "rules", "realtime", "shaping",
+              "config_problems", "errors", "ubus"}
 
 
 @dataclass
@@ -201,6 +201,17 @@ class FakePinning:
         return [{"name": "voip", "applied": proxy_running}]
 
 
+class FakeRealtime:
+    def status(self) -> dict[str, Any] | None:
+        return {"path": "wan", "why": "lowest RTT"}
+
+
+class FakeShaper:
+    def status(self) -> dict[str, Any]:
+        return {"wan": {"upload_kbit": 9500, "download_kbit": 47500, "qdisc": "htb",
+                        "error": ""}}
+
+
 @dataclass
 class FakeKernel:
     fail_open: bool = True
@@ -209,6 +220,8 @@ class FakeKernel:
     carriers: dict[int, tuple[str, ...]] = field(default_factory=lambda: {4: ("wan",), 6: ()})
     reconciler: FakeReconciler = field(default_factory=lambda: FakeReconciler({"100.64.1.2": 3}))
     pinning: FakePinning = field(default_factory=FakePinning)
+    realtime: FakeRealtime = field(default_factory=FakeRealtime)
+    shaper: FakeShaper = field(default_factory=FakeShaper)
 
 
 @dataclass
@@ -276,6 +289,8 @@ def test_status_reads_the_kernel_proxy_servers_and_bus() -> None:
     assert st["fail_open"] and not st["fail_open6"]
     assert st["errors"] == ["no MPTCP path manager", "nftables: busy"]
     assert st["rules"] == [{"name": "voip", "applied": True}]
+    assert st["realtime"] == {"path": "wan", "why": "lowest RTT"}
+    assert st["shaping"]["wan"]["qdisc"] == "htb"
     assert st["proxy"] == {"backend": "sing-box", "state": "running"}
     assert st["servers"] == [{"name": "vps"}] and st["active_server"] == {"name": "vps"}
     assert st["config_problems"] == [str(problem)] and st["ubus"]["connected"]

@@ -10,9 +10,11 @@ from pathlib import Path
 
 from bonding.actions import Reconciler
 from bonding.config import Config
-from bonding.core.plan import PathView, TproxyWant, plan
+from bonding.core.plan import PathView, PinMarks, TproxyWant, plan
 from bonding.dataplane.nft import NftError
 from bonding.dataplane.pinning import TABLE, Pinning
+from bonding.dataplane.realtime import Realtime, realtime_bit
+from bonding.dataplane.shaping import Shaper
 from bonding.netlink.core import NetlinkError
 from bonding.netlink.mptcp import MptcpPM
 from bonding.netlink.rtnl import Rtnl
@@ -24,9 +26,12 @@ MAX_ERRORS = 10  # the last action errors kept for status
 
 class Kernel:
     def __init__(self, rtnl: Rtnl, pm: MptcpPM | None, reconciler: Reconciler,
-                 errors: Sequence[str] = (), pinning: Pinning | None = None) -> None:
+                 errors: Sequence[str] = (), pinning: Pinning | None = None,
+                 realtime: Realtime | None = None, shaper: Shaper | None = None) -> None:
         self.rtnl = rtnl
         self.pinning = pinning or Pinning()  # the rule sections' nftables table
+        self.realtime = realtime or Realtime()  # realtime UDP on the lowest-RTT path
+        self.shaper = shaper or Shaper()  # each path's qdiscs (option shaping)
         self.pm = pm
         self.reconciler = reconciler
         self.open_errors = list(errors)  # what is missing for good (no MPTCP path manager)
@@ -55,8 +60,9 @@ class Kernel:
 
     @property
     def errors(self) -> list[str]:
-        pins = [self.pinning.error] if self.pinning.error else []
-        return self.open_errors + self.limit_errors + self.action_errors + pins
+        pins = [e for e in (self.pinning.error, self.realtime.error) if e]
+        return (self.open_errors + self.limit_errors + self.action_errors + pins
+                + list(self.shaper.errors.values()))
 
     def set_limits(self, cfg: Config) -> None:
         g = cfg.globals
@@ -74,6 +80,7 @@ class Kernel:
             out = self.reconciler.cleanup(g.rule_priority, tables)
             self.carriers = {4: (), 6: ()}
             self.pinning.apply(cfg, views)  # none while disabled
+            self.realtime.apply(cfg, views)
         else:
             servers = cfg.server_addresses()
             if g.ipv6:
@@ -95,6 +102,8 @@ class Kernel:
             out = self.reconciler.apply(p, rule_priority=g.rule_priority, tables=tables,
                                         adopt=adopt)
             self.pinning.apply(cfg, views)  # after the policy rules it needs
+            self.realtime.apply(cfg, views)  # its masquerade is the pinning table's
+        self.shaper.apply(cfg, views, realtime_bit(PinMarks.above(g.tproxy_mask)))
         for c in out.changes:
             log.info("kernel: %s", c)
         self.action_errors = out.errors[-MAX_ERRORS:]
@@ -109,6 +118,11 @@ class Kernel:
             self.pinning.forget_include()
         except OSError as e:
             log.error("nftables: removing the fw4 include of table inet %s: %s", TABLE, e)
+        try:
+            self.realtime.remove()
+        except (OSError, NftError) as e:
+            log.error("nftables: removing the realtime table: %s", e)
+        self.shaper.remove()
         self.reconciler.cleanup(rule_priority, tables)
         self.rtnl.close()
         if self.pm is not None:

@@ -42,7 +42,8 @@ def path_views(paths: Iterable[PathRuntime],
             name=rt.cfg.name, index=rt.index, device=rt.device, ifindex=rt.ifindex,
             address=rt.v4.address, gateway=rt.v4.gateway, state=state,
             link_ok=rt.v4.health.link_ok, backup=backup, weight_kbit=rt.cfg.upload_kbit,
-            congctl=congctl(rt.cfg.name), v6=v6, role=Role(rt.cfg.role)))
+            congctl=congctl(rt.cfg.name), v6=v6, role=Role(rt.cfg.role),
+            rtt_ms=rt.v4.health.srtt_ms))
     return out
 
 

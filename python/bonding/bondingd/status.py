@@ -124,6 +124,14 @@ class Rules(Protocol):
     def status(self, proxy_running: bool) -> list[dict[str, Any]]: ...
 
 
+class Realtime(Protocol):
+    def status(self) -> dict[str, Any] | None: ...
+
+
+class Shaping(Protocol):
+    def status(self) -> dict[str, Any]: ...
+
+
 class KernelParts(Protocol):
     """What the status reads of bondingd.kernel.Kernel."""
 
@@ -139,6 +147,10 @@ class KernelParts(Protocol):
     def reconciler(self) -> Endpoints: ...
     @property
     def pinning(self) -> Rules: ...
+    @property
+    def realtime(self) -> Realtime: ...
+    @property
+    def shaper(self) -> Shaping: ...
 
 
 class ProxyParts(Protocol):
@@ -227,6 +239,8 @@ def status(d: Sources, detail: bool = False) -> dict[str, Any]:
                   for name, rt in d.paths.items()},
         "proxy": dp.status() if dp is not None else no_proxy(d.started_wall),
         "rules": k.pinning.status(dp is not None and dp.running) if k is not None else [],
+        "realtime": k.realtime.status() if k is not None else None,
+        "shaping": k.shaper.status() if k is not None else {},
         "config_problems": [str(p) for p in d.problems],
         "errors": ((k.errors if k is not None else [])
                    + (dp.errors() if dp is not None else [])),

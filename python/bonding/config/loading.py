@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bonding import uci
-from bonding.config import rules
+from bonding.config import realtime, rules
 from bonding.config.model import (
     FAILBACK,
     LOG_LEVELS,
@@ -92,6 +92,12 @@ _GLOBALS: _Spec = {
     "server_failback": ("server_failback", choice(*FAILBACK), False),
     "server_hold_s": ("server_hold_s", whole(0, 86400, " s"), False),
     "dnsmasq_nftset": ("dnsmasq_nftset", rules.conf_path, False),
+    "realtime": ("realtime", boolean, False),
+    "realtime_dscp": ("realtime_dscp", realtime.dscp, True),
+    "realtime_port": ("realtime_ports", realtime.port, True),
+    "realtime_device": ("realtime_devices", realtime.device, True),
+    "shaping": ("shaping", boolean, False),
+    "shaping_pct": ("shaping_pct", whole(50, 100, " %"), False),
 }
 
 _SERVER: _Spec = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
+from bonding.config import realtime as realtime_cfg
 from bonding.config.rules import Rule
 from bonding.config.values import is_ipv4, is_ipv6
 
@@ -96,6 +97,15 @@ class Globals:
     # Pinning (`config rule` with dest_domain): dnsmasq's nftset lines go to this file, which
     # dnsmasq reads from its conf-dir (bonding.dataplane.domains); "" writes none.
     dnsmasq_nftset: str = "/tmp/dnsmasq.d/bonding-rules.conf"
+    # Realtime UDP (bonding.config.realtime): natively through the live path with the lowest
+    # RTT (bonding.dataplane.realtime); shaping: each path's egress (and ingress, by ifb) just
+    # below its declared rate, realtime first (bonding.dataplane.shaping).
+    realtime: bool = False
+    realtime_dscp: tuple[str, ...] = realtime_cfg.DEFAULT_DSCP
+    realtime_ports: tuple[str, ...] = realtime_cfg.DEFAULT_PORTS
+    realtime_devices: tuple[str, ...] = ()
+    shaping: bool = False
+    shaping_pct: int = 95  # of each path's upload_kbit / download_kbit
 
 
 @dataclass(frozen=True)

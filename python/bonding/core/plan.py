@@ -106,6 +106,7 @@ class PathView:
     congctl: str | None = None  # for subflows joining over this path; None: the plan's
     v6: FamilyView | None = None
     role: Role = Role.BOND  # bonding.core.roles: a backup stands by while a bond path is up
+    rtt_ms: float | None = None  # the IPv4 probes' smoothed RTT (realtime takes the lowest)
 
     def family(self, family: int) -> FamilyView | None:
         if family == V6:

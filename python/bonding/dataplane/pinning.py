@@ -294,8 +294,9 @@ class Pinning:
 
     def marks(self, cfg: Config) -> PinMarks | None:
         """The marks for plan() (None: no enabled rule, no policy rule)."""
-        if not cfg.globals.enabled or not any(r.enabled for r in cfg.rules):
-            return None
+        g = cfg.globals
+        if not g.enabled or not (g.realtime or any(r.enabled for r in cfg.rules)):
+            return None  # (realtime traffic takes the pin marks and the masquerade too)
         return PinMarks.above(cfg.globals.tproxy_mask)
 
     def apply(self, cfg: Config, views: Sequence[PathView]) -> None:

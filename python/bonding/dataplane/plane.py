@@ -132,7 +132,8 @@ class DataPlane:
         g = cfg.globals
         self.ipv6_native = nft.lan_ipv6(g, self._server_in_use())
         ipv6 = not self.ipv6_native
-        pins = PinMarks.above(g.tproxy_mask).mask if any(r.enabled for r in cfg.rules) else 0
+        steered = g.realtime or any(r.enabled for r in cfg.rules)  # pin-marked: left alone
+        pins = PinMarks.above(g.tproxy_mask).mask if steered else 0
         self.ruleset = nft.build(g, cfg.server_addresses(), cfg.server_addresses6(), ipv6=ipv6,
                                  pin_mask=pins)
         self._tproxy = TproxyWant(g.tproxy_mark, g.tproxy_mask, g.tproxy_table, ipv6=ipv6)

@@ -22,8 +22,9 @@ def stream(host: str, port: int, pps: float, seconds: float, size: int = VOICE_B
     """Send the stream for `seconds`, take echoes until `linger` s after the last one.
 
     Returns {"sent", "received", "lost", "pps", "first", "last" (when the first and the last
-    datagram were sent), "arrivals": [[seq, sent_at, received_at]]} (times: the wall clock, as
-    time.time(), so a fault's moment taken elsewhere compares)."""
+    datagram were sent), "arrivals": [[seq, sent_at, received_at]], "via": [[seq, address]]:
+    the address the target saw the stream come from, at each change (echo order)} (times: the
+    wall clock, as time.time(), so a fault's moment taken elsewhere compares)."""
     if not 0 < pps <= 1000 or not 0 < seconds <= 600:
         raise ValueError("pps 0–1000, seconds 0–600")
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -33,6 +34,7 @@ def stream(host: str, port: int, pps: float, seconds: float, size: int = VOICE_B
     interval = 1.0 / pps
     n = int(seconds * pps)
     arrivals: dict[int, tuple[float, float]] = {}
+    via: list[list[Any]] = []  # [seq, the address the target saw] whenever that changes
     t0 = time.monotonic()
     wall0 = time.time()
     sent = 0
@@ -57,14 +59,17 @@ def stream(host: str, port: int, pps: float, seconds: float, size: int = VOICE_B
                 break
             except OSError:
                 continue
-            body = data.split(b" ", 1)[-1]  # udp-echo puts the sender's address first
+            head, _, body = data.partition(b" ")  # udp-echo puts the sender's address first
             if len(body) >= _VOICE.size:
                 seq, at = _VOICE.unpack_from(body)
                 arrivals.setdefault(seq, (at, wall0 + (time.monotonic() - t0)))
+                seen = head.decode(errors="replace")
+                if not via or via[-1][1] != seen:
+                    via.append([seq, seen])
     sock.close()
     return {"sent": sent, "received": len(arrivals), "lost": sent - len(arrivals), "pps": pps,
             "first": wall0, "last": last,
-            "arrivals": sorted([q, a, b] for q, (a, b) in arrivals.items())}
+            "arrivals": sorted([q, a, b] for q, (a, b) in arrivals.items()), "via": via}
 
 
 def longest_silence(report: dict[str, Any], start: float | None = None,

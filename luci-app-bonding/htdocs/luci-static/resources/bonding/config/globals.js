@@ -159,6 +159,56 @@ function failoverTab(s) {
 	made.server_hold_s.depends('server_failback', 'return');
 }
 
+/* as bonding.config.realtime's dscp, port and device */
+const DSCP = [ 'ef', 'cs4', 'cs5', 'af41', 'af42', 'af43', 'cs3', 'cs6', 'af31', 'af32', 'af33', 'va' ];
+
+function realtimeValid(kind, value) {
+	const v = String(value == null ? '' : value).trim().toLowerCase();
+	if (v === '')
+		return true;
+	if (kind == 'dscp')
+		return (DSCP.indexOf(v) >= 0 || (/^\d{1,2}$/.test(v) && +v <= 63)) ? true
+			: _('A DSCP class (%s) or 0–63').format(DSCP.join(', '));
+	if (kind == 'port') {
+		const m = v.match(/^(\d{1,5})(?:-(\d{1,5}))?$/);
+		const lo = m ? +m[1] : 0, hi = m ? (m[2] ? +m[2] : lo) : 0;
+		return (m && lo >= 1 && lo <= hi && hi <= 65535) ? true
+			: _('A UDP port or a range low-high, e.g. 5060 or 10000-20000');
+	}
+	const ip = v.match(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\/(\d{1,2}))?$/);
+	const ipOk = ip && ip.slice(1, 5).every(function(x) { return +x <= 255; })
+		&& (ip[5] == null || +ip[5] <= 32) && validators.network(null, v) === true;
+	return (/^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$/.test(v) || ipOk) ? true
+		: _('A MAC (aa:bb:cc:dd:ee:ff) or IPv4 address (192.168.1.20)');
+}
+
+function realtimeTab(s) {
+	let o = s.taboption('realtime', form.Flag, 'realtime', _('Steer realtime traffic'),
+		_('Voice, video calls and games (IPv4 UDP) leave natively by the live link with the lowest RTT, never inside the bonded TCP connection, and move when that link dies.'));
+	o.default = o.disabled;
+
+	for (const [ name, title, description, kind, placeholder ] of [
+		[ 'realtime_dscp', _('DSCP classes'), _('Empty: ef cs4 cs5 af41 af42 af43.'), 'dscp', 'ef' ],
+		[ 'realtime_port', _('UDP ports'), _('Either end. Empty: SIP, STUN/TURN, Zoom, Google Meet, the RTP ranges and common game ports (see the README).'), 'port', '5060-5061' ],
+		[ 'realtime_device', _('Devices'), _('All UDP of these LAN devices (MAC or IPv4) is realtime.'), 'device', 'aa:bb:cc:dd:ee:ff' ]
+	]) {
+		o = s.taboption('realtime', form.DynamicList, name, title, description);
+		o.placeholder = placeholder;
+		o.depends('realtime', '1');
+		o.validate = function(section_id, value) { return realtimeValid(kind, value); };
+	}
+
+	o = s.taboption('realtime', form.Flag, 'shaping', _('Shape the links'),
+		_('Links with a declared download or upload rate are shaped just below it, with strict priority for realtime traffic and the probes, so the queue forms here and not at the ISP.'));
+	o.default = o.disabled;
+
+	options.intOptions(s, 'realtime', [
+		[ 'shaping_pct', _('Shaped rate (%)'),
+		  _('The share of each declared rate the shaper allows.'),
+		  50, 100, '95' ]
+	]);
+}
+
 function advancedTab(s) {
 	options.intOptions(s, 'advanced', [
 		[ 'mptcp_subflows', _('MPTCP subflows'),
@@ -209,6 +259,7 @@ function globalsSection(m) {
 	s.tab('dataplane', _('Transparent proxy'));
 	s.tab('failover', _('Server failover'),
 		_('Every enabled server is probed through every working link (a TCP connection to its port). When the server in use stops answering through all of them, new connections go to the next server by priority.'));
+	s.tab('realtime', _('Realtime and shaping'));
 	s.tab('advanced', _('Advanced'));
 
 	generalTab(s);
@@ -216,6 +267,7 @@ function globalsSection(m) {
 	thresholdsTab(s);
 	dataplaneTab(s);
 	failoverTab(s);
+	realtimeTab(s);
 	advancedTab(s);
 }
 
