@@ -35,6 +35,9 @@ from bonding.bondingd.hooks import Hooks, path_action, send_event, server_action
 from bonding.bondingd.kernel import Kernel
 from bonding.bondingd.kernelview import read_view, resolve
 from bonding.bondingd.linkevents import on_event
+from bonding.bondingd.mptcpwatch import EVENT as MPTCP_EVENT
+from bonding.bondingd.mptcpwatch import MptcpGuard, hook_env
+from bonding.bondingd.mptcpwatch import event as mptcp_event
 from bonding.bondingd.netifd_bridge import NetifdBridge
 from bonding.bondingd.params import health_params
 from bonding.bondingd.planview import path_views, server_probe_paths
@@ -44,6 +47,7 @@ from bonding.bondingd.samplers import SubflowSampler, sample_counters
 from bonding.bondingd.status import STATUS_FILE, KernelView, StatusFile, path_status
 from bonding.config import Config, PathConfig
 from bonding.core import health as hl
+from bonding.core import mptcpblock
 from bonding.core.health import Health, Params, State
 from bonding.core.plan import PathView
 from bonding.dataplane import DataPlane
@@ -51,7 +55,7 @@ from bonding.failover import Change, Failover
 from bonding.netlink.core import NetlinkError
 from bonding.netlink.monitor import Event, LinkMonitor
 from bonding.probe import PathProber
-from bonding.serverprobe import Via
+from bonding.serverprobe import Target, Via
 from bonding.ubus import Ubus, UbusError, UbusLibraryError
 
 log = logging.getLogger("bondingd")
@@ -89,6 +93,7 @@ class Daemon:
         self.counters_at = 0.0
         self.subflow_sampler = SubflowSampler()
         self.handlers = Handlers(self)
+        self.mptcp = MptcpGuard(self)
         self.probing = Probing(PathProber, self._family_health, lambda: self.params,
                                self.on_round)
         self.failover = Failover(paths=self._server_probe_paths, on_active=self._server_active,
@@ -110,6 +115,7 @@ class Daemon:
         self.params = health_params(cfg.globals)
         configload.set_log_level(cfg)
         self._set_paths(cfg.paths or self._discovered(), reset_overrides=True)
+        self.mptcp.configure(cfg.globals, self.paths)
         if previous is not None:
             configload.prune_removed_keys(self.config_dir, previous, cfg)
         self.failover.configure(cfg)
@@ -247,7 +253,8 @@ class Daemon:
     def _views(self) -> list[PathView]:
         dp = self.dataplane
         return path_views(self.paths.values(),
-                          dp.path_congctl if dp is not None else lambda name: None)
+                          dp.path_congctl if dp is not None else lambda name: None,
+                          self.mptcp.watch.blocked(), self.cfg.globals.mptcp_blocked_native)
 
     def _tables(self) -> set[int]:
         g = self.cfg.globals
@@ -275,6 +282,23 @@ class Daemon:
     def _server_probe_paths(self) -> list[Via]:
         return [Via(rt.cfg.name, rt.device or "", rt.address or "")
                 for rt in server_probe_paths(self.paths.values())]
+
+    # --- MPTCP blocking (bondingd.mptcpwatch) ---------------------------------------------------
+    def mptcp_paths(self) -> list[Via]:
+        return self._server_probe_paths()
+
+    def mptcp_target(self) -> Target | None:
+        return self.failover.active_target()
+
+    def endpoint_addresses(self) -> list[str]:
+        return list(self.kernel.reconciler.endpoint_ids) if self.kernel is not None else []
+
+    def mptcp_changed(self, name: str, st: mptcpblock.PathBlock) -> None:
+        send_event(self.bus, MPTCP_EVENT, mptcp_event(name, st))
+        rt = self.paths.get(name)
+        if rt is not None:
+            self.hooks.fire(hook_env(name, st, rt.cfg.interface or name, rt.device or ""))
+        self.schedule_reconcile()
 
     def _server_active(self, name: str | None) -> None:
         """The server in use changed: the proxy follows (the rest keeps running)."""
@@ -338,6 +362,7 @@ class Daemon:
                        + (self.dataplane.errors() if self.dataplane is not None else [])),
             "ubus": {"connected": self.bus is not None and self.bus.connected,
                      "error": self.bus_error},
+            "mptcp_checks": self.mptcp.settings(self.cfg.globals),
         }
 
     def _kernel(self) -> KernelView:
@@ -347,8 +372,12 @@ class Daemon:
         return KernelView(k.carriers, k.reconciler.endpoint_ids, self.subflows)
 
     def path_status(self, rt: PathRuntime, detail: bool = False) -> dict[str, Any]:
-        return path_status(rt, self.params, self._kernel(), ipv6=self.cfg.globals.ipv6,
-                           detail=detail)
+        out = path_status(rt, self.params, self._kernel(), ipv6=self.cfg.globals.ipv6,
+                          detail=detail)
+        out["mptcp"] = self.mptcp.watch.status(rt.cfg.name, time.monotonic())
+        if out["mptcp"]["blocked"] and not out["reason"]:
+            out["reason"] = out["mptcp"]["reason"]
+        return out
 
     def write_status(self) -> None:
         if not self._dirty:
@@ -467,6 +496,7 @@ class Daemon:
         self._start_ubus()
         self.resolve()
         self.reconcile()
+        self.mptcp.start()
         if hup_while_starting:
             self.reload()
         log.info("bondingd %s started: %d paths, config %s", __version__, len(self.paths),
@@ -477,6 +507,7 @@ class Daemon:
         ticker.cancel()
         failed = await teardown.run_all([
             ("server failover", self.failover.close),
+            ("the MPTCP checks", self.mptcp.close),
             ("the probers", self._stop_probers),
             ("the proxy and its nftables table", self.dataplane.close),
             ("ubus", self._close_bus),
@@ -501,6 +532,8 @@ class Daemon:
             await asyncio.sleep(STATUS_REFRESH_S)
             self.sample_counters()
             self.sample_subflows()
+            self.mptcp.tick(((n, rt.address) for n, rt in self.paths.items()),
+                            self.subflow_sampler.subflows)
             self.write_status()
 
 

@@ -89,6 +89,10 @@ _GLOBALS: _Spec = {
     "server_failback": ("server_failback", choice(*FAILBACK), False),
     "server_hold_s": ("server_hold_s", whole(0, 86400, " s"), False),
     "dnsmasq_nftset": ("dnsmasq_nftset", rules.conf_path, False),
+    "mptcp_check_interval_s": ("mptcp_check_interval_s", whole(0, 86400, " s"), False),
+    "mptcp_join_timeout_s": ("mptcp_join_timeout_s", whole(0, 86400, " s"), False),
+    "mptcp_retest_s": ("mptcp_retest_s", whole(10, 604800, " s"), False),
+    "mptcp_blocked_native": ("mptcp_blocked_native", boolean, False),
 }
 
 _SERVER: _Spec = {

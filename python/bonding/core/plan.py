@@ -101,6 +101,8 @@ class PathView:
     weight_kbit: int | None = None
     congctl: str | None = None  # for subflows joining over this path; None: the plan's
     v6: FamilyView | None = None
+    mptcp_blocked: bool = False  # its ISP blocks MPTCP (bonding.core.mptcpblock): no endpoint,
+    # no first subflow; its table, pinned and native traffic stay
 
     def family(self, family: int) -> FamilyView | None:
         if family == V6:
@@ -230,7 +232,10 @@ def _family(family: int, paths: Sequence[PathView], servers: Sequence[str], *,
     fail_open = not live and bool(usable)
     if fail_open:
         live = usable
-    active = [(p, f) for p, f in live if not f.backup] or live
+    # first subflows (the server routes) and endpoints: not through a path whose ISP blocks
+    # MPTCP, unless no other is live
+    bondable = [(p, f) for p, f in live if not p.mptcp_blocked] or live
+    active = [(p, f) for p, f in bondable if not f.backup] or bondable
 
     rules: list[RuleWant] = []
     routes: list[RouteWant] = []
@@ -262,7 +267,8 @@ def _family(family: int, paths: Sequence[PathView], servers: Sequence[str], *,
                                     (Hop(first.ifindex or 0, ff.gateway),), congctl=cc,
                                     family=family))
 
-    endpoints = tuple(EndpointWant(f.address, p.ifindex or 0, f.backup) for p, f in live)
+    endpoints = tuple(EndpointWant(f.address, p.ifindex or 0, f.backup) for p, f in live
+                      if not p.mptcp_blocked)
     return _FamilyPlan(endpoints, tuple(routes), tuple(rules), tuple(p.name for p, _ in live),
                        fail_open)
 
