@@ -29,12 +29,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from figures import Runs  # noqa: E402
-from labs import prefix  # noqa: E402
-
-from bonding.lab.iperf import Transfer  # noqa: E402
-from bonding.lab.topology import TARGET_ADDR, Lab, parse_links  # noqa: E402
-from bonding.lab.traffic import wait_all_up, wait_for, wait_proxy_running  # noqa: E402
+from bonding.lab.iperf import Transfer
+from bonding.lab.topology import TARGET_ADDR, Lab, parse_links
+from bonding.lab.traffic import wait_all_up, wait_for, wait_proxy_running
+from figures import Runs
+from labs import prefix
 
 LINKS = "50/10ms,30/20ms,20/40ms"
 
