@@ -159,6 +159,8 @@ def format_status(st: Mapping[str, Any], now: float | None = None) -> str:
         state = str(p.get("state", "?"))
         if p.get("backup") and state == "up":
             state = "up/backup"
+        if (p.get("mptcp") or {}).get("blocked") and state.startswith("up"):
+            state += "/no-mptcp"
         rows.append((name, state, p.get("device") or "-",
                      _num(p.get("rtt_ms"), ".1f") + ("ms" if p.get("rtt_ms") is not None else ""),
                      _num(p.get("jitter_ms"), ".1f"), _num(p.get("loss_pct"), ".0f") + "%",

@@ -157,3 +157,15 @@ def test_the_head_line_says_what_becomes_of_lan_ipv6() -> None:
     assert "LAN IPv6 routed natively (server 'vps1' has no IPv6 address)" in head
     st["proxy"]["ipv6"] = {"lan": "proxied", "reason": ""}
     assert ctl.format_status(st, now=NOW).splitlines()[0].endswith("LAN IPv6 proxied")
+
+
+def test_a_path_whose_isp_blocks_mptcp_is_marked_with_its_reason() -> None:
+    reason = ("mptcp-blocked: the ISP drops MP_JOIN (no subflow joins over this link): a "
+              "connection lived 20 s with no subflow over it while joins over other links worked")
+    st = json.loads(json.dumps(STATUS))
+    st["paths"]["wan"].update(reason=reason, mptcp={"blocked": True, "kind": "join-dropped",
+                                                    "reason": reason})
+    rows = {ln.split()[0]: ln for ln in ctl.format_status(st, now=NOW).splitlines()
+            if ln.split()}
+    assert rows["wan"].split()[1] == "up/no-mptcp" and rows["wan"].endswith(reason)
+    assert rows["lte"].split()[1] == "degraded"
