@@ -22,6 +22,7 @@ Each figure: median and range over the runs, failed runs counted.
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import time
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--join-timeout", type=int, default=20, help="mptcp_join_timeout_s")
     p.add_argument("--quiet-s", type=float, default=600.0)
     a = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # the lab comes down on a kill too
     lab = Lab(prefix("m"))
     lab.down(purge=True)
     lab.up(parse_links(LINKS), proxy=True,
@@ -129,18 +131,18 @@ def main(argv: list[str] | None = None) -> int:
                     "mptcp_join_timeout_s": str(a.join_timeout), "mptcp_retest_s": "10"})
     try:
         if not (wait_all_up(lab, 20) and wait_proxy_running(lab, 10)):
-            print(f"lab not up: {lab.status()}")
+            print(f"lab not up: {lab.status()}", flush=True)
             return 1
         print(f"links {LINKS}, check interval {a.interval} s, join timeout {a.join_timeout} s"
-              f" (the host is shared with other work: times may err long)")
+              f" (the host is shared with other work: times may err long)", flush=True)
         alarms = quiet(lab, a.quiet_s)
         print(f"quiet: {a.quiet_s:.0f} s of bonded upload on normal links: "
               f"{len(alarms)} false alarms" + "".join(f"\n  {x}" for x in alarms))
         found, lifted = strip_runs(lab, a.runs, a.interval)
-        print(f"{found.what}: {found.summary()}")
-        print(f"{lifted.what}: {lifted.summary()}")
+        print(f"{found.what}: {found.summary()}", flush=True)
+        print(f"{lifted.what}: {lifted.summary()}", flush=True)
         joins = join_runs(lab, a.runs, a.join_timeout)
-        print(f"{joins.what}: {joins.summary()}")
+        print(f"{joins.what}: {joins.summary()}", flush=True)
         return 0
     finally:
         lab.down(purge=True)
