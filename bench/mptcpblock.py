@@ -61,13 +61,16 @@ def quiet(lab: Lab, seconds: float) -> list[str]:
     alarms: list[str] = []
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        t = upload(lab, min(60.0, max(5.0, end - time.monotonic())), 4)
+        run_s = min(60.0, max(5.0, end - time.monotonic()))
+        t = upload(lab, run_s, 4)
         try:
-            while t.running():
+            stop = time.monotonic() + run_s
+            while time.monotonic() < stop:
                 for name in blocked(lab) - {a.split(" ")[0] for a in alarms}:
                     alarms.append(f"{name} at {seconds - (end - time.monotonic()):.0f} s: "
                                   f"{lab.status()['paths'][name]['mptcp']['reason']}")
                 time.sleep(0.5)
+            t.result(timeout=30)  # reads its report (a full pipe would block iperf3 at the end)
         finally:
             t.stop()
     return alarms
