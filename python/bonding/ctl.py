@@ -161,6 +161,8 @@ def format_status(st: Mapping[str, Any], now: float | None = None) -> str:
             state = "up/backup"
         if p.get("standby"):
             state += "/standby"  # role backup, standing by: no endpoint, slow probes
+        if (p.get("mptcp") or {}).get("blocked") and state.startswith("up"):
+            state += "/no-mptcp"
         rows.append((name, state, p.get("device") or "-",
                      _num(p.get("rtt_ms"), ".1f") + ("ms" if p.get("rtt_ms") is not None else ""),
                      _num(p.get("jitter_ms"), ".1f"), _num(p.get("loss_pct"), ".0f") + "%",

@@ -35,6 +35,9 @@ from bonding.bondingd.hooks import Hooks, send_event, server_action, server_env
 from bonding.bondingd.kernel import Kernel
 from bonding.bondingd.kernelview import read_view, resolve
 from bonding.bondingd.linkevents import on_event
+from bonding.bondingd.mptcpwatch import EVENT as MPTCP_EVENT
+from bonding.bondingd.mptcpwatch import MptcpGuard, hook_env
+from bonding.bondingd.mptcpwatch import event as mptcp_event
 from bonding.bondingd.netifd_bridge import NetifdBridge
 from bonding.bondingd.pathset import PathSet
 from bonding.bondingd.planview import path_views, server_probe_paths
@@ -46,6 +49,7 @@ from bonding.bondingd.status import STATUS_FILE, StatusFile
 from bonding.bondingd.transitions import Transitions
 from bonding.config import Config, PathConfig
 from bonding.core import health as hl
+from bonding.core import mptcpblock
 from bonding.core.cadence import Cadence
 from bonding.core.health import Health, Params
 from bonding.core.plan import PathView
@@ -55,7 +59,7 @@ from bonding.failover import Change, Failover
 from bonding.netlink.core import NetlinkError
 from bonding.netlink.monitor import Event, LinkMonitor
 from bonding.probe import PathProber
-from bonding.serverprobe import Via
+from bonding.serverprobe import Target, Via
 from bonding.ubus import Ubus, UbusError, UbusLibraryError
 
 log = logging.getLogger("bondingd")
@@ -93,6 +97,7 @@ class Daemon:
         self.subflow_sampler = SubflowSampler()
         self.handlers = Handlers(self)
         self.transitions = Transitions(lambda: self.paths, lambda: self.params, self)
+        self.mptcp = MptcpGuard(self)
         self.probing = Probing(PathProber, self._family_health, lambda: self.params,
                                self._on_round)
         self.failover = Failover(paths=self._server_probe_paths, on_active=self._server_active,
@@ -104,6 +109,7 @@ class Daemon:
         if not self.conf.reload():
             return False
         self.pathset.configure(self.cfg)
+        self.mptcp.configure(self.cfg.globals, self.paths)
         self.failover.configure(self.cfg)
         if self.dataplane is not None:
             self.conf.add_problems(self.dataplane.configure(self.cfg, self.config_dir,
@@ -214,7 +220,8 @@ class Daemon:
     def _views(self) -> list[PathView]:
         dp = self.dataplane
         return path_views(self.paths.values(),
-                          dp.path_congctl if dp is not None else lambda name: None)
+                          dp.path_congctl if dp is not None else lambda name: None,
+                          self.mptcp.watch.blocked(), self.cfg.globals.mptcp_blocked_native)
 
     def _tables(self) -> set[int]:
         g = self.cfg.globals
@@ -243,6 +250,23 @@ class Daemon:
         standby = {n for n, s in self.standings().items() if s.standby}
         return [Via(rt.cfg.name, rt.device or "", rt.address or "")
                 for rt in server_probe_paths(self.paths.values(), standby)]
+
+    # --- MPTCP blocking (bondingd.mptcpwatch) ---------------------------------------------------
+    def mptcp_paths(self) -> list[Via]:
+        return self._server_probe_paths()
+
+    def mptcp_target(self) -> Target | None:
+        return self.failover.active_target()
+
+    def endpoint_addresses(self) -> list[str]:
+        return list(self.kernel.reconciler.endpoint_ids) if self.kernel is not None else []
+
+    def mptcp_changed(self, name: str, st: mptcpblock.PathBlock) -> None:
+        send_event(self.bus, MPTCP_EVENT, mptcp_event(name, st))
+        rt = self.paths.get(name)
+        if rt is not None:
+            self.hooks.fire(hook_env(name, st, rt.cfg.interface or name, rt.device or ""))
+        self.schedule_reconcile()
 
     def _server_active(self, name: str | None) -> None:
         """The server in use changed: the proxy follows (the rest keeps running)."""
@@ -284,8 +308,7 @@ class Daemon:
         return status.status(self, detail)
 
     def path_status(self, rt: PathRuntime, detail: bool = False) -> dict[str, Any]:
-        return status.path_status(rt, self.params, status.kernel_view(self),
-                                  ipv6=self.cfg.globals.ipv6, detail=detail)
+        return status.full_path_status(self, rt, status.kernel_view(self), detail)
 
     def write_status(self) -> None:
         if not self._dirty:
@@ -404,6 +427,7 @@ class Daemon:
         self._start_ubus()
         self.resolve()
         self.reconcile()
+        self.mptcp.start()
         if hup_while_starting:
             self.reload()
         log.info("bondingd %s started: %d paths, config %s", __version__, len(self.paths),
@@ -414,6 +438,7 @@ class Daemon:
         ticker.cancel()
         failed = await teardown.run_all([
             ("server failover", self.failover.close),
+            ("the MPTCP checks", self.mptcp.close),
             ("the probers", self.pathset.stop_probers),
             ("the proxy and its nftables table", self.dataplane.close),
             ("ubus", self._close_bus),
@@ -433,6 +458,8 @@ class Daemon:
             await asyncio.sleep(STATUS_REFRESH_S)
             self.sample_counters()
             self.sample_subflows()
+            self.mptcp.tick(((n, rt.address) for n, rt in self.paths.items()),
+                            self.subflow_sampler.subflows)
             self.write_status()
 
 

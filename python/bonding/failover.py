@@ -164,6 +164,10 @@ class Failover:
                     out.append(Target(rt.cfg.name, got, rt.cfg.port))
         return out
 
+    def active_target(self) -> Target | None:
+        """The active server as a probe target (None: none, or an IPv6 one)."""
+        return next((t for t in self._targets() if t.name == self.active), None)
+
     def _resolve(self, host: str) -> str | None:
         """The IPv4 address of `host` as last resolved ("!" + why when it did not resolve), or
         None before the first answer; resolved again in the background when stale."""

@@ -181,3 +181,24 @@ def _lan_reaches_target6(lab: Lab, timeout: float = 20.0) -> bool:
     with Service(lab, "target", "whoami", READY_PORT):
         return wait_for(lambda: try_ask_from(lab, "lan", "whoami", TARGET_ADDR6, READY_PORT,
                                              timeout=1.0) is not None, timeout) is not None
+
+
+def _mptcp_hook_logger(lab: Lab) -> tuple[str, ...]:
+    """A hook that logs every mptcp action to <state_dir>/hooks/mptcp.log."""
+    hooks = Path(lab.load().state_dir) / "hooks"
+    hooks.mkdir()
+    script = hooks / "50-mptcp"
+    script.write_text('#!/bin/sh\ncase "$ACTION" in mptcp-*) echo "$ACTION $PATH_NAME $KIND" '
+                      f'>> {hooks / "mptcp.log"};; esac\n')
+    script.chmod(0o755)
+    return ("--hooks-dir", str(hooks))
+
+
+MPTCP_CHECK_OPTIONS = {"mptcp_check_interval_s": "2", "mptcp_join_timeout_s": "6"}
+
+
+@pytest.fixture(scope="module", params=BACKENDS[:1])
+def mptcp_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """The full path (sing-box) with MPTCP checks every 2 s, a join timeout of 6 s and a hook
+    that logs every mptcp action to <state_dir>/hooks/mptcp.log."""
+    yield from _full_path(request, "m", _mptcp_hook_logger, options=MPTCP_CHECK_OPTIONS)

@@ -103,3 +103,16 @@ def test_servers_are_not_probed_through_a_backup_path_standing_by() -> None:
     a, lte = path(name="a"), path(name="lte", role="backup")
     assert [rt.cfg.name for rt in server_probe_paths([a, lte], {"lte"})] == ["a"]
     assert [rt.cfg.name for rt in server_probe_paths([a, lte])] == ["a", "lte"]
+
+
+@pytest.mark.parametrize(("native", "state", "state6"), [
+    (True, State.UP, State.UP),  # kept for what needs no MPTCP
+    (False, State.DOWN, State.DOWN),  # the user wants it out: as if dead
+])
+def test_an_mptcp_blocked_path_is_told_to_the_plan(native: bool, state: State,
+                                                   state6: State) -> None:
+    (v,) = path_views([path()], lambda name: None, frozenset({"wan"}), native)
+    assert v.mptcp_blocked and v.state is state
+    assert v.v6 is not None and v.v6.state is state6
+    (free,) = path_views([path()], lambda name: None, frozenset({"other"}), False)
+    assert not free.mptcp_blocked and free.state is State.UP

@@ -104,12 +104,12 @@ class Source:
         self.dumps = 0
         self.closed = False
 
-    def by_address(self) -> Counter[str]:
+    def dump(self) -> list[diag.Subflow]:
         self.dumps += 1
         got = self.script.pop(0)
         if isinstance(got, Exception):
             raise got
-        return got
+        return [diag.Subflow(a) for a in got.elements()]
 
     def close(self) -> None:
         self.closed = True
@@ -204,3 +204,25 @@ def test_the_real_subflow_counter_as_the_samplers_source() -> None:
     assert s.sample(0.0) is True
     assert s.counts == Counter({"100.64.1.2": 2, "100.64.2.2": 1, "2001:db8:64:1::2": 1})
     assert [r[0] for r in fake.requests] == [socket.AF_INET, socket.AF_INET6]
+
+
+def test_a_subflow_dump_says_each_subflows_connection_and_whether_it_joined() -> None:
+    """The token and the MP_JOIN flag come from the MPTCP part of INET_DIAG_ULP_INFO
+    (linux/mptcp.h: MPTCP_SUBFLOW_ATTR_TOKEN_LOC, _FLAGS with MPTCP_SUBFLOW_FLAG_JOIN_LOC)."""
+    def sub(src: str, token: int, flags: int) -> bytes:
+        base = diag_msg(socket.AF_INET, src, None)
+        return base + core.nla_nest(diag.INET_DIAG_ULP_INFO, [
+            core.nla_str(diag.INET_ULP_INFO_NAME, "mptcp"),
+            core.nla_nest(diag.INET_ULP_INFO_MPTCP, [
+                core.nla_u32(diag.MPTCP_SUBFLOW_ATTR_TOKEN_LOC, token),
+                core.nla_u32(diag.MPTCP_SUBFLOW_ATTR_FLAGS, flags)])])
+
+    fake = FakeDiagSocket({socket.AF_INET: [
+        sub("100.64.1.2", 0xAB, 0x2 | 0x40 | 0x80),  # MCAP_LOC: the connection's first
+        sub("100.64.2.2", 0xAB, 0x8 | 0x40 | 0x80),  # JOIN_LOC: joined over 100.64.2.2
+        diag_msg(socket.AF_INET, "100.64.3.2", "mptcp")]})  # no MPTCP info: nothing known
+    c = diag.SubflowCounter.__new__(diag.SubflowCounter)
+    c.nl = cast(NetlinkSocket, fake)
+    assert c.dump() == [diag.Subflow("100.64.1.2", 0xAB, False),
+                        diag.Subflow("100.64.2.2", 0xAB, True), diag.Subflow("100.64.3.2")]
+    assert c.by_address() == Counter({"100.64.1.2": 1, "100.64.2.2": 1, "100.64.3.2": 1})

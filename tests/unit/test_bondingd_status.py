@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
+from bonding.bondingd.mptcpwatch import MptcpGuard, MptcpWatch
 from bonding.bondingd.runtime import PathRuntime
 from bonding.bondingd.status import KernelView, StatusFile, family_status, path_status, status
 from bonding.config import Config, PathConfig, Problem, Severity
+from bonding.core import mptcpblock as mb
 from bonding.core.cadence import Cadence
 from bonding.core.health import Health, Params, State
 from bonding.core.roles import Standing
@@ -187,7 +189,7 @@ def test_an_unwritable_status_file_is_logged_not_raised(
 # them)
 REPLY_KEYS = {"version", "uptime", "counters_at", "enabled", "fail_open", "fail_open6",
               "servers", "active_server", "paths", "proxy", "rules", "realtime", "shaping",
-              "config_problems", "errors", "ubus"}
+              "config_problems", "errors", "ubus", "mptcp_checks"}
 
 
 @dataclass
@@ -248,6 +250,14 @@ class FakeBus:
     connected: bool = True
 
 
+class NoMptcpChecks:
+    """bondingd's MPTCP checks before any check ran (the real watch; no socket)."""
+
+    def __init__(self) -> None:
+        self.watch = MptcpWatch(mb.Params(), lambda *a: None, lambda *a: None)
+        self.settings = MptcpGuard.settings
+
+
 @dataclass
 class FakeDaemon:
     cfg: Config = field(default_factory=Config)
@@ -266,6 +276,8 @@ class FakeDaemon:
     cadence: dict[str, Cadence] = field(default_factory=dict)
     standing: dict[str, Standing] = field(default_factory=dict)
 
+    mptcp: NoMptcpChecks = field(default_factory=NoMptcpChecks)
+
     def standings(self) -> dict[str, Standing]:
         return self.standing
 
@@ -277,7 +289,7 @@ def test_status_before_the_kernel_and_proxy_are_there_says_so() -> None:
                                                                                [])
     assert st["proxy"]["backend"] == "none" and st["proxy"]["since"] == 1700000000.0
     assert st["ubus"] == {"connected": False, "error": "libubus not usable"}
-    assert set(st["paths"]["wan"]) == STATUS_KEYS and st["counters_at"] == 1.5
+    assert set(st["paths"]["wan"]) == STATUS_KEYS | {"mptcp"} and st["counters_at"] == 1.5
 
 
 def test_status_reads_the_kernel_proxy_servers_and_bus() -> None:

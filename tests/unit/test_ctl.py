@@ -176,3 +176,15 @@ def test_table_shows_a_backup_path_standing_by_and_why() -> None:
             if ln.split()}
     assert rows["lte"].split()[1] == "up" and rows["lte"].endswith("backup: in use: no bond "
                                                                      "path is up")
+
+
+def test_a_path_whose_isp_blocks_mptcp_is_marked_with_its_reason() -> None:
+    reason = ("mptcp-blocked: the ISP drops MP_JOIN (no subflow joins over this link): a "
+              "connection lived 20 s with no subflow over it while joins over other links worked")
+    st = json.loads(json.dumps(STATUS))
+    st["paths"]["wan"].update(reason=reason, mptcp={"blocked": True, "kind": "join-dropped",
+                                                    "reason": reason})
+    rows = {ln.split()[0]: ln for ln in ctl.format_status(st, now=NOW).splitlines()
+            if ln.split()}
+    assert rows["wan"].split()[1] == "up/no-mptcp" and rows["wan"].endswith(reason)
+    assert rows["lte"].split()[1] == "degraded"

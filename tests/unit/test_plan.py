@@ -553,3 +553,26 @@ def test_ipv6_rules_and_routes_keep_unique_keys_with_32_paths() -> None:
         assert len(set(prios)) == len(prios) and prios == sorted(prios)
     keys = [(r.family, r.table, r.dst) for r in p.routes]
     assert len(set(keys)) == len(keys)
+
+
+# --- paths whose ISP blocks MPTCP (bonding.core.mptcpblock) ------------------------------------
+
+
+def test_an_mptcp_blocked_path_gets_no_endpoint_and_no_first_subflow() -> None:
+    from dataclasses import replace
+    blocked = replace(pv(1), mptcp_blocked=True)
+    p = mk([pv(0), blocked, pv(2)])
+    assert [e.address for e in p.endpoints] == ["100.64.1.2", "100.64.3.2"]
+    assert server_hops(p) == (Hop(10, "100.64.1.1"), Hop(12, "100.64.3.1"))
+    # what needs no MPTCP still goes through it: its own table and rule, and it carries
+    assert RouteWant(BASE + 1, "default", 0, (Hop(11, "100.64.2.1"),)) in p.routes
+    assert RuleWant(PRIO + 3, BASE + 1, src="100.64.2.2") in p.rules
+    assert "wan2" in p.carriers
+
+
+def test_when_every_live_path_is_mptcp_blocked_they_still_carry_first_subflows() -> None:
+    from dataclasses import replace
+    p = mk([replace(pv(0), mptcp_blocked=True), pv(1, DOWN)])
+    assert p.endpoints == ()
+    assert server_hops(p) == (Hop(10, "100.64.1.1"),)
+    assert default_hops(p) == (Hop(10, "100.64.1.1"),)

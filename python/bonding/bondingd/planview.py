@@ -27,15 +27,23 @@ def state_for_plan(rt: PathRuntime, f: FamilyRuntime) -> tuple[State, bool]:
     return h.state, backup
 
 
-def path_views(paths: Iterable[PathRuntime],
-               congctl: Callable[[str], str | None]) -> list[PathView]:
-    """Every path as the planner sees it; `congctl` names a path's congestion control."""
+def path_views(paths: Iterable[PathRuntime], congctl: Callable[[str], str | None],
+               mptcp_blocked: frozenset[str] = frozenset(),
+               blocked_native: bool = True) -> list[PathView]:
+    """Every path as the planner sees it; `congctl` names a path's congestion control;
+    `mptcp_blocked`: the paths whose ISP blocks MPTCP, which still carry what needs no MPTCP
+    when `blocked_native`, and nothing (as if down) when not."""
     out = []
     for rt in paths:
+        blocked = rt.cfg.name in mptcp_blocked
         state, backup = state_for_plan(rt, rt.v4)
+        if blocked and not blocked_native and state is not State.DISABLED:
+            state = State.DOWN
         v6 = None
         if rt.v6.address is not None:
             state6, backup6 = state_for_plan(rt, rt.v6)
+            if blocked and not blocked_native and state6 is not State.DISABLED:
+                state6 = State.DOWN
             v6 = FamilyView(rt.v6.address, rt.v6.gateway, state6, rt.v6.health.link_ok,
                             backup6)
         out.append(PathView(
@@ -43,7 +51,7 @@ def path_views(paths: Iterable[PathRuntime],
             address=rt.v4.address, gateway=rt.v4.gateway, state=state,
             link_ok=rt.v4.health.link_ok, backup=backup, weight_kbit=rt.cfg.upload_kbit,
             congctl=congctl(rt.cfg.name), v6=v6, role=Role(rt.cfg.role),
-            rtt_ms=rt.v4.health.srtt_ms))
+            rtt_ms=rt.v4.health.srtt_ms, mptcp_blocked=blocked))
     return out
 
 

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from bonding.bondingd.runtime import PathRuntime
 from bonding.netlink.core import NetlinkError
-from bonding.netlink.diag import SubflowCounter
+from bonding.netlink.diag import Subflow, SubflowCounter
 
 log = logging.getLogger("bondingd")
 
@@ -46,7 +46,7 @@ def sample_counters(paths: Iterable[PathRuntime], now: float,
 
 
 class SubflowSource(Protocol):
-    def by_address(self) -> Counter[str]: ...
+    def dump(self) -> list[Subflow]: ...
     def close(self) -> None: ...
 
 
@@ -62,6 +62,7 @@ class SubflowSampler:
         self.refresh_s = refresh_s
         self.source: SubflowSource | None = None
         self.counts: Counter[str] | None = None
+        self.subflows: list[Subflow] | None = None  # the last dump (None: unknown)
         self._at: float | None = None
 
     def sample(self, now: float) -> bool:
@@ -72,12 +73,13 @@ class SubflowSampler:
         try:
             if self.source is None:
                 self.source = self._open()
-            counts = self.source.by_address()
+            self.subflows = self.source.dump()
         except (NetlinkError, OSError, ValueError) as e:
             if self.counts is not None or self.source is None:
                 log.warning("counting MPTCP subflows (sock_diag): %s", e)
-            changed, self.counts = self.counts is not None, None
+            changed, self.counts, self.subflows = self.counts is not None, None, None
             return changed
+        counts = Counter(s.local for s in self.subflows)
         if counts == self.counts:
             return False
         self.counts = counts

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from bonding import __version__
 from bonding.bondingd.runtime import FamilyRuntime, PathRuntime, measures, window
-from bonding.config import Config, Problem
+from bonding.config import Config, Globals, Problem
 from bonding.core.cadence import Cadence
 from bonding.core.health import Params, State
 from bonding.core.roles import Standing
@@ -174,6 +174,18 @@ class BusParts(Protocol):
     def connected(self) -> bool: ...
 
 
+class MptcpStatus(Protocol):
+    def status(self, name: str, now: float) -> dict[str, Any]: ...
+
+
+class MptcpParts(Protocol):
+    """What the status reads of bondingd.mptcpwatch.MptcpGuard."""
+
+    @property
+    def watch(self) -> MptcpStatus: ...
+    def settings(self, g: Globals) -> dict[str, Any]: ...
+
+
 class Sources(Protocol):
     """What the `status` reply is made of (bondingd)."""
 
@@ -206,6 +218,18 @@ class Sources(Protocol):
     @property
     def cadence(self) -> Mapping[str, Cadence]: ...  # each path's probe interval
     def standings(self) -> Mapping[str, Standing]: ...  # each path's role at work
+    @property
+    def mptcp(self) -> MptcpParts: ...
+
+
+def full_path_status(d: Sources, rt: PathRuntime, kv: KernelView,
+                     detail: bool = False) -> dict[str, Any]:
+    """A path as `status` and `path` show it: its state and whether its ISP blocks MPTCP."""
+    out = path_status(rt, d.params, kv, ipv6=d.cfg.globals.ipv6, detail=detail)
+    out["mptcp"] = d.mptcp.watch.status(rt.cfg.name, time.monotonic())
+    if out["mptcp"]["blocked"] and not out["reason"]:
+        out["reason"] = out["mptcp"]["reason"]
+    return out
 
 
 def kernel_view(d: Sources) -> KernelView:
@@ -235,8 +259,7 @@ def status(d: Sources, detail: bool = False) -> dict[str, Any]:
         "fail_open6": k is not None and k.fail_open6,
         "servers": d.failover.status(),
         "active_server": d.failover.active_status(),
-        "paths": {name: path_status(rt, d.params, kv, ipv6=d.cfg.globals.ipv6, detail=detail)
-                  for name, rt in d.paths.items()},
+        "paths": {name: full_path_status(d, rt, kv, detail) for name, rt in d.paths.items()},
         "proxy": dp.status() if dp is not None else no_proxy(d.started_wall),
         "rules": k.pinning.status(dp is not None and dp.running) if k is not None else [],
         "realtime": k.realtime.status() if k is not None else None,
@@ -245,6 +268,7 @@ def status(d: Sources, detail: bool = False) -> dict[str, Any]:
         "errors": ((k.errors if k is not None else [])
                    + (dp.errors() if dp is not None else [])),
         "ubus": {"connected": d.bus is not None and d.bus.connected, "error": d.bus_error},
+        "mptcp_checks": d.mptcp.settings(d.cfg.globals),
     }
 
 

@@ -98,6 +98,10 @@ _GLOBALS: _Spec = {
     "realtime_device": ("realtime_devices", realtime.device, True),
     "shaping": ("shaping", boolean, False),
     "shaping_pct": ("shaping_pct", whole(50, 100, " %"), False),
+    "mptcp_check_interval_s": ("mptcp_check_interval_s", whole(0, 86400, " s"), False),
+    "mptcp_join_timeout_s": ("mptcp_join_timeout_s", whole(0, 86400, " s"), False),
+    "mptcp_retest_s": ("mptcp_retest_s", whole(10, 604800, " s"), False),
+    "mptcp_blocked_native": ("mptcp_blocked_native", boolean, False),
 }
 
 _SERVER: _Spec = {

@@ -106,6 +106,16 @@ class Globals:
     realtime_devices: tuple[str, ...] = ()
     shaping: bool = False
     shaping_pct: int = 95  # of each path's upload_kbit / download_kbit
+    # ISPs that block MPTCP (bonding.core.mptcpblock): an MPTCP connection to the server through
+    # each path every mptcp_check_interval_s (0: none) tells stripped options; a connection
+    # that lives mptcp_join_timeout_s (0: not judged) with no subflow over a path tells dropped
+    # MP_JOINs, and such a block is lifted to try again after mptcp_retest_s.  A blocked path
+    # gets no endpoint and no first subflow; mptcp_blocked_native keeps it for what needs no
+    # MPTCP (pinned rules, the router's own traffic), 0 takes it out like a dead path.
+    mptcp_check_interval_s: int = 60
+    mptcp_join_timeout_s: int = 20
+    mptcp_retest_s: int = 600
+    mptcp_blocked_native: bool = True
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,8 @@ class PathView:
     v6: FamilyView | None = None
     role: Role = Role.BOND  # bonding.core.roles: a backup stands by while a bond path is up
     rtt_ms: float | None = None  # the IPv4 probes' smoothed RTT (realtime takes the lowest)
+    mptcp_blocked: bool = False  # its ISP blocks MPTCP (bonding.core.mptcpblock): no endpoint,
+    # no first subflow; its table, pinned and native traffic stay
 
     def family(self, family: int) -> FamilyView | None:
         if family == V6:
@@ -241,7 +243,10 @@ def _family(family: int, paths: Sequence[PathView], servers: Sequence[str], *,
         live = usable
     resting = standby_names([Member(p.name, p.role, f.state) for p, f in live])
     live = [(p, f) for p, f in live if p.name not in resting]
-    active = [(p, f) for p, f in live if not f.backup] or live
+    # first subflows (the server routes) and endpoints: not through a path whose ISP blocks
+    # MPTCP, unless no other is live
+    bondable = [(p, f) for p, f in live if not p.mptcp_blocked] or live
+    active = [(p, f) for p, f in bondable if not f.backup] or bondable
 
     rules: list[RuleWant] = []
     routes: list[RouteWant] = []
@@ -273,7 +278,8 @@ def _family(family: int, paths: Sequence[PathView], servers: Sequence[str], *,
                                     (Hop(first.ifindex or 0, ff.gateway),), congctl=cc,
                                     family=family))
 
-    endpoints = tuple(EndpointWant(f.address, p.ifindex or 0, f.backup) for p, f in live)
+    endpoints = tuple(EndpointWant(f.address, p.ifindex or 0, f.backup) for p, f in live
+                      if not p.mptcp_blocked)
     return _FamilyPlan(endpoints, tuple(routes), tuple(rules), tuple(p.name for p, _ in live),
                        fail_open, tuple(p.name for p in paths if p.name in resting))
 

@@ -25,6 +25,10 @@ def loss_rule(pct: int) -> str:
     return f"numgen random mod 100 < {pct} drop"
 
 
+STRIP_MPTCP_RULE = "tcp option mptcp exists reset tcp option mptcp"  # every MPTCP option gone
+DROP_MP_JOIN_RULE = "tcp flags syn tcp option mptcp subtype 1 drop"  # MP_JOIN is subtype 1
+
+
 def fault_script(rule: str | None) -> str:
     """The nft script that makes `rule` the link's one fault (None: no fault)."""
     script = "flush chain inet lab fault\n"
@@ -52,6 +56,15 @@ class Faults(LabBase):
 
     def loss(self, name: str, pct: int) -> None:
         self._fault(name, loss_rule(pct))
+
+    def strip_mptcp(self, name: str) -> None:
+        """The ISP removes the MPTCP options from every packet it forwards on this link:
+        connections opened through it fall back to plain TCP."""
+        self._fault(name, STRIP_MPTCP_RULE)
+
+    def drop_mp_join(self, name: str) -> None:
+        """The ISP drops the SYNs that carry MP_JOIN: no subflow joins over this link."""
+        self._fault(name, DROP_MP_JOIN_RULE)
 
     def clear(self, name: str) -> None:
         self._fault(name, None)

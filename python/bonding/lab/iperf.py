@@ -47,6 +47,7 @@ class Transfer:
     omit: float = 0  # seconds left out of the report at the start (iperf3 -O)
     server_output: bool = True  # the receiver's own intervals in the report
     interval: float = 1.0  # seconds per interval of the report (iperf3 -i, ≥ 0.1)
+    parallel: int = 1  # TCP connections at once (iperf3 -P)
 
     def start(self) -> None:
         st = self.lab.state or self.lab.load()
@@ -65,7 +66,8 @@ class Transfer:
         extra = (["-R"] if self.reverse else []) + (
             ["-O", f"{self.omit:g}"] if self.omit else []) + (
             ["--get-server-output"] if self.server_output else []) + (
-            ["-i", f"{self.interval:g}"] if self.interval != 1.0 else [])
+            ["-i", f"{self.interval:g}"] if self.interval != 1.0 else []) + (
+            ["-P", str(self.parallel)] if self.parallel != 1 else [])
         self.client = subprocess.Popen(
             nsx(st.namespaces[self.src_role], *wrap, "iperf3", "-c", self.dst, "-p",
                 str(IPERF_PORT), "-t", f"{self.seconds:g}", "-J", *extra,

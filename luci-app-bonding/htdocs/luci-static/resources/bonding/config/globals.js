@@ -225,10 +225,23 @@ function advancedTab(s) {
 		  1, 2147483647, '210' ],
 		[ 'rule_priority', _('Rule priority'),
 		  _('bondingd\'s ip rules use priorities from this one to this one + 100.'),
-		  1, 32000, '1000' ]
+		  1, 32000, '1000' ],
+		[ 'mptcp_check_interval_s', _('MPTCP check interval (s)'),
+		  _('How often an MPTCP connection to the server is opened through each link, to tell an ISP that strips the MPTCP options. 0: never.'),
+		  0, 86400, '60' ],
+		[ 'mptcp_join_timeout_s', _('MPTCP join timeout (s)'),
+		  _('A link that has no subflow of a connection this long, while other links joined it, is taken for an ISP that drops MP_JOIN. 0: not judged.'),
+		  0, 86400, '20' ],
+		[ 'mptcp_retest_s', _('MPTCP retest after (s)'),
+		  _('A link found blocking MP_JOIN is tried again after this long.'),
+		  10, 604800, '600' ]
 	]);
 
-	let o = s.taboption('advanced', form.Value, 'congestion_control', _('TCP congestion control'),
+	let o = s.taboption('advanced', form.Flag, 'mptcp_blocked_native', _('Use MPTCP-blocked links natively'),
+		_('A link whose ISP blocks MPTCP gets no bonded traffic; when checked it still carries what needs no MPTCP (pinned rules, the router\'s own traffic), else it is taken out like a dead link.'));
+	o.default = o.enabled;
+
+	o = s.taboption('advanced', form.Value, 'congestion_control', _('TCP congestion control'),
 		_('Congestion control of the bonded subflows, set on bondingd\'s routes. The kernel module must be installed (kmod-tcp-bbr for bbr).'));
 	o.value('bbr', 'BBR');
 	o.value('cubic', 'CUBIC');
