@@ -13,9 +13,11 @@ from __future__ import annotations
 import sys
 
 if __name__ == "__main__" or sys.argv[0].endswith("bondingd"):
-    # bondingd never speaks TLS: keep asyncio from loading OpenSSL (4 MB of RSS) where the
-    # ssl module is installed.
+    # bondingd never speaks TLS nor hashes: keep asyncio from loading OpenSSL (4 MB of RSS)
+    # where the ssl module is installed, and `secrets` (bonding.safefile) from loading its
+    # libcrypto through hmac and hashlib (3.5 MB; they fall back to their built-in code).
     sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
+    sys.modules.setdefault("_hashlib", None)  # type: ignore[arg-type]
 
 import asyncio
 import functools
@@ -192,10 +194,16 @@ class Daemon:
         rt = self.paths.get(name)
         if rt is None:
             return
-        before = rt.health
         f = rt.family(family)
         best = hl.best_rtt(p.family(family).health for p in self.paths.values())
-        f.health = hl.on_round(f.health, r, self.params, time.monotonic(), best)
+        h = hl.on_round(f.health, r, self.params, time.monotonic(), best)
+        if h.state is f.health.state and (rt.v4.health.state,
+                                          rt.v6.health.state) == rt.family_states:
+            f.health = h  # no state changed: neither the path's (made of its families') nor
+            self._dirty = True  # a family's, so there is nothing for _after_change to do
+            return
+        before = rt.health
+        f.health = h
         self._after_change(rt, before)
 
     def _after_change(self, rt: PathRuntime, before: Health) -> None:
