@@ -1,8 +1,10 @@
 """bondingd's footprint with 8 dual-stack paths probing at the default rate (root).
 
-    .venv/bin/python bench/footprint.py [--seconds 60] [--runs 3]
+    OWRT_PREFIX=/opt/owrt .venv/bin/python bench/footprint.py [--seconds 60] [--runs 3]
+                                                              [--links 10/5ms,10/5ms,...]
 
-Each run builds its own lab (8 links of 10 Mbit/s, 5 ms, IPv4 and IPv6 on every path), waits
+Each run builds its own lab (by default 8 links of 10 Mbit/s, 5 ms, IPv4 and IPv6 on every path;
+`--links` for others, e.g. 3 paths), waits
 until every path and both its families are up, then measures over `--seconds`:
 
 - bondingd's CPU (utime + stime of its process, every thread, from /proc/PID/stat in clock
@@ -18,35 +20,39 @@ until every path and both its families are up, then measures over `--seconds`:
   here.  Most of it is the kernel's, and much of that the lab's: this kernel charges the
   softirq work of a send to the sender, so bondingd's (and the bare prober's) system time holds
   the ISP namespace's forwarding behind the veth (nftables, tbf, the tun of the delay stage);
+- after the CPU window (the calls cost CPU too): STATUS_CALLS back-to-back `ubus call bonding
+  status` through the ctypes binding, p50 and p99 (the lab's ubusd needs OWRT_PREFIX);
 - the host's load average, since other work on the machine makes every figure larger.
 
-Prints each run, then the median and range over the runs; a run that fails (the lab did not come
-up, bondingd died) is counted and printed as a failure, not dropped.  Bars (issue 20): ≤ 1% of a
-core, ≤ 20 MB VmHWM.  Asserts nothing.  Also a part of bench/run.py (`footprint`).
+Prints each run, then every figure's median and range over the runs (bench/figures.py); a run
+that fails (the lab did not come up, bondingd died, no ubusd) is counted and printed as a failure
+in every figure, not dropped.  Bars (issue 20): ≤ 1% of a core, ≤ 20 MB VmHWM, status p99 ≤ 5
+ms.  Asserts nothing.  Also a part of bench/run.py (`footprint`).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from bonding.lab.commands import nsx
 from bonding.lab.delay import python_env
 from bonding.lab.topology import Lab, parse_links
 from bonding.lab.traffic import wait_all_up, wait_family_up
+from figures import Runs
+from labs import prefix
 
-PREFIX = f"bp{os.getpid() % 100000}"  # this run's labs only
 LINKS = ",".join(["10/5ms"] * 8)
 CPU_BAR_PCT = 1.0
 HWM_BAR_MB = 20.0
+STATUS_P99_BAR_MS = 5.0
 
 
 def clock_tick() -> int:
@@ -190,28 +196,58 @@ def bare_sender(lab: Lab, seconds: float, interval_s: float = 0.15) -> dict[str,
     return out
 
 
-@dataclass
-class Run:
-    cpu_pct: float  # bondingd, % of one core
-    sys_pct: float  # of which in the kernel (its syscalls, and the softirq work they do)
-    exec_pct: float  # the same from schedstat (ns, not sampled at the tick)
-    hwm_mb: float
-    rss_mb: float
-    echoes_per_s: float
-    delay_pct: float  # the delay stages together, % of one core
-    softirq_pct: float  # the host's ksoftirqd threads together
-    load: float  # the host's load average at the end
-    bare_pct: float = float("nan")  # a bare prober of the same echoes (BARE_SENDER)
-    bare_rate: float = float("nan")  # its echoes per second
+STATUS_CALLS = 1000  # `status` calls per run, after the CPU window (they cost CPU too)
 
 
-def _echoes(lab: Lab) -> int:
-    paths = lab.status()["paths"].values()
-    return sum(t["sent"] for p in paths for f in p["families"].values()
-               for t in f.get("targets", []))
+async def _status_calls(sock: str, n: int) -> list[float]:
+    """Seconds of each of `n` back-to-back `status` calls over one ubus connection."""
+    from bonding.ubus import Ubus  # the binding needs the OpenWrt userland (OWRT_PREFIX)
+
+    out = []
+    async with Ubus(sock, reconnect=False) as bus:
+        oid = bus.lookup_id("bonding")
+        for _ in range(n):
+            t0 = time.perf_counter()
+            await bus.invoke(oid, "status", {}, timeout=5)
+            out.append(time.perf_counter() - t0)
+    return out
 
 
-def measure(lab: Lab, seconds: float) -> Run:
+def pct(xs: Sequence[float], q: float) -> float:
+    """The q-quantile of xs (nearest rank)."""
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def status_latency(lab: Lab, calls: int = STATUS_CALLS) -> tuple[float, float]:
+    """(p50, p99) in ms of `ubus call bonding status` through the ctypes binding."""
+    sock = lab.load().ubus_socket
+    if sock is None:
+        raise RuntimeError("no ubusd in the lab: set OWRT_PREFIX to an OpenWrt userland build")
+    asyncio.run(_status_calls(sock, 50))  # warm-up: the first calls connect and look up
+    ms = [x * 1000 for x in asyncio.run(_status_calls(sock, calls))]
+    return pct(ms, 0.5), pct(ms, 0.99)
+
+
+# name → (what, unit, bar or None); one figure each, a Runs over the runs
+FIGURES: dict[str, tuple[str, str, float | None]] = {
+    "cpu_pct": ("CPU (utime+stime)", "% of a core", CPU_BAR_PCT),
+    "sys_pct": ("  of which system", "% of a core", None),
+    "exec_pct": ("CPU (schedstat)", "% of a core", None),
+    "hwm_mb": ("VmHWM", "MB", HWM_BAR_MB),
+    "rss_mb": ("VmRSS", "MB", None),
+    "echoes_per_s": ("echo requests", "/s", None),
+    "status_p50_ms": ("ubus status p50", "ms", None),
+    "status_p99_ms": ("ubus status p99", "ms", STATUS_P99_BAR_MS),
+    "delay_pct": ("lab: delay stages (not bondingd)", "% of a core", None),
+    "softirq_pct": ("lab: ksoftirqd, host-wide (not bondingd)", "% of a core", None),
+    "bare_pct": ("lab: a bare prober of the same echoes (the floor)", "% of a core", None),
+    "load": ("host load average (1 min)", "", None),
+}
+
+
+def measure(lab: Lab, seconds: float) -> dict[str, float]:
+    """bondingd's and the lab's figures over `seconds` of quiet probing."""
     st = lab.load()
     pid = st.daemon_pid
     if pid is None:
@@ -225,76 +261,72 @@ def measure(lab: Lab, seconds: float) -> Run:
     c1, d1, s1, e1 = proc_cpu_s(pid), cpu_of(delays), cpu_of(softirqs), _echoes(lab)
     dt = time.monotonic() - t0
     status = Path(f"/proc/{pid}/status").read_text()
-    return Run(cpu_pct=100 * (sum(c1) - sum(c0)) / dt, sys_pct=100 * (c1[1] - c0[1]) / dt,
-               exec_pct=(x1 - x0) / 1e7 / dt, load=load_avg(),
-               hwm_mb=status_kb(status, "VmHWM") / 1024,
-               rss_mb=status_kb(status, "VmRSS") / 1024, echoes_per_s=(e1 - e0) / dt,
-               delay_pct=100 * (d1 - d0) / dt, softirq_pct=100 * (s1 - s0) / dt)
+    return {"cpu_pct": 100 * (sum(c1) - sum(c0)) / dt, "sys_pct": 100 * (c1[1] - c0[1]) / dt,
+            "exec_pct": (x1 - x0) / 1e7 / dt, "load": load_avg(),
+            "hwm_mb": status_kb(status, "VmHWM") / 1024,
+            "rss_mb": status_kb(status, "VmRSS") / 1024, "echoes_per_s": (e1 - e0) / dt,
+            "delay_pct": 100 * (d1 - d0) / dt, "softirq_pct": 100 * (s1 - s0) / dt}
 
 
-def one_run(seconds: float) -> Run:
-    lab = Lab(PREFIX)
+def _echoes(lab: Lab) -> int:
+    paths = lab.status()["paths"].values()
+    return sum(t["sent"] for p in paths for f in p["families"].values()
+               for t in f.get("targets", []))
+
+
+def one_run(seconds: float, links: str = LINKS) -> dict[str, float]:
+    """One lab: every path and family up, then the figures; the lab removed."""
+    lab = Lab(prefix("p"))
     lab.down(purge=True)
     try:
-        lab.up(parse_links(LINKS))
+        lab.up(parse_links(links))
         if not (wait_all_up(lab, 30) and wait_family_up(lab, 4, 20)
                 and wait_family_up(lab, 6, 20)):
             raise RuntimeError(f"paths or families did not come up: {lab.status()['paths']}")
         r = measure(lab, seconds)
         bare = bare_sender(lab, min(seconds, 20.0))
-        r.bare_pct, r.bare_rate = bare["cpu_pct"], bare["sent_per_s"]
+        r["bare_pct"] = bare["cpu_pct"]
+        r["status_p50_ms"], r["status_p99_ms"] = status_latency(lab)
         return r
     finally:
         lab.down(purge=True)
 
 
-def spread(xs: Sequence[float], fmt: str = ".2f") -> str:
-    """`median (min–max)` of xs."""
-    return (f"{statistics.median(xs):{fmt}} ({min(xs):{fmt}}–{max(xs):{fmt}})"
-            if xs else "n/a")
-
-
-def footprint(seconds: float, runs: int = 3, *,
-              run: Callable[[float], Run] = one_run) -> list[Run]:
-    """`runs` runs of `seconds` each; prints each and the summary; returns the good ones."""
-    good: list[Run] = []
-    failed = 0
-    print(f"footprint: bondingd, 8 dual-stack paths probing, {runs} runs of {seconds:g} s "
-          f"(clock tick {clock_tick()} Hz)", flush=True)
+def footprint(seconds: float, runs: int = 3, links: str = LINKS, *,
+              run: Callable[[float, str], dict[str, float]] = one_run) -> dict[str, Runs]:
+    """`runs` runs of `seconds` each; prints each run and every figure's median, range and
+    failures (bench/figures.py); returns the figures."""
+    figs = {k: Runs(what) for k, (what, _, _) in FIGURES.items()}
+    n = len(links.split(","))
+    print(f"footprint: bondingd, {n} dual-stack paths ({links}) probing at the default "
+          f"interval, {runs} runs of {seconds:g} s (clock tick {clock_tick()} Hz)", flush=True)
     for i in range(runs):
         try:
-            r = run(seconds)
-        except Exception as e:  # a failed run is counted, not dropped
-            failed += 1
-            print(f"  run {i + 1}: FAILED: {e}", flush=True)
+            r = run(seconds, links)
+        except Exception as e:  # a failed run is counted in every figure, not dropped
+            reason = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
+            for f in figs.values():
+                f.fail(reason)
+            print(f"  run {i + 1}: FAILED: {reason}", flush=True)
             continue
-        good.append(r)
-        print(f"  run {i + 1}: bondingd CPU {r.cpu_pct:.2f}% of a core (system "
-              f"{r.sys_pct:.2f}%; schedstat {r.exec_pct:.2f}%), VmHWM {r.hwm_mb:.1f} "
-              f"MB, VmRSS {r.rss_mb:.1f} MB, {r.echoes_per_s:.1f} echo requests/s; lab "
-              f"forwarding: delay stages {r.delay_pct:.2f}%, ksoftirqd (host) "
-              f"{r.softirq_pct:.2f}%; a bare prober of the same echoes {r.bare_pct:.2f}% "
-              f"({r.bare_rate:.0f}/s); host load {r.load:.1f}", flush=True)
-    print(f"footprint bondingd: CPU {spread([r.cpu_pct for r in good])}% of a core (bar ≤ "
-          f"{CPU_BAR_PCT:g}%; system {spread([r.sys_pct for r in good])}%; schedstat "
-          f"{spread([r.exec_pct for r in good])}%), VmHWM "
-          f"{spread([r.hwm_mb for r in good], '.1f')} MB (bar ≤ "
-          f"{HWM_BAR_MB:g} MB), VmRSS {spread([r.rss_mb for r in good], '.1f')} MB, echo "
-          f"requests/s {spread([r.echoes_per_s for r in good], '.1f')}; median (range) of "
-          f"{len(good)}, failed {failed} of {runs}", flush=True)
-    print(f"footprint lab (not bondingd): delay stages {spread([r.delay_pct for r in good])}%"
-          f", ksoftirqd {spread([r.softirq_pct for r in good])}% of a core; a bare prober of "
-          f"bondingd's echoes (the floor here, mostly the kernel's sending through the lab) "
-          f"{spread([r.bare_pct for r in good])}%", flush=True)
-    return good
+        for k, v in r.items():
+            figs[k].add(v)
+        print(f"  run {i + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in r.items()), flush=True)
+    for k, (what, unit, bar) in FIGURES.items():
+        u = f" ({unit})" if unit else ""
+        b = f"; bar ≤ {bar:g}" if bar is not None else ""
+        print(f"footprint {what}{u}: {figs[k].summary(lambda v: f'{v:.2f}')}{b}", flush=True)
+    return figs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--seconds", type=float, default=60.0, help="quiet probing per run")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--links", default=LINKS,
+                   help="the lab's links, rate/delay each (default: 8 × 10/5ms)")
     a = p.parse_args(argv)
-    footprint(a.seconds, a.runs)
+    footprint(a.seconds, max(1, a.runs), a.links)
     return 0
 
 
