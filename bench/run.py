@@ -31,7 +31,6 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from bonding.lab.server_failover import fail_first_server, heal_first_server
 from bonding.lab.topology import (
@@ -51,12 +50,12 @@ from bonding.lab.traffic import (
     longest_silence,
     path_state,
     received_bps,
-    rss_kb,
     try_ask_from,
     wait_all_up,
     wait_for,
 )
 from detect import detect
+from footprint import footprint
 from goodput import CASES, HARD_CASES, goodput, goodput_v6, unshaped
 from labs import bondingd_lab, full_lab, prefix
 from recovered import recovered
@@ -226,35 +225,6 @@ def _failover(runs: int, backend: str) -> None:
                     print(f"server failover {backend} ({how}), new connection through the "
                           f"second server: {_fmt(conn)}  (bar ≤ 3 s, median)")
                     print(f"  declared (active server switched): {_fmt(noticed)}")
-    finally:
-        lab.down(purge=True)
-
-
-def footprint(seconds: float) -> None:
-    """bondingd with 8 paths probing at the default rate: RSS and CPU."""
-    lab = _lab(",".join(["10/5ms"] * 8))
-    try:
-        pid = lab.load().daemon_pid
-        assert pid is not None
-        tick = 100.0
-
-        def cpu() -> float:
-            f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(f[11]) + int(f[12])) / tick
-
-        def echoes() -> int:
-            paths = lab.status()["paths"].values()
-            return sum(t["sent"] for p in paths for f in p["families"].values()
-                       for t in f.get("targets", []))
-
-        c0, e0, t0 = cpu(), echoes(), time.monotonic()
-        time.sleep(seconds)
-        c1, e1, t1 = cpu(), echoes(), time.monotonic()
-        rss = rss_kb(pid)
-        print(f"bondingd, 8 paths probing: RSS {rss / 1024:.1f} MB, CPU "
-              f"{100 * (c1 - c0) / (t1 - t0):.2f}% of one core over {seconds:g} s "
-              f"(bar: ≤ 25 MB, ≤ 2%); {(e1 - e0) / (t1 - t0):.0f} echo requests/s over the "
-              f"paths' two families")
     finally:
         lab.down(purge=True)
 

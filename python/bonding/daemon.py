@@ -13,9 +13,12 @@ from __future__ import annotations
 import sys
 
 if __name__ == "__main__" or sys.argv[0].endswith("bondingd"):
-    # bondingd never speaks TLS: keep asyncio from loading OpenSSL (4 MB of RSS) where the
-    # ssl module is installed.
-    sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
+    # bondingd never speaks TLS, hashes nor compresses: keep asyncio from loading OpenSSL (4 MB
+    # of RSS) where the ssl module is installed, `secrets` (bonding.safefile) from loading
+    # libcrypto through hmac and hashlib (3.5 MB; they fall back to their built-in code), and
+    # shutil from loading bz2 and lzma (0.4 MB; it only needs them for archives).
+    for _unused in ("ssl", "_hashlib", "bz2", "lzma"):
+        sys.modules.setdefault(_unused, None)  # type: ignore[arg-type]
 
 import asyncio
 import functools

@@ -1,9 +1,14 @@
-"""A callback run every `interval_s` on the running asyncio loop: the clock of the probers.
+"""A callback run every `interval_s` on the running asyncio loop, and `Beat`: the one clock of
+all the probers.
 
 Driven by loop timers, not a task: a round costs one timer callback.  Rounds keep their own
 cadence (each is scheduled from the previous one's due time, not from when it ran) and do not
 burst after the loop fell behind (suspended, overloaded): the next round is then one interval
 from now.  An exception from the callback is logged and the rounds go on.
+
+A `Beat` runs many callbacks of one interval from one Periodic: one timer a round for all the
+paths' probers (not one each), and their echoes leave together, so the loop wakes up once for
+them and their answers arrive close together (fewer wake-ups to read them too).
 """
 
 from __future__ import annotations
@@ -11,11 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import ClassVar
 
 log = logging.getLogger(__name__)
 
 
 class Periodic:
+    __slots__ = ("_loop", "_next_at", "_timer", "fn", "interval_s", "stopped", "what")
+
     def __init__(self, interval_s: float, fn: Callable[[], None], what: str) -> None:
         self.interval_s = interval_s
         self.fn = fn
@@ -30,10 +38,14 @@ class Periodic:
         assert self._loop is not None, "Periodic used before start()"
         return self._loop
 
-    def start(self) -> None:
-        """The first round at once, on the running loop."""
+    def start(self, *, at_once: bool = True) -> None:
+        """The first round at once (else one interval from now), on the running loop."""
         self._loop = asyncio.get_running_loop()
-        self.now()
+        if at_once:
+            self.now()
+        elif not self.stopped:
+            self._next_at = self._loop.time() + self.interval_s
+            self._timer = self._loop.call_at(self._next_at, self._tick)
 
     def now(self) -> None:
         """The next round at once (the cadence goes on from here)."""
@@ -62,3 +74,71 @@ class Periodic:
         if self._next_at < now:
             self._next_at = now + self.interval_s
         self._timer = self.loop.call_at(self._next_at, self._tick)
+
+
+Member = Callable[[], None]
+
+
+class Beat:
+    """Members (callbacks) run together every `interval_s` on one loop.
+
+    A member's first round is at once when it joins, then it keeps the beat's cadence; one that
+    fails is logged and the others (and its next rounds) go on.  `Beat.shared` gives every
+    caller of one loop and interval the same beat; it stops when its last member leaves."""
+
+    __slots__ = ("_key", "_members", "_periodic", "loop")
+    _shared: ClassVar[dict[tuple[asyncio.AbstractEventLoop, float], Beat]] = {}
+
+    def __init__(self, interval_s: float, what: str = "probe") -> None:
+        self.loop = asyncio.get_running_loop()
+        self._members: dict[Member, None] = {}  # in the order they joined
+        self._periodic = Periodic(interval_s, self._round, what)
+        self._key: tuple[asyncio.AbstractEventLoop, float] | None = None
+
+    @classmethod
+    def shared(cls, interval_s: float) -> Beat:
+        """The running loop's beat of `interval_s` (made on first use)."""
+        key = (asyncio.get_running_loop(), interval_s)
+        beat = cls._shared.get(key)
+        if beat is None:
+            beat = cls._shared[key] = cls(interval_s, f"probes every {interval_s:g} s")
+            beat._key = key
+        return beat
+
+    @property
+    def interval_s(self) -> float:
+        return self._periodic.interval_s
+
+    def join(self, fn: Member) -> None:
+        """`fn` runs at once, then every round."""
+        if fn in self._members:
+            return
+        self._members[fn] = None
+        if self._periodic._loop is None:
+            self._periodic.start(at_once=False)  # the beat: from the first member's join
+        self.loop.call_soon(self._first, fn)
+
+    def leave(self, fn: Member) -> None:
+        """`fn` is not run again (not even a first round that is still to come)."""
+        self._members.pop(fn, None)
+        if not self._members:
+            p = self._periodic
+            p.stop()
+            self._periodic = Periodic(p.interval_s, self._round, p.what)  # for a next join
+            if self._key is not None and Beat._shared.get(self._key) is self:
+                del Beat._shared[self._key]
+
+    def _first(self, fn: Member) -> None:
+        if fn in self._members:
+            self._run(fn)
+
+    def _round(self) -> None:
+        for fn in list(self._members):
+            if fn in self._members:  # an earlier one may have made it leave
+                self._run(fn)
+
+    def _run(self, fn: Member) -> None:
+        try:
+            fn()
+        except Exception:  # one member's failure must not stop the others
+            log.exception("%s round failed", self._periodic.what)

@@ -1,9 +1,20 @@
-"""ICMP echo probing of one path, bound to its device and source address, on asyncio.
+"""ICMP echo probing of the paths, on asyncio: each echo leaves by its path's device from its
+path's address, through one raw socket per address family shared by every path.
 
-One raw socket per path and address family (bondingd runs as root; ping sockets are off by
-default in a fresh network namespace): ICMP echo from the path's IPv4 address, ICMPv6 echo from
-its IPv6 address (the kernel fills in the ICMPv6 checksum, and hands over ICMPv6 messages
-without their IPv6 header).
+bondingd runs as root (ping sockets are off by default in a fresh network namespace): ICMP echo
+from a path's IPv4 address, ICMPv6 echo from its IPv6 address (the kernel fills in the ICMPv6
+checksum, and hands over ICMPv6 messages without their IPv6 header).  The sockets are bound to no
+device and no address: each sendmsg names the path's interface and source address in its
+ancillary data (IP_PKTINFO, IPV6_PKTINFO), and each answer's own IP_PKTINFO / IPV6_PKTINFO says
+on which interface and to which address it came.  An answer counts for the path whose echo it
+answers (the socket's ICMP identifier and the echo's sequence number) only when it came in on
+that path's interface, to its address, from the target asked: what a socket bound to the
+device and address would have let through.  Two sockets instead of two per path: fewer
+descriptors, fewer wake-ups (answers that arrive together are read in one go), and one copy of
+each ICMP message in the kernel instead of one per socket that could take it.
+
+All the probers of one interval run from one clock (bonding.periodic.Beat): one timer a round
+for all the paths, and a round of its own needs at most one timer at a time.
 
 A round is good when any target answers, so it asks one target and the next only when no answer
 came within about twice the path's RTT (never sooner than a quarter of the interval shared
@@ -20,73 +31,18 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
-import logging
 import os
 import socket
-import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bonding.core.health import Round
-from bonding.periodic import Periodic
-
-log = logging.getLogger(__name__)
-
-ICMP_ECHO_REPLY = 0
-ICMP_ECHO_REQUEST = 8
-ICMP6_ECHO_REQUEST = 128
-ICMP6_ECHO_REPLY = 129
-SOL_RAW = 255
-ICMP_FILTER = 1
-ICMP6_FILTER = 1  # at level IPPROTO_ICMPV6: struct icmp6_filter, a set bit blocks that type
-PAYLOAD = b"bonding-probe\0\0\0"  # 16 bytes after the 8-byte send timestamp
+from bonding.icmp import Channel, pktinfo
+from bonding.periodic import Beat
 
 
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
-
-
-def echo_request(ident: int, seq: int, stamp_ns: int, v6: bool = False) -> bytes:
-    """An ICMP echo request; ICMPv6 with `v6` (its checksum left 0: the kernel computes it over
-    the pseudo-header it alone knows)."""
-    body = struct.pack("!Q", stamp_ns) + PAYLOAD
-    kind = ICMP6_ECHO_REQUEST if v6 else ICMP_ECHO_REQUEST
-    head = struct.pack("!BBHHH", kind, 0, 0, ident, seq)
-    if v6:
-        return head + body
-    csum = checksum(head + body)
-    return struct.pack("!BBHHH", kind, 0, csum, ident, seq) + body
-
-
-def parse_echo_reply(packet: bytes, v6: bool = False) -> tuple[int, int] | None:
-    """(ident, seq) of an echo reply, else None: an IPv4 packet holding an ICMP echo reply, or
-    with `v6` an ICMPv6 message (a raw ICMPv6 socket does not hand over the IPv6 header)."""
-    if v6:
-        icmp, kind = packet, ICMP6_ECHO_REPLY
-    else:
-        if len(packet) < 20:
-            return None
-        icmp, kind = packet[(packet[0] & 0x0F) * 4:], ICMP_ECHO_REPLY
-    if len(icmp) < 8 or icmp[0] != kind:
-        return None
-    _, _, _, ident, seq = struct.unpack("!BBHHH", icmp[:8])
-    return ident, seq
-
-
-def icmp6_filter_only(kind: int) -> bytes:
-    """struct icmp6_filter letting only ICMPv6 type `kind` through (Linux: a set bit blocks)."""
-    words = [0xFFFFFFFF] * 8
-    words[kind >> 5] &= ~(1 << (kind & 31)) & 0xFFFFFFFF
-    return struct.pack("8I", *words)
-
-
-@dataclass
+@dataclass(slots=True)
 class TargetStats:
     address: str
     sent: int = 0
@@ -106,17 +62,26 @@ class TargetStats:
         }
 
 
-@dataclass
 class _Pending:
-    number: int
-    targets: int  # echoes this round sends at most (fewer once an answer made the rest needless)
-    sent: int = 0
-    received: int = 0
-    rtts: list[float] = field(default_factory=list)
-    outstanding: dict[int, tuple[str, float]] = field(default_factory=dict)  # seq → (dst, sent)
-    timer: asyncio.TimerHandle | None = None
-    fallbacks: list[asyncio.TimerHandle] = field(default_factory=list)  # the next targets' sends
-    done: bool = False
+    """A round not finished yet."""
+
+    __slots__ = ("asked", "done", "end_at", "number", "order", "received", "rtts", "sent",
+                 "seqs", "started", "step", "targets", "timer", "timer_ends", "waiting")
+
+    def __init__(self, number: int, targets: int) -> None:
+        self.number = number
+        self.targets = targets  # echoes this round sends at most (fewer once one answered)
+        self.sent = 0
+        self.received = 0
+        self.waiting = 0  # echoes on the wire, not answered yet
+        self.rtts: list[float] = []
+        self.seqs: list[int] = []  # of the echoes sent
+        self.order: tuple[str, ...] = ()  # the targets in the order this round asks them
+        self.asked = 0
+        self.started = self.end_at = self.step = 0.0
+        self.timer: asyncio.TimerHandle | None = None  # the round's one timer
+        self.timer_ends = False  # the timer ends the round (else: it asks the next target)
+        self.done = False
 
 
 RoundCallback = Callable[[Round], None]
@@ -124,11 +89,19 @@ RoundCallback = Callable[[Round], None]
 
 class PathProber:
     """Probes one path (one address family: that of `source`) until stopped; reports each
-    finished round through `on_round`."""
+    finished round through `on_round`.
+
+    `channel` (the family's socket) and `beat` (the clock) default to those the running loop
+    shares among its probers."""
+
+    __slots__ = ("_ancillary", "_beat", "_channel", "_closed", "_ifindex", "_out", "_rounds",
+                 "_source", "_unfinished", "device", "interval_s", "on_round", "source",
+                 "srtt_s", "stats", "targets", "timeout_s", "v6")
 
     def __init__(self, *, device: str, source: str, targets: tuple[str, ...],
                  interval_s: float, timeout_s: Callable[[], float],
-                 srtt_s: Callable[[], float | None], on_round: RoundCallback) -> None:
+                 srtt_s: Callable[[], float | None], on_round: RoundCallback,
+                 channel: Channel | None = None, beat: Beat | None = None) -> None:
         self.device = device
         self.source = source
         self.targets = targets
@@ -138,168 +111,170 @@ class PathProber:
         self.on_round = on_round
         self.v6 = ":" in source
         self.stats = {t: TargetStats(t) for t in targets}
-        self._ident = (os.getpid() * 31 + id(self)) & 0xFFFF
-        self._seq = 0
-        self._by_seq: dict[int, _Pending] = {}  # echo seq → its round
+        self._source = socket.inet_pton(socket.AF_INET6 if self.v6 else socket.AF_INET, source)
+        self._ifindex = 0  # the device's; 0: to look up (again) at the next round
+        self._ancillary: list[tuple[int, int, bytes]] = []
+        self._out: dict[int, tuple[str, float, _Pending]] = {}  # seq → (target, sent, round)
         self._unfinished: dict[int, _Pending] = {}  # round number → a round not finished yet
         self._rounds = 0
-        self._sock: socket.socket | None = None
-        # A round costs a timer callback or two, no task.
-        self._clock = Periodic(interval_s, self._round, f"probe of {device} from {source}")
+        self._closed = False
+        self._channel = channel
+        self._beat = beat
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        self._clock.start()
+        """The first round at once, then one every interval (on the running loop)."""
+        if self._channel is None:
+            self._channel = Channel.shared(self.v6)
+        if self._beat is None:
+            self._beat = Beat.shared(self.interval_s)
+        self._channel.attach()
+        self._beat.join(self._round)
 
     def close(self) -> None:
         """Stop probing now: no round is started or reported after this."""
-        self._clock.stop()
+        if self._closed:
+            return
+        self._closed = True
+        if self._beat is not None:
+            self._beat.leave(self._round)
         for p in self._unfinished.values():
             p.done = True
-            _cancel(p)
+            if p.timer is not None:
+                p.timer.cancel()
         self._unfinished.clear()
-        self._by_seq.clear()
-        self._close()
+        if self._channel is not None:
+            for seq in self._out:
+                self._channel.forget(seq)
+            if self._beat is not None:  # started: attached
+                self._channel.detach()
+        self._out.clear()
 
     def probe_now(self) -> None:
-        """Start the next round at once (ubus `probe`)."""
-        self._clock.now()
-
-    def _open(self) -> socket.socket:
-        family, proto = ((socket.AF_INET6, socket.IPPROTO_ICMPV6) if self.v6
-                         else (socket.AF_INET, socket.IPPROTO_ICMP))
-        s = socket.socket(family, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
-                          proto)
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.device.encode())
-            # Let only echo replies wake us up (a bit set = that type filtered out).
-            if self.v6:
-                s.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER,
-                             icmp6_filter_only(ICMP6_ECHO_REPLY))
-            else:
-                only_replies = ~(1 << ICMP_ECHO_REPLY) & 0xFFFFFFFF
-                s.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("I", only_replies))
-            s.bind((self.source, 0))
-        except OSError:
-            s.close()
-            raise
-        self._clock.loop.add_reader(s.fileno(), self._readable)
-        return s
-
-    def _close(self) -> None:
-        if self._sock is not None:
-            self._clock.loop.remove_reader(self._sock.fileno())  # opened by a round: started
-            self._sock.close()
-            self._sock = None
+        """Start a round at once (ubus `probe`), beside the regular ones."""
+        if self._beat is not None and not self._closed:
+            self._beat.loop.call_soon(self._round)
 
     # --- rounds ---------------------------------------------------------------------------------
     def _round(self) -> None:
-        loop = self._clock.loop
-        pending = _Pending(self._next_round(), len(self.targets))
-        if self._sock is None:
+        if self._closed:
+            return
+        assert self._beat is not None
+        self._rounds += 1
+        n = len(self.targets)
+        pending = _Pending(self._rounds, n)
+        if not self._ifindex:
             try:
-                self._sock = self._open()
+                self._resolve()
             except OSError as e:
-                # The device or address may be gone: the round fails, we retry next round.
+                # The device may be gone: the round fails, we retry next round.
                 for st in self.stats.values():
-                    st.last_error = f"socket: {os.strerror(e.errno or 0)}"
+                    st.last_error = f"socket: {os.strerror(e.errno or errno.ENODEV)}"
                 self._finish(pending)
                 return
         self._unfinished[pending.number] = pending
-        n = len(self.targets)
         lead = (pending.number - 1) % n  # the targets take turns leading a round
-        order = self.targets[lead:] + self.targets[:lead]
-        step = self._patience()
-        # the next targets' turns, cancelled by the round's first answer (_needless)
-        pending.fallbacks = [loop.call_later(i * step, self._send, pending, target)
-                             for i, target in enumerate(order[1:], 1)]
+        pending.order = self.targets[lead:] + self.targets[:lead]
+        timeout = self.timeout_s()
+        pending.step = self._patience(timeout)
+        pending.started = now = self._beat.loop.time()
         # the round ends when it did with every target asked at once, staggered: asking later
         # must not make a dead path's rounds longer (nor its death noticed later); the last echo
         # still gets at least the timeout's share
-        pending.timer = loop.call_later((n - 1) * self._stagger() + self.timeout_s(),
-                                        self._finish, pending)
-        self._send(pending, order[0])
+        pending.end_at = now + (n - 1) * self._stagger() + timeout
+        self._ask(pending)
+
+    def _resolve(self) -> None:
+        """The device's interface index, and the ancillary data of its echoes."""
+        self._ifindex = socket.if_nametoindex(self.device)
+        self._ancillary = [pktinfo(self.v6, self._ifindex, self._source)]
+
+    def _ask(self, pending: _Pending) -> None:
+        """Ask the round's next target; then wait for the one after it, or the end."""
+        target = pending.order[pending.asked]
+        pending.asked += 1
+        self._send(pending, target)
+        if not pending.done:
+            self._arm(pending)
+
+    def _arm(self, pending: _Pending) -> None:
+        """The round's one timer: at the next target's turn, else at the round's end."""
+        assert self._beat is not None
+        at, ends = pending.end_at, True
+        if pending.asked < pending.targets:
+            at, ends = pending.started + pending.asked * pending.step, False
+        pending.timer_ends = ends
+        pending.timer = self._beat.loop.call_at(at, self._due, pending)
+
+    def _due(self, pending: _Pending) -> None:
+        if pending.done:
+            return
+        if pending.timer_ends:
+            self._finish(pending)
+        elif pending.asked < pending.targets:
+            self._ask(pending)
+        else:  # an answer made the next target's turn needless: wait for the rest
+            self._arm(pending)
 
     def _stagger(self) -> float:
         """A quarter of the interval shared among the targets."""
         return self.interval_s / 4 / max(1, len(self.targets))
 
-    def _patience(self) -> float:
+    def _patience(self, timeout: float) -> float:
         """Seconds a round waits for an answer before it asks the next target: twice the RTT,
-        at least the stagger, at most the timeout's share."""
+        at least the stagger, at most the share of the round's `timeout`."""
+        if len(self.targets) < 2:
+            return 0.0  # no next target
         srtt = self.srtt_s()
         if srtt is None:
             return self._stagger()
-        return max(self._stagger(), min(2 * srtt, self.timeout_s() / max(1, len(self.targets))))
-
-    def _next_round(self) -> int:
-        self._rounds += 1
-        return self._rounds
+        return max(self._stagger(), min(2 * srtt, timeout / len(self.targets)))
 
     def _send(self, pending: _Pending, target: str) -> None:
-        if pending.done or self._clock.stopped or self._sock is None:
-            return
-        self._seq = (self._seq + 1) & 0xFFFF
-        seq = self._seq
+        assert self._channel is not None
         st = self.stats[target]
         now = time.monotonic()
-        pkt = echo_request(self._ident, seq, time.monotonic_ns(), self.v6)
         st.sent += 1
         pending.sent += 1
         try:
-            assert self._sock is not None
-            self._sock.sendto(pkt, (target, 0))
+            seq = self._channel.send(self, target, self._ancillary)
         except OSError as e:
             st.last_error = os.strerror(e.errno or 0)
-            if e.errno in (errno.ENODEV, errno.EADDRNOTAVAIL, errno.EBADF):
-                self._close()  # reopen next round (device or address came back?)
-            if pending.sent == pending.targets and not pending.outstanding:
+            if e.errno in (errno.ENODEV, errno.ENXIO, errno.EADDRNOTAVAIL, errno.EINVAL):
+                self._ifindex = 0  # look the device up again next round (did it come back?)
+            if pending.sent == pending.targets and not pending.waiting:
                 self._finish(pending)  # nothing of this round is on the wire
             return
-        pending.outstanding[seq] = (target, now)
-        self._by_seq[seq] = pending
+        self._out[seq] = (target, now, pending)
+        pending.seqs.append(seq)
+        pending.waiting += 1
 
-    def _readable(self) -> None:
-        sock = self._sock
-        if sock is None:
-            return
-        for _ in range(64):  # bounded: drain what is there, let others run
-            try:
-                data, peer = sock.recvfrom(2048)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as e:
-                log.debug("%s: recv: %s", self.device, e)
-                return
-            now = time.monotonic()
-            parsed = parse_echo_reply(data, self.v6)
-            if parsed is None or parsed[0] != self._ident:
-                continue
-            src = peer[0]
-            if src not in self.stats and self.v6:  # inet_ntop's text, usually ipaddress's too
-                src = str(ipaddress.ip_address(src.split("%")[0]))
-            pending = self._by_seq.pop(parsed[1], None)
-            if pending is None:
-                continue
-            entry = pending.outstanding.pop(parsed[1], None)
-            if entry is None or entry[0] != src:
-                continue
-            rtt = (now - entry[1]) * 1000.0
-            st = self.stats[src]
-            st.received += 1
-            st.last_rtt_ms = rtt
-            st.last_reply = now
-            st.last_error = None
-            pending.received += 1
-            pending.rtts.append(rtt)
-            self._needless(pending)
+    def answer(self, seq: int, src: str, ifindex: int, dst: bytes, now: float) -> bool:
+        """An echo reply to echo `seq` from `src`, come in on `ifindex` to `dst`: True when
+        it is the answer this prober waits for (on its device, to its address, from the target
+        asked)."""
+        entry = self._out.get(seq)
+        if entry is None or ifindex != self._ifindex or dst != self._source:
+            return False
+        target, sent_at, pending = entry
+        if src != target and not (self.v6 and _same_address(src, target)):
+            return False
+        del self._out[seq]
+        rtt = (now - sent_at) * 1000.0
+        st = self.stats[target]
+        st.received += 1
+        st.last_rtt_ms = rtt
+        st.last_reply = now
+        st.last_error = None
+        pending.received += 1
+        pending.waiting -= 1
+        pending.rtts.append(rtt)
+        self._needless(pending)
+        return True
 
     def _needless(self, pending: _Pending) -> None:
         """An answer came: the targets not asked yet are not asked this round; the round ends
         once every echo sent has answered."""
-        for h in pending.fallbacks:
-            h.cancel()
-        pending.fallbacks.clear()
         pending.targets = pending.sent
         if pending.received == pending.targets:
             self._finish(pending)
@@ -309,22 +284,25 @@ class PathProber:
             return
         pending.done = True
         self._unfinished.pop(pending.number, None)
-        _cancel(pending)
-        for seq in pending.outstanding:
-            self._by_seq.pop(seq, None)
-        for target, _ in pending.outstanding.values():
-            st = self.stats[target]
+        if pending.timer is not None:
+            pending.timer.cancel()
+        for seq in pending.seqs:
+            entry = self._out.pop(seq, None)
+            if entry is None:
+                continue  # answered
+            if self._channel is not None:
+                self._channel.forget(seq)
+            st = self.stats[entry[0]]
             if st.last_error is None:
                 st.last_error = "timeout"
-        pending.outstanding.clear()
-        # the echoes sent, or (no socket) those the round would have sent: all failed
+        # the echoes sent, or (no device) those the round would have sent: all failed
         self.on_round(Round(sent=pending.sent or pending.targets, received=pending.received,
                             rtts_ms=tuple(pending.rtts)))
 
 
-def _cancel(pending: _Pending) -> None:
-    """A round's timers: its end and the sends not made yet."""
-    if pending.timer is not None:
-        pending.timer.cancel()
-    for h in pending.fallbacks:
-        h.cancel()
+def _same_address(a: str, b: str) -> bool:
+    """Two IPv6 addresses in text (inet_ntop's, usually ipaddress's too; a scope is ignored)."""
+    try:
+        return ipaddress.ip_address(a.split("%")[0]) == ipaddress.ip_address(b)
+    except ValueError:
+        return False

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import stat
 from pathlib import Path
 
@@ -81,7 +80,7 @@ def write_at(dir_fd: int, name: str, data: bytes, mode: int,
              owner: tuple[int, int] | None = None) -> None:
     """Replace `name` in `dir_fd` with `data` (mode `mode`, owned by `owner` = (uid, gid) when
     given): temp file, fsync, rename."""
-    tmp = f".{name}.{secrets.token_hex(6)}"
+    tmp = f".{name}.{os.urandom(6).hex()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  mode, dir_fd=dir_fd)
     try:

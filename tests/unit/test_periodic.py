@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from bonding.periodic import Periodic
+from bonding.periodic import Beat, Periodic
 
 T = TypeVar("T")
 
@@ -94,3 +94,72 @@ def test_now_runs_a_round_at_once_and_is_a_no_op_before_start_and_after_stop() -
         return at
 
     assert len(_run(main)) == 2
+
+
+def test_a_beat_runs_its_members_together_from_one_timer() -> None:
+    async def main() -> tuple[list[tuple[str, float]], int]:
+        loop = asyncio.get_running_loop()
+        at: list[tuple[str, float]] = []
+        beat = Beat(0.05)
+        def due() -> float:  # the due time of the round that runs now
+            return beat._periodic._next_at
+        a, b = (lambda: at.append(("a", due()))), (lambda: at.append(("b", due())))
+        beat.join(a)
+        beat.join(b)
+        await asyncio.sleep(0.005)
+        assert [w for w, _ in at] == ["a", "b"]  # each joiner's first round: at once, once
+        await asyncio.sleep(0.13)
+        timers = len(loop._scheduled)  # type: ignore[attr-defined]
+        beat.leave(a)
+        n = len(at)
+        await asyncio.sleep(0.06)
+        assert [w for w, _ in at[n:]] == ["b"]  # a left, b goes on
+        beat.leave(b)
+        n = len(at)
+        await asyncio.sleep(0.06)
+        assert len(at) == n  # the last left: no more rounds
+        return at, timers
+
+    at, timers = _run(main)
+    assert timers == 1  # one timer for both members
+    beats = {t for w, t in at[2:]}
+    for t in beats:  # every round ran both members in the same callback
+        assert sorted(w for w, u in at[2:] if u == t) in (["a", "b"], ["b"])
+
+
+def test_a_failing_member_is_logged_and_the_others_go_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> list[int]:
+        ran: list[int] = []
+
+        def bad() -> None:
+            raise RuntimeError("boom")
+        beat = Beat(0.03)
+        beat.join(bad)
+        beat.join(lambda: ran.append(1))
+        await asyncio.sleep(0.1)
+        beat.leave(bad)
+        return ran
+
+    with caplog.at_level(logging.ERROR):
+        ran = _run(main)
+    assert len(ran) >= 3
+    assert "round failed" in caplog.text and "boom" in caplog.text
+
+
+def test_a_beat_left_by_all_starts_again_on_the_next_join() -> None:
+    async def main() -> int:
+        ran: list[int] = []
+        beat = Beat(0.03)
+
+        def f() -> None:
+            ran.append(1)
+        beat.join(f)
+        await asyncio.sleep(0.01)
+        beat.leave(f)
+        beat.join(f)
+        await asyncio.sleep(0.08)
+        beat.leave(f)
+        return len(ran)
+
+    assert _run(main) >= 3  # two first rounds and at least one beat

@@ -70,10 +70,16 @@ class Transitions:
         rt = paths.get(name)
         if rt is None:
             return
-        before = rt.health
         f = rt.family(family)
         best = hl.best_rtt(p.family(family).health for p in paths.values())
-        f.health = hl.on_round(f.health, r, self.params(), self.clock(), best)
+        h = hl.on_round(f.health, r, self.params(), self.clock(), best)
+        if h.state is f.health.state and (rt.v4.health.state,
+                                          rt.v6.health.state) == rt.family_states:
+            f.health = h  # no state changed: neither the path's (made of its families') nor
+            self.out.mark_dirty()  # a family's, so there is nothing more for after_change to do
+            return
+        before = rt.health
+        f.health = h
         self.after_change(rt, before)
 
     def after_change(self, rt: PathRuntime, before: Health) -> None:

@@ -36,7 +36,6 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -112,11 +111,21 @@ def search_path(path: str | None = None) -> str:
     return os.pathsep.join(dirs)
 
 
+def which(name: str, path: str) -> str | None:
+    """The first executable file `name` in the directories of `path` (shutil.which's search,
+    without loading shutil: 0.3 MB of bondingd's RSS)."""
+    for d in path.split(os.pathsep):
+        full = os.path.join(d, name)
+        if d and os.path.isfile(full) and os.access(full, os.X_OK):
+            return full
+    return None
+
+
 def find(backend: str, path: str) -> dict[str, str]:
     """The backend's programs by name → full path; BackendError names the missing one."""
     found: dict[str, str] = {}
     for b in BINARIES[backend]:
-        where = shutil.which(b.name, path=path)
+        where = which(b.name, path)
         if where is None:
             raise BackendError(f"{b.name} not found (proxy '{backend}'): {b.install}")
         found[b.name] = where

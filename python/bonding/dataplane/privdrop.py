@@ -20,7 +20,6 @@ The user is option ``proxy_user`` (default ``bonding``, created by the package f
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import pwd
 from collections.abc import Mapping
@@ -74,7 +73,10 @@ class _CapData(ctypes.Structure):
 
 
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    """The C library this process already runs on (glibc or musl), by dlopen(NULL): nothing to
+    search for in the child (ctypes.util.find_library would run ldconfig there, and names
+    libc.so.6, which musl does not have)."""
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def _check(rc: int, what: str) -> None:
