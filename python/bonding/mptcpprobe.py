@@ -15,13 +15,13 @@ about 22 MB a month per path), and one more a few seconds after a fallback to co
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 import socket
 import struct
 from collections.abc import Callable, Sequence
 
+from bonding.connects import Connects
 from bonding.core.mptcpblock import Check
 from bonding.periodic import Periodic
 from bonding.serverprobe import Target, Via
@@ -60,19 +60,15 @@ class MptcpChecker:
         self.paths = paths
         self.timeout_s = timeout_s
         self.on_check = on_check
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._clock = Periodic(interval_s, self.round, "MPTCP check")
-        self._open: dict[int, tuple[socket.socket, asyncio.TimerHandle]] = {}
+        self._connects = Connects()
 
     def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self._clock.start()
 
     def close(self) -> None:
         self._clock.stop()
-        for fd, (sock, timer) in list(self._open.items()):
-            timer.cancel()
-            self._drop(fd, sock)
+        self._connects.close()
 
     def round(self) -> None:
         t = self.target()
@@ -89,52 +85,17 @@ class MptcpChecker:
             self._connect(t, via)
 
     def _connect(self, t: Target, via: Via) -> None:
-        assert self._loop is not None
-        try:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
-                                 | socket.SOCK_CLOEXEC, IPPROTO_MPTCP)
-        except OSError as e:
-            log.warning("MPTCP check: cannot open an MPTCP socket: %s", e)
-            return
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, via.device.encode())
-            sock.bind((via.source, 0))
-            code = sock.connect_ex((t.address, t.port))
-        except OSError:
-            sock.close()
-            self.on_check(via.name, Check.FAILED)
-            return
-        if code not in (0, errno.EINPROGRESS):
-            sock.close()
-            self.on_check(via.name, Check.FAILED)
-            return
-        fd = sock.fileno()
-
-        def expired() -> None:
-            self._drop(fd, sock)
-            self.on_check(via.name, Check.FAILED)
-
-        def writable() -> None:
-            entry = self._open.pop(fd, None)
-            if entry is None:
-                return
-            entry[1].cancel()
-            assert self._loop is not None
-            self._loop.remove_writer(fd)
+        def done(sock: socket.socket, err: int | None) -> None:
             try:
-                ok = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
-                got = (Check.FALLBACK if fell_back(sock) else Check.MPTCP) if ok else Check.FAILED
+                got = (Check.FALLBACK if fell_back(sock) else Check.MPTCP) if err == 0 \
+                    else Check.FAILED
             except OSError:
                 got = Check.FAILED
-            sock.close()
             if not self._clock.stopped:
                 self.on_check(via.name, got)
 
-        self._open[fd] = (sock, self._loop.call_later(self.timeout_s, expired))
-        self._loop.add_writer(fd, writable)
-
-    def _drop(self, fd: int, sock: socket.socket) -> None:
-        self._open.pop(fd, None)
-        if self._loop is not None:
-            self._loop.remove_writer(fd)
-        sock.close()
+        try:
+            self._connects.start(via.device, via.source, t.address, t.port, self.timeout_s,
+                                 done, IPPROTO_MPTCP)
+        except OSError as e:
+            log.warning("MPTCP check: cannot open an MPTCP socket: %s", e)

@@ -16,7 +16,6 @@ Cost: a handshake and a close per server, path and round, and no task per attemp
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import ipaddress
 import logging
@@ -26,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from bonding.connects import Connects
 from bonding.core.servers import Attempt, Round
 from bonding.periodic import Periodic
 
@@ -78,25 +78,19 @@ class ServerProber:
         self.paths = paths
         self.timeout_s = timeout_s
         self.on_round = on_round
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._clock = Periodic(interval_s, self.round, "server probe")
-        self._open: dict[int, tuple[socket.socket, asyncio.TimerHandle]] = {}
+        self._connects = Connects()
 
     def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self._clock.start()
 
     def close(self) -> None:
         """Stop now: no attempt is started or reported after this."""
         self._clock.stop()
-        for fd, (sock, timer) in list(self._open.items()):
-            timer.cancel()
-            self._drop(fd, sock)
+        self._connects.close()
 
     def round(self) -> None:
         """Start one round now (on the running loop)."""
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
         targets = self.targets()
         paths = self.paths()
         for t in targets:
@@ -114,60 +108,23 @@ class ServerProber:
             self.on_round(pending.server, Round(tuple(pending.attempts)))
 
     def _connect(self, pending: _Pending, t: Target, via: Via) -> None:
-        assert self._loop is not None
         if t.error:
             self._done(pending, Attempt(via.name, False, error=t.error))
             return
-        try:
-            ipaddress.IPv4Address(t.address)
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
-                                 | socket.SOCK_CLOEXEC)
-        except (ValueError, OSError) as e:
-            self._done(pending, Attempt(via.name, False, error=f"cannot probe: {e}"))
-            return
-        started = time.monotonic()
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, via.device.encode())
-            sock.bind((via.source, 0))
-            code = sock.connect_ex((t.address, t.port))
-        except OSError as e:
-            sock.close()
-            self._done(pending, Attempt(via.name, False, error=_error_text(e.errno or 0)))
-            return
-        if code == 0:  # connected at once (a local server)
-            sock.close()
-            self._done(pending, Attempt(via.name, True, (time.monotonic() - started) * 1000))
-            return
-        if code != errno.EINPROGRESS:
-            sock.close()
-            self._done(pending, Attempt(via.name, False, error=_error_text(code)))
-            return
-        fd = sock.fileno()
         timeout = self.timeout_s(t.name, via.name)
+        started = time.monotonic()
 
-        def expired() -> None:
-            self._drop(fd, sock)
-            self._done(pending, Attempt(via.name, False,
-                                        error=f"no answer within {timeout * 1000:.0f} ms"))
-
-        def writable() -> None:
-            entry = self._open.get(fd)
-            if entry is None:
-                return
-            entry[1].cancel()
-            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            rtt = (time.monotonic() - started) * 1000
-            self._drop(fd, sock)
+        def done(sock: socket.socket, err: int | None) -> None:
             if err == 0:
-                self._done(pending, Attempt(via.name, True, rtt))
+                self._done(pending, Attempt(via.name, True, (time.monotonic() - started) * 1000))
+            elif err is None:
+                self._done(pending, Attempt(via.name, False,
+                                            error=f"no answer within {timeout * 1000:.0f} ms"))
             else:
                 self._done(pending, Attempt(via.name, False, error=_error_text(err)))
 
-        self._open[fd] = (sock, self._loop.call_later(timeout, expired))
-        self._loop.add_writer(fd, writable)
-
-    def _drop(self, fd: int, sock: socket.socket) -> None:
-        self._open.pop(fd, None)
-        if self._loop is not None:
-            self._loop.remove_writer(fd)
-        sock.close()
+        try:
+            ipaddress.IPv4Address(t.address)
+            self._connects.start(via.device, via.source, t.address, t.port, timeout, done)
+        except (ValueError, OSError) as e:
+            self._done(pending, Attempt(via.name, False, error=f"cannot probe: {e}"))
