@@ -3,13 +3,8 @@ ctnetlink's flush by mark forgetting exactly the realtime flows."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
-import uuid
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -17,6 +12,8 @@ from bonding.config import Config, Globals
 from bonding.core.health import State
 from bonding.core.plan import PathView
 from bonding.dataplane import nft, pinning, realtime
+
+from .nftns import nft_items, nft_load
 
 G = Globals(lan_devices=("lan0", "br-lan"), realtime=True,
             realtime_devices=("aa:bb:cc:dd:ee:01", "192.168.1.0/28"))
@@ -30,42 +27,17 @@ def views(wan2: State) -> list[PathView]:
             for i in range(2)]
 
 
-@pytest.fixture
-def netns() -> Iterator[str]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to create a network namespace")
-    if shutil.which("nft") is None:
-        pytest.skip("needs nft (apt-get install nftables)")
-    name = f"brt-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
-
-
-def _load(ns: str, text: str) -> None:
-    subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=text, text=True,
-                   check=True, capture_output=True)
-
-
-def _items(ns: str) -> list[dict[str, Any]]:
-    r = subprocess.run(["ip", "netns", "exec", ns, "nft", "-j", "list", "ruleset"],
-                       capture_output=True, text=True, check=True)
-    return [i for i in json.loads(r.stdout)["nftables"] if "metainfo" not in i]
-
-
 def test_the_table_loads_beside_the_bonding_and_rules_tables(netns: str) -> None:
     cfg = Config(globals=G)
     for wan2 in (State.UP, State.DOWN, State.DISABLED):
         rs = realtime.build(cfg, realtime.choose(views(wan2)))
-        _load(netns, rs.render())
-        _load(netns, rs.render())  # again: replaced whole
+        nft_load(netns, rs.render())
+        nft_load(netns, rs.render())  # again: replaced whole
     pins, _ = pinning.build(cfg, views(State.UP))
-    _load(netns, pins.render())
-    _load(netns, nft.build(G, ["203.0.113.10"], pin_mask=pins.marks.mask).render())
-    _load(netns, realtime.build(cfg, realtime.choose(views(State.UP))).render())
-    items = _items(netns)
+    nft_load(netns, pins.render())
+    nft_load(netns, nft.build(G, ["203.0.113.10"], pin_mask=pins.marks.mask).render())
+    nft_load(netns, realtime.build(cfg, realtime.choose(views(State.UP))).render())
+    items = nft_items(netns)
     assert {i["table"]["name"] for i in items if "table" in i} == {
         "bonding", "bonding_rules", "bonding_realtime"}
     chains = {i["chain"]["name"]: i["chain"] for i in items
@@ -74,9 +46,9 @@ def test_the_table_loads_beside_the_bonding_and_rules_tables(netns: str) -> None
     steer = [i["rule"] for i in items if "rule" in i
              and i["rule"]["table"] == "bonding_realtime" and i["rule"]["chain"] == "steer"]
     assert len(steer) == 1 and "accept" in steer[0]["expr"][-1]
-    _load(netns, realtime.REMOVE)
-    _load(netns, realtime.REMOVE)  # also when it is gone
-    assert "bonding_realtime" not in {i["table"]["name"] for i in _items(netns) if "table" in i}
+    nft_load(netns, realtime.REMOVE)
+    nft_load(netns, realtime.REMOVE)  # also when it is gone
+    assert "bonding_realtime" not in {i["table"]["name"] for i in nft_items(netns) if "table" in i}
 
 
 _CT_PROBE = """
@@ -116,13 +88,13 @@ send()
 
 
 def _counters(ns: str) -> dict[str, int]:
-    return {i["counter"]["name"]: i["counter"]["packets"] for i in _items(ns) if "counter" in i}
+    return {i["counter"]["name"]: i["counter"]["packets"] for i in nft_items(ns) if "counter" in i}
 
 
 @pytest.mark.parametrize(("how", "new9999"), [("flush", 2), ("keep", 1)])
 def test_the_flush_forgets_the_marked_flows_only(netns: str, how: str, new9999: int) -> None:
     subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
-    _load(netns, _CT_PROBE)
+    nft_load(netns, _CT_PROBE)
     env = {**os.environ, "PYTHONPATH": os.path.join(os.path.dirname(__file__), "..", "..",
                                                     "python")}
     import sys
