@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import select
@@ -21,6 +22,7 @@ import socket
 import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -899,6 +901,60 @@ def test_connect_waits_for_ubusd_then_objects_come_and_go(
         asyncio.run(main())
     finally:
         daemon.kill()
+
+
+def test_close_answers_every_caller_at_once(
+    ubus_prefix: Path, libs: UbusLibs, tmp_path: Path
+) -> None:
+    """A service that stops (bondingd restarted by procd) must not leave a caller waiting for
+    its timeout: a deferred call in progress and a call ubusd already forwarded but nobody
+    read both get an answer (Not found) when close() runs, not 10 s later."""
+    daemon = Ubusd(ubus_prefix, tmp_path / "close.sock")
+    daemon.start()
+    sock = str(daemon.sock)
+
+    def caller(method: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [str(ubus_prefix / "bin/ubus"), "-s", sock, "-t", "10", "call", "close.obj", method],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(ubus_prefix),
+        )  # fmt: skip
+
+    async def main() -> list[tuple[int, str, float]]:
+        bus = Ubus(sock, libs=libs)
+        entered = asyncio.Event()
+
+        async def hang(name: str, args: dict[str, Any]) -> None:
+            entered.set()
+            await asyncio.Event().wait()
+
+        bus.add_object("close.obj", [Method("hang", hang), Method("echo", lambda n, a: a)])
+        await bus.connect(timeout=5)
+        callers = [caller("hang")]
+        await asyncio.wait_for(entered.wait(), 5)
+        # the loop is busy (here: blocked) while a second call comes: it waits in our socket
+        callers.append(caller("echo"))
+        fd = bus._c.sock.fd
+        waiting = ctypes.c_int(0)
+        deadline = time.monotonic() + 5
+        while waiting.value == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+            fcntl.ioctl(fd, termios.FIONREAD, waiting)
+        assert waiting.value > 0, "ubusd never forwarded the second call"
+        t0 = time.monotonic()
+        bus.close()
+        out = []
+        for p in callers:
+            _, err = await asyncio.to_thread(p.communicate, timeout=15)
+            out.append((p.returncode, err, time.monotonic() - t0))
+        return out
+
+    try:
+        answers = asyncio.run(main())
+    finally:
+        daemon.kill()
+    for rc, err, after in answers:
+        assert rc != 0 and "Not found" in err, (rc, err)
+        assert after < 3, f"a caller waited {after:.1f} s after close()"  # sanity limit
 
 
 def test_repeated_ubusd_restarts_leak_nothing(

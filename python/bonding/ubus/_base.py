@@ -60,6 +60,7 @@ class _Core:
         self._subs: dict[int, Subscription] = {}
         self._requests: dict[int, _Pending] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._deferred: dict[int, Any] = {}  # address -> UbusRequestData of unanswered calls
         self._reconnect_task: asyncio.Task[None] | None = None
         self._cb_depth = 0  # > 0 while libubus is calling us (its frames are on the stack)
         # C callbacks: one instance each, alive as long as this connection
@@ -89,6 +90,9 @@ class _Core:
         raise NotImplementedError
 
     def _on_connection_lost(self, ctx: int | None) -> None:
+        raise NotImplementedError
+
+    def _withdraw(self, ctx: int) -> None:
         raise NotImplementedError
 
     def _entered(self, fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -158,6 +158,8 @@ class _Connection(_Core):
         for task in list(self._tasks):
             task.cancel()
         self._fail_requests(UbusStatus.CONNECTION_FAILED)
+        if self._ctx is not None and was_connected and not self._cb_depth:
+            self._withdraw(self._ctx)
         if self._reader_fd is not None and self._loop is not None:
             self._loop.remove_reader(self._reader_fd)
             self._reader_fd = None

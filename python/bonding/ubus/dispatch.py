@@ -80,6 +80,7 @@ class _Objects(_Core):
                 deferred = UbusRequestData()
                 ctypes.memmove(addressof(deferred), req, ctypes.sizeof(UbusRequestData))
                 UbusRequestData.from_address(req).deferred = True  # ubus_defer_request()
+                self._deferred[addressof(deferred)] = deferred
                 self._spawn(self._finish_deferred(deferred, result, handle.name, name))
                 return UbusStatus.OK
             return self._reply(req, result)
@@ -98,6 +99,14 @@ class _Objects(_Core):
         return UbusStatus.OK if rc == 0 else int(rc)
 
     async def _finish_deferred(
+        self, req: UbusRequestData, awaitable: Awaitable[Reply], obj: str, name: str
+    ) -> None:
+        try:
+            await self._answer(req, awaitable, obj, name)
+        finally:
+            self._deferred.pop(addressof(req), None)
+
+    async def _answer(
         self, req: UbusRequestData, awaitable: Awaitable[Reply], obj: str, name: str
     ) -> None:
         generation = self._generation
@@ -125,5 +134,20 @@ class _Objects(_Core):
             status = UbusStatus.NO_DATA
         self._lib.ubus_complete_deferred_request(self._ctx, addr, int(status))
         self._after_sync()
+
+    def _withdraw(self, ctx: int) -> None:
+        """Before the context goes: answer every call libubus already handed over or holds in
+        the socket (NOT_FOUND, as ubusd answers once the objects are gone), then remove the
+        objects, so that no caller waits for its timeout on a service that stopped."""
+        assert self._closed  # _dispatch answers NOT_FOUND from here on
+        self._on_readable()  # what ubusd forwarded and nobody read yet
+        for addr in list(self._deferred):
+            self._lib.ubus_complete_deferred_request(ctx, addr, int(UbusStatus.NOT_FOUND))
+        self._deferred.clear()
+        for handle in list(self._objects.values()):
+            if handle.registered:
+                # a call that comes while ubusd removes it is queued by libubus and answered
+                # (NOT_FOUND) right after, before ubus_remove_object returns
+                self._lib.ubus_remove_object(ctx, handle.address)
 
     # ------------------------------------------------------------------ events
