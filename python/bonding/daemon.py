@@ -54,6 +54,7 @@ from bonding.config import Config, PathConfig
 from bonding.core import health as hl
 from bonding.core import mptcpblock
 from bonding.core.cadence import Cadence
+from bonding.core.cadence import inputs as cadence_inputs
 from bonding.core.health import Health, Params
 from bonding.core.plan import PathView
 from bonding.core.roles import Standing
@@ -181,8 +182,13 @@ class Daemon:
             self.transitions.after_change(rt, before)  # which families count may have changed
 
     def _on_round(self, name: str, family: int, r: hl.Round) -> None:
+        rt = self.paths.get(name)
+        before = cadence_inputs(rt.family(family).health) if rt is not None else None
         self.transitions.on_round(name, family, r)
-        self._retune()
+        # most rounds change nothing the cadence reads (and a state change re-plans, which
+        # retunes): no need to work out every path's standing again (a fifth of bondingd's CPU)
+        if rt is None or cadence_inputs(rt.family(family).health) != before:
+            self._retune()
 
     def _cadences(self) -> dict[str, Cadence]:
         g = self.cfg.globals
@@ -239,6 +245,7 @@ class Daemon:
         self._reconcile_pending = False
         if self.kernel is None:
             return
+        self._retune()  # what changed the plan (a state, a block, a link) may change cadences
         dp = self.dataplane
         self.kernel.apply(self.cfg, self._views(), self._tables(),
                           tproxy=dp.tproxy() if dp else None,

@@ -3,11 +3,12 @@ rate when it carries traffic or may soon have to, and what that costs a month.""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import pytest
 
-from bonding.core.cadence import month_bytes, probe_interval, solid
+from bonding.core.cadence import inputs, month_bytes, probe_interval, solid
 from bonding.core.health import Health, State
 
 UP, DEGRADED, DOWN = State.UP, State.DEGRADED, State.DOWN
@@ -63,3 +64,25 @@ def test_monthly_cost_of_probing() -> None:
     # the default standby interval keeps a dual-stack path well under 50 MB a month
     assert month_bytes(SLOW, 4) / MB == pytest.approx(14.5, abs=0.1)
     assert (month_bytes(SLOW, 4) + month_bytes(SLOW, 6)) / MB < 50
+
+
+def test_the_cadence_reads_only_its_inputs() -> None:
+    """bondingd works every path's cadence out again only when a round changes `inputs` of the
+    family it judged: healths with the same inputs must get the same interval, whatever else
+    differs (and different inputs must be told apart)."""
+    base = [
+        Health(state=s, window=w, link_ok=link, good_streak=g)
+        for s, w, link, g in itertools.product(State, [(True, True), (True, False)],
+                                               [True, False], [0, 3])
+    ]
+    for h in base:
+        other = replace(h, srtt_ms=12.0, rttvar_ms=3.0, last_rtt_ms=15.0, losses=((5, 4),),
+                        rounds=99, bad_streak=2, calm_streak=1, falls=(1.0,), fresh=False,
+                        reason="x", since=5.0, good_streak=h.good_streak * 2)
+        assert inputs(other) == inputs(h)
+        assert solid(h) == solid(other)
+        for standby, bonds in itertools.product([True, False], repeat=2):
+            got = [probe_interval(standby=standby, bonds_solid=bonds, own=[x],
+                                  normal_ms=150, standby_ms=60000) for x in (h, other)]
+            assert got[0] == got[1], (h, other)
+    assert len({inputs(h) for h in base}) == len(base)

@@ -46,6 +46,12 @@ def solid(h: Health) -> bool:
     return h.state is State.UP and all(h.window)
 
 
+def inputs(h: Health) -> tuple[object, ...]:
+    """What of a family's health `probe_interval` (and `solid`) read: a round that leaves this
+    the same leaves every path's cadence the same."""
+    return (h.state, all(h.window), h.link_ok, h.good_streak > 0)
+
+
 def probe_interval(*, standby: bool, bonds_solid: bool, own: Iterable[Health],
                    normal_ms: int, standby_ms: int) -> Cadence:
     """The interval of a path's probes.  `standby`: it stands by now; `bonds_solid`: some bond
