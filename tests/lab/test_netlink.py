@@ -412,7 +412,8 @@ def test_monitor_sees_carrier_down_fast(ns: NetNs) -> None:
 
     latency, events = ns.run(lambda: asyncio.run(scenario()))
     print(f"carrier-down seen {latency * 1000:.1f} ms after `ip link set va down` started")
-    assert latency < 0.05
+    # a sanity limit, not the figure (bench/detect.py measures carrier loss: a few ms)
+    assert latency < 0.5
     links = {e.name: e for e in events if isinstance(e, LinkEvent)}
     assert not links["va"].up and not links["va"].carrier
     assert links["vb"].up and not links["vb"].carrier  # the peer lost carrier too
