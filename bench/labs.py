@@ -29,11 +29,14 @@ def bondingd_lab(links: str) -> Lab:
     return lab
 
 
-def full_lab(links: str, cc: str, backend: str = PROXY_BACKEND, tunnel6: bool = False) -> Lab:
-    """The full path (the proxy on both ends) over `links`, every path up, the proxy running."""
+def full_lab(links: str, cc: str, backend: str = PROXY_BACKEND, tunnel6: bool = False,
+             config_extra: str = "") -> Lab:
+    """The full path (the proxy on both ends) over `links`, every path up, the proxy running;
+    `config_extra`: more sections of bondingd's config (e.g. rules)."""
     lab = Lab(prefix("g"))
     lab.down(purge=True)
     lab.up(parse_links(links), proxy=True, backend=backend, tunnel6=tunnel6,
+           config_extra=config_extra,
            options={"congestion_control": "bbr" if cc == "mixed" else cc})
     ok = wait_all_up(lab, 20) and wait_proxy_running(lab, 10)
     if not ok:

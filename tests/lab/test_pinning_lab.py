@@ -31,6 +31,7 @@ from bonding.lab.topology import (
 )
 from bonding.lab.traffic import (
     Service,
+    first_answer_from,
     lan_transfer,
     link_rates,
     path_state,
@@ -215,32 +216,10 @@ def test_wan2_down_fallback_drop_lets_nothing_out(pin: Lab) -> None:
             nft(ns, "delete table inet labcount\n")
 
 
-_QUIC_CLIENT = """
-import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(3)
-s.connect((sys.argv[1], int(sys.argv[2])))
-t0 = time.monotonic()
-s.send(b"quic-initial")
-try:
-    answer = s.recv(1500).decode()
-except ConnectionRefusedError:
-    answer = "refused"
-except TimeoutError:
-    answer = "timeout"
-print(f"{answer}|{(time.monotonic() - t0) * 1000:.2f}")
-"""
-
-
 def _udp443(lab: Lab) -> tuple[str, float]:
     """What a UDP client to the target's port 443 gets (the answer, 'refused' or 'timeout')
     and after how many ms."""
-    ns = lab.load().namespaces["lan"]
-    r = subprocess.run(nsx(ns, sys.executable, "-c", _QUIC_CLIENT, TARGET_ADDR, str(QUIC)),
-                       capture_output=True, text=True, check=True, env=python_env(),
-                       timeout=15)
-    answer, ms = r.stdout.strip().rsplit("|", 1)
-    return answer, float(ms)
+    return first_answer_from(lab, "lan", TARGET_ADDR, QUIC)
 
 
 def test_block_quic_refuses_udp_443_at_once_and_only_that(pin: Lab) -> None:

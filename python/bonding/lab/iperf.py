@@ -48,6 +48,8 @@ class Transfer:
     server_output: bool = True  # the receiver's own intervals in the report
     interval: float = 1.0  # seconds per interval of the report (iperf3 -i, ≥ 0.1)
     parallel: int = 1  # TCP connections at once (iperf3 -P)
+    port: int = IPERF_PORT  # the server's (its control connection is TCP to it also with UDP)
+    udp_bps: float | None = None  # a UDP flow at this rate (iperf3 -u -b, 1200-byte datagrams)
 
     def start(self) -> None:
         st = self.lab.state or self.lab.load()
@@ -55,10 +57,10 @@ class Transfer:
         wrap = [need("mptcpize", "mptcpize"), "run"] if self.mptcp else []
         self.server = subprocess.Popen(
             nsx(st.namespaces[self.dst_role], *wrap, "iperf3", "-s", "-1", "-J", "-p",
-                str(IPERF_PORT)),
+                str(self.port)),
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 5
-        while not listening(st.namespaces[self.dst_role], IPERF_PORT):
+        while not listening(st.namespaces[self.dst_role], self.port):
             if time.monotonic() > deadline or self.server.poll() is not None:
                 self.stop()
                 raise LabError("iperf3 server did not start")
@@ -67,10 +69,11 @@ class Transfer:
             ["-O", f"{self.omit:g}"] if self.omit else []) + (
             ["--get-server-output"] if self.server_output else []) + (
             ["-i", f"{self.interval:g}"] if self.interval != 1.0 else []) + (
-            ["-P", str(self.parallel)] if self.parallel != 1 else [])
+            ["-P", str(self.parallel)] if self.parallel != 1 else []) + (
+            ["-u", "-b", f"{self.udp_bps:.0f}", "-l", "1200"] if self.udp_bps else [])
         self.client = subprocess.Popen(
             nsx(st.namespaces[self.src_role], *wrap, "iperf3", "-c", self.dst, "-p",
-                str(IPERF_PORT), "-t", f"{self.seconds:g}", "-J", *extra,
+                str(self.port), "-t", f"{self.seconds:g}", "-J", *extra,
                 *(["-C", self.congestion] if self.congestion else [])),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

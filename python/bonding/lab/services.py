@@ -119,6 +119,26 @@ def ask(kind: str, host: str, port: int, timeout: float = 3.0) -> str:
         return " ".join(parse_dns_a(u.recv(65535)))
 
 
+def first_answer(host: str, port: int, payload: bytes = b"quic-initial",
+                 timeout: float = 3.0) -> tuple[str, float]:
+    """What a UDP client (a QUIC client's first datagram) gets from `host`:`port`: the answer,
+    'refused' (an ICMP port unreachable: a connected socket sees it) or 'timeout', and after
+    how many ms."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                       socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.connect((host, port))
+        t0 = time.monotonic()
+        s.send(payload)
+        try:
+            answer = s.recv(1500).decode()
+        except ConnectionRefusedError:
+            answer = "refused"
+        except TimeoutError:
+            answer = "timeout"
+        return answer, (time.monotonic() - t0) * 1000
+
+
 def until_answer(kind: str, host: str, port: int, expect: str, t0: float, limit: float,
                  attempt: float = 0.5, pause: float = 0.05) -> float | None:
     """New connections one after another until one gets `expect`: seconds since `t0`

@@ -20,7 +20,14 @@ import json
 import sys
 from collections.abc import Sequence
 
-from bonding.lab.flows import NewConnections, Service, Stream, ask_from, try_ask_from
+from bonding.lab.flows import (
+    NewConnections,
+    Service,
+    Stream,
+    ask_from,
+    first_answer_from,
+    try_ask_from,
+)
 from bonding.lab.iperf import (
     HEADER_RATIO,
     HEADER_RATIO6,
@@ -57,7 +64,8 @@ from bonding.lab.voice import VOICE_BYTES, VOICE_PPS, longest_silence, stream
 __all__ = [
     "DNS_ANSWER", "DNS_NAME", "HEADER_RATIO", "HEADER_RATIO6",
     "VOICE_BYTES", "VOICE_PPS", "NewConnections", "Rates", "Service", "Stream", "Transfer",
-    "ask", "ask_from", "dns_query", "endpoints", "family_state", "goodput_between",
+    "ask", "ask_from", "dns_query", "endpoints", "family_state", "first_answer_from",
+    "goodput_between",
     "lan_transfer", "link_rates", "longest_silence", "main", "need", "parse_dns_a", "path_state",
     "received_bps", "receiver_intervals", "rss_kb", "serve", "stream", "try_ask_from",
     "until_answer", "wait_all_up", "wait_family_up", "wait_for", "wait_proxy_running",
