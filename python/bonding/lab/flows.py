@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from bonding.lab.commands import nsx
@@ -107,32 +108,35 @@ class Service:
         self.close()
 
 
+def _client_in(lab: Lab, role: str, args: Sequence[str], timeout: float,
+               what: str) -> str:
+    """A Python client (`python3 ARGS…`) run in a lab namespace: its output, or LabError."""
+    st = lab.state or lab.load()
+    try:
+        r = subprocess.run(nsx(st.namespaces[role], sys.executable, *args),
+                           capture_output=True, text=True, timeout=timeout, env=python_env(),
+                           check=False)
+    except subprocess.TimeoutExpired:  # a loaded host: the client itself never finished
+        raise LabError(f"{what} from {role}: no answer within {timeout:g} s") from None
+    if r.returncode != 0:
+        raise LabError(f"{what} from {role}: {r.stderr.strip()[-300:]}")
+    return r.stdout.strip()
+
+
 def ask_from(lab: Lab, role: str, kind: str, host: str, port: int,
              timeout: float = 3.0) -> str:
     """ask() run in a lab namespace; raises LabError when no answer came."""
-    st = lab.state or lab.load()
-    try:
-        r = subprocess.run(nsx(st.namespaces[role], sys.executable, "-m",
-                               "bonding.lab.traffic", "ask", kind, host, str(port),
-                               "--timeout", str(timeout)),
-                           capture_output=True, text=True, timeout=timeout + 10,
-                           env=python_env(), check=False)
-    except subprocess.TimeoutExpired:  # a loaded host: the client itself never finished
-        raise LabError(f"{kind} {host}:{port} from {role}: no answer within "
-                       f"{timeout + 10:g} s") from None
-    if r.returncode != 0:
-        raise LabError(f"{kind} {host}:{port} from {role}: {r.stderr.strip()[-300:]}")
-    return r.stdout.strip()
+    return _client_in(lab, role, ["-m", "bonding.lab.traffic", "ask", kind, host, str(port),
+                                  "--timeout", str(timeout)], timeout + 10,
+                      f"{kind} {host}:{port}")
 
 
 def first_answer_from(lab: Lab, role: str, host: str, port: int) -> tuple[str, float]:
     """services.first_answer() run in a lab namespace: (answer | 'refused' | 'timeout', ms)."""
-    st = lab.state or lab.load()
     script = ("import sys; from bonding.lab.services import first_answer as f; "
               "a, ms = f(sys.argv[1], int(sys.argv[2])); print(f'{a}|{ms:.2f}')")
-    r = subprocess.run(nsx(st.namespaces[role], sys.executable, "-c", script, host, str(port)),
-                       capture_output=True, text=True, check=True, env=python_env(), timeout=15)
-    answer, ms = r.stdout.strip().rsplit("|", 1)
+    out = _client_in(lab, role, ["-c", script, host, str(port)], 15, f"UDP {host}:{port}")
+    answer, ms = out.rsplit("|", 1)
     return answer, float(ms)
 
 
