@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,27 @@ class LuciRouter:
                  f"priority -300;\n  iifname \"{isp}\" drop\n }}\n}}\n")
         nft(self.root.up_ns, rules)
 
+    def diagnosis(self) -> str:
+        """What the router's daemons said and how fast they answer now: printed when a browser
+        test fails (a LuCI page that comes back 502 is a CGI uhttpd killed after its -t)."""
+        out = []
+        for what, script in (("ps", "ps w"),
+                             ("system board (procd)", "ubus -t 5 call system board"),
+                             ("session access (rpcd)", "ubus -t 5 call session access "
+                              "'{\"ubus_rpc_session\":\"00000000000000000000000000000000\"}'"),
+                             ("bonding status", "ubus -t 5 call bonding status >/dev/null")):
+            t0 = time.monotonic()
+            r = self.root.sh(script, check=False, timeout=20)
+            out.append(f"--- {what}: exit {r.returncode} in {time.monotonic() - t0:.2f} s\n"
+                       f"{r.stdout[-3000:]}{r.stderr[-1000:]}")
+        for name in ("uhttpd", "rpcd"):
+            out.append(f"--- {name}.log (tail)\n{self.root.log(name)[-3000:]}")
+        messages = self.root.path("/tmp/log/messages")
+        if messages.exists():
+            text = messages.read_text(errors="replace")
+            out.append(f"--- /tmp/log/messages (tail)\n{text[-4000:]}")
+        return "\n".join(out)
+
     def unblackhole(self) -> None:
         run(nsx(self.root.up_ns, "nft", "delete", "table", "inet", BLACKHOLE_TABLE),
             check=False)
@@ -93,9 +115,15 @@ def _install(root: RouterRoot) -> None:
     start_rpcd(root, ("viewer", "admin"))
     root.wait(lambda: root.sh("ubus -t 1 list luci-rpc", check=False).returncode == 0, 10,
               "rpcd's luci-rpc object")
+    # -n 1: one LuCI request at a time.  LuCI's ucode dispatcher connects to ubus when it is
+    # imported, which is in uhttpd's own process (it runs the handler once at start), so every
+    # request's forked child talks over that one inherited socket; two at once can read each
+    # other's replies, and the one left waiting is killed by uhttpd after -t: "502 Bad Gateway,
+    # the process did not produce any response".  Seen here: 5 requests at once, 20 of 24
+    # failed or hung; one at a time, 0 of 200.  A real router (max_requests 3) has the same race.
     root.spawn("uhttpd", ["/usr/sbin/uhttpd", "-f", "-h", "/www", "-p", HTTP, "-x", "/cgi-bin",
                           "-o", "/cgi-bin/luci", "-O", "/usr/share/ucode/luci/uhttpd.uc",
-                          "-u", "/ubus", "-U", UBUS, "-t", "30"])
+                          "-u", "/ubus", "-U", UBUS, "-t", "30", "-n", "1"])
 
 
 @contextlib.contextmanager

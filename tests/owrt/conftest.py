@@ -43,6 +43,15 @@ def say(config: pytest.Config, line: str) -> None:
             tr.write_line(f"\n[tests/owrt] {line}")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """Each phase's report on its item (item.rep_setup, .rep_call): for fixtures that print
+    what a scratch router's daemons said when a test failed."""
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep
+
+
 @pytest.fixture(scope="session")
 def owrt_prefix(request: pytest.FixtureRequest) -> Path:
     """The OpenWrt userland prefix from OWRT_PREFIX (skips when unset or without bin/uci)."""

@@ -48,6 +48,14 @@ def browser(lr: LuciRouter, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield b
 
 
+@pytest.fixture(autouse=True)
+def router_said_on_failure(lr: LuciRouter, request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        say(request.config, f"{request.node.name} failed; the router then:\n{lr.diagnosis()}")
+
+
 def login(b: Browser, user: str, path: str = "/admin/services/bonding/status") -> None:
     """LuCI's login form on `path`, filled in and sent as a user does."""
     b.call("Network.clearBrowserCookies")
