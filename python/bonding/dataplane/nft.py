@@ -43,13 +43,13 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
 
 from bonding.config import Globals, Server
+from bonding.dataplane import command
 
 TABLE: Final = "bonding"
 FAMILY: Final = "inet"
@@ -238,14 +238,9 @@ class Nft:
         self.applied: str | None = None
 
     def _run(self, text: str) -> None:
-        try:
-            r = subprocess.run([self.nft, "-f", "-"], input=text, capture_output=True,
-                               text=True, timeout=NFT_TIMEOUT_S, check=False)
-        except FileNotFoundError:
-            raise NftError(f"{self.nft} not found: install nftables (OpenWrt: the nftables "
-                           "package; Debian: apt install nftables)") from None
-        except subprocess.TimeoutExpired:
-            raise NftError(f"nft -f took more than {NFT_TIMEOUT_S:g} s") from None
+        r = command.run([self.nft, "-f", "-"], input=text, error=NftError, what="nft -f",
+                        install="nftables (OpenWrt: the nftables package; Debian: apt install "
+                        "nftables)", timeout_s=NFT_TIMEOUT_S)
         if r.returncode != 0:
             msg = " ".join(r.stderr.split())[:400]
             if "tproxy" in r.stderr.lower() or "No such file or directory" in r.stderr:
