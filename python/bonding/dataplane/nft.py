@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -222,6 +223,19 @@ def has_fw4() -> bool:
 
 class Renders(Protocol):
     def render(self) -> str: ...
+
+
+class Removes(Protocol):
+    def remove(self) -> None: ...
+
+
+def remove_quietly(table: Removes, log: logging.Logger, what: str) -> None:
+    """Remove a table (ours, or one an earlier bondingd left) where a router without nft is
+    fine without it: a failure goes to `log` at debug level only."""
+    try:
+        table.remove()
+    except (NftError, OSError) as e:
+        log.debug("nftables: removing %s: %s", what, e)
 
 
 class Nft:
