@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import _full_path
+from steps import rates_during
 
 from bonding.lab.commands import nft, nsx
 from bonding.lab.delay import STATE_ROOT, python_env
@@ -131,13 +132,8 @@ def test_a_pinned_flow_leaves_only_through_wan2_and_the_target_sees_its_address(
         pin: Lab) -> None:
     with Service(pin, "target", "whoami", PINNED):
         assert _whoami(pin) == WAN["wan2"]
-    t = lan_transfer(pin, 6)  # iperf3 to port 5201: pinned too
-    t.start()
-    try:
-        r = link_rates(pin, 1.5, 3)
-        report = t.result(timeout=25)
-    finally:
-        t.stop()
+    # iperf3 to port 5201: pinned too
+    r, report = rates_during(pin, lan_transfer(pin, 6), 1.5, 3, timeout=25)
     # wan2 carries the flow at its rate (30 Mbit/s), the others only their probes
     assert r["wan2"] > 0.8 * 30e6, r
     assert r["wan1"] < 0.5e6 and r["wan3"] < 0.5e6, r
