@@ -199,8 +199,9 @@ def bare_sender(lab: Lab, seconds: float, interval_s: float = 0.15) -> dict[str,
 STATUS_CALLS = 1000  # `status` calls per run, after the CPU window (they cost CPU too)
 
 
-async def _status_calls(sock: str, n: int) -> list[float]:
-    """Seconds of each of `n` back-to-back `status` calls over one ubus connection."""
+async def status_calls(sock: str, n: int, paths: int | None = None) -> list[float]:
+    """Seconds of each of `n` back-to-back `status` calls over one ubus connection (each reply
+    with `paths` paths, when given)."""
     from bonding.ubus import Ubus  # the binding needs the OpenWrt userland (OWRT_PREFIX)
 
     out = []
@@ -208,8 +209,9 @@ async def _status_calls(sock: str, n: int) -> list[float]:
         oid = bus.lookup_id("bonding")
         for _ in range(n):
             t0 = time.perf_counter()
-            await bus.invoke(oid, "status", {}, timeout=5)
+            reply = await bus.invoke(oid, "status", {}, timeout=5)
             out.append(time.perf_counter() - t0)
+            assert paths is None or len(reply["paths"]) == paths
     return out
 
 
@@ -224,8 +226,8 @@ def status_latency(lab: Lab, calls: int = STATUS_CALLS) -> tuple[float, float]:
     sock = lab.load().ubus_socket
     if sock is None:
         raise RuntimeError("no ubusd in the lab: set OWRT_PREFIX to an OpenWrt userland build")
-    asyncio.run(_status_calls(sock, 50))  # warm-up: the first calls connect and look up
-    ms = [x * 1000 for x in asyncio.run(_status_calls(sock, calls))]
+    asyncio.run(status_calls(sock, 50))  # warm-up: the first calls connect and look up
+    ms = [x * 1000 for x in asyncio.run(status_calls(sock, calls))]
     return pct(ms, 0.5), pct(ms, 0.99)
 
 

@@ -22,24 +22,7 @@ from pathlib import Path
 
 from bonding.lab.topology import Lab, find_ubusd, parse_links
 from bonding.lab.traffic import rss_kb, wait_all_up
-from bonding.ubus import Ubus
-
-
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
-
-
-async def _timed_calls(sock: str, n: int) -> list[float]:
-    out = []
-    async with Ubus(sock, reconnect=False) as bus:
-        oid = bus.lookup_id("bonding")
-        for _ in range(n):
-            t0 = time.perf_counter()
-            reply = await bus.invoke(oid, "status", {}, timeout=5)
-            out.append(time.perf_counter() - t0)
-            assert len(reply["paths"]) == 8
-    return out
+from footprint import pct, status_calls
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,13 +45,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         st = lab.load()
         assert st.ubus_socket and st.daemon_pid
-        asyncio.run(_timed_calls(st.ubus_socket, 500))  # warm-up
+        asyncio.run(status_calls(st.ubus_socket, 500, paths=8))  # warm-up
         rss0 = rss_kb(st.daemon_pid)
-        lat = asyncio.run(_timed_calls(st.ubus_socket, a.calls))
+        lat = asyncio.run(status_calls(st.ubus_socket, a.calls, paths=8))
         rss1 = rss_kb(st.daemon_pid)
         ms = [x * 1000 for x in lat]
         print(f"status through the binding, 8 paths, {len(ms)} calls: "
-              f"p50 {statistics.median(ms):.2f} ms, p99 {_pct(ms, 0.99):.2f} ms, "
+              f"p50 {statistics.median(ms):.2f} ms, p99 {pct(ms, 0.99):.2f} ms, "
               f"max {max(ms):.2f} ms (bar: p99 ≤ 5 ms); bondingd RSS {rss0 / 1024:.1f} → "
               f"{rss1 / 1024:.1f} MB")
         cli = []
@@ -79,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "bonding", "status"], capture_output=True, check=True, env=env)
             cli.append((time.perf_counter() - t0) * 1000)
         print(f"`ubus call bonding status` (CLI, 200 runs): p50 {statistics.median(cli):.2f} ms, "
-              f"p99 {_pct(cli, 0.99):.2f} ms")
+              f"p99 {pct(cli, 0.99):.2f} ms")
     finally:
         lab.down(purge=True)
     return 0

@@ -11,11 +11,23 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from bonding.periodic import Periodic
 
 # done(sock, err): err is SO_ERROR or connect's code (0: connected), None: no answer in time.
 # The socket is still open while done runs (to ask it more), and closed after.
 Done = Callable[[socket.socket, int | None], None]
+
+
+@dataclass(frozen=True)
+class Via:
+    """A path to connect through."""
+
+    name: str
+    device: str
+    source: str
 
 
 class Connects:
@@ -76,3 +88,24 @@ class Connects:
             done(sock, err)
         finally:
             sock.close()
+
+
+class Rounds:
+    """A round of connects every `interval_s` through the paths `paths()` names: the subclass's
+    `round()` (the server probe, the MPTCP check), on a Periodic named `what` in the log."""
+
+    def __init__(self, interval_s: float, what: str, paths: Callable[[], Sequence[Via]]) -> None:
+        self.paths = paths
+        self._clock = Periodic(interval_s, self.round, what)
+        self._connects = Connects()
+
+    def round(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._clock.start()
+
+    def close(self) -> None:
+        """Stop now: no attempt is started or reported after this."""
+        self._clock.stop()
+        self._connects.close()

@@ -51,6 +51,7 @@ from bonding.bondingd.standby import cadences, path_standings
 from bonding.bondingd.status import STATUS_FILE, StatusFile
 from bonding.bondingd.transitions import Transitions
 from bonding.config import Config, PathConfig
+from bonding.connects import Via
 from bonding.core import health as hl
 from bonding.core import mptcpblock
 from bonding.core.cadence import Cadence
@@ -63,7 +64,7 @@ from bonding.failover import Change, Failover
 from bonding.netlink.core import NetlinkError
 from bonding.netlink.monitor import Event, LinkMonitor
 from bonding.probe import PathProber
-from bonding.serverprobe import Target, Via
+from bonding.serverprobe import Target
 from bonding.ubus import Ubus, UbusError, UbusLibraryError
 
 log = logging.getLogger("bondingd")

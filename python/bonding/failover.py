@@ -28,9 +28,10 @@ from typing import Any
 
 from bonding.bondingd.params import server_params
 from bonding.config import Config, Server, is_ipv4
+from bonding.connects import Via
 from bonding.core import servers as sv
 from bonding.core.servers import ServerState
-from bonding.serverprobe import ServerProber, Target, Via
+from bonding.serverprobe import ServerProber, Target
 
 log = logging.getLogger("bondingd.servers")
 

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import ClassVar, Protocol
 
+from bonding.periodic import PerLoop
+
 log = logging.getLogger(__name__)
 
 ICMP_ECHO_REPLY = 0
@@ -155,8 +157,8 @@ class Channel:
     that number.  The socket is opened at the first echo and closed when the last prober
     detaches."""
 
-    __slots__ = ("_key", "_open", "_seq", "_waiting", "ident", "loop", "sock", "users", "v6")
-    _shared: ClassVar[dict[tuple[asyncio.AbstractEventLoop, bool], Channel]] = {}
+    __slots__ = ("_open", "_seq", "_waiting", "ident", "loop", "sock", "users", "v6")
+    _shared: ClassVar[PerLoop[Channel]] = PerLoop()
 
     def __init__(self, v6: bool, open_socket: Callable[[bool], RawSocket] = raw_socket) -> None:
         self.v6 = v6
@@ -167,17 +169,11 @@ class Channel:
         self._seq = 0
         self._waiting: dict[int, Waiter] = {}  # echo seq → its prober
         self.users = 0
-        self._key: tuple[asyncio.AbstractEventLoop, bool] | None = None
 
     @classmethod
     def shared(cls, v6: bool) -> Channel:
         """The running loop's channel of that family (made on first use)."""
-        key = (asyncio.get_running_loop(), v6)
-        ch = cls._shared.get(key)
-        if ch is None:
-            ch = cls._shared[key] = cls(v6)
-            ch._key = key
-        return ch
+        return cls._shared.get(v6, lambda: cls(v6))
 
     def attach(self) -> None:
         self.users += 1
@@ -188,8 +184,7 @@ class Channel:
         if self.users > 0:
             return
         self.close()
-        if self._key is not None and Channel._shared.get(self._key) is self:
-            del Channel._shared[self._key]
+        Channel._shared.forget(self)
 
     def close(self) -> None:
         self._waiting.clear()

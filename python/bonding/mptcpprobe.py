@@ -21,10 +21,9 @@ import socket
 import struct
 from collections.abc import Callable, Sequence
 
-from bonding.connects import Connects
+from bonding.connects import Rounds, Via
 from bonding.core.mptcpblock import Check
-from bonding.periodic import Periodic
-from bonding.serverprobe import Target, Via
+from bonding.serverprobe import Target
 
 log = logging.getLogger(__name__)
 
@@ -49,26 +48,17 @@ def fell_back(sock: socket.socket) -> bool:
     return bool(flags & MPTCP_INFO_FLAG_FALLBACK)
 
 
-class MptcpChecker:
+class MptcpChecker(Rounds):
     """Checks the `target()` server through `paths()` every `interval_s`; `on_check(path,
     Check)` gets each result."""
 
     def __init__(self, *, interval_s: float, target: Callable[[], Target | None],
                  paths: Callable[[], Sequence[Via]], timeout_s: float,
                  on_check: Callable[[str, Check], None]) -> None:
+        super().__init__(interval_s, "MPTCP check", paths)
         self.target = target
-        self.paths = paths
         self.timeout_s = timeout_s
         self.on_check = on_check
-        self._clock = Periodic(interval_s, self.round, "MPTCP check")
-        self._connects = Connects()
-
-    def start(self) -> None:
-        self._clock.start()
-
-    def close(self) -> None:
-        self._clock.stop()
-        self._connects.close()
 
     def round(self) -> None:
         t = self.target()

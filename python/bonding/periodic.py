@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import ClassVar
+from collections.abc import Callable, Hashable
+from typing import ClassVar, Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,31 @@ class Periodic:
         self._timer = self.loop.call_at(self._next_at, self._tick)
 
 
+_T = TypeVar("_T")
+
+
+class PerLoop(Generic[_T]):
+    """One shared object per running loop and key, made on first use; `forget` it when its
+    last user is done, and the next use makes a new one."""
+
+    __slots__ = ("_made",)
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[asyncio.AbstractEventLoop, Hashable], _T] = {}
+
+    def get(self, key: Hashable, make: Callable[[], _T]) -> _T:
+        k = (asyncio.get_running_loop(), key)
+        obj = self._made.get(k)
+        if obj is None:
+            obj = self._made[k] = make()
+        return obj
+
+    def forget(self, obj: _T) -> None:
+        """`obj` is shared no more (nothing happens to one that is not)."""
+        for k in [k for k, v in self._made.items() if v is obj]:
+            del self._made[k]
+
+
 Member = Callable[[], None]
 
 
@@ -86,24 +111,19 @@ class Beat:
     fails is logged and the others (and its next rounds) go on.  `Beat.shared` gives every
     caller of one loop and interval the same beat; it stops when its last member leaves."""
 
-    __slots__ = ("_key", "_members", "_periodic", "loop")
-    _shared: ClassVar[dict[tuple[asyncio.AbstractEventLoop, float], Beat]] = {}
+    __slots__ = ("_members", "_periodic", "loop")
+    _shared: ClassVar[PerLoop[Beat]] = PerLoop()
 
     def __init__(self, interval_s: float, what: str = "probe") -> None:
         self.loop = asyncio.get_running_loop()
         self._members: dict[Member, None] = {}  # in the order they joined
         self._periodic = Periodic(interval_s, self._round, what)
-        self._key: tuple[asyncio.AbstractEventLoop, float] | None = None
 
     @classmethod
     def shared(cls, interval_s: float) -> Beat:
         """The running loop's beat of `interval_s` (made on first use)."""
-        key = (asyncio.get_running_loop(), interval_s)
-        beat = cls._shared.get(key)
-        if beat is None:
-            beat = cls._shared[key] = cls(interval_s, f"probes every {interval_s:g} s")
-            beat._key = key
-        return beat
+        return cls._shared.get(interval_s,
+                               lambda: cls(interval_s, f"probes every {interval_s:g} s"))
 
     @property
     def interval_s(self) -> float:
@@ -125,8 +145,7 @@ class Beat:
             p = self._periodic
             p.stop()
             self._periodic = Periodic(p.interval_s, self._round, p.what)  # for a next join
-            if self._key is not None and Beat._shared.get(self._key) is self:
-                del Beat._shared[self._key]
+            Beat._shared.forget(self)
 
     def _first(self, fn: Member) -> None:
         if fn in self._members:

@@ -25,9 +25,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from bonding.connects import Connects
+from bonding.connects import Rounds, Via
 from bonding.core.servers import Attempt, Round
-from bonding.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +42,6 @@ class Target:
     # fails with this
 
 
-@dataclass(frozen=True)
-class Via:
-    """A path to probe through."""
-
-    name: str
-    device: str
-    source: str
-
-
 @dataclass
 class _Pending:
     server: str
@@ -65,7 +55,7 @@ def _error_text(code: int) -> str:
     return os.strerror(code).lower() if code else "failed"
 
 
-class ServerProber:
+class ServerProber(Rounds):
     """Probes the servers `targets()` names through the paths `paths()` names, every interval.
 
     `timeout_s(server, path)` bounds each attempt; `on_round(server, Round)` gets each result.
@@ -74,20 +64,10 @@ class ServerProber:
     def __init__(self, *, interval_s: float, targets: Callable[[], Sequence[Target]],
                  paths: Callable[[], Sequence[Via]], timeout_s: Callable[[str, str], float],
                  on_round: Callable[[str, Round], None]) -> None:
+        super().__init__(interval_s, "server probe", paths)
         self.targets = targets
-        self.paths = paths
         self.timeout_s = timeout_s
         self.on_round = on_round
-        self._clock = Periodic(interval_s, self.round, "server probe")
-        self._connects = Connects()
-
-    def start(self) -> None:
-        self._clock.start()
-
-    def close(self) -> None:
-        """Stop now: no attempt is started or reported after this."""
-        self._clock.stop()
-        self._connects.close()
 
     def round(self) -> None:
         """Start one round now (on the running loop)."""

@@ -190,6 +190,14 @@ def dp(run_dir: Path, bin_dir: Path, changes: list[int] | None = None,
                      cc_available=lambda: cc)
 
 
+async def running(run_dir: Path, bin_dir: Path, cfg: Config, conf_dir: Path) -> DataPlane:
+    """A data plane configured with `cfg`, once its proxy runs."""
+    d = dp(run_dir, bin_dir)
+    d.configure(cfg, conf_dir)
+    await until(lambda: d.status()["state"] == "running")
+    return d
+
+
 def nft_calls(bin_dir: Path) -> list[str]:
     f = bin_dir / "nft.log"
     return [c.strip() for c in f.read_text().split("====")[:-1]] if f.exists() else []
@@ -345,9 +353,7 @@ def test_no_key_is_failed_and_names_the_file(bin_dir: Path, run_dir: Path,
 
 def test_proxy_none_is_disabled(bin_dir: Path, run_dir: Path, conf_dir: Path) -> None:
     async def body() -> None:
-        d = dp(run_dir, bin_dir)
-        d.configure(CFG, conf_dir)
-        await until(lambda: d.status()["state"] == "running")
+        d = await running(run_dir, bin_dir, CFG, conf_dir)
         pid = d.status()["pid"]
         cfg = Config(globals=Globals(proxy="none"), servers=CFG.servers)
         assert d.configure(cfg, conf_dir) == []
@@ -431,9 +437,7 @@ def test_a_backend_no_test_runs_is_logged_when_chosen(bin_dir: Path, run_dir: Pa
                           "choice"], warned
         await d.close()
         caplog.clear()
-        d = dp(run_dir, bin_dir)
-        d.configure(CFG, conf_dir)  # shadowsocks-libev
-        await until(lambda: d.status()["state"] == "running")
+        d = await running(run_dir, bin_dir, CFG, conf_dir)  # shadowsocks-libev
         assert not [r for r in caplog.records if "not run by" in r.getMessage()]
         await d.close()
     with caplog.at_level("WARNING", logger="bondingd.dataplane"):
@@ -521,9 +525,7 @@ def test_repeated_proxy_lines_are_logged_once(run_dir: Path,
 def test_nothing_of_the_proxy_stays_in_the_run_dir_after_close(bin_dir: Path, run_dir: Path,
                                                                conf_dir: Path) -> None:
     async def body() -> None:
-        d = dp(run_dir, bin_dir)
-        d.configure(CFG, conf_dir)
-        await until(lambda: d.status()["state"] == "running")
+        d = await running(run_dir, bin_dir, CFG, conf_dir)
         assert any(KEY in p.read_text() for p in run_dir.iterdir() if p.is_file())
         await d.close()
         left = {p.name: p.read_text() for p in run_dir.iterdir() if p.is_file()}
@@ -551,9 +553,7 @@ def test_a_device_name_nft_cannot_hold_is_an_error_in_status(bin_dir: Path, run_
 def test_stopping_goes_on_after_a_step_fails(bin_dir: Path, run_dir: Path,
                                              conf_dir: Path) -> None:
     async def body() -> None:
-        d = dp(run_dir, bin_dir)
-        d.configure(CFG, conf_dir)
-        await until(lambda: d.status()["state"] == "running")
+        d = await running(run_dir, bin_dir, CFG, conf_dir)
         pid = d.status()["pid"]
         real_close = d.supervisor.close
 

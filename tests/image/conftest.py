@@ -17,6 +17,7 @@ import pytest
 
 from bonding import uci
 from bonding.image import cli
+from bonding.server.model import Client, ServerConfig, client_uci
 
 HERE = Path(__file__).resolve().parent
 PYTHON_DIR = HERE.parent.parent / "python"
@@ -106,32 +107,12 @@ config rule
 \toption family 'ipv4'
 """
 
-CLIENT_TEXT = """\
-# bonding client 'home' for server 203.0.113.10
-config server 'home'
-\toption address '203.0.113.10'
-\toption port '65101'
-\toption protocol 'shadowsocks'
-\toption cipher 'chacha20-ietf-poly1305'
-
-# /etc/config/bonding_secrets (mode 0600)
-config server 'home'
-\toption key 'Zm9vYmFyYmF6cXV4MTIzNA'
-
-# or in one go:
-touch /etc/config/bonding_secrets; chmod 600 /etc/config/bonding_secrets
-uci batch <<'EOF'
-set bonding.home=server
-set bonding.home.address='203.0.113.10'
-set bonding.home.port='65101'
-set bonding.home.protocol='shadowsocks'
-set bonding.home.cipher='chacha20-ietf-poly1305'
-set bonding_secrets.home=server
-set bonding_secrets.home.key='Zm9vYmFyYmF6cXV4MTIzNA'
-commit bonding
-commit bonding_secrets
-EOF
-"""
+# what `bonding-server add-client home` prints (bonding.server.model.client_uci, as the CLI
+# does) for a shadowsocks-libev server at 203.0.113.10
+CLIENT_TEXT = client_uci(
+    Client(name="home", port=65101, key="Zm9vYmFyYmF6cXV4MTIzNA", created=0.0),
+    ServerConfig(public_address="203.0.113.10", systemd=False, user="nobody",
+                 proxy="shadowsocks-libev"))
 
 IMAGE_ARGS = ["--target", "mediatek/filogic", "--profile", "glinet_gl-mt6000"]
 

@@ -105,15 +105,21 @@ def full_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     yield from _full_path(request, "f")
 
 
-def _hook_logger(lab: Lab) -> tuple[str, ...]:
-    """A hook that logs every server action to <state_dir>/hooks/events.log."""
+def _hook(lab: Lab, name: str, line: str) -> tuple[str, ...]:
+    """bondingd's arguments for a hooks dir <state_dir>/hooks with one script `name` of one
+    `line` of sh, in which {hooks} stands for that dir."""
     hooks = Path(lab.load().state_dir) / "hooks"
     hooks.mkdir()
-    script = hooks / "50-log"
-    script.write_text('#!/bin/sh\necho "$ACTION $SERVER_NAME $PREVIOUS>$STATE '
-                      f'active=$ACTIVE_SERVER" >> {hooks / "events.log"}\n')
+    script = hooks / name
+    script.write_text("#!/bin/sh\n" + line.format(hooks=hooks) + "\n")
     script.chmod(0o755)
     return ("--hooks-dir", str(hooks))
+
+
+def _hook_logger(lab: Lab) -> tuple[str, ...]:
+    """A hook that logs every server action to <state_dir>/hooks/events.log."""
+    return _hook(lab, "50-log", 'echo "$ACTION $SERVER_NAME $PREVIOUS>$STATE '
+                 'active=$ACTIVE_SERVER" >> {hooks}/events.log')
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -154,10 +160,7 @@ def full6_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
 @pytest.fixture
 def full6(full6_lab: Lab) -> Iterator[Lab]:
     """The IPv6 full path, faults cleared, both families of every path up, proxy running."""
-    _reset(full6_lab)
-    assert wait_family_up(full6_lab, 6, 20), full6_lab.status().get("paths")
-    assert wait_proxy_running(full6_lab, 10), full6_lab.status().get("proxy")
-    assert _lan_reaches_target6(full6_lab), full6_lab.status()
+    _ready(full6_lab)
     yield full6_lab
     _reset(full6_lab)
 
@@ -166,12 +169,18 @@ def full6(full6_lab: Lab) -> Iterator[Lab]:
 def full(full_lab: Lab) -> Iterator[Lab]:
     """The full-path lab with every fault cleared, both families of every path up (a fresh
     lab's first IPv6 probe rounds can be slow: empty neighbour caches) and the proxy running."""
-    _reset(full_lab)
-    assert wait_family_up(full_lab, 6, 20), full_lab.status().get("paths")
-    assert wait_proxy_running(full_lab, 10), full_lab.status().get("proxy")
-    assert _lan_reaches_target6(full_lab), full_lab.status()
+    _ready(full_lab)
     yield full_lab
     _reset(full_lab)
+
+
+def _ready(lab: Lab) -> None:
+    """A full path's faults cleared, both families of every path up, the proxy running and the
+    LAN host's IPv6 reaching the target through it."""
+    _reset(lab)
+    assert wait_family_up(lab, 6, 20), lab.status().get("paths")
+    assert wait_proxy_running(lab, 10), lab.status().get("proxy")
+    assert _lan_reaches_target6(lab), lab.status()
 
 
 def _lan_reaches_target6(lab: Lab, timeout: float = 20.0) -> bool:
@@ -185,13 +194,8 @@ def _lan_reaches_target6(lab: Lab, timeout: float = 20.0) -> bool:
 
 def _mptcp_hook_logger(lab: Lab) -> tuple[str, ...]:
     """A hook that logs every mptcp action to <state_dir>/hooks/mptcp.log."""
-    hooks = Path(lab.load().state_dir) / "hooks"
-    hooks.mkdir()
-    script = hooks / "50-mptcp"
-    script.write_text('#!/bin/sh\ncase "$ACTION" in mptcp-*) echo "$ACTION $PATH_NAME $KIND" '
-                      f'>> {hooks / "mptcp.log"};; esac\n')
-    script.chmod(0o755)
-    return ("--hooks-dir", str(hooks))
+    return _hook(lab, "50-mptcp", 'case "$ACTION" in mptcp-*) echo "$ACTION $PATH_NAME $KIND" '
+                 '>> {hooks}/mptcp.log;; esac')
 
 
 MPTCP_CHECK_OPTIONS = {"mptcp_check_interval_s": "2", "mptcp_join_timeout_s": "6"}

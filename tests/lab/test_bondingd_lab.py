@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from steps import rates_during, reload_with
 
 from bonding.lab.topology import Lab
 from bonding.lab.traffic import (
@@ -28,21 +27,8 @@ def _ep_addresses(lab: Lab) -> set[str]:
     return {str(e.get("address")) for e in endpoints(lab)}
 
 
-def _reload(lab: Lab, text: str) -> None:
-    st = lab.load()
-    (Path(st.config_dir) / "bonding").write_text(text)
-    assert st.daemon_pid is not None
-    os.kill(st.daemon_pid, signal.SIGHUP)
-
-
 def test_one_transfer_uses_every_link(fresh: Lab) -> None:
-    t = Transfer(fresh, 6)
-    t.start()
-    try:
-        r = link_rates(fresh, 2, 3)
-        report = t.result(timeout=20)
-    finally:
-        t.stop()
+    r, report = rates_during(fresh, Transfer(fresh, 6), 2, 3, timeout=20)
     for link in fresh.load().links:
         # every link carries at least half its rate of this one connection
         assert r[link.name] > 0.5 * link.rate_mbit * 1e6, (link.name, r)
@@ -114,7 +100,7 @@ def test_forced_backup_carries_traffic_only_when_the_others_are_down(fresh: Lab)
     cfg = Path(st.config_dir) / "bonding"
     original = cfg.read_text()
     try:
-        _reload(fresh, original.replace("option device 'wan3'",
+        reload_with(fresh, original.replace("option device 'wan3'",
                                         "option device 'wan3'\n\toption backup '1'"))
         assert wait_for(lambda: fresh.status()["paths"]["wan3"]["backup"], 3) is not None
         t = Transfer(fresh, 14)
@@ -134,7 +120,7 @@ def test_forced_backup_carries_traffic_only_when_the_others_are_down(fresh: Lab)
         finally:
             t.stop()
     finally:
-        _reload(fresh, original)
+        reload_with(fresh, original)
         assert wait_for(lambda: not fresh.status()["paths"]["wan3"]["backup"], 3) is not None
 
 
@@ -147,7 +133,7 @@ def test_bad_config_is_reported_and_the_last_good_one_kept(fresh: Lab) -> None:
     bad += "\nconfig path 'wan4'\n\toption device 'wan1'\n"
     bad += "\nconfig path 'wan5'\n\toption device 'nosuch0'\n\toption probe_interval_ms 'x'\n"
     try:
-        _reload(fresh, bad)
+        reload_with(fresh, bad)
         assert wait_for(lambda: any("maybe" in p for p in fresh.status()["config_problems"]),
                         3) is not None
         problems = fresh.status()["config_problems"]
@@ -165,4 +151,4 @@ def test_bad_config_is_reported_and_the_last_good_one_kept(fresh: Lab) -> None:
         assert "bonding.wan3.backup='maybe'" in r.stdout
         assert "device 'nosuch0' does not exist" in r.stdout
     finally:
-        _reload(fresh, original)
+        reload_with(fresh, original)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from steps import rates_during, reload_with
 
 from bonding.lab.topology import SERVER_ADDR, TARGET_ADDR, Lab, LabError
 from bonding.lab.traffic import (
@@ -39,13 +40,7 @@ def test_the_target_sees_the_server_not_the_router(full: Lab) -> None:
 
 
 def test_one_tcp_flow_from_the_lan_host_uses_every_link(full: Lab) -> None:
-    t = lan_transfer(full, 7)
-    t.start()
-    try:
-        r = link_rates(full, 2.5, 3.5)
-        report = t.result(timeout=25)
-    finally:
-        t.stop()
+    r, report = rates_during(full, lan_transfer(full, 7), 2.5, 3.5, timeout=25)
     for link in full.load().links:
         # every link carries at least half its rate of this one plain TCP connection
         assert r[link.name] > 0.5 * link.rate_mbit * 1e6, (link.name, r)
@@ -116,13 +111,6 @@ def _whoami(lab: Lab) -> str | None:
         return None
 
 
-def _reload(lab: Lab, text: str) -> None:
-    st = lab.load()
-    (Path(st.config_dir) / "bonding").write_text(text)
-    assert st.daemon_pid is not None
-    os.kill(st.daemon_pid, signal.SIGHUP)
-
-
 def _has_table(lab: Lab) -> bool:
     st = lab.load()
     r = subprocess.run(["ip", "netns", "exec", st.namespaces["router"], "nft", "list", "table",
@@ -136,7 +124,7 @@ def test_a_missing_proxy_program_is_reported_and_routing_goes_on(full: Lab) -> N
     original = cfg.read_text()
     assert f"option proxy '{st.backend}'" in original
     try:
-        _reload(full, original.replace(f"option proxy '{st.backend}'", "option proxy 'xray'"))
+        reload_with(full, original.replace(f"option proxy '{st.backend}'", "option proxy 'xray'"))
         assert wait_for(lambda: full.status()["proxy"]["state"] == "failed", 5) is not None
         p = full.status()["proxy"]
         assert p["backend"] == "xray" and p["pid"] is None
@@ -145,7 +133,7 @@ def test_a_missing_proxy_program_is_reported_and_routing_goes_on(full: Lab) -> N
         # bondingd goes on: paths probed and up, the router's own MPTCP routes in place
         assert all(path_state(full, x.name) == "up" for x in st.links)
     finally:
-        _reload(full, original)
+        reload_with(full, original)
     assert wait_for(lambda: full.status()["proxy"]["state"] == "running", 10) is not None
     assert wait_for(lambda: _has_table(full), 2) is not None
     with Service(full, "target", "whoami", 8083):
@@ -162,7 +150,7 @@ def test_a_lan_device_nft_cannot_name_is_refused_and_the_lan_stays_proxied(full:
     bad = original.replace("option lan_device 'lan0'", "list lan_device 'lan0'\n"
                            "\tlist lan_device 'br\"lan'")
     try:
-        _reload(full, bad)
+        reload_with(full, bad)
         assert wait_for(lambda: any("lan_device" in p
                                     for p in full.status()["config_problems"]), 5) is not None
         problem = next(p for p in full.status()["config_problems"] if "lan_device" in p)
@@ -177,7 +165,7 @@ def test_a_lan_device_nft_cannot_name_is_refused_and_the_lan_stays_proxied(full:
         with Service(full, "target", "whoami", 8084):
             assert ask_from(full, "lan", "whoami", TARGET_ADDR, 8084) == SERVER_ADDR
     finally:
-        _reload(full, original)
+        reload_with(full, original)
 
 
 def test_the_proxy_runs_as_its_own_user_with_network_capabilities_only(full: Lab) -> None:

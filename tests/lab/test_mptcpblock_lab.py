@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from steps import rates_during
 
 from bonding.lab.iperf import Transfer
 from bonding.lab.topology import TARGET_ADDR, Lab
-from bonding.lab.traffic import link_rates, wait_for
+from bonding.lab.traffic import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -64,13 +65,7 @@ def _goodput_without_wan2(lab: Lab) -> None:
     """A new bonded flow runs over wan1 and wan3 at ≥ 80% of their 70 Mbit/s, not over wan2."""
     # the subflows of a transfer killed before are gone (bounded: at worst the flow starts)
     wait_for(lambda: not any(p.get("subflows") for p in lab.status()["paths"].values()), 5, 0.2)
-    t = _transfer(lab, 10)
-    t.start()
-    try:
-        r = link_rates(lab, 4, 5)
-        report = t.result(timeout=30)
-    finally:
-        t.stop()
+    r, report = rates_during(lab, _transfer(lab, 10), 4, 5, timeout=30)
     print(f"without wan2: wan1 {r['wan1'] / 1e6:.1f}, wan2 {r['wan2'] / 1e6:.2f}, "
           f"wan3 {r['wan3'] / 1e6:.1f} Mbit/s")
     assert r["wan1"] + r["wan3"] > 0.8 * 70e6 * 1448 / 1514, r

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import _full_path
+from steps import rates_during
 
 from bonding.lab.commands import nft, nsx
 from bonding.lab.delay import STATE_ROOT, python_env
@@ -131,13 +132,8 @@ def test_a_pinned_flow_leaves_only_through_wan2_and_the_target_sees_its_address(
         pin: Lab) -> None:
     with Service(pin, "target", "whoami", PINNED):
         assert _whoami(pin) == WAN["wan2"]
-    t = lan_transfer(pin, 6)  # iperf3 to port 5201: pinned too
-    t.start()
-    try:
-        r = link_rates(pin, 1.5, 3)
-        report = t.result(timeout=25)
-    finally:
-        t.stop()
+    # iperf3 to port 5201: pinned too
+    r, report = rates_during(pin, lan_transfer(pin, 6), 1.5, 3, timeout=25)
     # wan2 carries the flow at its rate (30 Mbit/s), the others only their probes
     assert r["wan2"] > 0.8 * 30e6, r
     assert r["wan1"] < 0.5e6 and r["wan3"] < 0.5e6, r
@@ -154,24 +150,26 @@ def test_unpinned_traffic_stays_bonded(pin: Lab) -> None:
         assert _whoami(pin, PINNED) == WAN["wan2"]
 
 
+def _wan2_dies(lab: Lab, fallback: str) -> None:
+    """The pinned flow leaves by wan2; wan2 dies, and the rule's fallback takes over, saying
+    why in status."""
+    assert _whoami(lab) == WAN["wan2"]
+    _kill_wan2(lab)
+    assert wait_for(lambda: _rule(lab, "pin").get("effective") == fallback, 3), \
+        lab.status().get("rules")
+    assert _rule(lab, "pin")["why"] == f"wan2 down (down): fallback {fallback}"
+
+
 def test_wan2_down_fallback_bond_goes_through_the_proxy(pin: Lab) -> None:
     with Service(pin, "target", "whoami", PINNED):
-        assert _whoami(pin) == WAN["wan2"]
-        _kill_wan2(pin)
-        assert wait_for(lambda: _rule(pin, "pin").get("effective") == "bond", 3), \
-            pin.status().get("rules")
-        assert _rule(pin, "pin")["why"] == "wan2 down (down): fallback bond"
+        _wan2_dies(pin, "bond")
         assert _whoami(pin) == SERVER_ADDR
 
 
 def test_wan2_down_fallback_any_goes_natively_through_another_wan(pin: Lab) -> None:
     _set_rule(pin, "pin", fallback="any")
     with Service(pin, "target", "whoami", PINNED):
-        assert _whoami(pin) == WAN["wan2"]
-        _kill_wan2(pin)
-        assert wait_for(lambda: _rule(pin, "pin").get("effective") == "any", 3), \
-            pin.status().get("rules")
-        assert _rule(pin, "pin")["why"] == "wan2 down (down): fallback any"
+        _wan2_dies(pin, "any")
         # native (the target sees a WAN's address, not the server's), by a live WAN
         assert _whoami(pin) in (WAN["wan1"], WAN["wan3"])
 
@@ -195,11 +193,7 @@ def test_wan2_down_fallback_drop_lets_nothing_out(pin: Lab) -> None:
     _set_rule(pin, "pin", fallback="drop")
     ns = pin.load().namespaces["router"]
     with Service(pin, "target", "whoami", PINNED):
-        assert _whoami(pin) == WAN["wan2"]
-        _kill_wan2(pin)
-        assert wait_for(lambda: _rule(pin, "pin").get("effective") == "drop", 3), \
-            pin.status().get("rules")
-        assert _rule(pin, "pin")["why"] == "wan2 down (down): fallback drop"
+        _wan2_dies(pin, "drop")
         # status gets a rule's decision only once nft has loaded it (Pinning.apply sets it after
         # nft -f returned, and status.json is written after that): the table says it already
         assert " drop" in subprocess.run(

@@ -21,8 +21,9 @@ from collections.abc import Iterator
 import pytest
 from netns_thread import Space, client_and_far_end, drop
 
+from bonding.connects import Via
 from bonding.core.servers import Round
-from bonding.serverprobe import ServerProber, Target, Via
+from bonding.serverprobe import ServerProber, Target
 
 pytestmark = [
     pytest.mark.lab,

@@ -32,6 +32,15 @@ SHIPPED_CONFIG = PKG / "bonding" / "files" / "bonding.config"
 STAND_INS = ("ubus", "logger")  # plus uci; the init scripts live in ROOT/etc/init.d
 
 
+@pytest.fixture(scope="module")
+def feed_key_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The signing key the feed builds make goes here, never to ~/.config."""
+    d = tmp_path_factory.mktemp("feed-key")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BONDING_FEED_KEY_DIR", str(d))
+        yield d
+
+
 def _busybox() -> str | None:
     return shutil.which("busybox")
 

@@ -17,7 +17,6 @@ import stat
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,15 +48,7 @@ CONFFILES = {
 }
 PY = "/usr/lib/python3.11/site-packages"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def feed_key_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The signing key the builds make goes here, never to ~/.config."""
-    d = tmp_path_factory.mktemp("feed-key")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BONDING_FEED_KEY_DIR", str(d))
-        yield d
-
+pytestmark = pytest.mark.usefixtures("feed_key_dir")  # every build signs with a scratch key
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,25 +40,17 @@ def apk() -> Path:
 
 
 @pytest.fixture(scope="module")
-def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    d = tmp_path_factory.mktemp("apk-key")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BONDING_FEED_KEY_DIR", str(d))
-        yield d
-
-
-@pytest.fixture(scope="module")
-def built(apk: Path, key_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def built(apk: Path, feed_key_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("apk-feed")
     assert feed.main(["apk", "--output", str(out), "--apk", str(apk), "--python", PY]) == 0
     return out
 
 
 @pytest.fixture(scope="module")
-def ipks(tmp_path_factory: pytest.TempPathFactory, key_dir: Path) -> Path:
+def ipks(tmp_path_factory: pytest.TempPathFactory, feed_key_dir: Path) -> Path:
     out = tmp_path_factory.mktemp("ipk-feed")
     assert feed.main(["build", "--output", str(out), "--python", PY, "--key-dir",
-                      str(key_dir)]) == 0
+                      str(feed_key_dir)]) == 0
     return out
 
 
@@ -208,8 +199,8 @@ def test_install_scripts_are_package_pack_mks(apk: Path, built: Path) -> None:
 
 
 def test_the_index_is_signed_by_the_key_made_outside_the_repository(
-        apk: Path, built: Path, key_dir: Path, tmp_path: Path) -> None:
-    secret, pub = key_dir / feed.SECRET_NAME, key_dir / feed.PUBLIC_NAME
+        apk: Path, built: Path, feed_key_dir: Path, tmp_path: Path) -> None:
+    secret, pub = feed_key_dir / feed.SECRET_NAME, feed_key_dir / feed.PUBLIC_NAME
     assert secret.stat().st_mode & 0o777 == 0o600
     text = subprocess.run(["openssl", "pkey", "-in", str(secret), "-noout", "-text"],
                           capture_output=True, text=True, check=True).stdout
@@ -242,16 +233,16 @@ def test_unsigned_is_only_on_request_and_says_apk_refuses_it(
 
 
 def test_the_key_is_reused_and_never_inside_the_repository(
-        apk: Path, built: Path, key_dir: Path, tmp_path: Path,
+        apk: Path, built: Path, feed_key_dir: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    before = (key_dir / feed.SECRET_NAME).read_bytes()
+    before = (feed_key_dir / feed.SECRET_NAME).read_bytes()
     out = tmp_path / "again"
     assert feed.main(["apk", "--output", str(out), "--apk", str(apk), "--python", PY,
                       "bonding"]) == 0
     said = capsys.readouterr().out
-    assert (key_dir / feed.SECRET_NAME).read_bytes() == before
-    assert f"Signed with {key_dir / feed.SECRET_NAME}" in said
-    assert (key_dir / feed.PUBLIC_NAME).read_text() in said  # the key step for the router
+    assert (feed_key_dir / feed.SECRET_NAME).read_bytes() == before
+    assert f"Signed with {feed_key_dir / feed.SECRET_NAME}" in said
+    assert (feed_key_dir / feed.PUBLIC_NAME).read_text() in said  # the key step for the router
     assert "/etc/apk/keys/" in said and "/etc/apk/repositories.d/" in said
     assert feed.main(["apk", "--output", str(tmp_path / "x"), "--apk", str(apk),
                       "--key-dir", str(REPO / "keys")]) == 1

@@ -100,6 +100,18 @@ def _prober(channel: icmp.Channel, beat: Beat, device: str, source: str,
                       channel=channel, beat=beat)
 
 
+async def _one_path(v6: bool, device: str, source: str, targets: tuple[str, ...], *,
+                    interval: float = 10.0,
+                    timeout: float = 0.2) -> tuple[icmp.Channel, PathProber, list[Round]]:
+    """A channel, a beat and one path's prober on them, started: its first round is out."""
+    ch, beat = icmp.Channel(v6, FakeRawSocket), Beat(interval)
+    rounds: list[Round] = []
+    p = _prober(ch, beat, device, source, targets, rounds, timeout)
+    p.start()
+    await asyncio.sleep(0.01)
+    return ch, p, rounds
+
+
 def _pktinfo4(anc: Anc) -> tuple[int, str]:
     [(level, kind, data)] = anc
     assert (level, kind) == (socket.IPPROTO_IP, icmp.IP_PKTINFO)
@@ -136,11 +148,7 @@ def test_every_path_sends_through_one_socket_naming_its_interface_and_source() -
 
 def test_ipv6_echoes_name_the_interface_and_source_in_in6_pktinfo() -> None:
     async def body() -> None:
-        ch, beat = icmp.Channel(True, FakeRawSocket), Beat(10.0)
-        rounds: list[Round] = []
-        p = _prober(ch, beat, "wan2", "2001:db8:2::2", ("2001:db8:ff::10",), rounds)
-        p.start()
-        await asyncio.sleep(0.01)
+        ch, p, rounds = await _one_path(True, "wan2", "2001:db8:2::2", ("2001:db8:ff::10",))
         [sock] = FakeRawSocket.opened
         [(pkt, [(level, kind, data)], addr)] = sock.sent
         assert pkt[0] == icmp.ICMP6_ECHO_REQUEST and addr == ("2001:db8:ff::10", 0)
@@ -161,11 +169,8 @@ def test_ipv6_echoes_name_the_interface_and_source_in_in6_pktinfo() -> None:
 def test_an_answer_counts_only_where_a_bound_socket_would_have_taken_it(
         wrong: str, kw: dict[str, Any]) -> None:
     async def body() -> None:
-        ch, beat = icmp.Channel(False, FakeRawSocket), Beat(10.0)
-        rounds: list[Round] = []
-        p = _prober(ch, beat, "wan1", "100.64.1.2", ("203.0.113.10",), rounds, timeout=0.05)
-        p.start()
-        await asyncio.sleep(0.01)
+        ch, p, rounds = await _one_path(False, "wan1", "100.64.1.2", ("203.0.113.10",),
+                                        timeout=0.05)
         [sock] = FakeRawSocket.opened
         sock.answer(0, **kw)  # wrong: not this path's answer
         ch._readable()
@@ -180,11 +185,8 @@ def test_an_answer_counts_only_where_a_bound_socket_would_have_taken_it(
 
 def test_a_missing_device_fails_the_round_and_is_looked_up_again_next_round() -> None:
     async def body() -> None:
-        ch, beat = icmp.Channel(False, FakeRawSocket), Beat(0.05)
-        rounds: list[Round] = []
-        p = _prober(ch, beat, "wan9", "100.64.9.2", ("203.0.113.10", "198.51.100.10"), rounds)
-        p.start()
-        await asyncio.sleep(0.01)
+        _, p, rounds = await _one_path(False, "wan9", "100.64.9.2",
+                                       ("203.0.113.10", "198.51.100.10"), interval=0.05)
         assert [(r.sent, r.received) for r in rounds] == [(2, 0)]  # all its echoes failed
         assert {st.last_error for st in p.stats.values()} == {"socket: No such device"}
         IFINDEX["wan9"] = 19  # the device came (back)
@@ -200,12 +202,8 @@ def test_a_missing_device_fails_the_round_and_is_looked_up_again_next_round() ->
 
 def test_a_dead_first_target_makes_the_round_ask_the_next_with_one_timer() -> None:
     async def body() -> None:
-        ch, beat = icmp.Channel(False, FakeRawSocket), Beat(0.8)
-        rounds: list[Round] = []
-        p = _prober(ch, beat, "wan1", "100.64.1.2", ("203.0.113.10", "198.51.100.10"), rounds,
-                    timeout=0.2)
-        p.start()
-        await asyncio.sleep(0.01)
+        ch, p, rounds = await _one_path(False, "wan1", "100.64.1.2",
+                                        ("203.0.113.10", "198.51.100.10"), interval=0.8)
         [sock] = FakeRawSocket.opened
         assert [addr[0] for _, _, addr in sock.sent] == ["203.0.113.10"]
         [pending] = p._unfinished.values()

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bonding.config.model import Globals
+from bonding.connects import Via
 from bonding.core import mptcpblock as mb
 from bonding.mptcpprobe import MptcpChecker
 from bonding.netlink.diag import Subflow
-from bonding.serverprobe import Target, Via
+from bonding.serverprobe import Target
 
 log = logging.getLogger("bondingd")
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from bonding.config.values import ipv4_net
+from bonding.config.values import ipv4_net, port_or_range
 
 # DSCP names nft knows, with their code points (RFC 4594: EF telephony, CS4 realtime
 # interactive, CS5 signalling/broadcast video, AF4x multimedia conferencing).
@@ -51,16 +51,7 @@ def dscp(raw: str) -> str:
     raise ValueError("not a DSCP class: write one of " + ", ".join(DSCP) + " or 0–63")
 
 
-def port(raw: str) -> str:
-    """A UDP port or range low-high."""
-    m = re.fullmatch(r"(\d{1,5})(?:-(\d{1,5}))?", raw.strip())
-    if not m:
-        raise ValueError("not a UDP port or a range: write 5060 or 10000-20000")
-    lo = int(m.group(1))
-    hi = int(m.group(2)) if m.group(2) else lo
-    if not 1 <= lo <= hi <= 65535:
-        raise ValueError("out of range: ports are 1–65535, the range low-high")
-    return str(lo) if lo == hi else f"{lo}-{hi}"
+port = port_or_range("a UDP port", "5060 or 10000-20000")  # a UDP port or range low-high
 
 
 def device(raw: str) -> str:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from bonding.config.problems import Problem, Severity
-from bonding.config.values import boolean, choice, ipv4_net
+from bonding.config.values import boolean, choice, ipv4_net, port_or_range
 
 ACTIONS: Final = ("bond", "bypass")  # and path:<name>
 FALLBACKS: Final = ("bond", "any", "drop")
@@ -63,16 +63,7 @@ def _ipv4_only(raw: str) -> str:
     return ipv4_net(raw)
 
 
-def port_range(raw: str) -> str:
-    v = raw.strip()
-    m = re.fullmatch(r"(\d{1,5})(?:-(\d{1,5}))?", v)
-    if not m:
-        raise ValueError("not a port or a range: write 443 or 8000-8100")
-    lo = int(m.group(1))
-    hi = int(m.group(2)) if m.group(2) else lo
-    if not 1 <= lo <= hi <= 65535:
-        raise ValueError("out of range: ports are 1–65535, the range low-high")
-    return str(lo) if lo == hi else f"{lo}-{hi}"
+port_range = port_or_range("a port", "443 or 8000-8100")
 
 
 def action(raw: str) -> str:

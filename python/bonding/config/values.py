@@ -60,6 +60,23 @@ def number(lo: float, hi: float, unit: str = "") -> Callable[[str], float]:
     return _ranged(float, "a number", float(lo), float(hi), unit)
 
 
+def port_or_range(what: str, example: str) -> Callable[[str], str]:
+    """A port or a range low-high, normalised ("443", "8000-8100"); `what` ("a port") and
+    `example` ("443 or 8000-8100") go into the message."""
+
+    def parse(raw: str) -> str:
+        m = re.fullmatch(r"(\d{1,5})(?:-(\d{1,5}))?", raw.strip())
+        if not m:
+            raise ValueError(f"not {what} or a range: write {example}")
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) else lo
+        if not 1 <= lo <= hi <= 65535:
+            raise ValueError("out of range: ports are 1–65535, the range low-high")
+        return str(lo) if lo == hi else f"{lo}-{hi}"
+
+    return parse
+
+
 def choice(*allowed: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw not in allowed:

@@ -42,14 +42,15 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import os
-import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
 
 from bonding.config import Globals, Server
+from bonding.dataplane import command
 
 TABLE: Final = "bonding"
 FAMILY: Final = "inet"
@@ -224,6 +225,19 @@ class Renders(Protocol):
     def render(self) -> str: ...
 
 
+class Removes(Protocol):
+    def remove(self) -> None: ...
+
+
+def remove_quietly(table: Removes, log: logging.Logger, what: str) -> None:
+    """Remove a table (ours, or one an earlier bondingd left) where a router without nft is
+    fine without it: a failure goes to `log` at debug level only."""
+    try:
+        table.remove()
+    except (NftError, OSError) as e:
+        log.debug("nftables: removing %s: %s", what, e)
+
+
 class Nft:
     """Loads and removes our table; keeps the fw4 include file in step when there is one.
 
@@ -238,14 +252,9 @@ class Nft:
         self.applied: str | None = None
 
     def _run(self, text: str) -> None:
-        try:
-            r = subprocess.run([self.nft, "-f", "-"], input=text, capture_output=True,
-                               text=True, timeout=NFT_TIMEOUT_S, check=False)
-        except FileNotFoundError:
-            raise NftError(f"{self.nft} not found: install nftables (OpenWrt: the nftables "
-                           "package; Debian: apt install nftables)") from None
-        except subprocess.TimeoutExpired:
-            raise NftError(f"nft -f took more than {NFT_TIMEOUT_S:g} s") from None
+        r = command.run([self.nft, "-f", "-"], input=text, error=NftError, what="nft -f",
+                        install="nftables (OpenWrt: the nftables package; Debian: apt install "
+                        "nftables)", timeout_s=NFT_TIMEOUT_S)
         if r.returncode != 0:
             msg = " ".join(r.stderr.split())[:400]
             if "tproxy" in r.stderr.lower() or "No such file or directory" in r.stderr:

@@ -338,10 +338,7 @@ class Pinning:
         """Remove a table an earlier bondingd left (once; quietly: without rules, a router
         without nft is fine)."""
         self._removed_once = True
-        try:
-            self.nft.remove()
-        except (nft.NftError, OSError) as e:
-            log.debug("nftables: removing a leftover table inet %s: %s", TABLE, e)
+        nft.remove_quietly(self.nft, log, f"a leftover table inet {TABLE}")
 
     def remove(self) -> None:
         self._removed_once = True

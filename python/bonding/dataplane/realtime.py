@@ -201,10 +201,7 @@ class Realtime:
         if self.nft.applied is None and self._removed_once:
             return
         self._removed_once = True
-        try:
-            self.nft.remove()
-        except (nft.NftError, OSError) as e:
-            log.debug("nftables: removing table inet %s: %s", TABLE, e)
+        nft.remove_quietly(self.nft, log, f"table inet {TABLE}")
 
     def remove(self) -> None:
         self._removed_once = True

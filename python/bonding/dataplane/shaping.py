@@ -33,13 +33,13 @@ through a :class:`Runner` and keeps status.  Paths without a declared rate are n
 from __future__ import annotations
 
 import logging
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from bonding.config import Config
 from bonding.core.plan import PathView
+from bonding.dataplane import command
 
 log = logging.getLogger("bondingd.shaping")
 
@@ -166,14 +166,8 @@ class Commands:
     """The real runner: tc and ip from $PATH."""
 
     def run(self, argv: Argv) -> None:
-        try:
-            r = subprocess.run(list(argv), capture_output=True, text=True,
-                               timeout=TC_TIMEOUT_S, check=False)
-        except FileNotFoundError:
-            raise ShapingError(f"{argv[0]} not found: install tc (OpenWrt: the tc-tiny or "
-                               "tc-full package; Debian: iproute2)") from None
-        except subprocess.TimeoutExpired:
-            raise ShapingError(f"{' '.join(argv)} took more than {TC_TIMEOUT_S:g} s") from None
+        r = command.run(argv, error=ShapingError, what=" ".join(argv), timeout_s=TC_TIMEOUT_S,
+                        install="tc (OpenWrt: the tc-tiny or tc-full package; Debian: iproute2)")
         if r.returncode != 0:
             raise ShapingError(f"{' '.join(argv)}: {' '.join(r.stderr.split())[:300]}")
 

@@ -41,6 +41,20 @@ class RuleSelectors(TypedDict, total=False):
     suppress_prefixlength: int | None
 
 
+class RouteOptions(TypedDict, total=False):
+    """A route's keywords besides table, destination and nexthops (of encode_route, whose
+    defaults hold: metric None, protocol RTPROT_STATIC, rtype RTN_UNICAST, tos 0)."""
+
+    metric: int | None
+    protocol: int
+    rtype: int
+    prefsrc: str | None
+    family: int | None
+    scope: int | None
+    congctl: str | None
+    tos: int
+
+
 # --- the API ----------------------------------------------------------------
 
 
@@ -90,20 +104,10 @@ class Rtnl(NetlinkClient):
         dst: str,
         prefixlen: int,
         nexthops: Sequence[Nexthop],
-        metric: int | None = None,
-        protocol: int = RTPROT_STATIC,
-        *,
-        rtype: int = RTN_UNICAST,
-        prefsrc: str | None = None,
-        family: int | None = None,
-        scope: int | None = None,
-        congctl: str | None = None,
-        tos: int = 0,
+        **options: Unpack[RouteOptions],
     ) -> None:
         """Create or replace a route; two or more nexthops make it multipath."""
-        payload = encode_route(table, dst, prefixlen, nexthops, metric=metric,
-                               protocol=protocol, rtype=rtype, prefsrc=prefsrc, family=family,
-                               scope=scope, congctl=congctl, tos=tos)
+        payload = encode_route(table, dst, prefixlen, nexthops, **options)
         self.nl.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, payload,
                         f"replace route {dst}/{prefixlen} table {table}")
 

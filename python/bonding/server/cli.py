@@ -201,90 +201,121 @@ def _rate(r: float | None) -> str:
     return "-" if r is None else f"{r:g}"
 
 
+def _init(args: argparse.Namespace, host: HostAPI, store: Store) -> Any:
+    allow = () if args.clear_allow else (tuple(args.allow) if args.allow else None)
+    out = service.init(host, store, service.InitOptions(
+        public_address=args.public_address,
+        public_address6="" if args.clear_address6 else args.public_address6,
+        systemd=args.systemd, user=args.user,
+        interface=args.interface, allow=allow, proxy=args.proxy,
+        congestion_control=args.congestion_control))
+    _notes(out.notes)
+    if not args.json:
+        _print_steps(args.cmd, out)
+    return {"changed": out.changed, "steps": [s.to_json() for s in out.steps]}
+
+
+def _apply(args: argparse.Namespace, host: HostAPI, store: Store) -> Any:
+    out = service.apply(host, store)
+    if not args.json:
+        _print_steps(args.cmd, out)
+    return {"changed": out.changed, "steps": [s.to_json() for s in out.steps]}
+
+
+def _add_client(args: argparse.Namespace, host: HostAPI, store: Store) -> Any:
+    client, cfg, notes = service.add_client(host, store, service.AddOptions(
+        name=args.name, rate_mbit=args.rate_mbit, port=args.port, cipher=args.cipher))
+    _notes(notes)
+    if not args.json:
+        sys.stdout.write(client_uci(client, cfg))
+    return client_json(client, cfg)
+
+
+def _show_client(args: argparse.Namespace, host: HostAPI, store: Store) -> Any:
+    client, cfg = service.show_client(store, args.name)
+    if not args.json:
+        sys.stdout.write(client_uci(client, cfg))
+    return client_json(client, cfg)
+
+
+def _remove_client(args: argparse.Namespace, host: HostAPI, store: Store) -> Any:
+    port = store.load(args.name).port if store.exists(args.name) else None
+    notes = service.remove_client(host, store, args.name)
+    _notes(notes)
+    if not args.json:
+        print(f"removed client '{args.name}' (port {port})")
+    return {"removed": args.name, "port": port}
+
+
+def _list(args: argparse.Namespace, host: HostAPI, store: Store) -> Any:
+    rows = service.list_clients(store)
+    if not args.json:
+        print(f"{'NAME':32} {'PORT':>5} {'RATE_MBIT':>9}  CREATED")
+        for r in rows:
+            created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
+            print(f"{r['name']:32} {r['port']:>5} {_rate(r['rate_mbit']):>9}  {created}")
+    return {"clients": rows}
+
+
+def _status(args: argparse.Namespace, host: HostAPI, store: Store) -> Any:
+    st = service.status(host, store, service.socket_counts)
+    if not args.json:
+        print(f"server {st['address']}, proxy {st['proxy']}, {st['mode']}"
+              + (f" (pid {st['supervisor_pid']})" if st["supervisor_pid"] else "")
+              + f", packets refused by the firewall: {st['refused_packets']}")
+        print(f"{'NAME':20} {'PORT':>5} {'RATE':>6} {'STATE':13} {'PID':>7} {'RESTARTS':>8} "
+              f"{'CONNS':>5} {'SUBFL':>5} {'IN':>10} {'OUT':>10}")
+        for r in st["clients"]:
+            restarts = "-" if r["restarts"] is None else r["restarts"]
+            print(f"{r['name']:20} {r['port']:>5} {_rate(r['rate_mbit']):>6} "
+                  f"{r['state']:13} {r['pid'] or '-':>7} {restarts:>8} {r['connections']:>5} "
+                  f"{r['subflows']:>5} {_fmt_bytes(r['bytes_in']):>10} "
+                  f"{_fmt_bytes(r['bytes_out']):>10}")
+    return st
+
+
+def _start(args: argparse.Namespace, host: HostAPI, store: Store) -> Any:
+    out = service.start(host, store)
+    _notes(out.notes)
+    if not args.json:
+        _print_steps(args.cmd, out)
+    return {"changed": out.changed, "steps": [s.to_json() for s in out.steps],
+            "notes": out.notes}
+
+
+def _stop(args: argparse.Namespace, host: HostAPI, store: Store) -> Any:
+    notes = service.stop(host, store)
+    if not args.json:
+        _notes(notes)
+    return {"notes": notes}
+
+
+def _run(args: argparse.Namespace, host: HostAPI, store: Store) -> Any:
+    from bonding.server.supervisor import Supervisor
+
+    return {"exit": Supervisor(store, host).run()}
+
+
+def _guard(args: argparse.Namespace, host: HostAPI, store: Store) -> Any:
+    from bonding.server import guard
+
+    return {"exit": guard.run_forever(host, store)}
+
+
+# command → what runs it: returns what --json prints, and prints the human form otherwise
+_COMMANDS: dict[str, Callable[[argparse.Namespace, HostAPI, Store], Any]] = {
+    "init": _init, "apply": _apply, "add-client": _add_client, "show-client": _show_client,
+    "remove-client": _remove_client, "list": _list, "status": _status, "start": _start,
+    "stop": _stop, "run": _run, "guard": _guard,
+}
+
+
 def dispatch(args: argparse.Namespace, host: HostAPI, store: Store) -> Any:
     """Run the command; return what --json prints (and print the human form otherwise)."""
-    as_json: bool = args.json
-    cmd = args.cmd
-    if cmd == "init":
-        allow = () if args.clear_allow else (tuple(args.allow) if args.allow else None)
-        out = service.init(host, store, service.InitOptions(
-            public_address=args.public_address,
-            public_address6="" if args.clear_address6 else args.public_address6,
-            systemd=args.systemd, user=args.user,
-            interface=args.interface, allow=allow, proxy=args.proxy,
-            congestion_control=args.congestion_control))
-        _notes(out.notes)
-        if not as_json:
-            _print_steps(cmd, out)
-        return {"changed": out.changed, "steps": [s.to_json() for s in out.steps]}
-    if cmd == "apply":
-        out = service.apply(host, store)
-        if not as_json:
-            _print_steps(cmd, out)
-        return {"changed": out.changed, "steps": [s.to_json() for s in out.steps]}
-    if cmd == "add-client":
-        client, cfg, notes = service.add_client(host, store, service.AddOptions(
-            name=args.name, rate_mbit=args.rate_mbit, port=args.port, cipher=args.cipher))
-        _notes(notes)
-        if not as_json:
-            sys.stdout.write(client_uci(client, cfg))
-        return client_json(client, cfg)
-    if cmd == "show-client":
-        client, cfg = service.show_client(store, args.name)
-        if not as_json:
-            sys.stdout.write(client_uci(client, cfg))
-        return client_json(client, cfg)
-    if cmd == "remove-client":
-        port = store.load(args.name).port if store.exists(args.name) else None
-        notes = service.remove_client(host, store, args.name)
-        _notes(notes)
-        if not as_json:
-            print(f"removed client '{args.name}' (port {port})")
-        return {"removed": args.name, "port": port}
-    if cmd == "list":
-        rows = service.list_clients(store)
-        if not as_json:
-            print(f"{'NAME':32} {'PORT':>5} {'RATE_MBIT':>9}  CREATED")
-            for r in rows:
-                created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
-                print(f"{r['name']:32} {r['port']:>5} {_rate(r['rate_mbit']):>9}  {created}")
-        return {"clients": rows}
-    if cmd == "status":
-        st = service.status(host, store, service.socket_counts)
-        if not as_json:
-            print(f"server {st['address']}, proxy {st['proxy']}, {st['mode']}"
-                  + (f" (pid {st['supervisor_pid']})" if st["supervisor_pid"] else "")
-                  + f", packets refused by the firewall: {st['refused_packets']}")
-            print(f"{'NAME':20} {'PORT':>5} {'RATE':>6} {'STATE':13} {'PID':>7} {'RESTARTS':>8} "
-                  f"{'CONNS':>5} {'SUBFL':>5} {'IN':>10} {'OUT':>10}")
-            for r in st["clients"]:
-                restarts = "-" if r["restarts"] is None else r["restarts"]
-                print(f"{r['name']:20} {r['port']:>5} {_rate(r['rate_mbit']):>6} "
-                      f"{r['state']:13} {r['pid'] or '-':>7} {restarts:>8} {r['connections']:>5} "
-                      f"{r['subflows']:>5} {_fmt_bytes(r['bytes_in']):>10} "
-                      f"{_fmt_bytes(r['bytes_out']):>10}")
-        return st
-    if cmd == "start":
-        out = service.start(host, store)
-        _notes(out.notes)
-        if not as_json:
-            _print_steps(cmd, out)
-        return {"changed": out.changed, "steps": [s.to_json() for s in out.steps],
-                "notes": out.notes}
-    if cmd == "stop":
-        notes = service.stop(host, store)
-        if not as_json:
-            _notes(notes)
-        return {"notes": notes}
-    if cmd == "run":
-        from bonding.server.supervisor import Supervisor
-
-        return {"exit": Supervisor(store, host).run()}
-    if cmd == "guard":
-        from bonding.server import guard
-
-        return {"exit": guard.run_forever(host, store)}
-    raise UsageError(f"unknown command {cmd!r}")  # argparse prevents this
+    run = _COMMANDS.get(args.cmd)
+    if run is None:
+        raise UsageError(f"unknown command {args.cmd!r}")  # argparse prevents this
+    return run(args, host, store)
 
 
 def _notes(notes: Sequence[str]) -> None:

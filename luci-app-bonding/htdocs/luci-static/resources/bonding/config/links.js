@@ -3,6 +3,7 @@
 'require form';
 'require tools.widgets as widgets';
 'require bonding.validators as validators';
+'require bonding.config.options as options';
 
 /* The configuration page's links (sections path). */
 
@@ -24,18 +25,11 @@ function interfaceText(o) {
 }
 
 function pathsSection(m) {
-	const s = m.section(form.GridSection, 'path', _('Links'),
-		_('One entry per internet link. Without any, bondingd bonds the WAN interfaces of netifd.'));
-	s.addremove = true;
-	s.anonymous = false;
-	s.nodescriptions = true;
-	s.addbtntitle = _('Add link');
+	const s = options.gridSection(m, 'path', _('Links'),
+		_('One entry per internet link. Without any, bondingd bonds the WAN interfaces of netifd.'),
+		_('Add link'));
 
-	let o = s.option(form.Flag, 'enabled', _('Enabled'));
-	o.default = o.enabled;
-	o.editable = true;
-
-	o = s.option(widgets.NetworkSelect, 'interface', _('Interface'),
+	let o = s.option(widgets.NetworkSelect, 'interface', _('Interface'),
 		_('The netifd interface of this link (wan, wwan, …).'));
 	o.nocreate = true;
 	o.optional = true;

@@ -54,8 +54,26 @@ function intOptions(s, tab, rows) {
 	return made;
 }
 
+/*
+ * A grid of named sections of one type (links, servers, rules): rows added and removed in the
+ * grid, descriptions in the edit dialog only, and an Enabled flag editable in the row.
+ */
+function gridSection(m, type, title, description, addTitle) {
+	const s = m.section(form.GridSection, type, title, description);
+	s.addremove = true;
+	s.anonymous = false;
+	s.nodescriptions = true;
+	s.addbtntitle = addTitle;
+
+	const o = s.option(form.Flag, 'enabled', _('Enabled'));
+	o.default = o.enabled;
+	o.editable = true;
+	return s;
+}
+
 return baseclass.extend({
 	writeOnlyChanges: writeOnlyChanges,
+	gridSection: gridSection,
 	showDefault: showDefault,
 	intOptions: intOptions
 });

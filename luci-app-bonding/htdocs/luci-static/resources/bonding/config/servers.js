@@ -58,18 +58,11 @@ function sendKey(ms, section_id) {
 }
 
 function serversSection(m, writable) {
-	const s = m.section(form.GridSection, 'server', _('Aggregation servers'),
-		_('The server (a VPS) that merges the links. Create its entry with "bonding-server add-client" on the server, which prints these values. With several, the preferred one that answers is used and the others take over when it fails (see Server failover above).'));
-	s.addremove = true;
-	s.anonymous = false;
-	s.nodescriptions = true;
-	s.addbtntitle = _('Add server');
+	const s = options.gridSection(m, 'server', _('Aggregation servers'),
+		_('The server (a VPS) that merges the links. Create its entry with "bonding-server add-client" on the server, which prints these values. With several, the preferred one that answers is used and the others take over when it fails (see Server failover above).'),
+		_('Add server'));
 
-	let o = s.option(form.Flag, 'enabled', _('Enabled'));
-	o.default = o.enabled;
-	o.editable = true;
-
-	o = s.option(form.Value, 'address', _('Address'), _('IP address or host name of the server.'));
+	let o = s.option(form.Value, 'address', _('Address'), _('IP address or host name of the server.'));
 	o.datatype = 'host';
 	o.rmempty = false;
 

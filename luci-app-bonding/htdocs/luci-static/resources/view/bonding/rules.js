@@ -6,6 +6,7 @@
 'require uci';
 'require bonding.rpc as brpc';
 'require bonding.rulevalidators as rv';
+'require bonding.config.options as options';
 
 /*
  * Services → Bonding → Rules: the `config rule` sections of /etc/config/bonding (what leaves by
@@ -161,21 +162,13 @@ return view.extend({
 		const m = new form.Map('bonding', _('Bonding rules'),
 			_('What a LAN device or a destination sends, and by which WAN. The first rule that matches a connection decides; connections that match no rule are bonded. A change moves new connections only.'));
 
-		const s = m.section(form.GridSection, 'rule', _('Rules'));
-		s.addremove = true;
-		s.anonymous = false;
+		const s = options.gridSection(m, 'rule', _('Rules'), undefined, _('Add rule'));
 		s.sortable = true;
-		s.nodescriptions = true;
-		s.addbtntitle = _('Add rule');
-
-		let o = s.option(form.Flag, 'enabled', _('Enabled'));
-		o.default = o.enabled;
-		o.editable = true;
 
 		matchOptions(s);
 		actionOptions(s, paths);
 
-		o = s.option(form.DummyValue, '_now', _('Now'),
+		const o = s.option(form.DummyValue, '_now', _('Now'),
 			_('What bondingd does with the rule now, and why.'));
 		o.modalonly = false;
 		o.write = o.remove = function() {};
