@@ -70,7 +70,8 @@ def probe(host: str, port: int, udp: bool, timeout: float) -> int:
     result: dict[str, object] = {"sent": token.decode(), "reply": None, "error": None}
     try:
         if udp:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+            with socket.socket(fam, socket.SOCK_DGRAM) as s:
                 s.settimeout(timeout)
                 s.sendto(token, (host, port))
                 data, _ = s.recvfrom(65536)
