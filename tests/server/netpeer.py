@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import socket
+import struct
 import sys
 import threading
 import time
@@ -70,7 +71,8 @@ def probe(host: str, port: int, udp: bool, timeout: float) -> int:
     result: dict[str, object] = {"sent": token.decode(), "reply": None, "error": None}
     try:
         if udp:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+            with socket.socket(fam, socket.SOCK_DGRAM) as s:
                 s.settimeout(timeout)
                 s.sendto(token, (host, port))
                 data, _ = s.recvfrom(65536)
@@ -91,6 +93,14 @@ def probe(host: str, port: int, udp: bool, timeout: float) -> int:
     result["ok"] = result["reply"] == token.decode()
     print(json.dumps(result))
     return 0
+
+
+def _established_for(s: socket.socket) -> float:
+    """Seconds since the kernel completed the handshake of a connection that has received no
+    data yet (TCP_INFO's tcpi_last_data_recv, which tcp_finish_connect starts): a busy loop
+    notices the connection later than that, and the server's clock started then."""
+    info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    return float(struct.unpack_from("I", info, 52)[0]) / 1000
 
 
 def flood(host: str, port: int, sources: list[str], count: int, hold: float) -> int:
@@ -137,7 +147,7 @@ def flood(host: str, port: int, sources: list[str], count: int, hold: float) -> 
                     s.close()
                     continue
                 state[s] = (src, "open")
-                since[s] = time.monotonic()
+                since[s] = time.monotonic() - _established_for(s)
                 sel.modify(s, selectors.EVENT_READ)
                 continue
             try:

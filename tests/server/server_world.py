@@ -235,10 +235,12 @@ class World:
                key: str | None = None, udp_over_tcp: bool = False) -> Iterator[None]:
         """A tunnel (MPTCP, TCP and UDP) in the client: 127.0.0.1:local_port → dest, through
         the client's proxy on the server (``key`` instead of the client's own, to try a wrong
-        one).  sing-box speaks every cipher (UDP over TCP too), ss-tunnel the older ones."""
+        one; an IPv6 ``dest`` as ``[ADDR]:PORT``).  sing-box speaks every cipher (UDP over TCP
+        too), ss-tunnel the older ones."""
         key = client["key"] if key is None else key
         if client["cipher"].startswith("2022-") or udp_over_tcp:
             host, port = dest.rsplit(":", 1)
+            host = host.strip("[]")
             conf = self.logs / f"tunnel-{local_port}.json"
             conf.write_text(json.dumps({
                 "log": {"level": "warn"},

@@ -5,10 +5,14 @@ cloud's metadata service, which the cloud routes through the server's gateway) a
 198.51.100.50 onto the server 1:1 (a cloud's public address: DNAT in, hairpin NAT back), which
 is the server's ``--public-address`` here.  The server has strict reverse path filtering and a
 small ephemeral port range (an attacker sprays the whole range; the test keeps it short).
+For the platform tests the inet namespace also owns Azure's and Alibaba's platform addresses and
+a NAT64 address (the server then gets IPv6 towards it), and the first IPv4 resolver of
+/etc/resolv.conf (the one bonding-server read) is answered by an echo, on port 53 and another.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 import sys
 import time
@@ -24,6 +28,12 @@ METADATA = "169.254.169.254"
 METADATA_PORT = 7777
 NAT_PUBLIC = "198.51.100.50"  # the server's public address behind the 1:1 NAT
 EPHEMERAL = (40000, 40063)
+PLATFORM = ("168.63.129.16", "100.100.100.200")  # Azure's wireserver, Alibaba's metadata
+PLATFORM_PORT = 7780
+NAT64 = "64:ff9b::c633:640a"  # 198.51.100.10 through the well-known NAT64 prefix
+NAT64_PORT = 7781
+V6_SERVER, V6_GATEWAY = "2001:db8:203::10", "2001:db8:203::1"
+RESOLVER_OTHER_PORT = 7053
 NAT = f"""
 table ip onetoone {{
     chain pre {{
@@ -188,3 +198,76 @@ def test_public_address_behind_nat_is_refused(world: World, served: dict[str, An
     assert not tcp["ok"] and not tcp["reply"], tcp
     assert not udp["ok"] and not udp["reply"], udp
     assert world.peers("server", 7007)[peers:] == []
+
+
+@pytest.fixture(scope="module")
+def platform(world: World, served: dict[str, Any]) -> None:
+    """Cloud platform addresses in the inet namespace, with echoes; the server's IPv6 route."""
+    for a in PLATFORM:
+        ns_run(world, "inet", "ip", "addr", "add", f"{a}/32", "dev", "lo")
+    ns_run(world, "inet", "ip", "-6", "addr", "add", f"{NAT64}/128", "dev", "lo")
+    ns_run(world, "inet", "ip", "-6", "addr", "add", f"{V6_GATEWAY}/64", "dev", "s0", "nodad")
+    ns_run(world, "server", "ip", "-6", "addr", "add", f"{V6_SERVER}/64", "dev", "wan", "nodad")
+    ns_run(world, "server", "ip", "-6", "route", "add", "default", "via", V6_GATEWAY)
+    world.echo("inet", "0.0.0.0", PLATFORM_PORT)
+    world.echo("inet", "::", NAT64_PORT)
+
+
+def _refused_through_the_proxy(world: World, served: dict[str, Any], role: str, host: str,
+                               port: int, local_port: int) -> None:
+    direct = world.probe(port, role="server", host=host)  # root: the path exists
+    assert direct["ok"], direct
+    peers, before = len(world.peers(role, port)), refused(world)
+    dest = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    with world.tunnel(served, local_port, dest):
+        tcp = world.probe(local_port)
+        udp = world.probe(local_port, udp=True)
+    assert not tcp["ok"] and not tcp["reply"], tcp
+    assert not udp["ok"] and not udp["reply"], udp
+    assert world.peers(role, port)[peers:] == []
+    assert refused(world) >= before + 2  # TCP and UDP
+
+
+@pytest.mark.parametrize("host", [METADATA, *PLATFORM, NAT64])
+def test_cloud_platform_addresses_are_refused(world: World, served: dict[str, Any],
+                                              platform: None, host: str) -> None:
+    """The metadata services (169.254.169.254, Alibaba's 100.100.100.200), Azure's wireserver
+    (168.63.129.16, a public address) and NAT64's 64:ff9b::/96 (a translator maps it to any
+    IPv4 address, private ones too), all routed through the server's gateway here."""
+    port = NAT64_PORT if ":" in host else PLATFORM_PORT
+    _refused_through_the_proxy(world, served, "inet", host, port, 12500)
+
+
+@pytest.fixture(scope="module")
+def resolver(world: World, served: dict[str, Any]) -> tuple[str, str]:
+    """The first IPv4 resolver of /etc/resolv.conf as the server's processes read it, and the
+    namespace that answers for it: the server itself for a loopback one (systemd-resolved's
+    127.0.0.53), else the private host (a VPC's resolver, such as 10.0.0.2), routed there."""
+    text = ns_run(world, "server", "cat", "/etc/resolv.conf")
+    found = [w[1] for w in (line.split() for line in text.splitlines())
+             if len(w) >= 2 and w[0] == "nameserver" and "." in w[1]]
+    if not found:
+        pytest.skip("/etc/resolv.conf names no IPv4 resolver")
+    addr = found[0]
+    role = "server" if ipaddress.ip_address(addr).is_loopback else "private"
+    if role == "private":
+        ns_run(world, "private", "ip", "addr", "add", f"{addr}/32", "dev", "lo")
+        ns_run(world, "server", "ip", "route", "add", f"{addr}/32", "via", PRIVATE_ADDR)
+    for port in (53, RESOLVER_OTHER_PORT):
+        world.echo(role, addr, port)
+    return addr, role
+
+
+def test_the_resolvers_are_reachable_on_port_53_only(world: World, served: dict[str, Any],
+                                                     resolver: tuple[str, str]) -> None:
+    """README's trade-off: the proxies resolve the clients' names through these resolvers from
+    their own sockets, so a client's datagram to one on port 53 passes (TCP and UDP); any other
+    port of it is refused like the rest of its network."""
+    addr, role = resolver
+    direct = world.probe(53, role="server", host=addr)
+    assert direct["ok"], direct
+    with world.tunnel(served, 12600, f"{addr}:53"):
+        tcp = world.probe(12600)
+        udp = world.probe(12600, udp=True)
+    assert tcp["ok"] and udp["ok"], (tcp, udp)
+    _refused_through_the_proxy(world, served, role, addr, RESOLVER_OTHER_PORT, 12601)

@@ -490,8 +490,13 @@ def test_a_flood_of_unauthenticated_connections_does_not_starve_the_real_client(
         # the guard shut the silent ones down once they had not sent a request in time, and
         # none it left open was older than that.  How many it shut within the hold depends on
         # how fast the rate limit let them in (burst 256, then 64/s, and the SYN retries of
-        # the rest), so only a floor well below the concurrency limit is asserted.
-        late = HANDSHAKE_S + 2 * GUARD_EVERY_S + 3
+        # the rest), so only a floor well below the concurrency limit is asserted.  The guard
+        # shuts them 10–14 s after they open (13 s seen); with the host loaded by other work the
+        # guard's scan of ~1,600 sockets and the flooder's own loop lag (18.1 s seen once with
+        # ss-server at load 5.5 on 2 cores), so the limit is a sanity one, still short of the
+        # hold, which is how long a connection nobody shuts stays open.
+        late = HANDSHAKE_S + 2 * GUARD_EVERY_S + 6
+        assert late < ATTACK_HOLD_S
         assert st["closed_by_server"] >= LIMIT_CONNS // 2, (src, st)
         assert HANDSHAKE_S - 1 <= st["held_min_s"] <= st["held_max_s"] <= late, (src, st)
         assert st["open_longest_s"] <= late, (src, st)
