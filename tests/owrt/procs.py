@@ -1,7 +1,8 @@
 """Small helper processes for the scratch-root tests: a TCP echo server in one network
-namespace and a client holding one connection open in another (each bounded in time); and a
-client that keeps one connection busy (an echo exchange every 20 ms) while the test does
-something to the router, saying on each `report` how it went."""
+namespace (with `greet`, it first says whom it sees: "peer ADDRESS") and a client holding one
+connection open in another (each bounded in time); and a client that keeps one connection busy
+(an echo exchange every 20 ms) while the test does something to the router, saying on each
+`report` how it went."""
 
 from __future__ import annotations
 
@@ -19,16 +20,18 @@ s.bind((sys.argv[1], int(sys.argv[2])))
 s.listen(4)
 s.settimeout(300)
 print("listening", flush=True)
-def serve(c):
+def serve(c, peer):
     with c:
+        if sys.argv[3:] == ["greet"]:
+            c.sendall(("peer %s\n" % peer).encode())
         while data := c.recv(65536):
             c.sendall(data)
 while True:
     try:
-        c, _ = s.accept()
+        c, peer = s.accept()
     except TimeoutError:
         break
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
+    threading.Thread(target=serve, args=(c, peer[0]), daemon=True).start()
 """
 
 CLIENT = r"""
@@ -47,29 +50,8 @@ for line in sys.stdin:
     print(got.decode().strip(), flush=True)
 """
 
-PEER_ECHO_SERVER = r"""
-import socket, sys, threading
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.listen(4)
-s.settimeout(300)
-print("listening", flush=True)
-def serve(c, peer):
-    with c:
-        c.sendall(("peer %s\n" % peer).encode())
-        while data := c.recv(65536):
-            c.sendall(data)
-while True:
-    try:
-        c, peer = s.accept()
-    except TimeoutError:
-        break
-    threading.Thread(target=serve, args=(c, peer[0]), daemon=True).start()
-"""
-
-# One connection to PEER_ECHO_SERVER: its first line (who the server saw), then 1 KiB out and
-# back every 20 ms.  A line on stdin: "ok ECHOES LONGEST_WAIT_MS" (since the last report), or
+# One connection to ECHO_SERVER ... greet: its first line (who the server saw), then 1 KiB out
+# and back every 20 ms.  A line on stdin: "ok ECHOES LONGEST_WAIT_MS" (since the last report), or
 # "broken WHY" once the connection failed (it then ends).  Bounded: 300 s.
 STREAM_CLIENT = r"""
 import select, socket, sys, time

@@ -26,7 +26,7 @@ from bonding.lab.model import LAB_BYPASS
 from bonding.lab.topology import nsx, run
 
 from .conftest import say
-from .procs import PEER_ECHO_SERVER, STREAM_CLIENT, Helper
+from .procs import ECHO_SERVER, STREAM_CLIENT, Helper
 from .router_net import DHCP_WANS, LAN_HOST, PROBE_TARGETS, WANS, NetRouter
 from .router_root import RootError, base_packages
 
@@ -511,7 +511,7 @@ def test_a_lan_connection_survives_a_restart_and_a_kill_9_of_bondingd(
     root = router.root
     timed(root, lambda: status(root)["proxy"]["state"] == "running", 10, "the proxy")
     proxy = status(root)["proxy"]["pid"]
-    server = Helper(root.up_ns, PEER_ECHO_SERVER, "198.51.100.10", str(STREAM_PORT))
+    server = Helper(root.up_ns, ECHO_SERVER, "198.51.100.10", str(STREAM_PORT), "greet")
     client = None
     try:
         assert server.readline() == "listening"
