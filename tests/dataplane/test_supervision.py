@@ -8,10 +8,13 @@ appends what it is given to nft.log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import pwd
 import shutil
 import signal
+import socket
 import stat
 import tempfile
 import time
@@ -22,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from bonding.config import Config, Globals, PathConfig, Server
-from bonding.dataplane import DataPlane, State, proxyproc
+from bonding.dataplane import DataPlane, State, privdrop, proxyproc
 from bonding.dataplane import supervisor as sup
 from bonding.dataplane.backends import Launch, launch
 from bonding.dataplane.supervisor import Supervisor
@@ -311,6 +314,41 @@ def test_a_restart_keeps_the_table_and_the_next_data_plane_adopts_the_proxy(
         await d2.close()
         assert not alive(pid)
         assert "tproxy" not in nft_calls(bin_dir)[-1]
+    run(body)
+
+
+def test_a_go_proxy_left_alone_lives_on_and_its_output_waits_for_the_next_bondingd(
+        run_dir: Path) -> None:
+    """The real sing-box (a Go program: it dies of SIGPIPE writing its log to a pipe nobody
+    reads) logs every connection while no bondingd runs; the next one reads those lines."""
+    from .test_backends import real_sing_box
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    conf = json.dumps({"log": {"level": "info"}, "outbounds": [{"type": "direct"}],
+                       "inbounds": [{"type": "mixed", "listen": "127.0.0.1",
+                                     "listen_port": port}]})
+    me = privdrop.Identity(ME, os.geteuid(), os.getegid())
+    la = Launch("sing-box", "sing-box", (real_sing_box(), "run", "--disable-color", "-c",
+                                         str(run_dir / "sing-box.json")),
+                {"sing-box.json": conf}, user=me)
+
+    async def body() -> None:
+        pid = await left_running(run_dir, la)
+        for _ in range(3):  # each connection is a log line, with no reader
+            with contextlib.suppress(OSError):
+                await asyncio.open_connection("127.0.0.1", port)
+            await asyncio.sleep(0.2)
+        assert alive(pid)
+        s = Supervisor(run_dir)
+        s.set(la)
+        assert s.pid == pid
+        await asyncio.sleep(0.5)
+        os.kill(pid, signal.SIGKILL)
+        await until(lambda: s.restarts == 1)
+        assert "inbound connection" in s.status()["error"], s.status()["error"]
+        await s.close()
     run(body)
 
 
