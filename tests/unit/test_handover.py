@@ -34,3 +34,4 @@ def test_a_starting_bondingd_clears_a_mark_none_read(tmp_path: Path) -> None:
     handover.clear(tmp_path)
     handover.clear(tmp_path)  # none there: fine
     assert handover.requested(tmp_path) is False
+

@@ -31,6 +31,7 @@ import fcntl
 import functools
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -46,6 +47,7 @@ OUTPUT: Final = "proxy.out"
 PIPE_BYTES: Final = 1 << 20  # what the proxy may write while no bondingd reads
 POLL_S: Final = 0.2  # how often an exit is looked for where pidfd_open is missing
 STOP_TIMEOUT_S: Final = 3.0
+_FILE_NAME: Final = re.compile(r"[\w-][\w.-]*")  # a file of the run directory, no path
 
 
 def identity(launch: Launch) -> dict[str, Any]:
@@ -107,7 +109,8 @@ class Record:
             d = json.loads(text)
             if isinstance(d, int):  # an older bondingd's record: the pid alone
                 return cls(d, None, 0.0, {})
-            files = tuple(f for f in d.get("files", []) if isinstance(f, str) and "/" not in f)
+            files = tuple(f for f in d.get("files", [])
+                          if isinstance(f, str) and _FILE_NAME.fullmatch(f))
             launch = d.get("launch")
             return cls(int(d["pid"]), d.get("start"), float(d.get("since", 0.0)),
                        launch if isinstance(launch, dict) else {}, files)
