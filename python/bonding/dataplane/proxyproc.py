@@ -20,6 +20,8 @@ Its output goes to a FIFO in the run directory (``proxy.out``), which the proxy 
 reading and writing: its writes never fail for want of a reader while no bondingd reads (a Go
 program such as sing-box dies of SIGPIPE writing to a pipe nobody reads), what it writes then
 waits in the pipe's buffer (PIPE_BYTES) for the next bondingd, which opens the FIFO by its name.
+A proxy whose bondingd never comes back (procd gave up respawning it) blocks on its log once it
+has written that much; its connections then stall.
 """
 
 from __future__ import annotations
