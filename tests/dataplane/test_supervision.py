@@ -8,7 +8,6 @@ appends what it is given to nft.log.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import pwd
@@ -235,6 +234,30 @@ def test_a_proxy_left_by_a_restart_is_adopted_and_its_output_read(bin_dir: Path,
     run(body)
 
 
+def test_a_proxy_whose_bondingd_never_returns_is_not_stalled_by_its_log(
+        bin_dir: Path, run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the FIFO is full its writes fail (lines lost) instead of blocking the proxy."""
+    monkeypatch.setattr(proxyproc, "PIPE_BYTES", 4096)
+    pad = "x" * 1000  # 1 KiB a line: the pipe is full after four
+    write(bin_dir / "ss-redir", f'#!/bin/sh\nd=$(dirname "$0")\ni=0\nwhile :; do\n'
+          '  i=$((i + 1)); echo "$i" > "$d/count.tmp" && mv "$d/count.tmp" "$d/count"\n'
+          f'  echo "INFO: $i {pad}" 2> /dev/null\ndone\n')
+
+    def count() -> int:
+        return int((bin_dir / "count").read_text())
+
+    async def body() -> None:
+        await left_running(run_dir, the_launch(run_dir, bin_dir))
+        await asyncio.sleep(0.3)  # far more than 4 KiB written with no reader
+        first = count()
+        await asyncio.sleep(0.3)
+        assert count() > first + 10, "the proxy stalled on its log"
+        s = Supervisor(run_dir)
+        s.set(the_launch(run_dir, bin_dir))
+        await s.close()
+    run(body)
+
+
 def test_an_adopted_proxy_is_stopped_by_close_and_its_files_removed(bin_dir: Path,
                                                                     run_dir: Path) -> None:
     async def body() -> None:
@@ -334,11 +357,25 @@ def test_a_go_proxy_left_alone_lives_on_and_its_output_waits_for_the_next_bondin
                                          str(run_dir / "sing-box.json")),
                 {"sing-box.json": conf}, user=me)
 
+    async def connect() -> bool:
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return False
+        w.close()
+        return True
+
     async def body() -> None:
-        pid = await left_running(run_dir, la)
+        first = Supervisor(run_dir)
+        first.set(la)
+        end = time.monotonic() + 5
+        while not await connect():  # listening
+            assert time.monotonic() < end, "sing-box does not listen"
+            await asyncio.sleep(0.05)
+        pid = first.pid
+        await first.detach()
         for _ in range(3):  # each connection is a log line, with no reader
-            with contextlib.suppress(OSError):
-                await asyncio.open_connection("127.0.0.1", port)
+            assert await connect()
             await asyncio.sleep(0.2)
         assert alive(pid)
         s = Supervisor(run_dir)

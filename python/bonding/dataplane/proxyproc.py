@@ -20,8 +20,9 @@ Its output goes to a FIFO in the run directory (``proxy.out``), which the proxy 
 reading and writing: its writes never fail for want of a reader while no bondingd reads (a Go
 program such as sing-box dies of SIGPIPE writing to a pipe nobody reads), what it writes then
 waits in the pipe's buffer (PIPE_BYTES) for the next bondingd, which opens the FIFO by its name.
-A proxy whose bondingd never comes back (procd gave up respawning it) blocks on its log once it
-has written that much; its connections then stall.
+Its end is non-blocking: should no bondingd come back (procd gave up respawning it), a proxy in C
+(ss-redir) loses the lines that no longer fit instead of stalling on them; a Go one (sing-box)
+waits on them in its own poller.
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def output_pipe(run_dir: Path) -> tuple[int, int]:
     os.mkfifo(path, 0o600)
     rfd = os.open(path, _READ)
     try:
-        wfd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        wfd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
     except BaseException:
         os.close(rfd)
         raise
