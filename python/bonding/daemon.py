@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bonding import __version__, api, config, netifd, teardown
-from bonding.bondingd import configload, status
+from bonding.bondingd import configload, handover, status
 from bonding.bondingd.checkconfig import check_config, parser
 from bonding.bondingd.handlers import Handlers
 from bonding.bondingd.hooks import Hooks, send_event, server_action, server_env
@@ -70,6 +70,7 @@ from bonding.ubus import Ubus, UbusError, UbusLibraryError
 log = logging.getLogger("bondingd")
 
 STATUS_REFRESH_S = 1.0
+NETIFD_WAIT_S = 5.0  # no plan before netifd's first answer, when the paths come from netifd
 
 
 class Daemon:
@@ -244,7 +245,7 @@ class Daemon:
 
     def reconcile(self) -> None:
         self._reconcile_pending = False
-        if self.kernel is None:
+        if self.kernel is None or self.netifd_bridge.holding:
             return
         self._retune()  # what changed the plan (a state, a block, a link) may change cadences
         dp = self.dataplane
@@ -373,12 +374,15 @@ class Daemon:
         self._dirty = True
         self.refresh_netifd()
 
+    def _from_netifd(self) -> bool:
+        """Some paths are netifd's (discovered, or an interface without a device)."""
+        return not self.cfg.paths or any(rt.cfg.interface and not rt.cfg.device
+                                         for rt in self.paths.values())
+
     def refresh_netifd(self) -> None:
         """Re-read netifd's interfaces (once at a time), then re-resolve the paths."""
-        if self.cfg.paths and not any(rt.cfg.interface and not rt.cfg.device
-                                      for rt in self.paths.values()):
-            return
-        self.netifd_bridge.refresh()
+        if self._from_netifd():
+            self.netifd_bridge.refresh()
 
     def _netifd_read(self) -> None:
         self.pathset.sync_discovered(self.cfg)
@@ -422,6 +426,7 @@ class Daemon:
         hup_while_starting: list[int] = []
         loop.add_signal_handler(signal.SIGHUP, hup_while_starting.append, signal.SIGHUP)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        handover.clear(self.run_dir)
         self.dataplane = DataPlane(self.run_dir, on_change=self._dataplane_changed)
         self.load_config()
         try:
@@ -436,6 +441,10 @@ class Daemon:
                         (signal.SIGHUP, self.reload)):
             loop.add_signal_handler(sig, fn)
         self._start_ubus()
+        if self._from_netifd():
+            # the first plan waits for netifd's paths: one without them would remove the
+            # routes and endpoints a restart left (and the connections on them), then add them
+            self.netifd_bridge.hold(NETIFD_WAIT_S, self.schedule_reconcile)
         self.resolve()
         self.reconcile()
         self.mptcp.start()
@@ -445,18 +454,23 @@ class Daemon:
                  self.config_dir / config.PACKAGE)
         ticker = loop.create_task(self._tick())
         await self._stop.wait()
-        log.info("stopping: removing our routes, rules and endpoints")
+        restart = handover.requested(self.run_dir)
+        log.info("restart: leaving the proxy, its nftables table, our routes, rules and "
+                 "endpoints to the next bondingd" if restart
+                 else "stopping: removing our routes, rules and endpoints")
         ticker.cancel()
         failed = await teardown.run_all([
             ("server failover", self.failover.close),
             ("the MPTCP checks", self.mptcp.close),
             ("the probers", self.pathset.stop_probers),
-            ("the proxy and its nftables table", self.dataplane.close),
+            ("the proxy and its nftables table",
+             self.dataplane.detach if restart else self.dataplane.close),
             ("ubus", self._close_bus),
             ("the subflow sampler", self.subflow_sampler.close),
             ("the link monitor", self.monitor.close),
             ("our routes, rules and endpoints",
-             lambda: kernel.close(self.cfg.globals.rule_priority, self._tables())),
+             kernel.detach if restart
+             else lambda: kernel.close(self.cfg.globals.rule_priority, self._tables())),
             ("status.json", self.status_file.remove)])
         return 1 if failed else 0
 

@@ -8,10 +8,12 @@ appends what it is given to nft.log.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pwd
 import shutil
 import signal
+import socket
 import stat
 import tempfile
 import time
@@ -22,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from bonding.config import Config, Globals, PathConfig, Server
-from bonding.dataplane import DataPlane, State
+from bonding.dataplane import DataPlane, State, privdrop, proxyproc
 from bonding.dataplane import supervisor as sup
-from bonding.dataplane.backends import launch
+from bonding.dataplane.backends import Launch, launch
 from bonding.dataplane.supervisor import Supervisor
 
 ME = pwd.getpwuid(os.geteuid()).pw_name  # the proxy runs as who runs the test
@@ -108,7 +110,9 @@ def test_started_killed_restarted_reported(bin_dir: Path, run_dir: Path) -> None
         await until(lambda: s.state is State.RUNNING and s.pid is not None)
         first = s.pid
         assert first is not None and alive(first)
-        assert (run_dir / sup.PID_FILE).read_text().strip() == str(first)
+        rec = proxyproc.Record.read(run_dir)
+        assert rec is not None and rec.pid == first and rec.files == ("ss-redir.json",)
+        assert stat.S_IMODE((run_dir / sup.PID_FILE).stat().st_mode) == 0o600
         conf = run_dir / "ss-redir.json"
         assert stat.S_IMODE(conf.stat().st_mode) == 0o600  # it holds the key
         os.kill(first, signal.SIGKILL)
@@ -177,6 +181,210 @@ def test_orphan_from_a_dead_bondingd_is_stopped_first(bin_dir: Path, run_dir: Pa
         await until(lambda: s.pid is not None and s.pid != orphan.pid)
         await asyncio.wait_for(orphan.wait(), 5)
         assert orphan.returncode == -signal.SIGKILL
+        await s.close()
+    run(body)
+
+
+# --- a restart, a crash: the proxy left running ------------------------------------------------
+# The stand-in proxy of these tests writes a line every 50 ms, also while no bondingd reads.
+TICKER = 'i=0\nwhile :; do i=$((i + 1)); echo "INFO: tick $i"; sleep 0.05; done\n'
+
+
+def ticking(bin_dir: Path) -> None:
+    write(bin_dir / "ss-redir", "#!/bin/sh\n" + TICKER)
+
+
+def the_launch(run_dir: Path, bin_dir: Path, key: str = KEY) -> Launch:
+    from bonding.config import Secrets
+    return launch(CFG, Secrets({"vps1": key}), run_dir, str(bin_dir))
+
+
+async def left_running(run_dir: Path, la: Launch) -> int:
+    """A bondingd that started `la` and ended for a restart: the proxy's pid."""
+    s = Supervisor(run_dir)
+    s.set(la)
+    await until(lambda: s.state is State.RUNNING and s.pid is not None)
+    pid = s.pid
+    assert pid is not None
+    await s.detach()
+    return pid
+
+
+def test_a_proxy_left_by_a_restart_is_adopted_and_its_output_read(bin_dir: Path,
+                                                                  run_dir: Path) -> None:
+    async def body() -> None:
+        ticking(bin_dir)
+        la = the_launch(run_dir, bin_dir)
+        pid = await left_running(run_dir, la)
+        await asyncio.sleep(0.5)  # no bondingd: it writes on (no SIGPIPE, no block)
+        assert alive(pid)
+        assert (run_dir / "ss-redir.json").exists() and (run_dir / sup.PID_FILE).exists()
+        changes: list[State] = []
+        s = Supervisor(run_dir, on_change=lambda: changes.append(s.state))
+        s.set(la)
+        # at once (the nftables table is kept loaded, not removed until a start)
+        assert (s.state, s.pid, changes) == (State.RUNNING, pid, [State.RUNNING])
+        await asyncio.sleep(0.3)
+        os.kill(pid, signal.SIGKILL)  # its end is seen (not our child), its last words read
+        await until(lambda: s.restarts == 1 and s.state is State.RUNNING and s.pid != pid)
+        err = s.status()["error"]
+        assert "ss-redir ended (adopted from a previous bondingd" in err, err
+        assert "INFO: tick" in err
+        await s.close()
+    run(body)
+
+
+def test_a_proxy_whose_bondingd_never_returns_is_not_stalled_by_its_log(
+        bin_dir: Path, run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the FIFO is full its writes fail (lines lost) instead of blocking the proxy."""
+    monkeypatch.setattr(proxyproc, "PIPE_BYTES", 4096)
+    pad = "x" * 1000  # 1 KiB a line: the pipe is full after four
+    write(bin_dir / "ss-redir", f'#!/bin/sh\nd=$(dirname "$0")\ni=0\nwhile :; do\n'
+          '  i=$((i + 1)); echo "$i" > "$d/count.tmp" && mv "$d/count.tmp" "$d/count"\n'
+          f'  echo "INFO: $i {pad}" 2> /dev/null\ndone\n')
+
+    def count() -> int:
+        return int((bin_dir / "count").read_text())
+
+    async def body() -> None:
+        await left_running(run_dir, the_launch(run_dir, bin_dir))
+        await asyncio.sleep(0.3)  # far more than 4 KiB written with no reader
+        first = count()
+        await asyncio.sleep(0.3)
+        assert count() > first + 10, "the proxy stalled on its log"
+        s = Supervisor(run_dir)
+        s.set(the_launch(run_dir, bin_dir))
+        await s.close()
+    run(body)
+
+
+def test_an_adopted_proxy_is_stopped_by_close_and_its_files_removed(bin_dir: Path,
+                                                                    run_dir: Path) -> None:
+    async def body() -> None:
+        la = the_launch(run_dir, bin_dir)
+        pid = await left_running(run_dir, la)
+        s = Supervisor(run_dir)
+        s.set(la)
+        assert s.pid == pid
+        await s.close()
+        assert not alive(pid)
+        assert sorted(p.name for p in run_dir.iterdir()) == []  # the key, the record, the FIFO
+    run(body)
+
+
+@pytest.mark.parametrize("change", ["key", "disabled", "failed"])
+def test_a_proxy_left_running_another_launch_is_stopped_and_its_files_removed(
+        bin_dir: Path, run_dir: Path, change: str) -> None:
+    async def body() -> None:
+        pid = await left_running(run_dir, the_launch(run_dir, bin_dir))
+        s = Supervisor(run_dir)
+        if change == "key":
+            s.set(the_launch(run_dir, bin_dir, key="another-key-456"))
+            await until(lambda: s.state is State.RUNNING and s.pid is not None)
+            assert s.pid != pid
+            assert "another-key-456" in (run_dir / "ss-redir.json").read_text()
+        elif change == "disabled":
+            s.set(None)
+        else:
+            s.fail("shadowsocks-libev", "no key")
+        assert not alive(pid)
+        if change != "key":
+            assert sorted(p.name for p in run_dir.iterdir()) == []
+        await s.close()
+    run(body)
+
+
+def test_a_record_whose_pid_now_names_another_process_is_left_alone(bin_dir: Path,
+                                                                    run_dir: Path) -> None:
+    async def body() -> None:
+        la = the_launch(run_dir, bin_dir)
+        # a process with our run directory in its command line, but started at another time
+        # than the record says: the proxy's pid, reused
+        other = await asyncio.create_subprocess_exec("sh", "-c", "sleep 60", str(run_dir))
+        ticks = proxyproc.start_ticks(other.pid)
+        assert ticks is not None
+        proxyproc.Record(other.pid, ticks - 1, 0.0, proxyproc.identity(la),
+                         ("ss-redir.json",)).write(run_dir)
+        (run_dir / "ss-redir.json").write_text(la.files["ss-redir.json"])
+        s = Supervisor(run_dir)
+        s.set(la)
+        await until(lambda: s.state is State.RUNNING and s.pid is not None)
+        assert s.pid != other.pid and alive(other.pid)
+        await s.close()
+        other.kill()
+        await other.wait()
+    run(body)
+
+
+def test_a_restart_keeps_the_table_and_the_next_data_plane_adopts_the_proxy(
+        bin_dir: Path, run_dir: Path, conf_dir: Path) -> None:
+    async def body() -> None:
+        d = dp(run_dir, bin_dir)
+        d.configure(CFG, conf_dir)
+        await until(lambda: d.status()["state"] == "running")
+        pid = d.status()["pid"]
+        loads = nft_calls(bin_dir)
+        await d.detach()
+        assert nft_calls(bin_dir) == loads  # the table stays
+        assert alive(pid)
+        d2 = dp(run_dir, bin_dir)
+        d2.configure(CFG, conf_dir)
+        st = d2.status()
+        assert (st["state"], st["pid"]) == ("running", pid)
+        # the table is loaded again at once, in one transaction: never removed on the way
+        after = nft_calls(bin_dir)[len(loads):]
+        assert len(after) == 1 and "tproxy ip to 127.0.0.1:1100" in after[0], after
+        await d2.close()
+        assert not alive(pid)
+        assert "tproxy" not in nft_calls(bin_dir)[-1]
+    run(body)
+
+
+def test_a_go_proxy_left_alone_lives_on_and_its_output_waits_for_the_next_bondingd(
+        run_dir: Path) -> None:
+    """The real sing-box (a Go program: it dies of SIGPIPE writing its log to a pipe nobody
+    reads) logs every connection while no bondingd runs; the next one reads those lines."""
+    from .test_backends import real_sing_box
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    conf = json.dumps({"log": {"level": "info"}, "outbounds": [{"type": "direct"}],
+                       "inbounds": [{"type": "mixed", "listen": "127.0.0.1",
+                                     "listen_port": port}]})
+    me = privdrop.Identity(ME, os.geteuid(), os.getegid())
+    la = Launch("sing-box", "sing-box", (real_sing_box(), "run", "--disable-color", "-c",
+                                         str(run_dir / "sing-box.json")),
+                {"sing-box.json": conf}, user=me)
+
+    async def connect() -> bool:
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return False
+        w.close()
+        return True
+
+    async def body() -> None:
+        first = Supervisor(run_dir)
+        first.set(la)
+        end = time.monotonic() + 5
+        while not await connect():  # listening
+            assert time.monotonic() < end, "sing-box does not listen"
+            await asyncio.sleep(0.05)
+        pid = first.pid
+        await first.detach()
+        for _ in range(3):  # each connection is a log line, with no reader
+            assert await connect()
+            await asyncio.sleep(0.2)
+        assert alive(pid)
+        s = Supervisor(run_dir)
+        s.set(la)
+        assert s.pid == pid
+        await asyncio.sleep(0.5)
+        os.kill(pid, signal.SIGKILL)
+        await until(lambda: s.restarts == 1)
+        assert "inbound connection" in s.status()["error"], s.status()["error"]
         await s.close()
     run(body)
 

@@ -5,7 +5,8 @@ no path sections (tests/owrt/router_net.py builds the router; root only).
 
 The tests run in order on one router, each from where the one before left it:
 install -> discovery -> ifdown -> ifup -> lost lease -> cable pull -> double ifdown ->
-the firewall's reload/restart/flush (proxied, then pinned) -> remove.  Times are printed; the
+the firewall's reload/restart/flush (proxied, then pinned) -> a LAN connection across a restart
+and a kill -9 of bondingd, then its stop -> remove.  Times are printed; the
 bars are the issue's: a DHCP WAN a path within 1 s of `ifup`, its endpoint gone within 0.2 s
 of `ifdown`.
 """
@@ -25,7 +26,7 @@ from bonding.lab.model import LAB_BYPASS
 from bonding.lab.topology import nsx, run
 
 from .conftest import say
-from .procs import Helper
+from .procs import ECHO_SERVER, STREAM_CLIENT, Helper
 from .router_net import DHCP_WANS, LAN_HOST, PROBE_TARGETS, WANS, NetRouter
 from .router_root import RootError, base_packages
 
@@ -36,6 +37,8 @@ PROBE_MS = 150
 FLAPPED_S = 8 * UP_COUNT * PROBE_MS / 1000 + 3  # a path that flapped waits up to 8x
 EVENTS = "/tmp/iface-events"  # what netifd's iface hotplug delivered (99-record)
 ECHO_PORT = 5201
+STREAM_PORT = 5203
+RESPAWN_TIMEOUT_S = 5  # procd's default for `procd_set_param respawn`
 SS_KEY = "bmV0aWZkLXRlc3Qta2V5LW9mLXRoZS1zZXJ2ZXItLS0="
 # bondingd with no path sections, probing the upstream's addresses; the LAN proxied by
 # shadowsocks-libev (Debian's ss-redir) to an ss-server at the ISP side, the documentation
@@ -470,6 +473,96 @@ def test_a_pinned_flow_stays_pinned_through_fw4_reload_restart_and_flush(
         server.stop()
         root.sh("uci -q delete bonding.pin; uci commit bonding; /etc/init.d/bonding reload")
     timed(root, lambda: rules_table(root) == "", 10, "the rules table gone with the rule")
+
+
+def report(client: Helper, when: str) -> tuple[int, int]:
+    """The stream client's echoes and longest wait (ms) since its last report; AssertionError
+    when its connection broke."""
+    try:
+        got = client.ask("report")
+    except BrokenPipeError:  # it ended: its last line says why
+        got = client.readline()
+    assert got.startswith("ok "), f"the LAN connection {when}: {got or 'client gone'}"
+    n, longest = got.split()[1:]
+    return int(n), int(longest)
+
+
+def flowing(client: Helper, when: str) -> int:
+    """The connection works after `when`: echoes since the last report and a second more; the
+    longest wait between two echoes across it (ms)."""
+    n, longest = report(client, when)
+    time.sleep(1)
+    n2, longest2 = report(client, f"a second after {when}")
+    assert n > 0 and n2 > 10, f"{when}: {n}, then {n2} echoes"
+    return max(longest, longest2)
+
+
+def proxy_files(root: NetRouter) -> list[str]:
+    run_dir = root.path("/var/run/bonding")
+    return sorted(p.name for p in run_dir.iterdir() if p.name.startswith(("ss-redir", "proxy")))
+
+
+def test_a_lan_connection_survives_a_restart_and_a_kill_9_of_bondingd(
+        router: Router, request: pytest.FixtureRequest) -> None:
+    """`/etc/init.d/bonding restart` hands the proxy, its nftables table, the routes and the
+    endpoints to the next bondingd, and a bondingd respawned after kill -9 adopts the proxy the
+    dead one left: the LAN host's connection through the proxy goes on, bytes flowing; `stop`
+    still ends the proxy and removes its files (its config holds the key)."""
+    root = router.root
+    timed(root, lambda: status(root)["proxy"]["state"] == "running", 10, "the proxy")
+    proxy = status(root)["proxy"]["pid"]
+    server = Helper(root.up_ns, ECHO_SERVER, "198.51.100.10", str(STREAM_PORT), "greet")
+    client = None
+    try:
+        assert server.readline() == "listening"
+        client = Helper(root.lan_ns, STREAM_CLIENT, "198.51.100.10", str(STREAM_PORT))
+        peer = client.readline()
+        assert peer in {f"peer {a}" for a in PROBE_TARGETS}, f"not proxied: {peer}"
+        time.sleep(0.5)
+        flowing(client, "the start")
+
+        def replaced(pid: int) -> Callable[[], bool]:
+            return lambda: (service(root).get("pid") not in (None, pid)
+                            and status(root)["proxy"]["state"] == "running")
+
+        pid = service(root)["pid"]
+        t0 = time.monotonic()
+        root.sh("/etc/init.d/bonding restart", timeout=30)
+        timed(root, replaced(pid), 20, "a new bondingd with the proxy running", step=0.05)
+        back = time.monotonic() - t0
+        gap = flowing(client, "/etc/init.d/bonding restart")
+        assert status(root)["proxy"]["pid"] == proxy, "the proxy was restarted, not adopted"
+        timed(root, lambda: all_live(root), 20, "the paths up again")
+        log = root.path("/tmp/log/messages").read_text()
+        assert "restart: leaving the proxy" in log and f"adopted proxy pid {proxy}" in log
+
+        pid = service(root)["pid"]
+        t1 = time.monotonic()
+        root.sh(f"kill -9 {pid}")
+        timed(root, replaced(pid), RESPAWN_TIMEOUT_S + 20, "procd to respawn bondingd", step=0.05)
+        respawned = time.monotonic() - t1
+        gap9 = flowing(client, "kill -9 of bondingd and procd's respawn")
+        assert status(root)["proxy"]["pid"] == proxy, "the proxy was restarted, not adopted"
+        timed(root, lambda: all_live(root), 20, "the paths up again")
+        say(request.config, f"a LAN connection through ss-redir: bondingd restarted by procd "
+            f"(back in {back:.1f} s), kill -9 and respawned ({respawned:.1f} s): the same proxy, "
+            f"the connection kept, longest wait between echoes {gap} and {gap9} ms")
+
+        assert proxy_files(root) == ["proxy.out", "proxy.pid", "ss-redir.json"]
+        root.sh("/etc/init.d/bonding stop", timeout=30)
+        root.wait(lambda: not service(root), 15, "procd to drop the instance")
+        assert not root.path(f"/proc/{proxy}").exists(), "stop left the proxy running"
+        assert proxy_files(root) == []
+        assert root.sh("nft list table inet bonding", check=False).returncode != 0
+        assert root.endpoints() == []
+        with pytest.raises(AssertionError, match="broken"):
+            report(client, "after stop")
+    finally:
+        if client is not None:
+            client.stop()
+        server.stop()
+    root.sh("/etc/init.d/bonding start")
+    timed(root, lambda: all_live(root), 20, "bondingd started again")
 
 
 def test_opkg_remove_leaves_only_the_conffiles(router: Router) -> None:

@@ -114,3 +114,35 @@ def test_calls_during_a_read_make_one_more_read_after_it() -> None:
     asyncio.run(go())
     assert len(bus.calls) == 2 and rig.reads == 2  # three asks during the read: one more read
     assert rig.view.lookup("wan") == "netifd interface 'wan' is down"  # the newer answer
+
+
+def test_holding_until_netifd_first_answers() -> None:
+    """At the start the daemon makes no plan until netifd's paths are known (a plan without them
+    would remove what a restarted bondingd left: routes, endpoints, their connections)."""
+    async def go() -> None:
+        rig = Rig(FakeBus([{"interface": [WAN]}]))
+        timed_out: list[int] = []
+        assert not rig.bridge.holding  # not asked to
+        rig.bridge.hold(30.0, lambda: timed_out.append(1))
+        assert rig.bridge.holding
+        rig.bridge.refresh()
+        await rig.settle()
+        assert not rig.bridge.holding and rig.reads == 1
+        assert timed_out == []
+    asyncio.run(go())
+
+
+def test_holding_ends_when_netifd_cannot_be_asked_or_the_time_is_up() -> None:
+    async def go() -> None:
+        rig = Rig(FakeBus([UbusError(UbusStatus.TIMEOUT, "dump")]))
+        rig.bridge.hold(30.0, lambda: None)
+        rig.bridge.refresh()
+        await rig.settle()
+        assert not rig.bridge.holding  # its error is the answer
+        quiet = Rig(None)
+        timed_out: list[int] = []
+        quiet.bridge.hold(0.05, lambda: timed_out.append(1))
+        assert quiet.bridge.holding
+        await asyncio.sleep(0.1)
+        assert timed_out == [1] and not quiet.bridge.holding
+    asyncio.run(go())

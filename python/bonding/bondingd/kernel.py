@@ -108,6 +108,14 @@ class Kernel:
             log.info("kernel: %s", c)
         self.action_errors = out.errors[-MAX_ERRORS:]
 
+    def detach(self) -> None:
+        """bondingd ends for a restart: everything of ours stays in the kernel for the next
+        bondingd, which takes it over (the reconciler reads the kernel and owned.json and
+        changes only the difference); only the sockets are closed."""
+        self.rtnl.close()
+        if self.pm is not None:
+            self.pm.close()
+
     def close(self, rule_priority: int, tables: set[int]) -> None:
         """Remove everything of ours from the kernel, then close the sockets."""
         try:
@@ -124,6 +132,4 @@ class Kernel:
             log.error("nftables: removing the realtime table: %s", e)
         self.shaper.remove()
         self.reconciler.cleanup(rule_priority, tables)
-        self.rtnl.close()
-        if self.pm is not None:
-            self.pm.close()
+        self.detach()

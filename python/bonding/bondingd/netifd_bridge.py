@@ -1,12 +1,14 @@
 """The netifd bridge: netifd's interfaces (`network.interface dump` over ubus), read again on
 every netifd event and hotplug call, one read at a time; a call while a read is under way
 makes one more read after it.  Each read ends with `on_read` (the daemon re-resolves its
-paths)."""
+paths).  At the start the daemon makes no plan while `holding`: until netifd's first answer, when
+its paths come from netifd."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -36,6 +38,18 @@ class NetifdBridge:
         self.on_read = on_read
         self._task: asyncio.Task[None] | None = None
         self._again = False
+        self._hold_until = 0.0
+
+    def hold(self, seconds: float, then: Callable[[], None]) -> None:
+        """`holding` until netifd first answers (or cannot be asked) or `seconds` have passed,
+        when `then` is called."""
+        self._hold_until = time.monotonic() + seconds
+        asyncio.get_running_loop().call_later(seconds, then)
+
+    @property
+    def holding(self) -> bool:
+        return (time.monotonic() < self._hold_until
+                and not (self.view.known or self.view.error is not None))
 
     def refresh(self) -> None:
         """Read netifd's interfaces again (once at a time)."""

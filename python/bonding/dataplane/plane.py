@@ -6,6 +6,7 @@
     plan(..., tproxy=dp.tproxy(), congctl=dp.congctl())
     status["proxy"] = dp.status()
     await dp.close()                           # on stop
+    await dp.detach()                          # on a restart: all stays for the next bondingd
 
 The nftables table is loaded while the proxy runs or is being restarted, and removed while it is
 failed or disabled: LAN traffic then takes the router's ordinary routes (fail open, not bonded)
@@ -268,6 +269,12 @@ class DataPlane:
                                 ("the nftables table", self._remove_nft),
                                 ("the fw4 include", self.nft.forget_include),
                                 ("the local route", lambda: self._anchor(False))])
+
+    async def detach(self) -> None:
+        """bondingd ends for a restart (bonding.bondingd.handover): the proxy goes on, for the
+        next bondingd to adopt, and the nftables table, the fw4 include and the local route stay
+        for it, so that the LAN's connections through the proxy go on."""
+        await self.supervisor.detach()
 
     def _remove_nft(self) -> None:
         had = self.nft.applied is not None or self._tproxy is not None

@@ -10,15 +10,16 @@ States (the ``proxy`` object of ``ubus call bonding status``):
                 ``running`` again once a start survives 10 s).
 
 The process runs in a session of its own (so it and anything it forks are stopped together),
-its output goes to bondingd's log, its last lines to ``error`` when it exits.  Its pid is kept in
-``<run_dir>/proxy.pid`` so that a bondingd restarted by procd first stops the one it left.
+its output goes to bondingd's log, its last lines to ``error`` when it exits.  A bondingd that
+ends for a restart (:meth:`Supervisor.detach`) or dies leaves it running; the next one adopts it
+when it would start the very same process (bonding.dataplane.proxyproc: its record in
+``<run_dir>/proxy.pid``), so that the LAN's connections through it go on, and stops it otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import re
@@ -31,8 +32,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from bonding import safefile
-from bonding.dataplane import privdrop
+from bonding.dataplane import privdrop, proxyproc
 from bonding.dataplane.backends import Launch
+from bonding.dataplane.proxyproc import Proc
 
 log = logging.getLogger("bondingd.proxy")
 
@@ -41,7 +43,7 @@ HEALTHY_S: Final = 10.0  # a run this long resets the backoff
 CRASH_LOOP: Final = 5  # this many quick exits in a row: failed
 RETRY_S: Final = 30.0  # a failed start is tried again after this
 STOP_TIMEOUT_S: Final = 3.0
-PID_FILE: Final = "proxy.pid"
+PID_FILE: Final = proxyproc.RECORD
 TAIL_LINES: Final = 5
 REPEAT_S: Final = 60.0
 # What changes between two otherwise equal lines: ss-libev's date, sing-box's seconds counter.
@@ -78,7 +80,7 @@ class Supervisor:
         self.error = ""
         self.launch: Launch | None = None
         self._task: asyncio.Task[None] | None = None
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: Proc | None = None
         self._tail: deque[str] = deque(maxlen=TAIL_LINES)
         self._last_exit = ""
         self._logged: dict[str, float] = {}
@@ -95,19 +97,22 @@ class Supervisor:
         self.restarts = 0
         self._last_exit = ""
         if launch is None:
+            self._take_over(None)
             self.backend = None
             self._remove_files()
             self._set_state(State.DISABLED)
             self._task = self._spawn(self._retire(old)) if old is not None else None
             return
         self.backend = launch.backend
-        self._task = self._spawn(self._run(launch, old))
+        adopted = self._take_over(launch)
+        self._task = self._spawn(self._run(launch, old, adopted))
 
     def fail(self, backend: str, error: str, retry: Callable[[], Launch] | None = None) -> None:
         """The proxy cannot be started: failed with `error`; `retry()` is tried every RETRY_S
         (it raises BackendError while the problem lasts)."""
         old = self._cancel()
         self.launch = None
+        self._take_over(None)
         self._remove_files()
         self.backend = backend
         self.restarts = 0
@@ -119,11 +124,10 @@ class Supervisor:
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         return asyncio.get_running_loop().create_task(coro)
 
-    async def _retire(self, old: asyncio.subprocess.Process) -> None:
+    async def _retire(self, old: Proc) -> None:
         await self._terminate(old)
 
-    async def _retry(self, make: Callable[[], Launch] | None,
-                     old: asyncio.subprocess.Process | None) -> None:
+    async def _retry(self, make: Callable[[], Launch] | None, old: Proc | None) -> None:
         from bonding.dataplane.backends import BackendError
 
         if old is not None:
@@ -142,13 +146,13 @@ class Supervisor:
             await self._run(launch, None)
             return
 
-    def _cancel(self) -> asyncio.subprocess.Process | None:
+    def _cancel(self) -> Proc | None:
         """Stop the current task; its process (if alive) is returned to be terminated."""
         if self._task is not None:
             self._task.cancel()
             self._task = None
         proc, self._proc, self.pid = self._proc, None, None
-        return proc if proc is not None and proc.returncode is None else None
+        return proc if proc is not None and not proc.ended else None
 
     def _set_state(self, state: State, error: str = "") -> None:
         changed = state is not self.state or error != self.error
@@ -163,43 +167,40 @@ class Supervisor:
             self.on_change()
 
     # --- the process ---------------------------------------------------------------------------
-    async def _run(self, launch: Launch, old: asyncio.subprocess.Process | None) -> None:
+    def _start(self, launch: Launch) -> tuple[Proc, int]:
+        """Write its files and start it (OSError when it cannot be): (it, its output)."""
+        self._remove_files(keep=launch.files)
+        for fname, text in launch.files.items():
+            write_private(self.run_dir / fname, text, launch.user)
+            self._written.add(fname)
+        self._tail.clear()
+        proc, rfd = proxyproc.spawn(launch, self.run_dir)
+        with contextlib.suppress(OSError):
+            proxyproc.Record.of(proc.pid, launch).write(self.run_dir)
+        log.info("proxy %s started: %s pid %d", launch.backend, launch.program, proc.pid)
+        return proc, rfd
+
+    async def _run(self, launch: Launch, old: Proc | None,
+                   adopted: tuple[Proc, int | None] | None = None) -> None:
         if old is not None:
             await self._terminate(old)  # it holds the port the new one needs
         quick = 0
         while True:
-            try:
-                self._remove_files(keep=launch.files)
-                for fname, text in launch.files.items():
-                    write_private(self.run_dir / fname, text, launch.user)
-                    self._written.add(fname)
-                self._stop_orphan()
-                self._tail.clear()
-                # Output through a pipe of our own, not the transport's: asyncio's wait()
-                # would not return while something the proxy forked still holds its stdout.
-                rfd, wfd = os.pipe()
+            if adopted is not None:
+                (proc, rfd), adopted = adopted, None
+            else:
                 try:
-                    proc = await asyncio.create_subprocess_exec(
-                        *launch.argv, stdin=asyncio.subprocess.DEVNULL, stdout=wfd,
-                        stderr=wfd, start_new_session=True, env=privdrop.clean_env(launch.env),
-                        preexec_fn=None if launch.drops_itself
-                        else functools.partial(privdrop.drop, launch.user))
-                except BaseException:
-                    os.close(rfd)
-                    raise
-                finally:
-                    os.close(wfd)
-            except OSError as e:
-                self._set_state(State.FAILED,
-                                f"cannot start {launch.program}: {e.strerror or e}")
-                await asyncio.sleep(RETRY_S)
-                continue
+                    proc, rfd = self._start(launch)
+                except OSError as e:
+                    self._set_state(State.FAILED,
+                                    f"cannot start {launch.program}: {e.strerror or e}")
+                    await asyncio.sleep(RETRY_S)
+                    continue
             self._proc = proc
             self.pid = proc.pid
-            self._write_pid(proc.pid)
             started = time.monotonic()
-            log.info("proxy %s started: %s pid %d", launch.backend, launch.program, proc.pid)
-            reader = asyncio.get_running_loop().create_task(self._read(rfd, launch.program))
+            reader = (asyncio.get_running_loop().create_task(self._read(rfd, launch.program))
+                      if rfd is not None else None)
             # After a restart `error` keeps why it last died (restarts > 0 says it did).
             last_exit = f"restarted after: {self._last_exit}" if self._last_exit else ""
             if quick < CRASH_LOOP:
@@ -217,11 +218,13 @@ class Supervisor:
                 # What it forked dies with it (its session), then its output ends.
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(reader, 1.0)
+                if reader is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(reader, 1.0)
             except asyncio.CancelledError:
                 waiter.cancel()
-                reader.cancel()
+                if reader is not None:
+                    reader.cancel()
                 raise
             ran = time.monotonic() - started
             self._proc = None
@@ -229,7 +232,8 @@ class Supervisor:
             self._clear_pid()
             quick = quick + 1 if ran < HEALTHY_S else 0
             self.restarts += 1
-            how = f"killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
+            how = ("ended (adopted from a previous bondingd: its status is unknown)" if rc is None
+                   else f"killed by signal {-rc}" if rc < 0 else f"exited with status {rc}")
             last = self._tail[-1] if self._tail else ""
             err = f"{launch.program} {how} after {ran:.1f} s" + (f": {last}" if last else "")
             self._last_exit = err
@@ -282,11 +286,7 @@ class Supervisor:
         self._logged[key] = now
         log.info("%s: %s", program, text)
 
-    # --- pid file and leftovers ----------------------------------------------------------------
-    def _write_pid(self, pid: int) -> None:
-        with contextlib.suppress(OSError):
-            (self.run_dir / PID_FILE).write_text(f"{pid}\n")
-
+    # --- pid record and leftovers --------------------------------------------------------------
     def _clear_pid(self) -> None:
         with contextlib.suppress(OSError):
             (self.run_dir / PID_FILE).unlink()
@@ -299,31 +299,35 @@ class Supervisor:
                 (self.run_dir / fname).unlink()
             self._written.discard(fname)
 
-    def _stop_orphan(self) -> None:
-        """A proxy left running by a bondingd that died: stop it (it holds our port)."""
+    def _take_over(self, launch: Launch | None) -> tuple[Proc, int | None] | None:
+        """Once, at the first launch: what a previous bondingd left (a restart, a crash).  Its
+        proxy is adopted when it runs what `launch` asks (the same argv, environment, user and
+        config files): running, its files ours; else it is stopped (it holds our port) and
+        its files are removed."""
         if self._orphan_checked:
-            return
+            return None
         self._orphan_checked = True
-        try:
-            pid = int((self.run_dir / PID_FILE).read_text().split()[0])
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            return
-        if str(self.run_dir).encode() not in cmdline:
-            return  # the pid was reused by something else
-        log.warning("stopping proxy pid %d left by a previous bondingd", pid)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        rec = proxyproc.Record.read(self.run_dir)
+        if rec is None:
+            return None
+        if launch is None or not rec.alive(self.run_dir) or not rec.runs(launch, self.run_dir):
+            if proxyproc.clear(self.run_dir, rec):
+                log.warning("stopped proxy pid %d left by a previous bondingd (%s)", rec.pid,
+                            "no proxy now" if launch is None else "it ran another launch")
+            return None
+        self._written = set(rec.files)
+        proc = Proc(rec.pid)
+        self._proc, self.pid = proc, proc.pid
+        log.info("adopted proxy pid %d left running by a previous bondingd: %s, the same "
+                 "command and config", rec.pid, launch.program)
+        self._set_state(State.RUNNING)
+        self.since = rec.since or self.since
+        return proc, proxyproc.reader(self.run_dir)
 
     @staticmethod
-    async def _terminate(proc: asyncio.subprocess.Process) -> None:
+    async def _terminate(proc: Proc) -> None:
         """SIGTERM to its session, SIGKILL after STOP_TIMEOUT_S; waits for it."""
-        if proc.returncode is None:
+        if not proc.ended:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGTERM)
             try:
@@ -345,9 +349,21 @@ class Supervisor:
             await self._terminate(old)
         self._clear_pid()
         self._remove_files()
+        with contextlib.suppress(FileNotFoundError):
+            (self.run_dir / proxyproc.OUTPUT).unlink()
         self.launch = None
         if self.state is State.RUNNING:
             self._set_state(State.STOPPED, "bondingd stopped it")
+
+    async def detach(self) -> None:
+        """bondingd ends for a restart: the process goes on for the next bondingd to adopt (its
+        record, config files and output FIFO stay); nothing here is stopped or removed."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._proc, self.pid = None, None
 
     def status(self) -> dict[str, Any]:
         return {"backend": self.backend, "state": str(self.state), "pid": self.pid,
