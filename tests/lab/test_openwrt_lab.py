@@ -1,0 +1,172 @@
+"""`bonding-lab up --openwrt`: the lab's router is an OpenWrt router (bonding.lab.owrt.lab), built
+and removed by the command line as a user runs it (root; the OpenWrt userland of OWRT_PREFIX,
+tools/owrt-userland.sh).
+
+The tests run in order on one lab: what the router runs (procd, netifd, fw4, our feed by
+opkg) -> bondingd under procd bonds netifd's WANs with a LAN host's transfer over all of them
+-> `bonding-lab down` leaves no namespace, process or mount.  `up --openwrt`'s time is printed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import LINKS, lab_prefix, lab_skip_reason
+
+from bonding.lab.delay import python_env
+from bonding.lab.owrt.lab import ROUTER_KIND
+from bonding.lab.owrt.root import OwrtRoot
+from bonding.lab.topology import TARGET_ADDR, Lab, LabState, nsx, run
+from bonding.lab.traffic import Rates, endpoints, lan_transfer, wait_all_up, wait_proxy_running
+
+PROTOS = {"wan1": "dhcp", "wan2": "dhcp", "wan3": "static"}  # every WAN but the last: DHCP
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """bonding-lab as a user runs it (this checkout's package)."""
+    return subprocess.run([sys.executable, "-m", "bonding.lab.cli", *args], env=python_env(),
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+class Built:
+    """The lab `up --openwrt` built, and what the tests learn on the way."""
+
+    def __init__(self, lab: Lab, up_s: float) -> None:
+        self.lab = lab
+        self.up_s = up_s
+        self.state: LabState = lab.load()
+        self.root: OwrtRoot = lab.owrt_root()
+        self.host_pids: list[int] = []
+
+
+@pytest.fixture(scope="module")
+def built(request: pytest.FixtureRequest) -> Iterator[Built]:
+    reason = lab_skip_reason(proxy="sing-box")
+    if reason:
+        pytest.skip(reason)
+    if not os.environ.get("OWRT_PREFIX"):
+        pytest.skip("OWRT_PREFIX is not set: the OpenWrt router is made of that userland "
+                    "(tools/owrt-userland.sh builds it, e.g. into /opt/owrt)")
+    prefix = lab_prefix("o")
+    lab = Lab(prefix)
+    t0 = time.monotonic()
+    try:
+        r = cli("--prefix", prefix, "up", "--openwrt", "--links", LINKS)
+        up_s = time.monotonic() - t0
+        assert r.returncode == 0, r.stderr + r.stdout
+        assert f"router: {ROUTER_KIND}" in r.stdout, r.stdout
+        tr = request.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:
+            tr.write_line(f"\n[tests/lab] bonding-lab up --openwrt: {up_s:.1f} s")
+        yield Built(lab, up_s)
+    finally:
+        cli("--prefix", prefix, "down")
+
+
+def ppid_comm(pid: int) -> str:
+    ppid = next(int(x.split()[1]) for x in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if x.startswith("PPid:"))
+    return Path(f"/proc/{ppid}/comm").read_text().strip()
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def iface(root: OwrtRoot, name: str) -> dict[str, Any]:
+    out = root.ubus("call", f"network.interface.{name}", "status")
+    assert isinstance(out, dict), out
+    return out
+
+
+def test_the_router_runs_procd_netifd_fw4_and_our_feed_by_opkg(built: Built) -> None:
+    root = built.root
+    ps = root.sh("ps w").stdout
+    for prog in ("/sbin/procd", "/sbin/ubusd", "/sbin/netifd"):
+        assert prog in ps, ps
+    installed = root.sh("opkg list-installed").stdout
+    assert "bonding - " in installed and "python3-bonding - " in installed, installed
+    assert root.sh("uci -q show bonding | grep =path", check=False).stdout == ""
+    for name, proto in PROTOS.items():
+        st = iface(root, name)
+        assert st["up"] and st["proto"] == proto, st
+    assert iface(root, "lan")["ipv4-address"][0]["address"] == "192.0.2.1"
+    tables = run(nsx(built.state.namespaces["router"], "nft", "list", "tables")).stdout
+    assert "table inet fw4" in tables and "table inet bonding" in tables, tables
+    # fw4 loads our include (the package's link in ruleset-post, resolved)
+    assert 'include "/var/run/bonding/fw4.nft"' in root.sh("fw4 print").stdout
+    masq = run(nsx(built.state.namespaces["router"], "nft", "list", "chain", "inet", "fw4",
+                   "srcnat_wan")).stdout
+    assert "masquerade" in masq, masq
+
+
+def test_bondingd_under_procd_bonds_the_netifd_wans_with_lan_traffic(built: Built) -> None:
+    lab, root = built.lab, built.root
+    st = built.state
+    assert st.daemon_pid is not None
+    assert ppid_comm(st.daemon_pid) == "procd"
+    assert wait_all_up(lab, 20), lab.status().get("paths")
+    assert wait_proxy_running(lab, 10), lab.status().get("proxy")
+    paths = lab.status()["paths"]
+    assert sorted(paths) == sorted(PROTOS), paths
+    eps = {e.get("dev"): e.get("address") for e in endpoints(lab)}
+    for name in PROTOS:
+        lease = iface(root, name)["ipv4-address"][0]["address"]
+        assert (paths[name]["device"], paths[name]["address"]) == (name, lease), paths[name]
+        assert eps.get(name) == lease, eps
+    t = lan_transfer(lab, 6)
+    t.start()
+    try:
+        time.sleep(2.0)  # slow start and the subflows' set-up
+        rates = Rates(lab)
+        time.sleep(3.0)
+        wire = rates.sample()
+        report = t.result(timeout=30)
+    except BaseException:
+        t.stop()
+        raise
+    for link in st.links:  # every WAN carries its share of the one LAN connection
+        assert wire[link.name] > 0.5 * link.rate_mbit * 1e6, (link.name, wire)
+    got = report["end"]["sum_received"]
+    total = sum(x.rate_mbit for x in st.links) * 1e6
+    assert got["bits_per_second"] > 0.6 * total, got  # more than any one link could carry
+    assert report["start"]["connected"][0]["remote_host"] == TARGET_ADDR
+    built.host_pids = [st.pids["owrt-init"], st.daemon_pid,
+                       *(p for k, p in st.pids.items() if k.startswith("udhcpd-"))]
+
+
+def test_down_leaves_no_namespace_process_or_mount(built: Built) -> None:
+    st = built.state
+    stage = str(Path(st.state_dir) / "owrt" / "stage")
+    assert built.host_pids, "the test before did not run"
+    assert any(stage in Path(f"/proc/{p}/mountinfo").read_text() for p in built.host_pids[:1])
+    r = cli("--prefix", st.prefix, "down")
+    assert r.returncode == 0, r.stderr
+    left = [n for n in run(["ip", "netns", "list"]).stdout.split()
+            if n.startswith(st.prefix + "-")]
+    assert left == []
+    # killed (a zombie is dead: its new parent reaps it in a moment)
+    assert [p for p in built.host_pids if alive(p)] == []
+    mounted, running = [], []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if stage in (proc / "mountinfo").read_text():
+                mounted.append(proc.name)
+            if st.state_dir.encode() in (proc / "cmdline").read_bytes():
+                running.append(proc.name)
+        except OSError:
+            continue
+    assert mounted == [] and running == [], (mounted, running)
