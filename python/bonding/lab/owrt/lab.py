@@ -180,13 +180,16 @@ class OwrtRouter(LabBase):
 
 def kill_root(st: LabState | None) -> None:
     """SIGKILL the OpenWrt router's PID 1 (if `st` has one): the kernel kills every process
-    of the root, and its mounts go with its mount namespace."""
+    of the root, and its mounts go with its mount namespace.  Its syslog (bondingd's log) is
+    kept first, as owrt/messages in the state directory."""
     pid = st.pids.get(INIT_PID) if st is not None else None
     if pid is None or st is None:
         return
     with contextlib.suppress(OSError):  # gone, or by now a pid of another namespace's
         if os.stat(f"/proc/{pid}/ns/net").st_ino == \
                 os.stat(f"/run/netns/{st.namespaces['router']}").st_ino:
+            with contextlib.suppress(OSError):
+                shutil.copyfile(st.daemon_log, Path(st.state_dir) / "owrt" / "messages")
             os.kill(pid, signal.SIGKILL)
 
 
