@@ -4,11 +4,13 @@ tools/owrt-userland.sh).
 
 The tests run in order on one lab: what the router runs (procd, netifd, fw4, our feed by
 opkg) -> bondingd under procd bonds netifd's WANs with a LAN host's transfer over all of them
--> `bonding-lab down` leaves no namespace, process or mount.  `up --openwrt`'s time is printed.
+-> LuCI (uhttpd, rpcd) serves the app to the LAN host, with bondingd's status -> `bonding-lab
+down` leaves no namespace, process or mount.  `up --openwrt`'s time is printed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -145,6 +147,34 @@ def test_bondingd_under_procd_bonds_the_netifd_wans_with_lan_traffic(built: Buil
     total = sum(x.rate_mbit for x in st.links) * 1e6
     assert got["bits_per_second"] > 0.3 * total, got
     assert report["start"]["connected"][0]["remote_host"] == TARGET_ADDR
+
+
+def lan_http(built: Built, path: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """curl from the LAN host to the router (192.0.2.1), its status code last on stdout."""
+    return subprocess.run(nsx(built.state.namespaces["lan"], "curl", "-s", "-m", "20", "-w",
+                              "\n%{http_code}", *args, f"http://192.0.2.1{path}"),
+                          capture_output=True, text=True, timeout=30, check=True)
+
+
+def test_luci_serves_the_app_to_the_lan_with_bondingds_status(built: Built,
+                                                              tmp_path: Path) -> None:
+    luci = built.lab.describe()["luci"]
+    jar = str(tmp_path / "cookies")
+    bad = lan_http(built, "/cgi-bin/luci/", "-d", "luci_username=admin&luci_password=wrong")
+    assert bad.stdout.endswith("\n403"), bad.stdout[-300:]
+    login = lan_http(built, "/cgi-bin/luci/", "-c", jar, "-d",
+                     f"luci_username={luci['user']}&luci_password={luci['password']}")
+    assert login.stdout.endswith("\n302"), login.stdout[-300:]
+    page = lan_http(built, "/cgi-bin/luci/admin/services/bonding/status", "-b", jar)
+    assert page.stdout.endswith("\n200")
+    assert 'data-page="admin-services-bonding-status"' in page.stdout
+    # the app's own call, through uhttpd's /ubus, rpcd's session and the app's ACL
+    sid = next(x.split("\t")[6] for x in Path(jar).read_text().splitlines() if "sysauth" in x)
+    call = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "call",
+                       "params": [sid, "bonding", "status", {}]})
+    answer = lan_http(built, "/ubus", "-d", call).stdout.rsplit("\n", 1)[0]
+    code, status = json.loads(answer)["result"]
+    assert code == 0 and sorted(status["paths"]) == sorted(PROTOS), answer[:300]
 
 
 def test_down_leaves_no_namespace_process_or_mount(built: Built) -> None:

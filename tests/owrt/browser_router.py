@@ -22,15 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from bonding.lab.commands import nft, nsx, run
+from bonding.lab.owrt.luci import LUCI_PARTS, first_boot, start_uhttpd
 
 from .router_root import CONFIGURE, RouterRoot, base_packages
 from .test_router_rpcd import start_rpcd
 
-LUCI_PARTS = ("luci-base", "luci-mod-status", "luci-mod-system", "luci-theme-bootstrap",
-              "rpcd-mod-luci")
 HTTP = "127.0.0.1:8080"
 URL = f"http://{HTTP}/cgi-bin/luci"
-UBUS = "/var/run/ubus/ubus.sock"
 SERVER = """
 uci set bonding.vps1=server
 uci set bonding.vps1.address=203.0.113.10
@@ -85,17 +83,12 @@ class LuciRouter:
 
 
 def _install(root: RouterRoot) -> None:
-    # first boot: the theme's uci-defaults (the bootstrap theme becomes LuCI's media)
-    root.sh('for f in /etc/uci-defaults/*; do ( . "$f" ) && rm -f "$f"; done')
+    first_boot(root)  # the bootstrap theme becomes LuCI's media
     root.sh("opkg update && opkg install luci-app-bonding", timeout=180)
     root.sh(CONFIGURE + SERVER)
     root.sh("/etc/init.d/bonding restart")
     start_rpcd(root, ("viewer", "admin"))
-    root.wait(lambda: root.sh("ubus -t 1 list luci-rpc", check=False).returncode == 0, 10,
-              "rpcd's luci-rpc object")
-    root.spawn("uhttpd", ["/usr/sbin/uhttpd", "-f", "-h", "/www", "-p", HTTP, "-x", "/cgi-bin",
-                          "-o", "/cgi-bin/luci", "-O", "/usr/share/ucode/luci/uhttpd.uc",
-                          "-u", "/ubus", "-U", UBUS, "-t", "30"])
+    start_uhttpd(root, HTTP)
 
 
 @contextlib.contextmanager

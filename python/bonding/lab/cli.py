@@ -85,6 +85,10 @@ def _print_description(desc: dict[str, object]) -> None:
     b = desc["bondingd"]
     print(f"bondingd: pid {b['pid']} in {b['namespace']}, "  # type: ignore[index]
           f"status {b['status']}, log {b['log']}")  # type: ignore[index]
+    luci: dict[str, str] | None = desc.get("luci")  # type: ignore[assignment]
+    if luci:
+        print(f"LuCI: {luci['url']} from the LAN host (login {luci['user']}, password "
+              f"{luci['password']})")
     srv = desc["server"]["bonding_server"]  # type: ignore[index]
     if srv:
         print(f"bonding-server: state {srv['state_dir']}, client '{srv['client']}' on port "

@@ -28,7 +28,7 @@ from bonding.lab.model import (
     LabState,
     Link,
 )
-from bonding.lab.owrt.lab import router_kind
+from bonding.lab.owrt.lab import luci_of, router_kind
 
 
 def link_counters(ip_links: Sequence[dict[str, Any]],
@@ -45,6 +45,7 @@ def describe_state(st: LabState, server_roles: Sequence[str]) -> dict[str, Any]:
     return {
         "prefix": st.prefix,
         "router": router_kind(st),
+        "luci": luci_of(st),
         "namespaces": [{"role": r, "name": n, "addresses": st.addresses.get(r, [])}
                        for r, n in st.namespaces.items()],
         "links": [{"name": x.name, "rate_mbit": x.rate_mbit, "delay_ms": x.delay_ms,

@@ -36,6 +36,7 @@ from bonding.lab.base import LabBase
 from bonding.lab.delay import tool_path
 from bonding.lab.model import LAN_DEVICE, LAN_ROUTER, PROXY_TOOLS, LabError, LabState
 from bonding.lab.owrt.dhcp import start_udhcpd
+from bonding.lab.owrt.luci import FULL_ACCESS, LUCI_PARTS, first_boot, start_rpcd, start_uhttpd
 from bonding.lab.owrt.netconf import lab_firewall, lab_network
 from bonding.lab.owrt.root import UBUS_SOCKET, OwrtRoot
 from bonding.lab.owrt.userland import base_packages, pyver
@@ -43,6 +44,8 @@ from bonding.lab.routerconf import render_config
 
 NET_PARTS = ("netifd", "jsonfilter", "firewall4")
 ROUTER_KIND = "OpenWrt: procd, netifd, fw4, opkg"
+# LuCI on the LAN: the lab's one login (reachable only from the lab's namespaces)
+LUCI_USER, LUCI_PASSWORD = "admin", "bonding-lab"
 PLAIN_KIND = "plain"
 INIT_PID = "owrt-init"  # the root's PID 1 in LabState.pids
 REPO = Path(__file__).resolve().parents[4]  # the checkout (tools/feed.py)
@@ -98,7 +101,8 @@ class OwrtRouter(LabBase):
                 link = self.link(name)
                 proc = start_udhcpd(link.isp_ns, link.isp_dev, n, work, detach=True)
                 st.pids[f"udhcpd-{name}"] = proc.pid
-        root = OwrtRoot(prefix, work / "stage", st.namespaces["router"], NET_PARTS, stay=True)
+        root = OwrtRoot(prefix, work / "stage", st.namespaces["router"],
+                        (*NET_PARTS, *LUCI_PARTS), stay=True)
         root.start(base_packages(feed))
         st.pids[INIT_PID] = root.init_pid
         st.config_dir = str(root.path("/etc/config"))
@@ -130,7 +134,8 @@ class OwrtRouter(LabBase):
         root.wait(lambda: all(self._iface_up(root, w) for w in ("lan", *(w for w, _, _ in wans))),
                   30, "netifd to bring the LAN and every WAN up")
         self._learn_addresses(root)
-        root.sh("opkg update && opkg install bonding", timeout=180)
+        first_boot(root)
+        root.sh("opkg update && opkg install luci-app-bonding", timeout=180)
         text, secrets = render_config(st, "", clients, options)
         if secrets is not None:
             root.write("/etc/config/bonding_secrets", secrets, 0o600)
@@ -139,6 +144,8 @@ class OwrtRouter(LabBase):
         root.wait(lambda: self._owrt_daemon_pid(root) is not None, 15, "bondingd under procd")
         st.daemon_pid = self._owrt_daemon_pid(root)
         self.save()
+        start_rpcd(root, {LUCI_USER: (LUCI_PASSWORD, FULL_ACCESS)})
+        start_uhttpd(root, f"{LAN_ROUTER}:80")
 
     def _learn_addresses(self, root: OwrtRoot) -> None:
         """The router's addresses as netifd set them (a DHCP lease's is udhcpd's choice)."""
@@ -191,6 +198,12 @@ def kill_root(st: LabState | None) -> None:
             with contextlib.suppress(OSError):
                 shutil.copyfile(st.daemon_log, Path(st.state_dir) / "owrt" / "messages")
             os.kill(pid, signal.SIGKILL)
+
+
+def luci_of(st: LabState) -> dict[str, str] | None:
+    """Where the OpenWrt router serves LuCI, and its login (None: the plain router)."""
+    return {"url": f"http://{LAN_ROUTER}/cgi-bin/luci", "user": LUCI_USER,
+            "password": LUCI_PASSWORD} if st.openwrt else None
 
 
 def router_kind(st: LabState) -> str:
