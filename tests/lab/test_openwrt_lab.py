@@ -4,8 +4,9 @@ tools/owrt-userland.sh).
 
 The tests run in order on one lab: what the router runs (procd, netifd, fw4, our feed by
 opkg) -> bondingd under procd bonds netifd's WANs with a LAN host's transfer over all of them
--> LuCI (uhttpd, rpcd) serves the app to the LAN host, with bondingd's status -> `bonding-lab
-down` leaves no namespace, process or mount.  `up --openwrt`'s time is printed.
+-> a pulled cable (netifd's ifdown; a new lease when plugged in) -> LuCI (uhttpd, rpcd) serves
+the app to the LAN host, with bondingd's status -> `bonding-lab down` leaves no namespace,
+process or mount.  `up --openwrt`'s time is printed.
 """
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ from bonding.lab.delay import python_env
 from bonding.lab.owrt.lab import ROUTER_KIND
 from bonding.lab.owrt.root import OwrtRoot
 from bonding.lab.topology import TARGET_ADDR, Lab, LabState, nsx, run
-from bonding.lab.traffic import Rates, endpoints, lan_transfer, wait_all_up, wait_proxy_running
+from bonding.lab.traffic import (
+    Rates,
+    endpoints,
+    lan_transfer,
+    path_state,
+    wait_all_up,
+    wait_for,
+    wait_proxy_running,
+)
 
 PROTOS = {"wan1": "dhcp", "wan2": "dhcp", "wan3": "static"}  # every WAN but the last: DHCP
 
@@ -147,6 +156,24 @@ def test_bondingd_under_procd_bonds_the_netifd_wans_with_lan_traffic(built: Buil
     total = sum(x.rate_mbit for x in st.links) * 1e6
     assert got["bits_per_second"] > 0.3 * total, got
     assert report["start"]["connected"][0]["remote_host"] == TARGET_ADDR
+
+
+def test_a_pulled_cable_takes_the_path_down_and_netifd_brings_it_back(built: Built) -> None:
+    lab, root = built.lab, built.root
+    lab.carrier("wan2", False)
+    try:
+        assert wait_for(lambda: path_state(lab, "wan2") == "down", 5) is not None
+        assert wait_for(lambda: not iface(root, "wan2")["up"], 5) is not None  # netifd's ifdown
+        assert "wan2" not in {e.get("dev") for e in endpoints(lab)}
+        assert all(path_state(lab, n) == "up" for n in ("wan1", "wan3"))
+    finally:
+        lab.carrier("wan2", True)
+    # plugged in: udhcpc asks the ISP again, bondingd probes the path up on the new lease
+    assert wait_for(lambda: path_state(lab, "wan2") == "up", 20) is not None, \
+        lab.status()["paths"]["wan2"]
+    lease = iface(root, "wan2")["ipv4-address"][0]["address"]
+    assert lab.status()["paths"]["wan2"]["address"] == lease
+    assert {e.get("dev"): e.get("address") for e in endpoints(lab)}.get("wan2") == lease
 
 
 def lan_http(built: Built, path: str, *args: str) -> subprocess.CompletedProcess[str]:
