@@ -24,7 +24,7 @@ import pytest
 from conftest import LINKS, lab_prefix, lab_skip_reason
 
 from bonding.lab.delay import python_env
-from bonding.lab.owrt.lab import ROUTER_KIND
+from bonding.lab.owrt.lab import MANAGERS, kind
 from bonding.lab.owrt.root import OwrtRoot
 from bonding.lab.topology import TARGET_ADDR, Lab, LabState, nsx, run
 from bonding.lab.traffic import (
@@ -56,8 +56,10 @@ class Built:
         self.root: OwrtRoot = lab.owrt_root()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=MANAGERS)
 def built(request: pytest.FixtureRequest) -> Iterator[Built]:
+    """The lab, our packages installed by opkg (OpenWrt 24.10), then by apk (25.12)."""
+    manager: str = request.param
     reason = lab_skip_reason(proxy="sing-box")
     if reason:
         pytest.skip(reason)
@@ -69,13 +71,13 @@ def built(request: pytest.FixtureRequest) -> Iterator[Built]:
     failed = request.session.testsfailed
     t0 = time.monotonic()
     try:
-        r = cli("--prefix", prefix, "up", "--openwrt", "--links", LINKS)
+        r = cli("--prefix", prefix, "up", "--links", LINKS, "--openwrt", manager)
         up_s = time.monotonic() - t0
         assert r.returncode == 0, r.stderr + r.stdout
-        assert f"router: {ROUTER_KIND}" in r.stdout, r.stdout
+        assert f"router: {kind(True, manager)}" in r.stdout, r.stdout
         tr = request.config.pluginmanager.get_plugin("terminalreporter")
         if tr is not None:
-            tr.write_line(f"\n[tests/lab] bonding-lab up --openwrt: {up_s:.1f} s")
+            tr.write_line(f"\n[tests/lab] bonding-lab up --openwrt ({manager}): {up_s:.1f} s")
         yield Built(lab, up_s)
     finally:
         cli("--prefix", prefix, "down")
@@ -107,8 +109,13 @@ def test_the_router_runs_procd_netifd_fw4_and_our_feed_by_opkg(built: Built) -> 
     ps = root.sh("ps w").stdout
     for prog in ("/sbin/procd", "/sbin/ubusd", "/sbin/netifd"):
         assert prog in ps, ps
-    installed = root.sh("opkg list-installed").stdout
-    assert "bonding - " in installed and "python3-bonding - " in installed, installed
+    if built.state.package_manager == "apk":
+        names = root.sh("apk info").stdout.split()
+        assert {"luci-app-bonding", "bonding", "python3-bonding"} <= set(names), names
+        assert root.path("/lib/apk/packages/bonding.conffiles").is_file()
+    else:
+        installed = root.sh("opkg list-installed").stdout
+        assert "bonding - " in installed and "python3-bonding - " in installed, installed
     assert root.sh("uci -q show bonding | grep =path", check=False).stdout == ""
     for name, proto in PROTOS.items():
         st = iface(root, name)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from bonding import __version__
 from bonding.lab.demo import run_demo
+from bonding.lab.owrt.lab import MANAGERS
 from bonding.lab.topology import PROXY_BACKEND, PROXY_TOOLS, Lab, LabError, parse_links
 
 DEFAULT_LINKS = "50/10ms,30/20ms,20/40ms"
@@ -64,10 +65,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _openwrt_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--openwrt", action="store_true",
+    p.add_argument("--openwrt", nargs="?", const="opkg", choices=MANAGERS, metavar="opkg|apk",
                    help="the router is an OpenWrt router: procd, netifd (DHCP WANs, the last "
-                        "one static), fw4, our feed installed by opkg, bondingd under procd "
-                        "with no path sections (IPv4 only)")
+                        "one static), fw4, LuCI, our packages installed by opkg (OpenWrt "
+                        "24.10's, the default) or apk (25.12's), bondingd under procd with no "
+                        "path sections (IPv4 only)")
     p.add_argument("--owrt-prefix", default=None, metavar="DIR",
                    help="the OpenWrt userland for --openwrt (tools/owrt-userland.sh; default: "
                         "$OWRT_PREFIX, else /opt/owrt)")
@@ -111,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.cmd == "up":
                 lab.up(parse_links(args.links), daemon=not args.no_daemon,
                        proxy=not args.no_proxy, backend=args.proxy, servers=args.servers,
-                       tunnel6=args.tunnel6, openwrt=args.openwrt, owrt=args.owrt_prefix)
+                       tunnel6=args.tunnel6, openwrt=args.openwrt is not None,
+                       owrt=args.owrt_prefix, manager=args.openwrt or "opkg")
             desc = lab.describe()
             if args.json:
                 print(json.dumps(desc, indent=2))
@@ -146,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lab.server_blackhole(args.role, args.action == "blackhole")
         elif args.cmd == "demo":
             return run_demo(parse_links(args.links), prefix=args.prefix, victim=args.victim,
-                            backend=args.proxy, openwrt=args.openwrt, owrt=args.owrt_prefix)
+                            backend=args.proxy, openwrt=args.openwrt is not None,
+                            owrt=args.owrt_prefix, manager=args.openwrt or "opkg")
     except LabError as e:
         print(f"bonding-lab: {e}", file=sys.stderr)
         return 2

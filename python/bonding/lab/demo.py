@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 from bonding.dataplane.backends import BackendError, program_version
 from bonding.lab.delay import tool_path
-from bonding.lab.owrt.lab import PLAIN_KIND, ROUTER_KIND
+from bonding.lab.owrt.lab import kind
 from bonding.lab.topology import PROXY_BACKEND, Lab, LabError, LabState, LinkSpec
 from bonding.lab.traffic import (
     HEADER_RATIO,
@@ -58,9 +58,10 @@ def _watch(rates: Rates, seconds: float) -> list[dict[str, float]]:
 
 def run_demo(links: Sequence[LinkSpec], *, prefix: str = "bl", victim: str | None = None,
              out: Callable[[str], object] = print, backend: str = PROXY_BACKEND,
-             openwrt: bool = False, owrt: str | None = None) -> int:
+             openwrt: bool = False, owrt: str | None = None, manager: str = "opkg") -> int:
     """The demo on a lab built for it (`openwrt`: on the OpenWrt router, its userland in
-    `owrt`); 0 when bondingd saw the link die and come back and the transfer survived."""
+    `owrt`, our packages installed by `manager`); 0 when bondingd saw the link die and come
+    back and the transfer survived."""
     lab = Lab(prefix)
     if lab.existing_namespaces():
         out(f"removing a lab '{prefix}' left from before")
@@ -69,23 +70,23 @@ def run_demo(links: Sequence[LinkSpec], *, prefix: str = "bl", victim: str | Non
         version = program_version(backend, tool_path())
     except BackendError as e:
         raise LabError(f"{e}; run `make deps`") from None
-    kind = ROUTER_KIND if openwrt else PLAIN_KIND
+    router = kind(openwrt, manager)
     out(f"building the lab: {len(links)} links " + ", ".join(map(str, links))
         + f"; proxy {version} on both ends: bonding-server on the server, bondingd on the "
-        f"router; router: {kind}")
+        f"router; router: {router}")
     rc = 1
     try:
         # each link set up as a wired one (WIRED_PATH): bbr for the first subflow (the global
         # default), cubic on each link, the set-up bench/run.py measures best for clean links
         t0 = time.monotonic()
-        lab.up(links, proxy=True, backend=backend, openwrt=openwrt, owrt=owrt)
+        lab.up(links, proxy=True, backend=backend, openwrt=openwrt, owrt=owrt, manager=manager)
         out(f"lab up in {time.monotonic() - t0:.1f} s")
         rc = _demo(lab, links, victim, out)
         return rc
     finally:
         removed = lab.down()
         out(f"lab removed ({len(removed)} namespaces)")
-        out(f"router: {kind}; the demo " + ("passed" if rc == 0 else "FAILED")
+        out(f"router: {router}; the demo " + ("passed" if rc == 0 else "FAILED")
             + ("" if openwrt else " (make demo OPENWRT=1, or bonding-lab demo --openwrt, runs "
                "it on an OpenWrt router)"))
 

@@ -89,7 +89,7 @@ class Lab(Build, RouterConfig, Processes, Faults, Observe, OwrtRouter):
            path_options: Mapping[str, str] | None = None,
            backend: str = PROXY_BACKEND, servers: int = 1,
            tunnel6: bool = False, openwrt: bool = False,
-           owrt: str | None = None) -> LabState:
+           owrt: str | None = None, manager: str = "opkg") -> LabState:
         """Build the lab; with `proxy`, the full path (data plane and bonding-server, both
         running `backend`).
 
@@ -98,7 +98,8 @@ class Lab(Build, RouterConfig, Processes, Faults, Observe, OwrtRouter):
         rates (default WIRED_PATH; {} for none);
         `servers`: 1 or 2 aggregation servers; `tunnel6`: the router's proxy reaches the
         (first) server by its IPv6 address; `openwrt`: the router is an OpenWrt router
-        (bonding.lab.owrt.lab) of the userland in `owrt` (default $OWRT_PREFIX, /opt/owrt)."""
+        (bonding.lab.owrt.lab) of the userland in `owrt` (default $OWRT_PREFIX, /opt/owrt),
+        our packages installed by `manager` (opkg: OpenWrt 24.10; apk: 25.12)."""
         if servers not in (1, 2):
             raise LabError(f"{servers} servers: the lab builds 1 or 2")
         if os.geteuid() != 0:
@@ -108,7 +109,7 @@ class Lab(Build, RouterConfig, Processes, Faults, Observe, OwrtRouter):
             if missing:
                 raise LabError(f"the full path with {backend} needs " + ", ".join(missing)
                                + "; or build the lab without it (--no-proxy)")
-        prefix = owrt_prefix(owrt) if openwrt else None
+        prefix = owrt_prefix(owrt, manager) if openwrt else None
         if openwrt and (tunnel6 or not daemon or config_extra):
             raise LabError("the OpenWrt router runs bondingd under procd, IPv4 only: no "
                            "--tunnel6, --no-daemon or extra config with --openwrt")
@@ -118,6 +119,7 @@ class Lab(Build, RouterConfig, Processes, Faults, Observe, OwrtRouter):
         try:
             self._build(links, servers, openwrt=openwrt)
             assert self.state is not None
+            self.state.package_manager = manager
             self.state.backend = backend
             self.state.tunnel6 = tunnel6
             clients = ([self._setup_server(r) for r in self.server_roles()] if proxy else None)

@@ -23,12 +23,11 @@ IPv4 only: the WANs have no IPv6 here.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
-import subprocess
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,26 +35,35 @@ from bonding.lab.base import LabBase
 from bonding.lab.delay import tool_path
 from bonding.lab.model import LAN_DEVICE, LAN_ROUTER, PROXY_TOOLS, LabError, LabState
 from bonding.lab.owrt.dhcp import start_udhcpd
+from bonding.lab.owrt.feeds import (
+    apk_base_package,
+    apk_install,
+    build_apk_repo,
+    build_opkg_feed,
+    opkg_install,
+)
 from bonding.lab.owrt.luci import FULL_ACCESS, LUCI_PARTS, first_boot, start_rpcd, start_uhttpd
 from bonding.lab.owrt.netconf import lab_firewall, lab_network
 from bonding.lab.owrt.root import UBUS_SOCKET, OwrtRoot
-from bonding.lab.owrt.userland import base_packages, pyver
+from bonding.lab.owrt.userland import base_packages
 from bonding.lab.routerconf import render_config
 
 NET_PARTS = ("netifd", "jsonfilter", "firewall4")
-ROUTER_KIND = "OpenWrt: procd, netifd, fw4, opkg"
+MANAGERS = ("opkg", "apk")  # OpenWrt 24.10's, 25.12's
 # LuCI on the LAN: the lab's one login (reachable only from the lab's namespaces)
 LUCI_USER, LUCI_PASSWORD = "admin", "bonding-lab"
 PLAIN_KIND = "plain"
 INIT_PID = "owrt-init"  # the root's PID 1 in LabState.pids
-REPO = Path(__file__).resolve().parents[4]  # the checkout (tools/feed.py)
 
 
-def owrt_prefix(explicit: str | None = None) -> Path:
-    """The OpenWrt userland: `explicit`, else $OWRT_PREFIX, else /opt/owrt; checked."""
+def owrt_prefix(explicit: str | None = None, manager: str = "opkg") -> Path:
+    """The OpenWrt userland: `explicit`, else $OWRT_PREFIX, else /opt/owrt; checked (with the
+    package manager's program)."""
+    if manager not in MANAGERS:
+        raise LabError(f"package manager {manager!r}: the OpenWrt router has {', '.join(MANAGERS)}")
     prefix = Path(explicit or os.environ.get("OWRT_PREFIX") or "/opt/owrt")
-    for rel in ("sbin/procd", "bin/opkg-cl", "openwrt/etc/rc.common",
-                "share/owrt-parts/netifd.list"):
+    program = "bin/opkg-cl" if manager == "opkg" else "bin/apk"
+    for rel in ("sbin/procd", program, "openwrt/etc/rc.common", "share/owrt-parts/netifd.list"):
         if not (prefix / rel).exists():
             raise LabError(f"the OpenWrt router needs the userland: {prefix}/{rel} is missing "
                            "(build it with tools/owrt-userland.sh, or set OWRT_PREFIX)")
@@ -63,20 +71,6 @@ def owrt_prefix(explicit: str | None = None) -> Path:
         if shutil.which(tool) is None:
             raise LabError(f"the OpenWrt router needs {tool} (make deps installs it)")
     return prefix
-
-
-def build_feed(out: Path) -> Path:
-    """Our opkg feed, as `make feed` builds it, for the host's Python (which runs bondingd)."""
-    feed = REPO / "tools" / "feed.py"
-    if not feed.is_file():
-        raise LabError(f"the OpenWrt router installs our feed: {feed} is missing (run the lab "
-                       "from a checkout)")
-    r = subprocess.run([sys.executable, str(feed), "build", "--output", str(out), "--python",
-                        pyver(), "--key-dir", str(out.parent / "feed-key")],
-                       capture_output=True, text=True, timeout=120, check=False)
-    if r.returncode != 0:
-        raise LabError(f"tools/feed.py build failed: {r.stderr.strip()}")
-    return out
 
 
 def wan_plan(st: LabState) -> list[tuple[str, int, bool]]:
@@ -90,20 +84,31 @@ class OwrtRouter(LabBase):
 
     def _owrt_router(self, prefix: Path, clients: Sequence[dict[str, Any]] | None,
                      options: Mapping[str, str], path_options: Mapping[str, str]) -> None:
-        """The router namespace made an OpenWrt router, bondingd running under procd; the
-        options of bondingd's globals are `options` and `path_options` (no path sections)."""
+        """The router namespace made an OpenWrt router, bondingd running under procd (our
+        packages installed by `st.package_manager`); the options of bondingd's globals are
+        `options` and `path_options` (no path sections)."""
         st = self.state
         assert st is not None
         work = Path(st.state_dir) / "owrt"
-        feed = build_feed(work / "feed")
+        apk = prefix / "bin" / "apk"
+        if st.package_manager == "apk":
+            repo = build_apk_repo(work / "apk-repo", apk)
+            base = apk_base_package(apk, repo, work / "apk-base")
+            install: Callable[[OwrtRoot], None] = functools.partial(
+                apk_install, repo=repo, base=base)
+            declared: list[str] = []
+        else:
+            feed = build_opkg_feed(work / "feed")
+            install = functools.partial(opkg_install, feed=feed)
+            declared = base_packages(feed)
         for name, n, dhcp in wan_plan(st):
             if dhcp:
                 link = self.link(name)
                 proc = start_udhcpd(link.isp_ns, link.isp_dev, n, work, detach=True)
                 st.pids[f"udhcpd-{name}"] = proc.pid
-        root = OwrtRoot(prefix, work / "stage", st.namespaces["router"],
-                        (*NET_PARTS, *LUCI_PARTS), stay=True)
-        root.start(base_packages(feed))
+        parts = (*NET_PARTS, *LUCI_PARTS, *(["apk"] if st.package_manager == "apk" else []))
+        root = OwrtRoot(prefix, work / "stage", st.namespaces["router"], parts, stay=True)
+        root.start(declared)
         st.pids[INIT_PID] = root.init_pid
         st.config_dir = str(root.path("/etc/config"))
         st.run_dir = str(root.path("/var/run/bonding"))
@@ -111,15 +116,14 @@ class OwrtRouter(LabBase):
         st.ubus_socket = str(root.path(UBUS_SOCKET))
         self.save()
         try:
-            self._owrt_setup(root, feed, clients, {**options, **path_options})
+            self._owrt_setup(root, install, clients, {**options, **path_options})
         finally:
             root.detach()
 
-    def _owrt_setup(self, root: OwrtRoot, feed: Path, clients: Sequence[dict[str, Any]] | None,
-                    options: Mapping[str, str]) -> None:
+    def _owrt_setup(self, root: OwrtRoot, install: Callable[[OwrtRoot], None],
+                    clients: Sequence[dict[str, Any]] | None, options: Mapping[str, str]) -> None:
         st = self.state
         assert st is not None
-        root.add_feed(feed)
         for tool in PROXY_TOOLS[st.backend] if clients is not None else ():
             found = shutil.which(tool, path=tool_path())
             if found is None:
@@ -135,7 +139,7 @@ class OwrtRouter(LabBase):
                   30, "netifd to bring the LAN and every WAN up")
         self._learn_addresses(root)
         first_boot(root)
-        root.sh("opkg update && opkg install luci-app-bonding", timeout=180)
+        install(root)  # luci-app-bonding, which brings bonding and python3-bonding
         text, secrets = render_config(st, "", clients, options)
         if secrets is not None:
             root.write("/etc/config/bonding_secrets", secrets, 0o600)
@@ -206,6 +210,10 @@ def luci_of(st: LabState) -> dict[str, str] | None:
             "password": LUCI_PASSWORD} if st.openwrt else None
 
 
+def kind(openwrt: bool, manager: str = "opkg") -> str:
+    """Which router a lab runs, as `describe` and the demo say it."""
+    return f"OpenWrt: procd, netifd, fw4, {manager}" if openwrt else PLAIN_KIND
+
+
 def router_kind(st: LabState) -> str:
-    """Which router the lab runs, as `describe` and the demo say it."""
-    return ROUTER_KIND if st.openwrt else PLAIN_KIND
+    return kind(st.openwrt, st.package_manager)
