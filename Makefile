@@ -21,7 +21,7 @@ deps:
 	sh tools/owrt-userland.sh --prefix "$(OWRT_PREFIX)"
 
 demo: deps
-	$(VENV)/bin/bonding-lab demo $(if $(LINKS),--links $(LINKS)) $(if $(PROXY),--proxy $(PROXY))
+	$(VENV)/bin/bonding-lab demo $(if $(LINKS),--links $(LINKS)) $(if $(PROXY),--proxy $(PROXY)) $(if $(OPENWRT),--openwrt $(filter apk,$(OPENWRT)))
 
 lint: deps
 	$(VENV)/bin/ruff check python tests bench tools

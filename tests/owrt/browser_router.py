@@ -23,15 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from bonding.lab.commands import nft, nsx, run
+from bonding.lab.owrt.luci import LUCI_PARTS, first_boot, start_uhttpd
 
 from .router_root import CONFIGURE, RouterRoot, base_packages
 from .test_router_rpcd import start_rpcd
 
-LUCI_PARTS = ("luci-base", "luci-mod-status", "luci-mod-system", "luci-theme-bootstrap",
-              "rpcd-mod-luci")
 HTTP = "127.0.0.1:8080"
 URL = f"http://{HTTP}/cgi-bin/luci"
-UBUS = "/var/run/ubus/ubus.sock"
 SERVER = """
 uci set bonding.vps1=server
 uci set bonding.vps1.address=203.0.113.10
@@ -107,23 +105,12 @@ class LuciRouter:
 
 
 def _install(root: RouterRoot) -> None:
-    # first boot: the theme's uci-defaults (the bootstrap theme becomes LuCI's media)
-    root.sh('for f in /etc/uci-defaults/*; do ( . "$f" ) && rm -f "$f"; done')
+    first_boot(root)  # the bootstrap theme becomes LuCI's media
     root.sh("opkg update && opkg install luci-app-bonding", timeout=180)
     root.sh(CONFIGURE + SERVER)
     root.sh("/etc/init.d/bonding restart")
     start_rpcd(root, ("viewer", "admin"))
-    root.wait(lambda: root.sh("ubus -t 1 list luci-rpc", check=False).returncode == 0, 10,
-              "rpcd's luci-rpc object")
-    # -n 1: one LuCI request at a time.  LuCI's ucode dispatcher connects to ubus when it is
-    # imported, which is in uhttpd's own process (it runs the handler once at start), so every
-    # request's forked child talks over that one inherited socket; two at once can read each
-    # other's replies, and the one left waiting is killed by uhttpd after -t: "502 Bad Gateway,
-    # the process did not produce any response".  Seen here: 5 requests at once, 20 of 24
-    # failed or hung; one at a time, 0 of 200.  A real router (max_requests 3) has the same race.
-    root.spawn("uhttpd", ["/usr/sbin/uhttpd", "-f", "-h", "/www", "-p", HTTP, "-x", "/cgi-bin",
-                          "-o", "/cgi-bin/luci", "-O", "/usr/share/ucode/luci/uhttpd.uc",
-                          "-u", "/ubus", "-U", UBUS, "-t", "30", "-n", "1"])
+    start_uhttpd(root, HTTP)
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import uciconf
+from bonding.lab.owrt.dhcp import start_udhcpd
 from bonding.lab.topology import nsx, run
 
 from .router_root import RouterRoot
@@ -35,7 +36,6 @@ NET_PARTS = ("netifd", "jsonfilter", "firewall4")
 DHCP_WANS = {"wan": 1, "wanb": 2}  # netifd interface -> its link number (wan<N>, isp<N>)
 STATIC_WAN = ("wanc", 3)
 WANS = (*DHCP_WANS, STATIC_WAN[0])
-LEASE_S = 60  # udhcpd's lease time (busybox's minimum): udhcpc renews at half of it
 LAN_HOST = "192.168.1.2"
 PROBE_TARGETS = ("203.0.113.10", "198.51.100.10")
 
@@ -68,27 +68,8 @@ config interface 'wanc'
 """
 
 FIREWALL = (uciconf.DEFAULTS + uciconf.LAN_ZONE
-            + uciconf.wan_zone(["wan", "wanb", "wanc"], mtu_fix=True) + """
-config forwarding
-	option src 'lan'
-	option dest 'wan'
-
-config rule
-	option name 'Allow-DHCP-Renew'
-	option src 'wan'
-	option proto 'udp'
-	option dest_port '68'
-	option target 'ACCEPT'
-	option family 'ipv4'
-""" + uciconf.ALLOW_PING)
-
-
-def udhcpd_conf(n: int, lease_file: Path) -> str:
-    """busybox udhcpd's configuration for ISP link n (isp<n>, 100.64.<n>.0/24)."""
-    return (f"interface isp{n}\nstart 100.64.{n}.2\nend 100.64.{n}.20\n"
-            f"lease_file {lease_file}\npidfile {lease_file}.pid\nmin_lease {LEASE_S}\n"
-            f"option subnet 255.255.255.0\noption router 100.64.{n}.1\n"
-            f"option lease {LEASE_S}\n")
+            + uciconf.wan_zone(["wan", "wanb", "wanc"], mtu_fix=True) + uciconf.LAN_TO_WAN
+            + uciconf.ALLOW_DHCP_RENEW + uciconf.ALLOW_PING)
 
 
 class NetRouter(RouterRoot):
@@ -125,15 +106,7 @@ class NetRouter(RouterRoot):
     def start_udhcpd(self, n: int) -> None:
         """busybox udhcpd serving ISP link n (again)."""
         self.stop_udhcpd(n)
-        self.stage.mkdir(parents=True, exist_ok=True)
-        conf = self.stage.parent / f"udhcpd{n}.conf"
-        conf.write_text(udhcpd_conf(n, self.stage.parent / f"udhcpd{n}.leases"))
-        log = open(self.stage.parent / f"udhcpd{n}.log", "ab")  # noqa: SIM115
-        # -a: 50 ms for its ARP check of the address it offers (2 s by default)
-        self.udhcpd[n] = subprocess.Popen(
-            nsx(self.up_ns, "busybox", "udhcpd", "-f", "-a", "50", str(conf)),
-            stdout=log, stderr=log)
-        log.close()
+        self.udhcpd[n] = start_udhcpd(self.up_ns, f"isp{n}", n, self.stage.parent)
 
     def stop_udhcpd(self, n: int) -> None:
         proc = self.udhcpd.pop(n, None)

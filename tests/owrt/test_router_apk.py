@@ -17,7 +17,6 @@ in opkg's status.  The tests run in order on one root.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import time
 import zlib
@@ -28,10 +27,11 @@ from pathlib import Path
 import pytest
 
 import bonding
+from bonding.lab.owrt.feeds import apk_base_package
 
 from .conftest import say
 from .installed import assert_installed_as_listed
-from .router_root import OUR_PACKAGES, RouterRoot, pyver
+from .router_root import RouterRoot, pyver
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))
@@ -53,28 +53,6 @@ class Apk:
     key: Path  # the secret key (to build a second release)
 
 
-def _base_package(apk: Path, repo: Path, out: Path) -> Path:
-    """A package providing every name our packages depend on that is not ours."""
-    deps: set[str] = set()
-    for name in OUR_PACKAGES:
-        r = subprocess.run([str(apk), "adbdump", str(repo / f"{name}-{VERSION}.apk")],
-                           capture_output=True, text=True, check=True, timeout=60)
-        lines = r.stdout.splitlines()
-        start = next(i for i, x in enumerate(lines) if x.startswith("  depends:"))
-        for x in lines[start + 1:]:
-            if not x.startswith("    - "):
-                break
-            deps.add(x[6:].strip())
-    empty = out / "empty"
-    empty.mkdir()
-    base = out / "scratch-root-base.apk"
-    provides = " ".join(f"{d}=1" for d in sorted(deps - set(OUR_PACKAGES)))
-    subprocess.run([str(apk), "mkpkg", "--info", "name:scratch-root-base", "--info", "version:1",
-                    "--info", "arch:noarch", "--info", f"provides:{provides}", "--files",
-                    str(empty), "--output", str(base)], check=True, timeout=60)
-    return base
-
-
 @pytest.fixture(scope="module")
 def setup(router_prereqs: Path, tmp_path_factory: pytest.TempPathFactory, worker_tag: str,
           request: pytest.FixtureRequest) -> Iterator[Apk]:
@@ -87,7 +65,7 @@ def setup(router_prereqs: Path, tmp_path_factory: pytest.TempPathFactory, worker
     say(request.config, f"feed.py apk (5 packages, signed packages.adb): "
         f"{time.monotonic() - t0:.1f} s")
     feed.generate_key(other_keys / feed.SECRET_NAME)
-    base = _base_package(apk, repo, tmp_path_factory.mktemp("apk-base"))
+    base = apk_base_package(apk, repo, tmp_path_factory.mktemp("apk-base"))
     root = RouterRoot(router_prereqs, tmp_path_factory.mktemp("apk-root") / "stage",
                       f"{worker_tag}a", parts=("apk",))
     root.start()

@@ -29,9 +29,10 @@ from typing import Any
 
 import pytest
 
+from bonding.lab.owrt import luci
 from bonding.lab.topology import nsx
 
-from .router_root import CONFIGURE, UBUS_SOCKET, RouterRoot, booted
+from .router_root import CONFIGURE, RouterRoot, booted
 
 LUCI_SRC = Path("/work/shared/owrt-src/luci.tar.gz")
 # LuCI's ACL files, as luci-base, luci-mod-status and luci-mod-system install them
@@ -60,20 +61,7 @@ def start_rpcd(root: RouterRoot, users: Iterable[str]) -> dict[str, str]:
     them) in the root, and rpcd started on its ubus; returns the stored password hashes."""
     for name, data in luci_acls().items():
         root.write(f"/usr/share/rpcd/acl.d/{name}", data)
-    hashes = {u: root.sh(f"uhttpd -m '{PASSWORDS[u]}'").stdout.strip() for u in users}
-    logins = "".join(f"""
-config login
-	option username '{u}'
-	option password '{h}'
-	{LOGINS[u]}
-""" for u, h in hashes.items())
-    root.write("/etc/config/rpcd", f"""
-config rpcd
-	option socket {UBUS_SOCKET}
-	option timeout 30
-{logins}""")
-    root.spawn("rpcd", ["/sbin/rpcd", "-s", UBUS_SOCKET, "-t", "30"])
-    return hashes
+    return luci.start_rpcd(root, {u: (PASSWORDS[u], LOGINS[u]) for u in users})
 
 
 def luci_acls() -> dict[str, bytes]:

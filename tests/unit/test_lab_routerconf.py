@@ -88,3 +88,13 @@ def test_edit_options_sets_and_removes() -> None:
     assert wan1 is not None and wan2 is not None
     assert (wan1.congestion_control, wan1.backup) == (None, True)
     assert wan2.congestion_control == "cubic"  # untouched
+
+
+def test_on_the_openwrt_router_no_path_sections_ipv4_only_options_in_globals() -> None:
+    text, secrets = render_config(state(openwrt=True), "", CLIENTS[:1], {}, WIRED_PATH)
+    cfg = loaded(text)
+    assert cfg.paths == ()  # bondingd bonds the WANs netifd has
+    assert cfg.globals.congestion_control == "cubic"  # WIRED_PATH, for every discovered path
+    assert all(":" not in str(t) for t in cfg.globals.probe_targets)
+    assert [(s.name, s.address, s.address6) for s in cfg.servers] == [("lab", SERVER_ADDR, None)]
+    assert secrets is not None and "k1" in secrets

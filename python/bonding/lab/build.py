@@ -3,6 +3,7 @@ tearing it down.  The picture and the addressing plan: bonding.lab.topology."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 from collections.abc import Mapping, Sequence
@@ -28,10 +29,12 @@ from bonding.lab.model import (
     SERVER_ADDR6,
     TARGET_ADDR,
     TARGET_ADDR6,
+    LabError,
     LabState,
     Link,
     LinkSpec,
 )
+from bonding.lab.owrt.lab import kill_root
 
 
 def tbf_args(rate_mbit: float) -> list[str]:
@@ -86,11 +89,15 @@ def fault_chain_script(link: Link) -> str:
 class Build(LabBase):
     """The topology's namespaces and wiring, and `down()`."""
 
-    def _build(self, specs: Sequence[LinkSpec], servers: int = 1) -> None:
+    def _build(self, specs: Sequence[LinkSpec], servers: int = 1, *,
+               openwrt: bool = False) -> None:
+        """The namespaces and their wiring; with `openwrt`, the router's side of its links has
+        no address nor route (netifd in the router sets them: bonding.lab.owrt.lab)."""
         if self.state_dir.exists():
             shutil.rmtree(self.state_dir)
         self.state_dir.mkdir(parents=True)
         self.state = plan_state(self.prefix, specs, servers, self.state_dir)
+        self.state.openwrt = openwrt
         n = self.state.namespaces
         for ns in n.values():
             run(["ip", "netns", "add", ns])
@@ -118,7 +125,8 @@ class Build(LabBase):
                     "net.ipv6.conf.all.forwarding=1"))
         self._veth(n["lan"], "eth0", n["router"], "lan0", offload=True)
         self._addr(n["lan"], "eth0", f"{LAN_HOST}/24", f"{LAN_HOST6}/64")
-        self._addr(n["router"], "lan0", f"{LAN_ROUTER}/24", f"{LAN_ROUTER6}/64")
+        if not self.state or not self.state.openwrt:
+            self._addr(n["router"], "lan0", f"{LAN_ROUTER}/24", f"{LAN_ROUTER6}/64")
         self._default(n["lan"], LAN_ROUTER, LAN_ROUTER6)
         self._veth(n["inet"], "srv", n["server"], "eth0", offload=True)
         self._addr(n["inet"], "srv", f"{INET_SERVER_SIDE}/24", f"{INET_SERVER_SIDE6}/64")
@@ -142,8 +150,10 @@ class Build(LabBase):
         # Faults.carrier takes the ISP's end down and up: its IPv6 address must outlive that,
         # as IPv4's does (the kernel drops IPv6 addresses of a device set down by default)
         run(nsx(isp, "sysctl", "-q", "-w", f"net.ipv6.conf.{link.isp_dev}.keep_addr_on_down=1"))
-        self._addr(n["router"], link.router_dev, f"{link.router_addr}/24",
-                   f"{link.router_addr6}/64")
+        plain = not self.state or not self.state.openwrt  # else netifd addresses the router
+        if plain:
+            self._addr(n["router"], link.router_dev, f"{link.router_addr}/24",
+                       f"{link.router_addr6}/64")
         self._addr(isp, link.isp_dev, f"{link.isp_addr}/24", f"{link.isp_addr6}/64")
         self._veth(isp, link.isp_up_dev, n["inet"], link.inet_dev)
         self._addr(isp, link.isp_up_dev, f"100.65.{i}.2/24", f"2001:db8:65:{i}::2/64")
@@ -153,6 +163,8 @@ class Build(LabBase):
              "via", f"100.65.{i}.2"])
         run(["ip", "-n", n["inet"], "-6", "route", "add", f"2001:db8:64:{i}::/64",
              "via", f"2001:db8:65:{i}::2"])
+        if not plain:
+            return
         # What netifd makes of the ISP's router advertisement: a default route for the
         # link's own prefix (the router learns its IPv6 gateway from it)
         run(["ip", "-n", n["router"], "-6", "route", "add", "default", "from",
@@ -209,6 +221,11 @@ class Build(LabBase):
         """Kill everything in the lab's namespaces and delete them; returns what was removed.
         The state directory (logs, configs) stays for a look afterwards, unless `purge`."""
         removed = []
+        st = self.state
+        if st is None and self.state_file.exists():
+            with contextlib.suppress(LabError, ValueError, TypeError):
+                st = self.load()
+        kill_root(st)
         for ns in self.existing_namespaces():
             kill_netns(ns, (signal.SIGTERM, signal.SIGKILL), 2.0)
             run(["ip", "netns", "del", ns], check=False)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from bonding import __version__
 from bonding.lab.demo import run_demo
+from bonding.lab.owrt.lab import MANAGERS
 from bonding.lab.topology import PROXY_BACKEND, PROXY_TOOLS, Lab, LabError, parse_links
 
 DEFAULT_LINKS = "50/10ms,30/20ms,20/40ms"
@@ -36,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--tunnel6", action="store_true",
                     help="the router's proxy reaches the server by its IPv6 address: the bonded "
                          "connections run over the links' IPv6")
+    _openwrt_options(up)
     up.add_argument("--json", action="store_true", help="describe the lab as JSON")
     sub.add_parser("down", help="kill everything in the lab and remove its namespaces")
     d = sub.add_parser("describe", help="namespaces, links, addresses, bondingd's files")
@@ -58,11 +60,23 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--victim", default=None, help="the link to kill (default: the first)")
     demo.add_argument("--proxy", default=PROXY_BACKEND, choices=sorted(PROXY_TOOLS),
                       help="the proxy on the router and the server (default: %(default)s)")
+    _openwrt_options(demo)
     return p
 
 
+def _openwrt_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--openwrt", nargs="?", const="opkg", choices=MANAGERS, metavar="opkg|apk",
+                   help="the router is an OpenWrt router: procd, netifd (DHCP WANs, the last "
+                        "one static), fw4, LuCI, our packages installed by opkg (OpenWrt "
+                        "24.10's, the default) or apk (25.12's), bondingd under procd with no "
+                        "path sections (IPv4 only)")
+    p.add_argument("--owrt-prefix", default=None, metavar="DIR",
+                   help="the OpenWrt userland for --openwrt (tools/owrt-userland.sh; default: "
+                        "$OWRT_PREFIX, else /opt/owrt)")
+
+
 def _print_description(desc: dict[str, object]) -> None:
-    print(f"lab '{desc['prefix']}':")
+    print(f"lab '{desc['prefix']}', router: {desc['router']}")
     for ns in desc["namespaces"]:  # type: ignore[attr-defined]
         print(f"  {ns['role']:8} {ns['name']:14} {' '.join(ns['addresses'])}")
     print("links:")
@@ -73,6 +87,10 @@ def _print_description(desc: dict[str, object]) -> None:
     b = desc["bondingd"]
     print(f"bondingd: pid {b['pid']} in {b['namespace']}, "  # type: ignore[index]
           f"status {b['status']}, log {b['log']}")  # type: ignore[index]
+    luci: dict[str, str] | None = desc.get("luci")  # type: ignore[assignment]
+    if luci:
+        print(f"LuCI: {luci['url']} from the LAN host (login {luci['user']}, password "
+              f"{luci['password']})")
     srv = desc["server"]["bonding_server"]  # type: ignore[index]
     if srv:
         print(f"bonding-server: state {srv['state_dir']}, client '{srv['client']}' on port "
@@ -95,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.cmd == "up":
                 lab.up(parse_links(args.links), daemon=not args.no_daemon,
                        proxy=not args.no_proxy, backend=args.proxy, servers=args.servers,
-                       tunnel6=args.tunnel6)
+                       tunnel6=args.tunnel6, openwrt=args.openwrt is not None,
+                       owrt=args.owrt_prefix, manager=args.openwrt or "opkg")
             desc = lab.describe()
             if args.json:
                 print(json.dumps(desc, indent=2))
@@ -130,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lab.server_blackhole(args.role, args.action == "blackhole")
         elif args.cmd == "demo":
             return run_demo(parse_links(args.links), prefix=args.prefix, victim=args.victim,
-                            backend=args.proxy)
+                            backend=args.proxy, openwrt=args.openwrt is not None,
+                            owrt=args.owrt_prefix, manager=args.openwrt or "opkg")
     except LabError as e:
         print(f"bonding-lab: {e}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 
 from bonding.dataplane.backends import BackendError, program_version
 from bonding.lab.delay import tool_path
+from bonding.lab.owrt.lab import kind
 from bonding.lab.topology import PROXY_BACKEND, Lab, LabError, LabState, LinkSpec
 from bonding.lab.traffic import (
     HEADER_RATIO,
@@ -56,7 +57,11 @@ def _watch(rates: Rates, seconds: float) -> list[dict[str, float]]:
 
 
 def run_demo(links: Sequence[LinkSpec], *, prefix: str = "bl", victim: str | None = None,
-             out: Callable[[str], object] = print, backend: str = PROXY_BACKEND) -> int:
+             out: Callable[[str], object] = print, backend: str = PROXY_BACKEND,
+             openwrt: bool = False, owrt: str | None = None, manager: str = "opkg") -> int:
+    """The demo on a lab built for it (`openwrt`: on the OpenWrt router, its userland in
+    `owrt`, our packages installed by `manager`); 0 when bondingd saw the link die and come
+    back and the transfer survived."""
     lab = Lab(prefix)
     if lab.existing_namespaces():
         out(f"removing a lab '{prefix}' left from before")
@@ -65,17 +70,25 @@ def run_demo(links: Sequence[LinkSpec], *, prefix: str = "bl", victim: str | Non
         version = program_version(backend, tool_path())
     except BackendError as e:
         raise LabError(f"{e}; run `make deps`") from None
+    router = kind(openwrt, manager)
     out(f"building the lab: {len(links)} links " + ", ".join(map(str, links))
         + f"; proxy {version} on both ends: bonding-server on the server, bondingd on the "
-        "router")
+        f"router; router: {router}")
+    rc = 1
     try:
         # each link set up as a wired one (WIRED_PATH): bbr for the first subflow (the global
         # default), cubic on each link, the set-up bench/run.py measures best for clean links
-        lab.up(links, proxy=True, backend=backend)
-        return _demo(lab, links, victim, out)
+        t0 = time.monotonic()
+        lab.up(links, proxy=True, backend=backend, openwrt=openwrt, owrt=owrt, manager=manager)
+        out(f"lab up in {time.monotonic() - t0:.1f} s")
+        rc = _demo(lab, links, victim, out)
+        return rc
     finally:
         removed = lab.down()
         out(f"lab removed ({len(removed)} namespaces)")
+        out(f"router: {router}; the demo " + ("passed" if rc == 0 else "FAILED")
+            + ("" if openwrt else " (make demo OPENWRT=1, or bonding-lab demo --openwrt, runs "
+               "it on an OpenWrt router)"))
 
 
 def _ready(lab: Lab, victim: str | None, say: Callable[[str], object]) -> tuple[LabState, str]:
@@ -91,8 +104,14 @@ def _ready(lab: Lab, victim: str | None, say: Callable[[str], object]) -> tuple[
         raise LabError(f"the proxy is not running: {lab.status().get('proxy')}; "
                        f"see {st.daemon_log}")
     proxy = lab.status()["proxy"]
-    say("congestion control: bbr for the first subflow (global default), cubic on every link "
-        "(option congestion_control per path: clean links)")
+    if st.openwrt:
+        say("OpenWrt router: bondingd (under procd, no path sections) bonds the WANs netifd "
+            "has: " + ", ".join(f"{n} {p.get('address')}" for n, p in
+                               lab.status().get("paths", {}).items())
+            + "; congestion control cubic (globals: no path sections to set it per link)")
+    else:
+        say("congestion control: bbr for the first subflow (global default), cubic on every "
+            "link (option congestion_control per path: clean links)")
     say(f"bondingd: all paths up; proxy {program_version(proxy['backend'], tool_path())} "
         f"running (pid {proxy['pid']}); MPTCP endpoints: "
         + ", ".join(f"{e.get('address')} id {e.get('id')}" for e in endpoints(lab)))

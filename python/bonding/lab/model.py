@@ -139,6 +139,8 @@ class LabState:
     servers: int = 1  # aggregation servers: 'server', then 'server2'
     client_ports: dict[str, int] = field(default_factory=dict)  # server role → client port
     tunnel6: bool = False  # the router reaches the server by its IPv6 address
+    openwrt: bool = False  # the router is an OpenWrt root (bonding.lab.owrt.lab)
+    package_manager: str = "opkg"  # which installed our packages there: opkg or apk
 
 
 def find_ubusd() -> Path | None:

@@ -28,6 +28,7 @@ from bonding.lab.model import (
     LabState,
     Link,
 )
+from bonding.lab.owrt.lab import luci_of, router_kind
 
 
 def link_counters(ip_links: Sequence[dict[str, Any]],
@@ -43,6 +44,8 @@ def describe_state(st: LabState, server_roles: Sequence[str]) -> dict[str, Any]:
     """The lab as `bonding-lab describe` prints it: namespaces, links, servers, processes."""
     return {
         "prefix": st.prefix,
+        "router": router_kind(st),
+        "luci": luci_of(st),
         "namespaces": [{"role": r, "name": n, "addresses": st.addresses.get(r, [])}
                        for r, n in st.namespaces.items()],
         "links": [{"name": x.name, "rate_mbit": x.rate_mbit, "delay_ms": x.delay_ms,

@@ -53,6 +53,9 @@ class Processes(LabBase):
 
     def start_daemon(self, *args: str) -> int:
         st = self.state or self.load()
+        if st.openwrt:
+            raise LabError("the OpenWrt router's bondingd runs under procd: "
+                           "/etc/init.d/bonding start in the router (Lab.owrt_root().sh)")
         if st.ubus_socket and "--ubus-socket" not in args:
             args = ("--ubus-socket", st.ubus_socket, *args)
         log = open(st.daemon_log, "ab")  # noqa: SIM115

@@ -30,17 +30,20 @@ def render_config(st: LabState, extra: str = "",
                   options: Mapping[str, str] | None = None,
                   path_options: Mapping[str, str] | None = None) -> tuple[str, str | None]:
     """The router's /etc/config/bonding (with `extra` appended) and, for the full path
-    (`clients`: what each server's add-client printed), its bonding_secrets."""
+    (`clients`: what each server's add-client printed), its bonding_secrets.  On the OpenWrt
+    router (`st.openwrt`): no path sections (bondingd bonds the WANs netifd has; `path_options`
+    go into globals) and IPv4 only."""
+    v6 = not st.openwrt
     g: dict[str, str | tuple[str, ...]] = {
         "log_level": "info",
-        "probe_target": (SERVER_ADDR, TARGET_ADDR, SERVER_ADDR6, TARGET_ADDR6),
+        "probe_target": (SERVER_ADDR, TARGET_ADDR, *((SERVER_ADDR6, TARGET_ADDR6) if v6 else ())),
         "proxy": "none",  # bondingd alone (the full path sets its proxy below)
     }
     # one section per server: 'lab', 'lab2' (in order: the first is preferred); the first
     # has an IPv6 address too (LAN IPv6 is proxied while it is the one in use), which its
     # add-client prints
     server_opts: list[dict[str, str | tuple[str, ...]]] = [
-        {"address": SERVER_ADDR, "address6": SERVER_ADDR6, "port": "65101"}]
+        {"address": SERVER_ADDR, **({"address6": SERVER_ADDR6} if v6 else {}), "port": "65101"}]
     if clients is not None:
         g.update({"proxy": st.backend, "lan_device": LAN_DEVICE,
                   "proxy_user": "nobody",  # the package's user 'bonding' is not here
@@ -49,7 +52,7 @@ def render_config(st: LabState, extra: str = "",
             "address": str(c["address"]), "port": str(c["port"]),
             "protocol": str(c["protocol"]), "cipher": str(c["cipher"]),
             "udp_over_tcp": "1" if c.get("udp_over_tcp") else "0",
-            **({"address6": str(c["address6"])} if c.get("address6") else {}),
+            **({"address6": str(c["address6"])} if c.get("address6") and v6 else {}),
         } for c in clients]
     names = [CLIENT_NAME + ("" if i == 0 else str(i + 1)) for i in range(len(server_opts))]
     if st.tunnel6:
@@ -61,8 +64,10 @@ def render_config(st: LabState, extra: str = "",
             uci.Section("server", n, {"key": str(c["key"])})
             for n, c in zip(names, clients, strict=True))))
     g.update(options or {})
+    if st.openwrt:
+        g.update(path_options or {})
     sections = [uci.Section("globals", "globals", g), *servers]
-    for link in st.links:
+    for link in [] if st.openwrt else st.links:
         sections.append(uci.Section("path", link.name, {
             "device": link.router_dev,
             "gateway": link.isp_addr,

@@ -69,6 +69,7 @@ from bonding.lab.model import (
     parse_links,
 )
 from bonding.lab.observe import Observe
+from bonding.lab.owrt.lab import OwrtRouter, owrt_prefix
 from bonding.lab.processes import Processes
 from bonding.lab.routerconf import RouterConfig
 
@@ -80,14 +81,15 @@ __all__ = [
 ]
 
 
-class Lab(Build, RouterConfig, Processes, Faults, Observe):
+class Lab(Build, RouterConfig, Processes, Faults, Observe, OwrtRouter):
     """Build, describe, drive and remove one lab instance (namespaces named `<prefix>-…`)."""
 
     def up(self, links: Sequence[LinkSpec], *, daemon: bool = True, config_extra: str = "",
            proxy: bool = True, options: Mapping[str, str] | None = None,
            path_options: Mapping[str, str] | None = None,
            backend: str = PROXY_BACKEND, servers: int = 1,
-           tunnel6: bool = False) -> LabState:
+           tunnel6: bool = False, openwrt: bool = False,
+           owrt: str | None = None, manager: str = "opkg") -> LabState:
         """Build the lab; with `proxy`, the full path (data plane and bonding-server, both
         running `backend`).
 
@@ -95,7 +97,9 @@ class Lab(Build, RouterConfig, Processes, Faults, Observe):
         `path_options`: the options every path section gets beyond its device, gateway and
         rates (default WIRED_PATH; {} for none);
         `servers`: 1 or 2 aggregation servers; `tunnel6`: the router's proxy reaches the
-        (first) server by its IPv6 address."""
+        (first) server by its IPv6 address; `openwrt`: the router is an OpenWrt router
+        (bonding.lab.owrt.lab) of the userland in `owrt` (default $OWRT_PREFIX, /opt/owrt),
+        our packages installed by `manager` (opkg: OpenWrt 24.10; apk: 25.12)."""
         if servers not in (1, 2):
             raise LabError(f"{servers} servers: the lab builds 1 or 2")
         if os.geteuid() != 0:
@@ -105,17 +109,25 @@ class Lab(Build, RouterConfig, Processes, Faults, Observe):
             if missing:
                 raise LabError(f"the full path with {backend} needs " + ", ".join(missing)
                                + "; or build the lab without it (--no-proxy)")
+        prefix = owrt_prefix(owrt, manager) if openwrt else None
+        if openwrt and (tunnel6 or not daemon or config_extra):
+            raise LabError("the OpenWrt router runs bondingd under procd, IPv4 only: no "
+                           "--tunnel6, --no-daemon or extra config with --openwrt")
         if self.existing_namespaces():
             raise LabError(f"lab '{self.prefix}' is already up: run `bonding-lab down "
                            f"--prefix {self.prefix}` first")
         try:
-            self._build(links, servers)
+            self._build(links, servers, openwrt=openwrt)
             assert self.state is not None
+            self.state.package_manager = manager
             self.state.backend = backend
             self.state.tunnel6 = tunnel6
             clients = ([self._setup_server(r) for r in self.server_roles()] if proxy else None)
-            self._write_config(config_extra, clients, options or {},
-                               WIRED_PATH if path_options is None else path_options)
+            paths = WIRED_PATH if path_options is None else path_options
+            if prefix is not None:
+                self._owrt_router(prefix, clients, options or {}, paths)
+                return self.state
+            self._write_config(config_extra, clients, options or {}, paths)
             self.start_ubusd()
             if daemon:
                 self.start_daemon()

@@ -1,19 +1,21 @@
-"""PID 1 of a scratch OpenWrt root (started by tests/owrt/router_root.py; standard library only).
+"""PID 1 of a scratch OpenWrt root (started by bonding.lab.owrt.root; standard library only).
 
-Run as ``unshare --mount --pid --fork --propagation private python3 -S root_init.py STAGE
-MASK...`` inside the router's network namespace.  It mounts a tmpfs on STAGE, an overlay of the
+Run as ``unshare --mount --pid --fork --propagation private python3 -S -I init.py [--stay] STAGE
+MASK...`` inside the router's network namespace. It mounts a tmpfs on STAGE, an overlay of the
 host's / there (lower: /, upper and work: in that tmpfs, so nothing written inside reaches the
 host's disk), and in it: a new /proc whose /proc/sys is read-only but for /proc/sys/net (the
 network namespace's own), a read-only sysfs of this network namespace, a /dev of a few device
 nodes, tmpfs on /tmp and /run, and an empty tmpfs over each MASK (the repository, the OpenWrt
-prefix: the root must not reach them).  Then it chroots there, prints ``ready``, and serves
+prefix: the root must not reach them). Then it chroots there, prints ``ready``, and serves
 the test on stdin, one JSON object a line:
 
     {"op": "spawn", "argv": [...], "env": {...}, "log": "/tmp/log/x.log"}  -> {"pid": N}
 
 (N as seen inside; the program runs in a session of its own, stdout and stderr to log).  It
 reaps every orphan.  When stdin ends (the test is done, or died), it exits, and the kernel kills
-every process of the PID namespace: nothing started inside outlives the root.
+every process of the PID namespace: nothing started inside outlives the root.  With
+``--stay`` (the lab's router, which outlives the `bonding-lab up` that built it) it goes on
+reaping instead, until it is killed (`bonding-lab down`): the kernel then kills the rest.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 import os
 import select
 import sys
+import time
 
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -104,6 +107,15 @@ def reap() -> None:
             return
 
 
+def linger() -> None:
+    """Reap orphans until killed (stdin ended, --stay)."""
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            time.sleep(1)
+
+
 def serve() -> None:
     buf = b""
     while True:
@@ -130,17 +142,22 @@ def serve() -> None:
 
 def main() -> int:
     if os.getpid() != 1:
-        print("root_init.py: run me as PID 1 of a new PID namespace (unshare --pid --fork)",
+        print("init.py: run me as PID 1 of a new PID namespace (unshare --pid --fork)",
               file=sys.stderr)
         return 2
+    args = sys.argv[1:]
+    stay = args[:1] == ["--stay"]
+    args = args[1:] if stay else args
     try:
-        build(sys.argv[1], sys.argv[2:])
+        build(args[0], args[1:])
     except OSError as e:
-        print(f"root_init.py: {e}", file=sys.stderr)
+        print(f"init.py: {e}", file=sys.stderr)
         return 1
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     serve()
+    if stay:
+        linger()
     return 0
 
 
