@@ -149,6 +149,29 @@ def test_an_unchanged_launch_keeps_the_process(bin_dir: Path, run_dir: Path) -> 
     run(body)
 
 
+@pytest.mark.parametrize("second", ["another launch", "a failure", "nothing"])
+def test_two_changes_at_once_leave_no_proxy_running(bin_dir: Path, run_dir: Path,
+                                                    second: str) -> None:
+    """A change that comes before the last one's task ran still stops the process that ran
+    (it was handed to the cancelled task and ran on, holding the port and the key)."""
+    async def body() -> None:
+        s = Supervisor(run_dir)
+        s.set(the_launch(run_dir, bin_dir))
+        await until(lambda: s.state is State.RUNNING and s.pid is not None)
+        first = s.pid
+        s.fail("shadowsocks-libev", "no key for server 'vps3'")  # no await in between
+        if second == "another launch":
+            s.set(the_launch(run_dir, bin_dir, key="another-key"))
+            await until(lambda: s.pid not in (None, first))
+        elif second == "a failure":
+            s.fail("shadowsocks-libev", "server 'ghost' is not an enabled server section")
+        else:
+            s.set(None)
+        await until(lambda: not alive(first))
+        await s.close()
+    run(body)
+
+
 def test_crash_loop_is_failed_with_the_proxy_s_words(bin_dir: Path, run_dir: Path) -> None:
     async def body() -> None:
         from bonding.config import Secrets

@@ -86,6 +86,7 @@ class Supervisor:
         self._logged: dict[str, float] = {}
         self._orphan_checked = False
         self._written: set[str] = set()  # files of ours in run_dir
+        self._retiring: set[asyncio.Task[None]] = set()  # processes being stopped for good
 
     # --- what to run ---------------------------------------------------------------------------
     def set(self, launch: Launch | None) -> None:
@@ -101,11 +102,13 @@ class Supervisor:
             self.backend = None
             self._remove_files()
             self._set_state(State.DISABLED)
-            self._task = self._spawn(self._retire(old)) if old is not None else None
+            self._retire(old)
+            self._task = None
             return
         self.backend = launch.backend
         adopted = self._take_over(launch)
-        self._task = self._spawn(self._run(launch, old, adopted))
+        self._retire(old)
+        self._task = self._spawn(self._run(launch, adopted))
 
     def fail(self, backend: str, error: str, retry: Callable[[], Launch] | None = None) -> None:
         """The proxy cannot be started: failed with `error`; `retry()` is tried every RETRY_S
@@ -119,19 +122,30 @@ class Supervisor:
         if error != self.error or self.state is not State.FAILED:
             log.error("proxy %s: %s", backend, error)
         self._set_state(State.FAILED, error)
-        self._task = self._spawn(self._retry(retry, old))
+        self._retire(old)
+        self._task = self._spawn(self._retry(retry))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         return asyncio.get_running_loop().create_task(coro)
 
-    async def _retire(self, old: Proc) -> None:
-        await self._terminate(old)
+    def _retire(self, old: Proc | None) -> None:
+        """Stop `old` for good, in a task of its own that no later change cancels: handed to
+        the next launch's task, it ran on (holding the port and the key) when a second change
+        came before that task had started."""
+        if old is not None:
+            task = self._spawn(self._terminate(old))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
-    async def _retry(self, make: Callable[[], Launch] | None, old: Proc | None) -> None:
+    async def _retired(self) -> None:
+        """Wait until every process being stopped has ended (it holds the port we need)."""
+        if self._retiring:
+            await asyncio.shield(asyncio.gather(*self._retiring, return_exceptions=True))
+
+    async def _retry(self, make: Callable[[], Launch] | None) -> None:
         from bonding.dataplane.backends import BackendError
 
-        if old is not None:
-            await self._terminate(old)
+        await self._retired()
         if make is None:
             return
         while True:
@@ -143,7 +157,7 @@ class Supervisor:
                 continue
             self.launch = launch
             self.backend = launch.backend
-            await self._run(launch, None)
+            await self._run(launch)
             return
 
     def _cancel(self) -> Proc | None:
@@ -180,10 +194,9 @@ class Supervisor:
         log.info("proxy %s started: %s pid %d", launch.backend, launch.program, proc.pid)
         return proc, rfd
 
-    async def _run(self, launch: Launch, old: Proc | None,
+    async def _run(self, launch: Launch,
                    adopted: tuple[Proc, int | None] | None = None) -> None:
-        if old is not None:
-            await self._terminate(old)  # it holds the port the new one needs
+        await self._retired()  # the old process holds the port the new one needs
         quick = 0
         while True:
             if adopted is not None:
@@ -345,8 +358,8 @@ class Supervisor:
         if task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if old is not None:
-            await self._terminate(old)
+        self._retire(old)
+        await self._retired()
         self._clear_pid()
         self._remove_files()
         with contextlib.suppress(FileNotFoundError):
@@ -363,6 +376,7 @@ class Supervisor:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._retired()
         self._proc, self.pid = None, None
 
     def status(self) -> dict[str, Any]:
