@@ -28,11 +28,11 @@ from typing import Any
 
 import uciconf
 from bonding.lab.owrt.dhcp import start_udhcpd
+from bonding.lab.owrt.lab import NET_PARTS
 from bonding.lab.topology import nsx, run
 
 from .router_root import RouterRoot
 
-NET_PARTS = ("netifd", "jsonfilter", "firewall4")
 DHCP_WANS = {"wan": 1, "wanb": 2}  # netifd interface -> its link number (wan<N>, isp<N>)
 STATIC_WAN = ("wanc", 3)
 WANS = (*DHCP_WANS, STATIC_WAN[0])

@@ -551,7 +551,7 @@ def test_a_lan_connection_survives_a_restart_and_a_kill_9_of_bondingd(
         assert proxy_files(root) == ["proxy.out", "proxy.pid", "ss-redir.json"]
         root.sh("/etc/init.d/bonding stop", timeout=30)
         root.wait(lambda: not service(root), 15, "procd to drop the instance")
-        assert not root.path(f"/proc/{proxy}").exists(), "stop left the proxy running"
+        assert not root.running(proxy), "stop left the proxy running"
         assert proxy_files(root) == []
         assert root.sh("nft list table inet bonding", check=False).returncode != 0
         assert root.endpoints() == []

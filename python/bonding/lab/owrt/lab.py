@@ -48,7 +48,7 @@ from bonding.lab.owrt.root import UBUS_SOCKET, OwrtRoot
 from bonding.lab.owrt.userland import base_packages
 from bonding.lab.routerconf import render_config
 
-NET_PARTS = ("netifd", "jsonfilter", "firewall4")
+NET_PARTS = ("netifd", "firewall4")  # and jsonfilter, which every root has
 MANAGERS = ("opkg", "apk")  # OpenWrt 24.10's, 25.12's
 # LuCI on the LAN: the lab's one login (reachable only from the lab's namespaces)
 LUCI_USER, LUCI_PASSWORD = "admin", "bonding-lab"

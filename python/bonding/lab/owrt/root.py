@@ -71,7 +71,9 @@ class OwrtRoot:
     def __init__(self, prefix: Path, stage: Path, ns: str, parts: Iterable[str] = (), *,
                  stay: bool = False) -> None:
         self.prefix = prefix
-        self.parts = tuple(parts)
+        # jsonfilter is in every OpenWrt image: procd.sh (rc.common's `running`, what a
+        # `reload` of a procd service asks first) reads procd's answers with it
+        self.parts = tuple(dict.fromkeys(("jsonfilter", *parts)))
         self.stage = stage
         self.ns = ns
         self.stay = stay
@@ -258,6 +260,15 @@ class OwrtRoot:
         if r.returncode != 0:
             return r
         return json.loads(r.stdout) if r.stdout.strip() else None
+
+    def running(self, pid: int) -> bool:
+        """Process `pid` of the root runs: it exists and is no zombie (one that ended without
+        being its child's is reaped by the root's PID 1, a moment later)."""
+        try:
+            stat = self.path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
     def log(self, name: str) -> str:
         p = self.path(f"{self.log_dir}/{name}.log")
