@@ -374,14 +374,9 @@ class Daemon:
         self._dirty = True
         self.refresh_netifd()
 
-    def _from_netifd(self) -> bool:
-        """Some paths are netifd's (discovered, or an interface without a device)."""
-        return not self.cfg.paths or any(rt.cfg.interface and not rt.cfg.device
-                                         for rt in self.paths.values())
-
     def refresh_netifd(self) -> None:
         """Re-read netifd's interfaces (once at a time), then re-resolve the paths."""
-        if self._from_netifd():
+        if self.pathset.from_netifd(self.cfg):
             self.netifd_bridge.refresh()
 
     def _netifd_read(self) -> None:
@@ -441,7 +436,7 @@ class Daemon:
                         (signal.SIGHUP, self.reload)):
             loop.add_signal_handler(sig, fn)
         self._start_ubus()
-        if self._from_netifd():
+        if self.pathset.from_netifd(self.cfg):
             # the first plan waits for netifd's paths: one without them would remove the
             # routes and endpoints a restart left (and the connections on them), then add them
             self.netifd_bridge.hold(NETIFD_WAIT_S, self.schedule_reconcile)

@@ -22,13 +22,14 @@ from typing import Any
 
 import pytest
 from conftest import LINKS, lab_prefix, lab_skip_reason
+from steps import rates_during
 
+from bonding.dataplane.proxyproc import start_ticks
 from bonding.lab.delay import python_env
 from bonding.lab.owrt.lab import MANAGERS, kind
 from bonding.lab.owrt.root import OwrtRoot
 from bonding.lab.topology import TARGET_ADDR, Lab, LabState, nsx, run
 from bonding.lab.traffic import (
-    Rates,
     endpoints,
     lan_transfer,
     path_state,
@@ -91,11 +92,7 @@ def ppid_comm(pid: int) -> str:
 
 
 def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return start_ticks(pid) is not None
 
 
 def iface(root: OwrtRoot, name: str) -> dict[str, Any]:
@@ -144,17 +141,8 @@ def test_bondingd_under_procd_bonds_the_netifd_wans_with_lan_traffic(built: Buil
         lease = iface(root, name)["ipv4-address"][0]["address"]
         assert (paths[name]["device"], paths[name]["address"]) == (name, lease), paths[name]
         assert eps.get(name) == lease, eps
-    t = lan_transfer(lab, 6)
-    t.start()
-    try:
-        time.sleep(2.0)  # slow start and the subflows' set-up
-        rates = Rates(lab)
-        time.sleep(3.0)
-        wire = rates.sample()
-        report = t.result(timeout=30)
-    except BaseException:
-        t.stop()
-        raise
+    # 2 s for slow start and the subflows' set-up, then 3 s measured
+    wire, report = rates_during(lab, lan_transfer(lab, 6), 2.0, 3.0, timeout=30)
     # every WAN carries the one LAN connection at once (a sanity bar, on a loaded host too:
     # unbonded, two of them would carry nothing of it; the figures are the demo's)
     for link in st.links:

@@ -45,6 +45,11 @@ class PathSet:
                 stop(f)
         self.on_change()
 
+    def from_netifd(self, cfg: Config) -> bool:
+        """Some paths are netifd's: discovered, or an interface without a device."""
+        return not cfg.paths or any(rt.cfg.interface and not rt.cfg.device
+                                    for rt in self.paths.values())
+
     def sync_discovered(self, cfg: Config) -> None:
         """With no path sections: follow netifd's WAN interfaces as they come and go."""
         if cfg.paths:

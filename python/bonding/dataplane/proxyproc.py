@@ -59,11 +59,11 @@ def identity(launch: Launch) -> dict[str, Any]:
             "user": [launch.user.user, launch.user.uid, launch.user.gid]}
 
 
-def start_ticks(pid: int) -> int | None:
-    """When `pid` started, in clock ticks after boot (/proc/PID/stat); None: no such process,
-    or a zombie."""
+def start_ticks(pid: int, proc: Path = Path("/proc")) -> int | None:
+    """When `pid` started, in clock ticks after boot (`proc`/PID/stat: another PID namespace's
+    /proc too); None: no such process, or a zombie."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = (proc / str(pid) / "stat").read_text()
         fields = stat[stat.rindex(")") + 2:].split()  # after the command's name
     except (OSError, ValueError):
         return None

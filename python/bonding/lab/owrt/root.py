@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from bonding.dataplane.proxyproc import start_ticks
 from bonding.lab.model import LabError
 
 INIT = Path(__file__).resolve().parent / "init.py"
@@ -264,11 +265,7 @@ class OwrtRoot:
     def running(self, pid: int) -> bool:
         """Process `pid` of the root runs: it exists and is no zombie (one that ended without
         being its child's is reaped by the root's PID 1, a moment later)."""
-        try:
-            stat = self.path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return False
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+        return start_ticks(pid, self.path("/proc")) is not None
 
     def log(self, name: str) -> str:
         p = self.path(f"{self.log_dir}/{name}.log")
